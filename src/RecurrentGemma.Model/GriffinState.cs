@@ -1,0 +1,147 @@
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model;
+
+/// <summary>
+/// Fixed-size decode state for <see cref="Capacity"/> sequences ("slots"), preallocated once.
+/// Per recurrent layer: the RG-LRU vector h [N, L] (always float32) and the last K−1 linear_x
+/// outputs [N, K−1, L] (oldest first). Per attention layer: a W-slot ring of keys and values
+/// [N, W, hd] (keys after RoPE; slot s holds the token at position τ with τ mod W = s).
+/// Plus, per slot, how many tokens it has consumed (host side, so no device sync is needed).
+/// Its size depends on the config only — never on how many tokens a sequence has seen.
+/// </summary>
+public sealed class GriffinState : IDisposable
+{
+    public GriffinConfig Config { get; }
+    public int Capacity { get; }
+    public ScalarType DType { get; }
+    public Device Device { get; }
+
+    /// <summary>Per layer; null where the layer is an attention layer.</summary>
+    internal Tensor?[] Rnn { get; }
+    internal Tensor?[] Conv { get; }
+    /// <summary>Per layer; null where the layer is a recurrent layer.</summary>
+    internal Tensor?[] Keys { get; }
+    internal Tensor?[] Values { get; }
+
+    readonly long[] _tokenCount;
+
+    public GriffinState(GriffinConfig config, int capacity, ScalarType dtype, Device device)
+    {
+        if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), "capacity must be positive");
+        Config = config; Capacity = capacity; DType = dtype; Device = device;
+        int n = config.NumHiddenLayers;
+        Rnn = new Tensor?[n]; Conv = new Tensor?[n]; Keys = new Tensor?[n]; Values = new Tensor?[n];
+        for (int l = 0; l < n; l++)
+        {
+            if (config.KindOf(l) == BlockKind.Recurrent)
+            {
+                Rnn[l] = zeros([capacity, config.LruWidth], ScalarType.Float32, device);
+                Conv[l] = zeros([capacity, config.Conv1dWidth - 1, config.LruWidth], dtype, device);
+            }
+            else
+            {
+                Keys[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device);
+                Values[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device);
+            }
+        }
+        _tokenCount = new long[capacity];
+    }
+
+    /// <summary>
+    /// Bytes of one slot: n_rec·(4L + (K−1)·L·b) + n_att·2·W·hd·b with b the state dtype's size
+    /// (griffin-math.md §9; the per-slot token counter is not counted there).
+    /// </summary>
+    public static long BytesPerSequence(GriffinConfig c, ScalarType dtype)
+    {
+        long b = ElementSize(dtype);
+        long l = c.LruWidth;
+        return c.RecurrentLayerCount * (4 * l + (c.Conv1dWidth - 1) * l * b)
+             + c.AttentionLayerCount * 2L * c.AttentionWindowSize * c.HeadDim * b;
+    }
+
+    public long BytesPerSlot => BytesPerSequence(Config, DType);
+
+    /// <summary>Bytes actually held by this state's tensors (all slots).</summary>
+    public long AllocatedBytes => AllTensors().Sum(t => t.numel() * t.ElementSize);
+
+    /// <summary>Tokens the slot has consumed: the position of its next token.</summary>
+    public long TokenCount(int slot) => _tokenCount[slot];
+
+    internal void Advance(int slot, long tokens) => _tokenCount[slot] += tokens;
+
+    /// <summary>
+    /// Clears a slot to the all-zero empty state. Required before reuse: a used state fed
+    /// position 0 is not clean (only the RG-LRU resets; conv and attention memory would leak).
+    /// </summary>
+    public void Reset(int slot)
+    {
+        CheckSlot(slot);
+        foreach (var t in AllTensors()) { using var row = t[slot]; row.zero_(); }
+        _tokenCount[slot] = 0;
+    }
+
+    /// <summary>Copies slot <paramref name="from"/> into slot <paramref name="to"/> (forking a sequence).</summary>
+    public void CopySlot(int from, int to)
+    {
+        CheckSlot(from); CheckSlot(to);
+        if (from == to) return;
+        foreach (var t in AllTensors())
+        {
+            using var src = t[from];
+            using var dst = t[to];
+            dst.copy_(src);
+        }
+        _tokenCount[to] = _tokenCount[from];
+    }
+
+    /// <summary>Copies one slot of another state with the same shape into a slot of this one.</summary>
+    public void CopySlotFrom(GriffinState other, int from, int to)
+    {
+        if (other.Config != Config && !ReferenceEquals(other.Config, Config)) throw new ArgumentException("states of different configs");
+        other.CheckSlot(from); CheckSlot(to);
+        var mine = AllTensors().ToList();
+        var theirs = other.AllTensors().ToList();
+        for (int i = 0; i < mine.Count; i++)
+        {
+            using var src = theirs[i][from];
+            using var dst = mine[i][to];
+            dst.copy_(src);
+        }
+        _tokenCount[to] = other._tokenCount[from];
+    }
+
+    /// <summary>Named per-layer tensors of one slot (views), for inspection and tests.</summary>
+    public Tensor RnnOf(int layer, int slot) => Rnn[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not recurrent");
+    public Tensor ConvOf(int layer, int slot) => Conv[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not recurrent");
+    public Tensor KeysOf(int layer, int slot) => Keys[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not an attention layer");
+    public Tensor ValuesOf(int layer, int slot) => Values[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not an attention layer");
+
+    internal IEnumerable<Tensor> AllTensors()
+    {
+        for (int l = 0; l < Config.NumHiddenLayers; l++)
+        {
+            if (Rnn[l] is { } r) yield return r;
+            if (Conv[l] is { } c) yield return c;
+            if (Keys[l] is { } k) yield return k;
+            if (Values[l] is { } v) yield return v;
+        }
+    }
+
+    internal void CheckSlot(int slot)
+    {
+        if ((uint)slot >= (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(slot), $"slot {slot} is outside 0..{Capacity - 1}");
+    }
+
+    static long ElementSize(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => 4,
+        ScalarType.BFloat16 or ScalarType.Float16 => 2,
+        _ => throw new NotSupportedException($"state dtype {t}"),
+    };
+
+    public void Dispose()
+    {
+        foreach (var t in AllTensors().ToList()) t.Dispose();
+    }
+}
