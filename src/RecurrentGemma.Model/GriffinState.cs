@@ -117,7 +117,8 @@ public sealed class GriffinState : IDisposable
     public Tensor KeysOf(int layer, int slot) => Keys[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not an attention layer");
     public Tensor ValuesOf(int layer, int slot) => Values[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not an attention layer");
 
-    internal IEnumerable<Tensor> AllTensors()
+    /// <summary>Every state tensor (all slots), layer by layer.</summary>
+    public IEnumerable<Tensor> AllTensors()
     {
         for (int l = 0; l < Config.NumHiddenLayers; l++)
         {
