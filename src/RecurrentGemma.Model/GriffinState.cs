@@ -71,6 +71,17 @@ public sealed class GriffinState : IDisposable
     internal void Advance(int slot, long tokens) => _tokenCount[slot] += tokens;
 
     /// <summary>
+    /// Declares how many tokens a slot holds, for tools that fill its tensors directly (a state
+    /// restored from elsewhere, or a benchmark that needs position 4000 without prefilling it).
+    /// </summary>
+    public void SetTokenCount(int slot, long tokens)
+    {
+        CheckSlot(slot);
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        _tokenCount[slot] = tokens;
+    }
+
+    /// <summary>
     /// Clears a slot to the all-zero empty state. Required before reuse: a used state fed
     /// position 0 is not clean (only the RG-LRU resets; conv and attention memory would leak).
     /// </summary>

@@ -23,7 +23,26 @@ public sealed class Linear : nn.Module
 
     public Tensor Weight => weight;
 
-    public Tensor Forward(Tensor x) => nn.functional.linear(x, weight, bias);
+    /// <summary>
+    /// On CPUs without native bf16 arithmetic (no AVX512_BF16 / AMX), bf16 GEMM runs ~7× slower
+    /// than f32 (docs/platform-notes: Zen 3), so from <see cref="UpcastRowsOnCpu"/> rows on a bf16
+    /// matmul runs as f32 on up-cast copies (one pass over the weight). Where the CPU has bf16
+    /// units, native bf16 wins at every batch size (docs/benchmarks.md), so this stays off.
+    /// </summary>
+    public static bool UpcastBf16OnCpu { get; set; } = !CpuFeatures.HasNativeBf16;
+    public const long UpcastRowsOnCpu = 32;
+
+    public Tensor Forward(Tensor x)
+    {
+        if (UpcastBf16OnCpu && weight.dtype == ScalarType.BFloat16 && weight.device_type == TorchSharp.DeviceType.CPU
+            && x.numel() / x.shape[^1] >= UpcastRowsOnCpu)
+        {
+            using var scope = NewDisposeScope();
+            var y = nn.functional.linear(x.to(ScalarType.Float32), weight.to(ScalarType.Float32), bias?.to(ScalarType.Float32));
+            return y.to(ScalarType.BFloat16).MoveToOuterDisposeScope();
+        }
+        return nn.functional.linear(x, weight, bias);
+    }
 }
 
 /// <summary>Parameter construction shared by the modules.</summary>

@@ -1,0 +1,52 @@
+using RecurrentGemma.Cli.Commands;
+
+namespace RecurrentGemma.Cli;
+
+/// <summary>
+/// The rgemma command line. Results go to stdout (JSON where a program reads them), progress
+/// and errors to stderr; exit code 0 on success, 1 on failure, 2 on a usage mistake.
+/// </summary>
+public static class CliApp
+{
+    public const string Usage = """
+        rgemma — RecurrentGemma from the command line
+
+        rgemma logits   --model <dir> --tokens 2,17,42 [--dtype f32|bf16] [--device cpu|cuda]
+            Full-prefill logits of the given ids (no BOS added): {"logits": [[...], ...]}.
+        rgemma generate --model <dir> --tokens 2,17,42 [--max-new-tokens 24] [--stop-ids 1,107]
+                        [--dtype f32|bf16] [--device cpu|cuda]
+            Greedy continuation ids: {"tokens": [...]}.
+        rgemma bench    [--shape tiny|2b|all] [--dtype f32|bf16|all] [--out docs/benchmarks.md] [--quick]
+            Random-weight model benchmarks (no download): load, prefill, decode, state size.
+        """;
+
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
+    {
+        CliArgs parsed;
+        try
+        {
+            parsed = new CliArgs(args);
+            switch (parsed.Command)
+            {
+                case "logits": return LogitsCommand.Run(parsed, stdout);
+                case "generate": return GenerateCommand.Run(parsed, stdout);
+                case "bench": return await BenchCommand.RunAsync(parsed, stdout, stderr, cancel);
+                case "help" or "--help" or "-h":
+                    await stdout.WriteLineAsync(Usage);
+                    return 0;
+                default:
+                    throw new UsageException($"unknown command '{parsed.Command}'");
+            }
+        }
+        catch (UsageException e)
+        {
+            await stderr.WriteLineAsync($"rgemma: {e.Message}\n\n{Usage}");
+            return 2;
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or InvalidOperationException or UnauthorizedAccessException)
+        {
+            await stderr.WriteLineAsync($"rgemma: {e.Message}");
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,89 @@
+using System.Globalization;
+using System.Text;
+using RecurrentGemma.Cli.Bench;
+using RecurrentGemma.Model;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Cli.Commands;
+
+/// <summary>
+/// <c>rgemma bench</c>: model benchmarks on random weights in real shapes. Prints a markdown
+/// report and (with --out) writes it into that file between this benchmark's markers, leaving
+/// the other sections of docs/benchmarks.md alone.
+/// </summary>
+public static class BenchCommand
+{
+    /// <summary>A small shape that runs in seconds (hidden 1024, 12 layers, vocab 32000: the peer table's).</summary>
+    public static readonly GriffinConfig Small = new()
+    {
+        VocabSize = 32000, HiddenSize = 1024, IntermediateSize = 6144, NumHiddenLayers = 12,
+        NumAttentionHeads = 8, HeadDimOverride = 128, LruWidthOverride = 1024,
+    };
+
+    public static Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr, CancellationToken cancel)
+    {
+        var shapes = (args.Get("shape") ?? "all") switch
+        {
+            "tiny" or "small" => new[] { ("small", Small) },
+            "2b" => [("2b", GriffinConfig.RecurrentGemma2B)],
+            "all" => [("small", Small), ("2b", GriffinConfig.RecurrentGemma2B)],
+            var s => throw new UsageException($"--shape must be tiny, 2b or all, got '{s}'"),
+        };
+        var dtypes = (args.Get("dtype") ?? "all") switch
+        {
+            "all" => new[] { ScalarType.Float32, ScalarType.BFloat16 },
+            var d => [TorchDevices.ParseDType(d)],
+        };
+        bool quick = args.Flag("quick");
+        var outPath = args.Get("out");
+        var threads = args.Int("threads", 0);
+        var upcast = args.Get("bf16-upcast");   // auto | on | off: measure the bf16-on-CPU strategy
+        if (upcast is "on" or "off") RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu = upcast == "on";
+        else if (upcast is not (null or "auto")) throw new UsageException($"--bf16-upcast must be auto, on or off, got '{upcast}'");
+        args.EnsureAllRead();
+        if (threads > 0) set_num_threads(threads);
+
+        var results = new List<ModelBenchResult>();
+        foreach (var (name, config) in shapes)
+            foreach (var dtype in dtypes)
+            {
+                cancel.ThrowIfCancellationRequested();
+                results.Add(new ModelBenchmark(name, config, dtype, quick, stderr).Run());
+            }
+
+        var report = Report(results, "rgemma bench " + string.Join(' ', Environment.GetCommandLineArgs().Skip(2)));
+        stdout.WriteLine(report);
+        if (outPath is not null) WriteSection(outPath, "model", report);
+        return Task.FromResult(0);
+    }
+
+    static string Report(IReadOnlyList<ModelBenchResult> rs, string command)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("## Model (issue #2): load, prefill, decode, state");
+        sb.AppendLine();
+        sb.AppendLine(ci, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- {command.Replace("rgemma ", "")}`  ");
+        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, native bf16 {CpuFeatures.HasNativeBf16}, bf16 up-cast {RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu}; random weights (no download).");
+        sb.AppendLine();
+        sb.AppendLine("| shape | dtype | weights | state/seq | read (cached) / into fresh memory | load | load ÷ read (cached / fresh) | prefill tok/s (T) | decode tok/s b1 / b4 / b16 / b64 | step ms @pos short / long (ratio) | b1 step vs memory floor |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var r in rs)
+        {
+            string dec = string.Join(" / ", r.Decode.Select(d => d.TokensPerSecond.ToString("F2", ci)));
+            sb.AppendLine(ci, $"| {r.Shape} | {r.DType} | {r.ParameterBytes / 1e9:F2} GB | {r.StateBytesPerSequence / 1048576.0:F2} MiB | {r.RawReadSeconds:F2} s / {r.FreshReadSeconds:F2} s | {r.LoadSeconds:F2} s | {r.LoadRatio:F2}× / {r.LoadRatioFresh:F2}× | {r.PrefillTokensPerSecond:F1} ({r.PrefillTokens}) | {dec} | {r.StepMsAtShortContext:F1} @{r.ShortPosition} / {r.StepMsAtLongContext:F1} @{r.LongPosition} ({r.FlatnessRatio:F3}) | {r.Decode[0].StepMs:F0} ms vs {r.MemoryFloorMs:F0} ms ({r.FloorRatio:F2}×, copy {r.CopyBandwidthGBs:F1} GB/s) |");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Replaces (or appends) the text between this section's markers in a markdown file.</summary>
+    public static void WriteSection(string path, string section, string body)
+    {
+        string begin = $"<!-- bench:{section}:begin -->", end = $"<!-- bench:{section}:end -->";
+        var text = File.Exists(path) ? File.ReadAllText(path) : "# Benchmarks\n\nEvery number here was produced by the command printed above its table.\n";
+        var block = $"{begin}\n{body.TrimEnd()}\n{end}";
+        int i = text.IndexOf(begin, StringComparison.Ordinal), j = text.IndexOf(end, StringComparison.Ordinal);
+        text = i >= 0 && j > i ? text[..i] + block + text[(j + end.Length)..] : text.TrimEnd() + "\n\n" + block + "\n";
+        File.WriteAllText(path, text);
+    }
+}

@@ -1,0 +1,96 @@
+using System.Text.Json;
+using RecurrentGemma.Model.Tests;
+
+namespace RecurrentGemma.Cli.Tests;
+
+/// <summary>The rgemma contract: JSON on stdout, errors on stderr with a non-zero exit.</summary>
+public class CliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.RunAsync(args, stdout, stderr).GetAwaiter().GetResult();
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
+    public void Logits_prints_one_row_per_token_equal_to_the_reference(string name)
+    {
+        var fx = GriffinFixture.Get(name);
+        var seq = fx.Ids(fx.Cases.GetProperty("a").GetProperty("sequences")[1]);
+        var (code, stdout, stderr) = Run("logits", "--model", fx.Directory, "--tokens", string.Join(",", seq));
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var rows = doc.RootElement.GetProperty("logits").EnumerateArray().ToList();
+        Assert.Equal(seq.Length, rows.Count);
+        var flat = rows.SelectMany(r => r.EnumerateArray().Select(x => x.GetSingle())).ToArray();
+        Assert.Equal(seq.Length * fx.Config.VocabSize, flat.Length);
+        Compare.Close(fx.Array("a.seq1.logits").Data, flat, 2e-4, $"{name} rgemma logits");
+    }
+
+    [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
+    public void Generate_prints_the_reference_greedy_tokens(string name)
+    {
+        var fx = GriffinFixture.Get(name);
+        var d = fx.Cases.GetProperty("d");
+        var expected = fx.Ids(d.GetProperty("generated"));
+        var (code, stdout, stderr) = Run("generate", "--model", fx.Directory, "--tokens", string.Join(",", fx.Ids(d.GetProperty("prompt"))),
+            "--max-new-tokens", expected.Length.ToString());
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(expected, doc.RootElement.GetProperty("tokens").EnumerateArray().Select(x => x.GetInt64()));
+    }
+
+    [Fact]
+    public void Generate_stops_before_a_stop_id_and_accepts_bf16()
+    {
+        var fx = GriffinFixture.Get("tiny");
+        var d = fx.Cases.GetProperty("d");
+        var expected = fx.Ids(d.GetProperty("generated"));  // 110, 201, 241, 11, …
+        var (code, stdout, _) = Run("generate", "--model", fx.Directory, "--tokens", string.Join(",", fx.Ids(d.GetProperty("prompt"))),
+            "--max-new-tokens", "24", "--stop-ids", "241,1");
+        Assert.Equal(0, code);
+        Assert.Equal("""{"tokens":[110,201]}""", stdout.Trim());
+
+        (code, stdout, _) = Run("generate", "--model", fx.Directory, "--tokens", "2,17", "--max-new-tokens", "3", "--dtype", "bf16");
+        Assert.Equal(0, code);
+        Assert.Equal(3, JsonDocument.Parse(stdout).RootElement.GetProperty("tokens").GetArrayLength());
+    }
+
+    [Theory]
+    [InlineData(2, "unknown command", "frobnicate")]
+    [InlineData(2, "--tokens is required", "logits", "--model", "MODEL")]
+    [InlineData(2, "unknown option(s): --bogus", "logits", "--model", "MODEL", "--tokens", "2", "--bogus", "1")]
+    [InlineData(2, "outside the vocabulary", "generate", "--model", "MODEL", "--tokens", "2,256")]
+    [InlineData(2, "unknown dtype 'f8'", "logits", "--model", "MODEL", "--tokens", "2", "--dtype", "f8")]
+    [InlineData(2, "comma-separated integers", "logits", "--model", "MODEL", "--tokens", "2,x")]
+    [InlineData(1, "model directory not found", "logits", "--model", "/no/such/dir", "--tokens", "2")]
+    [InlineData(1, "CUDA is not available", "logits", "--model", "MODEL", "--tokens", "2", "--device", "cuda")]
+    public void Errors_go_to_stderr_with_a_non_zero_exit(int expectedCode, string message, params string[] args)
+    {
+        var dir = GriffinFixture.Get("tiny").Directory;
+        var (code, stdout, stderr) = Run(args.Select(a => a == "MODEL" ? dir : a).ToArray());
+        if (message == "CUDA is not available" && TorchSharp.torch.cuda.is_available()) return; // a GPU host
+        Assert.Equal(expectedCode, code);
+        Assert.Equal("", stdout);
+        Assert.Contains(message, stderr);
+    }
+
+    [Fact]
+    public void Bench_sections_replace_only_their_own_markers()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "# Benchmarks\n\n<!-- bench:other:begin -->\nkeep\n<!-- bench:other:end -->\n");
+            Commands.BenchCommand.WriteSection(path, "model", "first");
+            Commands.BenchCommand.WriteSection(path, "model", "second");
+            var text = File.ReadAllText(path);
+            Assert.Contains("keep", text);
+            Assert.Contains("second", text);
+            Assert.DoesNotContain("first", text);
+        }
+        finally { File.Delete(path); }
+    }
+}
