@@ -1,0 +1,115 @@
+using System.Text;
+
+namespace RecurrentGemma.Text;
+
+/// <summary>One part of a message's content (OpenAI's content-part array); only "text" renders.</summary>
+public sealed record ChatContentPart(string Type, string? Text);
+
+/// <summary>A chat message as clients send it: a role and either a string or content parts.</summary>
+public sealed record ChatMessage(string Role, string? Content, IReadOnlyList<ChatContentPart>? Parts = null)
+{
+    public static ChatMessage User(string text) => new("user", text);
+    public static ChatMessage Assistant(string text) => new("assistant", text);
+    public static ChatMessage System(string text) => new("system", text);
+}
+
+/// <summary>A conversation the template cannot render; names the offending message.</summary>
+public sealed class ChatTemplateException(string message, string param) : Exception(message)
+{
+    /// <summary>The request field at fault, e.g. "messages[2].content".</summary>
+    public string Param { get; } = param;
+}
+
+/// <summary>
+/// Gemma's instruction-tuned chat format (the reference's apply_it_formatter / HF chat_template):
+/// <c>&lt;bos&gt;&lt;start_of_turn&gt;user\n{text}&lt;end_of_turn&gt;\n&lt;start_of_turn&gt;model\n{text}&lt;end_of_turn&gt;\n…&lt;start_of_turn&gt;model\n</c>.
+/// Roles: user → user, assistant → model. Gemma has no system role, so system (and developer)
+/// text is folded into the next user turn ("system text", blank line, "user text"), as Google's
+/// guidance does. Content parts of type "text" are joined with newlines. Message text is trimmed, as the official template does. Consecutive messages
+/// of one role are joined with a blank line (OpenAI accepts them; Gemma expects alternation).
+/// </summary>
+public static class GemmaChatTemplate
+{
+    public const string StartOfTurn = "<start_of_turn>";
+    public const string EndOfTurn = "<end_of_turn>";
+
+    /// <summary>The prompt text (without BOS) ending in the generation prompt for the model.</summary>
+    public static string Render(IReadOnlyList<ChatMessage> messages)
+    {
+        var turns = Turns(messages);
+        var sb = new StringBuilder();
+        foreach (var (role, text) in turns)
+            sb.Append(StartOfTurn).Append(role).Append('\n').Append(text).Append(EndOfTurn).Append('\n');
+        sb.Append(StartOfTurn).Append("model\n");
+        return sb.ToString();
+    }
+
+    /// <summary>The model's input ids: BOS, then the rendered prompt.</summary>
+    public static List<int> Encode(GemmaTokenizer tokenizer, IReadOnlyList<ChatMessage> messages) =>
+        tokenizer.EncodeWithBos(Render(messages));
+
+    /// <summary>Validated, merged (role, text) turns in order; the last one is the user's.</summary>
+    public static List<(string Role, string Text)> Turns(IReadOnlyList<ChatMessage> messages)
+    {
+        if (messages is null || messages.Count == 0)
+            throw new ChatTemplateException("messages must contain at least one message", "messages");
+        var turns = new List<(string Role, string Text)>();
+        var pendingSystem = new List<string>();
+        for (int i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            var text = TextOf(m, i).Trim();
+            switch (m.Role)
+            {
+                case "system" or "developer":
+                    if (text.Length > 0) pendingSystem.Add(text);
+                    break;
+                case "user":
+                    if (text.Length == 0 && pendingSystem.Count == 0)
+                        throw new ChatTemplateException($"messages[{i}].content must not be empty", $"messages[{i}].content");
+                    if (pendingSystem.Count > 0)
+                    {
+                        text = string.Join("\n\n", pendingSystem.Append(text).Where(t => t.Length > 0));
+                        pendingSystem.Clear();
+                    }
+                    Add(turns, "user", text);
+                    break;
+                case "assistant":
+                    Add(turns, "model", text);
+                    break;
+                case "tool" or "function":
+                    throw new ChatTemplateException($"messages[{i}] has role '{m.Role}': tool and function messages are not supported", $"messages[{i}].role");
+                default:
+                    throw new ChatTemplateException($"messages[{i}].role '{m.Role}' is not one of system, developer, user, assistant", $"messages[{i}].role");
+            }
+        }
+        if (turns.Count == 0 || turns[^1].Role != "user" || pendingSystem.Count > 0)
+            throw new ChatTemplateException("the conversation must end with a user message (the model answers the last user turn)", "messages");
+        return turns;
+    }
+
+    static void Add(List<(string Role, string Text)> turns, string role, string text)
+    {
+        if (turns.Count > 0 && turns[^1].Role == role)
+            turns[^1] = (role, turns[^1].Text.Length == 0 ? text : text.Length == 0 ? turns[^1].Text : turns[^1].Text + "\n\n" + text);
+        else
+            turns.Add((role, text));
+    }
+
+    static string TextOf(ChatMessage m, int index)
+    {
+        if (m.Parts is null) return m.Content ?? "";
+        // Text parts are joined with a newline, as vLLM does.
+        var texts = new List<string>();
+        for (int p = 0; p < m.Parts.Count; p++)
+        {
+            var part = m.Parts[p];
+            if (part.Type != "text")
+                throw new ChatTemplateException($"messages[{index}].content[{p}] has type '{part.Type}': only text content is supported", $"messages[{index}].content[{p}].type");
+            if (part.Text is null)
+                throw new ChatTemplateException($"messages[{index}].content[{p}].text is required for a text part", $"messages[{index}].content[{p}].text");
+            texts.Add(part.Text);
+        }
+        return string.Join("\n", texts);
+    }
+}
