@@ -16,11 +16,22 @@ public static class CliApp
         rgemma generate --model <dir> --tokens 2,17,42 [--max-new-tokens 24] [--stop-ids 1,107]
                         [--dtype f32|bf16] [--device cpu|cuda]
             Greedy continuation ids: {"tokens": [...]}.
+        rgemma generate --model <dir> --prompt "text" [--max-new-tokens 64] [--tokenizer <tokenizer.model>]
+            BOS + the text, greedy until <eos>/<end_of_turn>: {"text": "..."}.
+        rgemma chat     --model <dir> [--system "..."] [--max-new-tokens 256]
+            Interactive chat with the Gemma template, streamed; the state carries over between turns.
+        rgemma tokenize   --tokenizer <tokenizer.model>   stdin {"text": "..."} lines → {"ids": [...]} (no BOS)
+        rgemma detokenize --tokenizer <tokenizer.model>   stdin {"ids": [...]} lines → {"text": "..."}
         rgemma bench    [--shape tiny|2b|all] [--dtype f32|bf16|all] [--out docs/benchmarks.md] [--quick]
             Random-weight model benchmarks (no download): load, prefill, decode, state size.
+        rgemma bench --suite tokenizer [--tokenizer <tokenizer.model>] [--corpus <cases.jsonl>] [--out docs/benchmarks.md]
+            Tokenizer encode/decode speed on ~1 MB of mixed text.
         """;
 
-    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
+    public static Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default) =>
+        RunAsync(args, TextReader.Null, stdout, stderr, cancel);
+
+    public static async Task<int> RunAsync(string[] args, TextReader stdin, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
     {
         CliArgs parsed;
         try
@@ -30,6 +41,9 @@ public static class CliApp
             {
                 case "logits": return LogitsCommand.Run(parsed, stdout);
                 case "generate": return GenerateCommand.Run(parsed, stdout);
+                case "tokenize": return TokenizeCommands.Tokenize(parsed, stdin, stdout);
+                case "detokenize": return TokenizeCommands.Detokenize(parsed, stdin, stdout);
+                case "chat": return ChatCommand.Run(parsed, stdin, stdout, stderr, cancel);
                 case "bench": return await BenchCommand.RunAsync(parsed, stdout, stderr, cancel);
                 case "help" or "--help" or "-h":
                     await stdout.WriteLineAsync(Usage);

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.ML.Tokenizers;
 
 [assembly: InternalsVisibleTo("RecurrentGemma.Text.Tests")]
+[assembly: InternalsVisibleTo("rgemma")]
 
 namespace RecurrentGemma.Text;
 

@@ -122,3 +122,25 @@ public class TokenizerTests
         Assert.Throws<FileNotFoundException>(() => GemmaTokenizer.FromFile("/no/such/tokenizer.model"));
     }
 }
+
+public class DemoTokenizerTests
+{
+    [Fact]
+    public void The_embedded_demo_tokenizer_has_gemmas_special_ids_and_round_trips_text()
+    {
+        var tok = Demo.DemoTokenizer.Load();
+        Assert.Equal(4096, tok.VocabSize);
+        Assert.Equal((0, 1, 2, 3, 106, 107), (tok.PadId, tok.EosId, tok.BosId, tok.UnknownId, tok.StartOfTurnId, tok.EndOfTurnId));
+        List<ChatMessage> chat = [ChatMessage.User("Hello there! 日本語 👍")];
+        var prompt = GemmaChatTemplate.Encode(tok, chat);
+        Assert.Equal([2, 106], prompt.Take(2));
+        Assert.Single(prompt, 107);
+        Assert.Equal(108, prompt[^1]);
+        Assert.Equal(GemmaChatTemplate.Render(chat), tok.Decode(prompt));
+        foreach (var text in TokenizerFixtures.GemmaCases.Select(c => c.Text).Where(t => !t.Contains('\u2581')))
+            Assert.Equal(text, tok.Decode(tok.Encode(text)));
+        // Its exact path and the hybrid agree on every fixture string too.
+        foreach (var c in TokenizerFixtures.GemmaCases)
+            Assert.Equal(tok.EncodeExactOnly(c.Text), tok.Encode(c.Text));
+    }
+}

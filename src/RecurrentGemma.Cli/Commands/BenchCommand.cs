@@ -22,6 +22,20 @@ public static class BenchCommand
 
     public static Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr, CancellationToken cancel)
     {
+        var suite = args.Get("suite") ?? "model";
+        if (suite == "tokenizer")
+        {
+            var tokenizer = args.Get("tokenizer") ?? "tests/fixtures/gemma-tokenizer/tokenizer.model";
+            var corpus = args.Get("corpus") ?? "tests/fixtures/gemma-tokenizer/cases.jsonl";
+            var output = args.Get("out");
+            args.EnsureAllRead();
+            var text = TokenizerBenchmark.Run(tokenizer, corpus, stderr);
+            stdout.WriteLine(text);
+            if (output is not null) WriteSection(output, "tokenizer", text);
+            return Task.FromResult(0);
+        }
+        if (suite != "model") throw new UsageException($"--suite must be model or tokenizer, got '{suite}'");
+
         var shapes = (args.Get("shape") ?? "all") switch
         {
             "tiny" or "small" => new[] { ("small", Small) },

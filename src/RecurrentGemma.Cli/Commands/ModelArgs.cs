@@ -17,6 +17,13 @@ static class ModelArgs
         return CheckpointLoader.Load(dir, options);
     }
 
+    /// <summary>--tokenizer, or tokenizer.model inside the --model directory.</summary>
+    public static RecurrentGemma.Text.GemmaTokenizer TokenizerFor(CliArgs args)
+    {
+        var path = args.Get("tokenizer") ?? Path.Combine(args.Require("model"), "tokenizer.model");
+        return RecurrentGemma.Text.GemmaTokenizer.FromFile(path);
+    }
+
     public static long[] Tokens(CliArgs args, GriffinConfig config)
     {
         var ids = args.Ids("tokens") ?? throw new UsageException("--tokens is required (comma-separated ids)");
