@@ -1,0 +1,141 @@
+using System.Runtime.CompilerServices;
+using RecurrentGemma.Model;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>
+/// The engine's front door, safe to call from any thread: <see cref="Submit"/> validates a
+/// request, refuses it when the queue is full, and returns a handle whose event stream the
+/// caller reads. Disposing the handle (or cancelling its token) before the end aborts the
+/// request in the engine at once, freeing its slot.
+/// </summary>
+public interface IEngineClient
+{
+    RequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default);
+    EngineSnapshot Snapshot { get; }
+}
+
+public sealed class EngineClient : IEngineClient, IAsyncDisposable
+{
+    readonly EngineLoop _loop;
+    readonly EngineOptions _options;
+    readonly int _vocab;
+    long _nextId;
+    bool _stopping;
+
+    public EngineClient(GriffinForCausalLM model, EngineOptions options, EngineMetrics? metrics = null)
+    {
+        _options = options;
+        _vocab = model.Config.VocabSize;
+        Metrics = metrics ?? new EngineMetrics();
+        _loop = new EngineLoop(model, options, Metrics);
+        Metrics.Snapshot = () => _loop.Snapshot;
+        _loop.Ready.GetAwaiter().GetResult();   // surfaces a bad configuration (e.g. no slot fits) here
+    }
+
+    public EngineMetrics Metrics { get; }
+    public EngineOptions Options => _options;
+    public EngineSnapshot Snapshot => _loop.Snapshot;
+
+    public RequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        if (_stopping) throw new EngineStoppedException();
+        Validate(request);
+        if (!Metrics.TryEnqueue(_options.MaxQueuedRequests))
+            throw new EngineOverloadedException($"the request queue is full ({_options.MaxQueuedRequests} waiting); retry later");
+        var active = new ActiveRequest(Interlocked.Increment(ref _nextId), request).Init();
+        var handle = new RequestHandle(this, active, cancellationToken);
+        if (!_loop.Post(new EngineLoop.Submit(active)))
+        {
+            Metrics.QueuedRequestLeft();
+            throw new EngineStoppedException();
+        }
+        return handle;
+    }
+
+    void Validate(GenerationRequest r)
+    {
+        if (r.PromptTokens is null || r.PromptTokens.Count == 0)
+            throw new InvalidGenerationRequestException("the prompt must contain at least one token", "prompt");
+        if (r.PromptTokens.Count > _options.MaxPromptTokens)
+            throw new ContextTooLongException(r.PromptTokens.Count, _options.MaxPromptTokens);
+        foreach (var t in r.PromptTokens)
+            if (t < 0 || t >= _vocab) throw new InvalidGenerationRequestException($"token id {t} is outside the vocabulary (0..{_vocab - 1})", "prompt");
+        if (r.MaxNewTokens < 1 || r.MaxNewTokens > _options.MaxNewTokens)
+            throw new InvalidGenerationRequestException($"max_tokens must be between 1 and {_options.MaxNewTokens}, got {r.MaxNewTokens}", "max_tokens");
+        if (r.N < 1 || r.N > _options.MaxChoices || r.N > _options.MaxRunningSequences)
+            throw new InvalidGenerationRequestException($"n must be between 1 and {Math.Min(_options.MaxChoices, _options.MaxRunningSequences)}, got {r.N}", "n");
+        if (r.TopLogprobs < 0 || r.TopLogprobs > 20)
+            throw new InvalidGenerationRequestException($"top_logprobs must be between 0 and 20, got {r.TopLogprobs}", "top_logprobs");
+        if (r.Sampling.Temperature < 0) throw new InvalidGenerationRequestException("temperature must not be negative", "temperature");
+        if (r.Sampling.TopP is <= 0 or > 1) throw new InvalidGenerationRequestException("top_p must be in (0, 1]", "top_p");
+        if (r.Sampling.TopK < 0) throw new InvalidGenerationRequestException("top_k must not be negative", "top_k");
+        if (r.Sampling.MinP is < 0 or > 1) throw new InvalidGenerationRequestException("min_p must be in [0, 1]", "min_p");
+        if (r.Sampling.RepetitionPenalty <= 0) throw new InvalidGenerationRequestException("repetition_penalty must be positive", "repetition_penalty");
+    }
+
+    internal void Abort(long id) => _loop.Post(new EngineLoop.Abort(id));
+    internal void StopChoice(long id, int index) => _loop.Post(new EngineLoop.StopChoice(id, index));
+
+    /// <summary>Stops accepting requests, cancels what runs, and waits for the engine thread.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _stopping = true;
+        _loop.Stop();
+        await _loop.Exited.ConfigureAwait(false);
+    }
+}
+
+/// <summary>A submitted request: read its events; dispose it to cancel what is left.</summary>
+public sealed class RequestHandle : IAsyncDisposable
+{
+    readonly EngineClient _client;
+    readonly ActiveRequest _request;
+    readonly CancellationTokenRegistration _registration;
+    int _finished;
+
+    internal RequestHandle(EngineClient client, ActiveRequest request, CancellationToken cancellationToken)
+    {
+        _client = client;
+        _request = request;
+        _registration = cancellationToken.Register(static h => ((RequestHandle)h!).Cancel(), this);
+    }
+
+    public long Id => _request.Id;
+    public int PromptTokens => _request.Request.PromptTokens.Count;
+
+    /// <summary>Events in order, ending with <see cref="UsageEvent"/> (or an <see cref="ErrorEvent"/>).
+    /// Leaving the loop early cancels the request.</summary>
+    public async IAsyncEnumerable<EngineEvent> ReadEventsAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var reader = _request.Events.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+                while (reader.TryRead(out var e))
+                {
+                    if (e is UsageEvent or ErrorEvent) Interlocked.Exchange(ref _finished, 1);
+                    yield return e;
+                }
+        }
+        finally
+        {
+            if (Volatile.Read(ref _finished) == 0) Cancel();
+        }
+    }
+
+    /// <summary>Ends one choice now with finish reason "stop" (the text layer found a stop string).</summary>
+    public void StopChoice(int index) => _client.StopChoice(_request.Id, index);
+
+    public void Cancel()
+    {
+        if (Interlocked.Exchange(ref _finished, 1) == 0) _client.Abort(_request.Id);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Cancel();
+        _registration.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

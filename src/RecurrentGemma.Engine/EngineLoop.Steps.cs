@@ -1,0 +1,179 @@
+using RecurrentGemma.Model;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Engine;
+
+internal sealed partial class EngineLoop
+{
+    /// <summary>Step 3: every decoding sequence feeds its pending token; one batched forward.</summary>
+    int DecodeStep()
+    {
+        var batch = _active.SelectMany(r => r.Choices).Where(s => s.Phase == SequencePhase.Decoding && s.Pending is not null).ToList();
+        if (batch.Count == 0) return 0;
+        var tokens = batch.Select(s => (IReadOnlyList<long>)new long[] { s.Pending!.Value }).ToList();
+        Tensor logits;
+        try { logits = _model.Forward(tokens, _store!.State, batch.Select(s => (long)s.Slot).ToArray()); }
+        catch (Exception e) { FailAll(batch, e); return 0; }
+        foreach (var s in batch) { s.Consumed.Add(s.Pending!.Value); s.Pending = null; }
+        SampleAndApply(logits, batch);
+        return batch.Count;
+    }
+
+    /// <summary>Step 4: prompt chunks within the token budget, one ragged batched forward.</summary>
+    int PrefillStep()
+    {
+        var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
+        var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget);
+        if (plan.Count == 0) return 0;
+        var chunks = plan.Select(p => (IReadOnlyList<long>)p.Sequence.Request.Request.PromptTokens
+            .Skip(p.Sequence.Consumed.Count).Take(p.Tokens).Select(t => (long)t).ToArray()).ToList();
+        Tensor logits;
+        try { logits = _model.Forward(chunks, _store!.State, plan.Select(p => (long)p.Sequence.Slot).ToArray()); }
+        catch (Exception e) { FailAll(plan.Select(p => p.Sequence).ToList(), e); return 0; }
+
+        var firstTokenRows = new List<Sequence>();
+        var firstTokenLogits = new List<Tensor>();
+        for (int i = 0; i < plan.Count; i++)
+        {
+            var (seq, n) = plan[i];
+            var request = seq.Request;
+            seq.Consumed.AddRange(request.Request.PromptTokens.Skip(seq.Consumed.Count).Take(n));
+            if (seq.PromptRemaining > 0) continue;
+
+            // The prompt is in: snapshot the turn boundary, fork for n > 1, sample first tokens.
+            var req = request.Request;
+            if (_options.ParkFinishedStates && _options.SnapshotAtPromptEnd)
+                _store!.TryParkCopy(seq.Slot, seq.Consumed, req.SessionId, req.Owner);
+            foreach (var c in request.Choices)
+            {
+                if (c.Index > 0)
+                {
+                    _store!.State.CopySlot(seq.Slot, c.Slot);
+                    c.Consumed.AddRange(seq.Consumed);
+                }
+                c.Phase = SequencePhase.Decoding;
+                firstTokenRows.Add(c);
+                firstTokenLogits.Add(logits[i]);
+            }
+        }
+        if (firstTokenRows.Count > 0) SampleAndApply(stack(firstTokenLogits), firstTokenRows);
+        return plan.Sum(p => p.Tokens);
+    }
+
+    void SampleAndApply(Tensor logits, List<Sequence> rows)
+    {
+        var samplingRows = rows.Select(s => new SamplingRow(s.Request.Request.Sampling, s.Rng!, s.Request.Request.PromptTokens,
+            s.Generated, s.Request.Request.TopLogprobs, s.Request.Request.Logprobs)).ToList();
+        var (tokens, logprobs) = Sampler.Sample(logits, samplingRows);
+        for (int i = 0; i < rows.Count; i++) Apply(rows[i], tokens[i], logprobs[i]);
+    }
+
+    /// <summary>A sampled token: a stop id ends the choice unseen; otherwise it is emitted and
+    /// becomes pending, unless the choice reached max tokens or was asked to stop.</summary>
+    void Apply(Sequence s, int token, TokenLogprob? logprob)
+    {
+        var req = s.Request.Request;
+        if (req.StopTokenIds.Contains(token)) { Finish(s, FinishReason.Stop); return; }
+        s.Generated.Add(token);
+        s.Request.Events.Writer.TryWrite(new TokenEvent(s.Index, token, logprob));
+        Metrics.TokenGenerated();
+        if (s.StopRequested) Finish(s, FinishReason.Stop);
+        else if (s.Generated.Count >= req.MaxNewTokens) Finish(s, FinishReason.Length);
+        else s.Pending = token;
+    }
+
+    /// <summary>Step 5: a finished choice parks (choice 0 of a completed request) or frees its slot.</summary>
+    void Finish(Sequence s, FinishReason reason)
+    {
+        if (s.Phase == SequencePhase.Finished) return;
+        bool hadSlot = s.Slot >= 0;
+        var request = s.Request;
+        s.Phase = SequencePhase.Finished;
+        s.Pending = null;
+        request.Events.Writer.TryWrite(new FinishedEvent(s.Index, reason));
+        if (hadSlot)
+        {
+            var req = request.Request;
+            if (reason != FinishReason.Cancelled && s.Index == 0 && _options.ParkFinishedStates)
+                _store!.Park(s.Slot, s.Consumed, req.SessionId, req.Owner);
+            else _store!.Release(s.Slot);
+            s.Slot = -1;
+        }
+        s.Rng?.Dispose();
+        s.Rng = null;
+        if (request.Choices.All(c => c.Phase == SequencePhase.Finished)) Complete(request);
+    }
+
+    void Complete(ActiveRequest r)
+    {
+        if (r.Done) return;
+        r.Done = true;
+        r.Events.Writer.TryWrite(new UsageEvent(r.Request.PromptTokens.Count, r.Choices.Sum(c => c.Generated.Count), r.CachedTokens));
+        r.Events.Writer.TryComplete();
+        _active.Remove(r);
+        Metrics.RequestFinished();
+    }
+
+    void CancelRequest(ActiveRequest r)
+    {
+        if (r.Done) return;
+        if (!r.Admitted)
+        {
+            // Still queued: it never held a slot.
+            var rest = _waiting.Where(w => w != r).ToList();
+            _waiting.Clear();
+            foreach (var w in rest) _waiting.Enqueue(w);
+            Metrics.QueuedRequestLeft();
+        }
+        foreach (var c in r.Choices) Finish(c, FinishReason.Cancelled);
+        Complete(r);
+    }
+
+    void FailAll(List<Sequence> sequences, Exception e)
+    {
+        foreach (var r in sequences.Select(s => s.Request).Distinct().ToList()) Fail(r, $"the model failed: {e.Message}");
+    }
+
+    void Fail(ActiveRequest r, string message)
+    {
+        if (r.Done) return;
+        r.Events.Writer.TryWrite(new ErrorEvent(message));
+        foreach (var c in r.Choices)
+        {
+            if (c.Slot >= 0 && _store is not null) _store.Release(c.Slot);
+            c.Slot = -1;
+            c.Phase = SequencePhase.Finished;
+            c.Rng?.Dispose();
+        }
+        r.Done = true;
+        r.Events.Writer.TryComplete();
+        _active.Remove(r);
+        Metrics.RequestFinished();
+    }
+
+    void Publish()
+    {
+        var store = _store;
+        Snapshot = new EngineSnapshot(
+            QueuedRequests: _waiting.Count,
+            RunningSequences: _active.Sum(a => a.Choices.Count(c => c.Phase != SequencePhase.Finished)),
+            SlotsTotal: store?.Capacity ?? 0,
+            SlotsUsed: store?.UsedCount ?? 0,
+            SlotsParked: store?.ParkedCount ?? 0,
+            SlotsFree: store?.FreeCount ?? 0,
+            Evictions: store?.Evictions ?? 0,
+            SessionHits: store?.SessionHits ?? 0,
+            ReusedTokens: store?.ReusedTokens ?? 0,
+            StateBytesPerSlot: store?.State.BytesPerSlot ?? 0,
+            LiveTensorsOnEngineThread: TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount,
+            Steps: _step);
+    }
+}
+
+/// <summary>What the engine looks like right now (published after every step).</summary>
+public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, int SlotsTotal, int SlotsUsed, int SlotsParked,
+    int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps)
+{
+    public static EngineSnapshot Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    public double SlotUsageRatio => SlotsTotal == 0 ? 0 : (double)SlotsUsed / SlotsTotal;
+}

@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using RecurrentGemma.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>
+/// The one thread that owns every tensor. Each iteration:
+///   1. apply commands (new requests, aborts, "stop now");
+///   2. admit waiting requests first come, first served (continuing a parked state when one fits);
+///   3. one batched decode step for every decoding sequence;
+///   4. prefill chunks within the step's token budget; a finished prompt samples its first token
+///      (and is snapshotted, and forked for n &gt; 1);
+///   5. publish events; finished sequences park or free their slots.
+/// Everything else talks to it through <see cref="EngineClient"/> and channels.
+/// </summary>
+internal sealed partial class EngineLoop
+{
+    readonly GriffinForCausalLM _model;
+    readonly EngineOptions _options;
+    readonly Channel<Command> _commands = Channel.CreateUnbounded<Command>(new UnboundedChannelOptions { SingleReader = true });
+    readonly Queue<ActiveRequest> _waiting = new();
+    readonly List<ActiveRequest> _active = [];   // admitted, in admission order
+    readonly Thread _thread;
+    readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    StateStore? _store;
+    long _step;
+
+    internal abstract record Command;
+    internal sealed record Submit(ActiveRequest Request) : Command;
+    internal sealed record Abort(long RequestId) : Command;
+    internal sealed record StopChoice(long RequestId, int Index) : Command;
+
+    public EngineMetrics Metrics { get; }
+    public EngineSnapshot Snapshot { get; private set; } = EngineSnapshot.Empty;
+
+    public EngineLoop(GriffinForCausalLM model, EngineOptions options, EngineMetrics metrics)
+    {
+        _model = model;
+        _options = options;
+        Metrics = metrics;
+        _thread = new Thread(Run) { IsBackground = true, Name = "rgemma-engine" };
+        _thread.Start();
+    }
+
+    public Task Ready => _ready.Task;
+    public Task Exited => _exited.Task;
+
+    public bool Post(Command command) => _commands.Writer.TryWrite(command);
+
+    public void Stop() => _commands.Writer.TryComplete();
+
+    void Run()
+    {
+        try
+        {
+            _store = new StateStore(_model, _options.ResolveSlots(GriffinState.BytesPerSequence(_model.Config, _model.DType)));
+            Publish();
+            _ready.TrySetResult();
+            while (true)
+            {
+                if (_waiting.Count == 0 && _active.Count == 0)
+                {
+                    // Idle: block this (dedicated) thread until a command arrives or we are stopped.
+                    if (!_commands.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult()) break;
+                }
+                if (!DrainCommands()) break;
+                Step();
+                Publish();
+            }
+        }
+        catch (Exception e)
+        {
+            _ready.TrySetException(e);
+            foreach (var r in _waiting.Concat(_active)) Fail(r, $"engine failure: {e.Message}");
+        }
+        finally
+        {
+            foreach (var r in _waiting.Concat(_active).ToList()) CancelRequest(r);
+            _waiting.Clear();
+            _active.Clear();
+            _store?.Dispose();
+            Publish();
+            _exited.TrySetResult();
+        }
+    }
+
+    /// <summary>Step 1. Returns false once the engine is stopped.</summary>
+    bool DrainCommands()
+    {
+        while (_commands.Reader.TryRead(out var command))
+        {
+            switch (command)
+            {
+                case Submit s: _waiting.Enqueue(s.Request); break;
+                case Abort a:
+                    if (Find(a.RequestId) is { } r) CancelRequest(r);
+                    break;
+                case StopChoice sc:
+                    if (Find(sc.RequestId) is { } req && sc.Index >= 0 && sc.Index < req.Choices.Length)
+                    {
+                        var seq = req.Choices[sc.Index];
+                        if (seq.Phase == SequencePhase.Decoding) Finish(seq, FinishReason.Stop);
+                        else seq.StopRequested = true;
+                    }
+                    break;
+            }
+        }
+        return !_commands.Reader.Completion.IsCompleted;
+    }
+
+    ActiveRequest? Find(long id) => _active.FirstOrDefault(r => r.Id == id) ?? _waiting.FirstOrDefault(r => r.Id == id);
+
+    void Step()
+    {
+        using var scope = NewDisposeScope();
+        var clock = Stopwatch.StartNew();
+        Admit();
+        int decoded = DecodeStep();
+        int prefilled = PrefillStep();
+        _step++;
+        if (decoded + prefilled > 0) Metrics.RecordStep(clock.Elapsed.TotalSeconds, decoded, prefilled);
+    }
+
+    /// <summary>Step 2: first come, first served; the queue head waits rather than being overtaken.</summary>
+    void Admit()
+    {
+        var store = _store!;
+        while (_waiting.Count > 0)
+        {
+            var r = _waiting.Peek();
+            var req = r.Request;
+            int running = _active.Sum(a => a.Choices.Count(c => c.Phase != SequencePhase.Finished));
+            var reuse = _options.ParkFinishedStates ? store.FindMatch(req.PromptTokens, req.SessionId, req.Owner) : null;
+            if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is not null))
+                return;
+            _waiting.Dequeue();
+            var main = r.Choices[0];
+            if (reuse is not null)
+            {
+                main.Slot = store.Take(reuse);
+                main.Consumed.AddRange(reuse.Tokens);
+                r.CachedTokens = reuse.Tokens.Length;
+            }
+            else main.Slot = store.TryAcquire()!.Value;
+            for (int i = 1; i < r.Choices.Length; i++) r.Choices[i].Slot = store.TryAcquire()!.Value;
+            foreach (var c in r.Choices) c.Rng = NewGenerator(req.Sampling.Seed, c.Index);
+            main.Phase = SequencePhase.Prefilling;
+            r.Admitted = true;
+            r.AdmittedAtStep = _step;
+            _active.Add(r);
+            Metrics.RequestAdmitted(r.CachedTokens);
+        }
+    }
+
+    Generator NewGenerator(long? seed, int choice)
+    {
+        ulong s = seed is { } v ? unchecked((ulong)v * 0x9E3779B97F4A7C15UL + (ulong)choice) : (ulong)Random.Shared.NextInt64();
+        return new Generator(s, _model.Device);
+    }
+}

@@ -1,0 +1,74 @@
+using System.Diagnostics.Metrics;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>
+/// The engine's instruments on a <see cref="Meter"/> named <see cref="MeterName"/> (exported by
+/// the server through OpenTelemetry). Gauges read the latest <see cref="EngineSnapshot"/>.
+/// </summary>
+public sealed class EngineMetrics : IDisposable
+{
+    public const string MeterName = "RecurrentGemma.Engine";
+
+    readonly Meter _meter;
+    readonly Counter<long> _promptTokens, _generatedTokens, _cachedTokens, _requests;
+    readonly Histogram<double> _stepSeconds;
+    readonly Histogram<int> _batchSize;
+    int _queued;
+
+    public Func<EngineSnapshot> Snapshot { get; set; } = () => EngineSnapshot.Empty;
+
+    public EngineMetrics(IMeterFactory? factory = null)
+    {
+        _meter = factory?.Create(MeterName) ?? new Meter(MeterName);
+        _promptTokens = _meter.CreateCounter<long>("rgemma.engine.prefill_tokens", "{token}", "Prompt tokens prefilled (reused tokens excluded)");
+        _generatedTokens = _meter.CreateCounter<long>("rgemma.engine.generation_tokens", "{token}", "Tokens generated");
+        _cachedTokens = _meter.CreateCounter<long>("rgemma.engine.cached_tokens", "{token}", "Prompt tokens served from a parked state");
+        _requests = _meter.CreateCounter<long>("rgemma.engine.requests_admitted", "{request}", "Requests admitted to run");
+        _stepSeconds = _meter.CreateHistogram<double>("rgemma.engine.step_duration", "s", "Duration of one engine step (decode + prefill)");
+        _batchSize = _meter.CreateHistogram<int>("rgemma.engine.decode_batch_size", "{sequence}", "Sequences in one batched decode step");
+        _meter.CreateObservableGauge("rgemma.engine.requests_waiting", () => Snapshot().QueuedRequests, "{request}", "Requests queued for admission");
+        _meter.CreateObservableGauge("rgemma.engine.sequences_running", () => Snapshot().RunningSequences, "{sequence}", "Sequences prefilling or decoding");
+        _meter.CreateObservableGauge("rgemma.engine.state_slots_used", () => Snapshot().SlotsUsed, "{slot}", "State slots held by running sequences");
+        _meter.CreateObservableGauge("rgemma.engine.state_slots_total", () => Snapshot().SlotsTotal, "{slot}", "State slots in the pool");
+        _meter.CreateObservableGauge("rgemma.engine.state_slots_usage_ratio", () => Snapshot().SlotUsageRatio, null, "Used ÷ total state slots (the autoscaling signal)");
+        _meter.CreateObservableGauge("rgemma.engine.parked_sessions", () => Snapshot().SlotsParked, "{state}", "Finished states parked for reuse");
+        _meter.CreateObservableCounter("rgemma.engine.evictions", () => Snapshot().Evictions, "{state}", "Parked states evicted to make room");
+        _meter.CreateObservableCounter("rgemma.engine.session_hits", () => Snapshot().SessionHits, "{request}", "Requests that continued a parked state");
+    }
+
+    /// <summary>Requests submitted and not yet admitted or cancelled (the bounded queue).</summary>
+    public int QueuedCount => Volatile.Read(ref _queued);
+
+    internal bool TryEnqueue(int capacity)
+    {
+        while (true)
+        {
+            int q = Volatile.Read(ref _queued);
+            if (q >= capacity) return false;
+            if (Interlocked.CompareExchange(ref _queued, q + 1, q) == q) return true;
+        }
+    }
+
+    internal void QueuedRequestLeft() => Interlocked.Decrement(ref _queued);
+
+    internal void RequestAdmitted(int cachedTokens)
+    {
+        Interlocked.Decrement(ref _queued);
+        _requests.Add(1);
+        if (cachedTokens > 0) _cachedTokens.Add(cachedTokens);
+    }
+
+    internal void RequestFinished() { }
+
+    internal void TokenGenerated() => _generatedTokens.Add(1);
+
+    internal void RecordStep(double seconds, int decodeBatch, int prefillTokens)
+    {
+        _stepSeconds.Record(seconds);
+        if (decodeBatch > 0) _batchSize.Record(decodeBatch);
+        if (prefillTokens > 0) _promptTokens.Add(prefillTokens);
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

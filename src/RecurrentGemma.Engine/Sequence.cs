@@ -1,0 +1,43 @@
+using System.Threading.Channels;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Engine;
+
+internal enum SequencePhase { Waiting, Prefilling, Decoding, Finished }
+
+/// <summary>One choice of a request as the engine runs it: its slot, what the slot has consumed,
+/// what was generated, and the token sampled but not yet fed back (<see cref="Pending"/>).</summary>
+internal sealed class Sequence(ActiveRequest request, int index)
+{
+    public ActiveRequest Request { get; } = request;
+    public int Index { get; } = index;
+    public int Slot { get; set; } = -1;
+    public SequencePhase Phase { get; set; } = SequencePhase.Waiting;
+    /// <summary>Exactly the ids fed into the slot's state, in order.</summary>
+    public List<int> Consumed { get; } = [];
+    public List<int> Generated { get; } = [];
+    public int? Pending { get; set; }
+    public Generator? Rng { get; set; }
+    public bool StopRequested { get; set; }
+
+    public int PromptRemaining => Request.Request.PromptTokens.Count - Consumed.Count;
+}
+
+/// <summary>A submitted request inside the engine: its choices and its event stream.</summary>
+internal sealed class ActiveRequest(long id, GenerationRequest request)
+{
+    public long Id { get; } = id;
+    public GenerationRequest Request { get; } = request;
+    public Channel<EngineEvent> Events { get; } = Channel.CreateUnbounded<EngineEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    public Sequence[] Choices { get; private set; } = [];
+
+    public ActiveRequest Init()
+    {
+        Choices = Enumerable.Range(0, Request.N).Select(i => new Sequence(this, i)).ToArray();
+        return this;
+    }
+    public int CachedTokens { get; set; }
+    public bool Admitted { get; set; }
+    public bool Done { get; set; }
+    public long AdmittedAtStep { get; set; }
+}

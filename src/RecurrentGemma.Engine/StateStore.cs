@@ -1,0 +1,116 @@
+using RecurrentGemma.Model;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>A finished state kept for reuse: the slot and exactly the ids it has consumed.</summary>
+internal sealed record ParkedState(int Slot, int[] Tokens, string? SessionId, string? Owner)
+{
+    public long LastUsed { get; set; }
+}
+
+/// <summary>
+/// The pool of preallocated state slots and the table of parked states. Every slot is in exactly
+/// one place: free, running (owned by a sequence) or parked. Parked states are found by session
+/// id or by token prefix — only when their consumed ids are an exact, strictly shorter prefix of
+/// the new prompt, and only for the same owner — and are evicted least-recently-used first when a
+/// running sequence needs a slot. Owned by the engine thread; not thread-safe.
+/// </summary>
+internal sealed class StateStore : IDisposable
+{
+    /// <summary>Newest parked states kept per session: the turn-boundary snapshot and the final state.</summary>
+    const int PerSession = 2;
+
+    readonly Stack<int> _free;
+    readonly List<ParkedState> _parked = [];
+    long _clock;
+
+    public GriffinState State { get; }
+    public int Capacity => State.Capacity;
+    public int FreeCount => _free.Count;
+    public int ParkedCount => _parked.Count;
+    public int UsedCount => Capacity - _free.Count - _parked.Count;
+    public long Evictions { get; private set; }
+    public long SessionHits { get; private set; }
+    public long ReusedTokens { get; private set; }
+
+    public StateStore(GriffinForCausalLM model, int capacity)
+    {
+        State = model.CreateState(capacity);
+        _free = new Stack<int>(Enumerable.Range(0, capacity).Reverse());
+    }
+
+    /// <summary>Slots that could be handed out now (free, or parked and evictable).</summary>
+    public int Obtainable => _free.Count + _parked.Count;
+
+    /// <summary>A clean slot: a free one, else the least recently used parked state is evicted.</summary>
+    public int? TryAcquire()
+    {
+        int slot;
+        if (_free.Count > 0) slot = _free.Pop();
+        else if (_parked.Count > 0)
+        {
+            var lru = _parked.MinBy(p => p.LastUsed)!;
+            _parked.Remove(lru);
+            Evictions++;
+            slot = lru.Slot;
+        }
+        else return null;
+        State.Reset(slot);   // a used state fed position 0 is not clean (griffin-math.md §7)
+        return slot;
+    }
+
+    public void Release(int slot) => _free.Push(slot);
+
+    /// <summary>The parked state this prompt can continue from, if any (the longest).</summary>
+    public ParkedState? FindMatch(IReadOnlyList<int> prompt, string? sessionId, string? owner)
+    {
+        ParkedState? best = null;
+        foreach (var p in _parked)
+        {
+            if (p.SessionId != sessionId || p.Owner != owner) continue;
+            if (p.Tokens.Length >= prompt.Count || (best is not null && p.Tokens.Length <= best.Tokens.Length)) continue;
+            if (!IsPrefix(p.Tokens, prompt)) continue;
+            best = p;
+        }
+        return best;
+    }
+
+    /// <summary>Takes a parked state over for a running sequence (it will be mutated).</summary>
+    public int Take(ParkedState parked)
+    {
+        if (!_parked.Remove(parked)) throw new InvalidOperationException("that state is no longer parked");
+        SessionHits++;
+        ReusedTokens += parked.Tokens.Length;
+        return parked.Slot;
+    }
+
+    /// <summary>Parks a running slot's state under the ids it consumed (and the session, if any).</summary>
+    public void Park(int slot, IReadOnlyList<int> tokens, string? sessionId, string? owner)
+    {
+        if (tokens.Count == 0) { Release(slot); return; }
+        _parked.Add(new ParkedState(slot, [.. tokens], sessionId, owner) { LastUsed = ++_clock });
+        if (sessionId is null) return;
+        var same = _parked.Where(p => p.SessionId == sessionId && p.Owner == owner).OrderByDescending(p => p.LastUsed).Skip(PerSession).ToList();
+        foreach (var old in same) { _parked.Remove(old); Release(old.Slot); }
+    }
+
+    /// <summary>Parks a copy of a running slot (the turn-boundary snapshot), if a slot can be had.</summary>
+    public bool TryParkCopy(int fromSlot, IReadOnlyList<int> tokens, string? sessionId, string? owner)
+    {
+        if (_free.Count == 0 && _parked.Count == 0) return false;
+        var slot = TryAcquire()!.Value;
+        State.CopySlot(fromSlot, slot);
+        Park(slot, tokens, sessionId, owner);
+        return true;
+    }
+
+    public IReadOnlyList<ParkedState> Parked => _parked;
+
+    static bool IsPrefix(int[] prefix, IReadOnlyList<int> of)
+    {
+        for (int i = 0; i < prefix.Length; i++) if (prefix[i] != of[i]) return false;
+        return true;
+    }
+
+    public void Dispose() => State.Dispose();
+}

@@ -1,0 +1,108 @@
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Engine.Tests;
+
+/// <summary>The sampler's distributions against values computed by hand (in double precision).</summary>
+public class SamplerTests
+{
+    static readonly float[] Logits = [2.0f, 1.0f, 0.5f, -1.0f, 0.0f];
+
+    static double[] Softmax(IEnumerable<double> xs)
+    {
+        var a = xs.ToArray();
+        double m = a.Where(double.IsFinite).Max();
+        var e = a.Select(x => double.IsFinite(x) ? Math.Exp(x - m) : 0).ToArray();
+        double s = e.Sum();
+        return e.Select(x => x / s).ToArray();
+    }
+
+    static float[] Distribution(SamplingParams p, int[]? prompt = null, int[]? generated = null)
+    {
+        using var logits = tensor(Logits).unsqueeze(0);
+        using var gen = new Generator(1);
+        var row = new SamplingRow(p, gen, prompt ?? [], generated ?? [], 0, false);
+        using var processed = Sampler.Process(logits, [row]);
+        using var probs = Sampler.Probabilities(processed[0], p);
+        return probs.data<float>().ToArray();
+    }
+
+    static void Near(double[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - actual[i]) < 1e-6, $"[{i}] expected {expected[i]}, got {actual[i]}");
+    }
+
+    [Fact]
+    public void Temperature_divides_the_logits() =>
+        Near(Softmax(Logits.Select(x => x / 0.5)), Distribution(new SamplingParams { Temperature = 0.5f }));
+
+    [Fact]
+    public void Top_k_keeps_the_k_largest() =>
+        Near(Softmax([2.0, 1.0, double.NegativeInfinity, double.NegativeInfinity, double.NegativeInfinity]), Distribution(new SamplingParams { TopK = 2 }));
+
+    [Fact]
+    public void Top_p_keeps_the_smallest_set_reaching_p()
+    {
+        var p = Softmax(Logits.Select(x => (double)x));   // [0.563, 0.207, 0.126, 0.028, 0.076]
+        // Sorted: 0.563, then 0.207 (cumulative 0.770): top_p 0.7 keeps two tokens, 0.8 keeps three.
+        Assert.True(p[0] < 0.7 && p[0] + p[1] >= 0.7 && p[0] + p[1] < 0.8 && p[0] + p[1] + p[2] >= 0.8);
+        Near(Softmax([2.0, 1.0, double.NegativeInfinity, double.NegativeInfinity, double.NegativeInfinity]), Distribution(new SamplingParams { TopP = 0.7f }));
+        Near(Softmax([2.0, 1.0, 0.5, double.NegativeInfinity, double.NegativeInfinity]), Distribution(new SamplingParams { TopP = 0.8f }));
+        // A tiny top_p still keeps the most likely token.
+        Near([1, 0, 0, 0, 0], Distribution(new SamplingParams { TopP = 0.01f }));
+    }
+
+    [Fact]
+    public void Min_p_drops_tokens_below_a_fraction_of_the_most_likely()
+    {
+        var p = Softmax(Logits.Select(x => (double)x));
+        var keep = p.Select(x => x >= 0.3 * p.Max()).ToArray();   // keeps 2.0 and 1.0 (0.207/0.563 = 0.37)
+        Near(Softmax(Logits.Select((x, i) => keep[i] ? x : double.NegativeInfinity)), Distribution(new SamplingParams { MinP = 0.3f }));
+    }
+
+    [Fact]
+    public void Presence_and_frequency_penalties_follow_openai()
+    {
+        // Generated [0, 0, 2]: token 0 twice, token 2 once.
+        double[] expected = [2.0 - 0.5 - 2 * 0.25, 1.0, 0.5 - 0.5 - 0.25, -1.0, 0.0];
+        Near(Softmax(expected), Distribution(new SamplingParams { PresencePenalty = 0.5f, FrequencyPenalty = 0.25f }, generated: [0, 0, 2]));
+    }
+
+    [Fact]
+    public void Repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_tokens()
+    {
+        double[] expected = [2.0, 1.0 / 2, 0.5, -1.0 * 2, 0.0];   // seen: 1 (prompt), 3 (generated)
+        Near(Softmax(expected), Distribution(new SamplingParams { RepetitionPenalty = 2f }, prompt: [1], generated: [3]));
+    }
+
+    [Fact]
+    public void Logit_bias_is_added_before_everything_else()
+    {
+        double[] expected = [2.0, 1.0, 0.5 + 5, -1.0, 0.0 - 100];
+        Near(Softmax(expected), Distribution(new SamplingParams { LogitBias = new Dictionary<int, float> { [2] = 5, [4] = -100 } }));
+    }
+
+    [Fact]
+    public void Draws_follow_the_distribution()
+    {
+        // 4000 draws from softmax([2, 1, 0.5, -1, 0]) at temperature 1: frequencies near the probabilities.
+        var p = Softmax(Logits.Select(x => (double)x));
+        var counts = new int[5];
+        using var gen = new Generator(42);
+        var row = new SamplingRow(new SamplingParams(), gen, [], [], 0, false);
+        using var logits = tensor(Logits).unsqueeze(0).expand(4000, -1).contiguous();
+        var rows = Enumerable.Repeat(row, 4000).ToList();
+        foreach (var t in Sampler.Sample(logits, rows).Tokens) counts[t]++;
+        for (int i = 0; i < 5; i++) Assert.True(Math.Abs(counts[i] / 4000.0 - p[i]) < 0.03, $"token {i}: {counts[i] / 4000.0:F3} vs {p[i]:F3}");
+    }
+
+    [Fact]
+    public void Greedy_takes_the_argmax_after_bias_and_penalties()
+    {
+        using var logits = tensor(Logits).unsqueeze(0);
+        using var gen = new Generator(1);
+        Assert.Equal(0, Sampler.Sample(logits, [new SamplingRow(SamplingParams.Greedy, gen, [], [], 0, false)]).Tokens[0]);
+        var biased = SamplingParams.Greedy with { LogitBias = new Dictionary<int, float> { [3] = 10 } };
+        Assert.Equal(3, Sampler.Sample(logits, [new SamplingRow(biased, gen, [], [], 0, false)]).Tokens[0]);
+    }
+}
