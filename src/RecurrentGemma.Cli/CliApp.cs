@@ -26,6 +26,8 @@ public static class CliApp
             Random-weight model benchmarks (no download): load, prefill, decode, state size.
         rgemma bench --suite tokenizer [--tokenizer <tokenizer.model>] [--corpus <cases.jsonl>] [--out docs/benchmarks.md]
             Tokenizer encode/decode speed on ~1 MB of mixed text.
+        rgemma bench --suite engine [--shape tiny|2b|all] [--dtype bf16|f32] [--quick] [--out docs/benchmarks.md]
+            Engine throughput at 1–32 concurrent sequences, step overhead, 10-turn session reuse.
         """;
 
     public static Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default) =>

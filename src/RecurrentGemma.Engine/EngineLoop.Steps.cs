@@ -12,8 +12,10 @@ internal sealed partial class EngineLoop
         if (batch.Count == 0) return 0;
         var tokens = batch.Select(s => (IReadOnlyList<long>)new long[] { s.Pending!.Value }).ToList();
         Tensor logits;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         try { logits = _model.Forward(tokens, _store!.State, batch.Select(s => (long)s.Slot).ToArray()); }
         catch (Exception e) { FailAll(batch, e); return 0; }
+        _forwardSeconds += clock.Elapsed.TotalSeconds;
         foreach (var s in batch) { s.Consumed.Add(s.Pending!.Value); s.Pending = null; }
         SampleAndApply(logits, batch);
         return batch.Count;
@@ -28,8 +30,10 @@ internal sealed partial class EngineLoop
         var chunks = plan.Select(p => (IReadOnlyList<long>)p.Sequence.Request.Request.PromptTokens
             .Skip(p.Sequence.Consumed.Count).Take(p.Tokens).Select(t => (long)t).ToArray()).ToList();
         Tensor logits;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         try { logits = _model.Forward(chunks, _store!.State, plan.Select(p => (long)p.Sequence.Slot).ToArray()); }
         catch (Exception e) { FailAll(plan.Select(p => p.Sequence).ToList(), e); return 0; }
+        _forwardSeconds += clock.Elapsed.TotalSeconds;
 
         var firstTokenRows = new List<Sequence>();
         var firstTokenLogits = new List<Tensor>();
@@ -64,7 +68,9 @@ internal sealed partial class EngineLoop
     {
         var samplingRows = rows.Select(s => new SamplingRow(s.Request.Request.Sampling, s.Rng!, s.Request.Request.PromptTokens,
             s.Generated, s.Request.Request.TopLogprobs, s.Request.Request.Logprobs)).ToList();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var (tokens, logprobs) = Sampler.Sample(logits, samplingRows);
+        _samplerSeconds += clock.Elapsed.TotalSeconds;
         for (int i = 0; i < rows.Count; i++) Apply(rows[i], tokens[i], logprobs[i]);
     }
 
@@ -166,13 +172,17 @@ internal sealed partial class EngineLoop
             ReusedTokens: store?.ReusedTokens ?? 0,
             StateBytesPerSlot: store?.State.BytesPerSlot ?? 0,
             LiveTensorsOnEngineThread: TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount,
-            Steps: _step);
+            Steps: _step,
+            ForwardSeconds: _forwardSeconds,
+            SamplerSeconds: _samplerSeconds,
+            BusySeconds: _busySeconds);
     }
 }
 
 /// <summary>What the engine looks like right now (published after every step).</summary>
 public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, int SlotsTotal, int SlotsUsed, int SlotsParked,
-    int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps)
+    int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps,
+    double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0)
 {
     public static EngineSnapshot Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     public double SlotUsageRatio => SlotsTotal == 0 ? 0 : (double)SlotsUsed / SlotsTotal;

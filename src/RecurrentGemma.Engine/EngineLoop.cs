@@ -28,6 +28,7 @@ internal sealed partial class EngineLoop
     readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     StateStore? _store;
     long _step;
+    double _forwardSeconds, _samplerSeconds, _busySeconds;   // cumulative, for the overhead benchmark
 
     internal abstract record Command;
     internal sealed record Submit(ActiveRequest Request) : Command;
@@ -122,6 +123,7 @@ internal sealed partial class EngineLoop
         int decoded = DecodeStep();
         int prefilled = PrefillStep();
         _step++;
+        _busySeconds += clock.Elapsed.TotalSeconds;
         if (decoded + prefilled > 0) Metrics.RecordStep(clock.Elapsed.TotalSeconds, decoded, prefilled);
     }
 

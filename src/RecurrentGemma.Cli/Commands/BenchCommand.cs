@@ -34,7 +34,8 @@ public static class BenchCommand
             if (output is not null) WriteSection(output, "tokenizer", text);
             return Task.FromResult(0);
         }
-        if (suite != "model") throw new UsageException($"--suite must be model or tokenizer, got '{suite}'");
+        if (suite == "engine") return RunEngine(args, stdout, stderr);
+        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer or engine, got '{suite}'");
 
         var shapes = (args.Get("shape") ?? "all") switch
         {
@@ -68,6 +69,28 @@ public static class BenchCommand
         var report = Report(results, "rgemma bench " + string.Join(' ', Environment.GetCommandLineArgs().Skip(2)));
         stdout.WriteLine(report);
         if (outPath is not null) WriteSection(outPath, "model", report);
+        return Task.FromResult(0);
+    }
+
+    static Task<int> RunEngine(CliArgs args, TextWriter stdout, TextWriter stderr)
+    {
+        var shape = args.Get("shape") ?? "all";
+        var dtype = TorchDevices.ParseDType(args.Get("dtype") ?? "bf16");
+        bool quick = args.Flag("quick");
+        var output = args.Get("out");
+        args.EnsureAllRead();
+        var sb = new StringBuilder();
+        sb.AppendLine("## Engine (issue #4): continuous batching, scheduler overhead, session reuse");
+        sb.AppendLine();
+        sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")} --out docs/benchmarks.md`  ");
+        sb.AppendLine($"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}; random weights; greedy sampling; times are wall-clock through the engine's request API.");
+        sb.AppendLine();
+        foreach (var (name, config) in shape switch { "tiny" or "small" => new[] { ("small", Small) }, "2b" => [("2b", GriffinConfig.RecurrentGemma2B)], _ => [("small", Small), ("2b", GriffinConfig.RecurrentGemma2B)] })
+        {
+            sb.AppendLine(new EngineBenchmark(name, config, dtype, quick, stderr).Run());
+        }
+        stdout.WriteLine(sb);
+        if (output is not null) WriteSection(output, "engine", sb.ToString());
         return Task.FromResult(0);
     }
 

@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Model;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Cli.Bench;
+
+/// <summary>
+/// The engine on random-weight models: aggregate decode throughput at 1…32 concurrent sequences,
+/// where a step's time goes (model forward, sampler, the rest = scheduling and bookkeeping), and
+/// a 10-turn conversation with and without session reuse.
+/// </summary>
+public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress)
+{
+    public string Run()
+    {
+        bool big = config.ParameterCount > 1_000_000_000;
+        string dt = dtype == ScalarType.BFloat16 ? "bf16" : "f32";
+        progress.WriteLine($"[bench] engine {shapeName}/{dt}: building random weights…");
+        using var model = new GriffinForCausalLM(config, dtype, CPU);
+        RandomWeights.Initialize(model, seed: 99);
+        var rng = new Random(3);
+        int[] Prompt(int n) => [2, .. Enumerable.Range(0, n - 1).Select(_ => rng.Next(3, config.VocabSize))];
+        var ci = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+
+        // 1. Aggregate decode throughput and the step's time split.
+        int newTokens = big ? (quick ? 3 : 6) : (quick ? 16 : 48);
+        sb.AppendLine(ci, $"**{shapeName} ({config.ParameterCount / 1e6:F0}M parameters, {dt})** — decode throughput, {newTokens} new tokens per sequence after an 8-token prompt:");
+        sb.AppendLine();
+        sb.AppendLine("| concurrent sequences | aggregate tok/s | × single | step: forward / sampler / other |");
+        sb.AppendLine("|---|---|---|---|");
+        double single = 0;
+        foreach (int c in new[] { 1, 4, 16, 32 })
+        {
+            var engine = new EngineClient(model, new EngineOptions { MaxSlots = c + 1, MaxRunningSequences = c, ParkFinishedStates = false, PrefillTokenBudget = 8 * c });
+            try
+            {
+                Generate(engine, [Prompt(8)], 2);                               // warm-up
+                var before = engine.Snapshot;
+                var clock = Stopwatch.StartNew();
+                Generate(engine, Enumerable.Range(0, c).Select(_ => Prompt(8)).ToList(), newTokens);
+                double seconds = clock.Elapsed.TotalSeconds;
+                var after = engine.Snapshot;
+                double tps = c * newTokens / seconds;
+                if (c == 1) single = tps;
+                double busy = after.BusySeconds - before.BusySeconds, fwd = after.ForwardSeconds - before.ForwardSeconds, smp = after.SamplerSeconds - before.SamplerSeconds;
+                double other = busy - fwd - smp;
+                sb.AppendLine(ci, $"| {c} | {tps:F2} | {tps / single:F2}× | {fwd / busy * 100:F1}% / {smp / busy * 100:F1}% / {other / busy * 100:F1}% (other ÷ forward = {other / fwd * 100:F1}%) |");
+                progress.WriteLine($"[bench] {c} concurrent: {tps:F2} tok/s");
+            }
+            finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        }
+
+        // 2. A 10-turn conversation: each turn sends the whole history back.
+        sb.AppendLine();
+        int answer = big ? 4 : 16, user = 24;
+        sb.AppendLine(ci, $"10-turn conversation ({user} new user tokens and a {answer}-token answer per turn; prompt = whole history, as clients send it):");
+        sb.AppendLine();
+        sb.AppendLine("| turn | prompt tokens | prefilled without reuse | TTFT without reuse | prefilled with session reuse | TTFT with reuse |");
+        sb.AppendLine("|---|---|---|---|---|---|");
+        var without = Conversation(model, reuse: false, answer, user, new Random(8));
+        var with = Conversation(model, reuse: true, answer, user, new Random(8));
+        for (int t = 0; t < without.Count; t++)
+            sb.AppendLine(ci, $"| {t + 1} | {without[t].Prompt} | {without[t].Prefilled} | {without[t].Ttft * 1000:F0} ms | {with[t].Prefilled} | {with[t].Ttft * 1000:F0} ms |");
+        progress.WriteLine($"[bench] conversation: turn 10 TTFT {without[^1].Ttft * 1000:F0} ms without reuse, {with[^1].Ttft * 1000:F0} ms with");
+        return sb.ToString();
+    }
+
+    static void Generate(EngineClient engine, List<int[]> prompts, int newTokens)
+    {
+        var handles = prompts.Select(p => engine.Submit(new GenerationRequest { PromptTokens = p, MaxNewTokens = newTokens, Sampling = SamplingParams.Greedy })).ToList();
+        Task.WhenAll(handles.Select(async h => { await foreach (var _ in h.ReadEventsAsync()) { } })).GetAwaiter().GetResult();
+    }
+
+    List<(int Prompt, int Prefilled, double Ttft)> Conversation(GriffinForCausalLM model, bool reuse, int answerTokens, int userTokens, Random rng)
+    {
+        var engine = new EngineClient(model, new EngineOptions { MaxSlots = 4, ParkFinishedStates = reuse, PrefillTokenBudget = 4096 });
+        var turns = new List<(int, int, double)>();
+        try
+        {
+            var history = new List<int> { 2 };
+            for (int turn = 0; turn < 10; turn++)
+            {
+                history.AddRange([106, .. Enumerable.Range(0, userTokens).Select(_ => rng.Next(200, config.VocabSize)), 107, 108, 106, 108]);
+                var clock = Stopwatch.StartNew();
+                double ttft = 0;
+                var answer = new List<int>();
+                int cached = 0;
+                var handle = engine.Submit(new GenerationRequest { PromptTokens = [.. history], MaxNewTokens = answerTokens, Sampling = SamplingParams.Greedy, SessionId = "conversation" });
+                Task.Run(async () =>
+                {
+                    await foreach (var e in handle.ReadEventsAsync())
+                    {
+                        if (e is TokenEvent t) { if (answer.Count == 0) ttft = clock.Elapsed.TotalSeconds; answer.Add(t.TokenId); }
+                        if (e is UsageEvent u) cached = u.CachedTokens;
+                    }
+                }).GetAwaiter().GetResult();
+                turns.Add((history.Count, history.Count - cached, ttft));
+                history.AddRange([.. answer, 107, 108]);
+            }
+        }
+        finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        return turns;
+    }
+}
