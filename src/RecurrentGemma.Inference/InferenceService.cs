@@ -1,0 +1,148 @@
+using System.Runtime.CompilerServices;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Text;
+
+namespace RecurrentGemma.Inference;
+
+/// <summary>
+/// Joins the text layer and the engine: template → token ids → engine → incremental detokenizer
+/// → stop strings → text deltas. A stop string found in the text ends that choice in the engine
+/// at once. Errors are typed: <see cref="InvalidRequestException"/>, the engine's
+/// <see cref="EngineOverloadedException"/> and <see cref="ContextTooLongException"/>.
+/// </summary>
+public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokenizer, string modelId)
+{
+    readonly GeneratedTextCache _generated = new(capacity: 1024);
+
+    public string ModelId { get; } = modelId;
+    public GemmaTokenizer Tokenizer { get; } = tokenizer;
+    public IEngineClient Engine { get; } = engine;
+
+    /// <summary>Token ids the model reads for this request (BOS first).</summary>
+    public List<int> PromptTokens(TextGenerationRequest request)
+    {
+        if (request.Messages is { } messages)
+        {
+            try
+            {
+                var turns = GemmaChatTemplate.Turns(messages);
+                return ChatPromptIds(turns, request.Owner);
+            }
+            catch (ChatTemplateException e) { throw new InvalidRequestException(e.Message, e.Param); }
+        }
+        if (request.Prompt is null) throw new InvalidRequestException("prompt is required", "prompt");
+        return Tokenizer.EncodeWithBos(request.Prompt);
+    }
+
+    /// <summary>
+    /// Encodes turn by turn (the turn markers are atomic pieces, so this equals encoding the
+    /// rendered text), substituting the sampled ids for an assistant message whose text is
+    /// exactly what this server generated — so the next turn continues the parked final state
+    /// instead of a re-tokenized copy of the answer.
+    /// </summary>
+    List<int> ChatPromptIds(List<(string Role, string Text)> turns, string? owner)
+    {
+        var ids = new List<int> { Tokenizer.BosId };
+        foreach (var (role, text) in turns)
+        {
+            ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.StartOfTurn}{role}\n"));
+            if (role == "model" && _generated.TryGet(owner, text, out var sampled)) ids.AddRange(sampled);
+            else ids.AddRange(Tokenizer.Encode(text));
+            ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.EndOfTurn}\n"));
+        }
+        ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.StartOfTurn}model\n"));
+        return ids;
+    }
+
+    /// <summary>
+    /// Validates, encodes and submits a request. Every error of the request itself is thrown
+    /// here, before any output exists; the returned generation then only streams.
+    /// </summary>
+    public TextGeneration Start(TextGenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        StopSequenceMatcher[] matchers;
+        try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(request.Stop)).ToArray(); }
+        catch (ArgumentException e) { throw new InvalidRequestException(e.Message.Split(" (Parameter")[0], "stop"); }
+        var prompt = PromptTokens(request);
+        var stopIds = new HashSet<int> { Tokenizer.EosId };
+        if (Tokenizer.EndOfTurnId >= 0) stopIds.Add(Tokenizer.EndOfTurnId);
+        try
+        {
+            var handle = Engine.Submit(new GenerationRequest
+            {
+                PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds,
+                N = request.N, Logprobs = request.Logprobs, TopLogprobs = request.TopLogprobs,
+                SessionId = request.SessionId, Owner = request.Owner,
+            }, cancellationToken);
+            return new TextGeneration(this, request, handle, matchers, prompt);
+        }
+        catch (InvalidGenerationRequestException e) { throw new InvalidRequestException(e.Message, e.Param); }
+    }
+
+    /// <summary>Start + stream, for callers that need no separation.</summary>
+    public async IAsyncEnumerable<TextEvent> GenerateAsync(TextGenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await using var generation = Start(request, cancellationToken);
+        await foreach (var e in generation.ReadAsync(cancellationToken).ConfigureAwait(false)) yield return e;
+    }
+
+    internal void RememberGenerated(string? owner, string text, IReadOnlyList<int> ids) => _generated.Remember(owner, text, ids);
+
+    internal static IReadOnlyList<TokenLogprobText> Take(List<TokenLogprobText> pending)
+    {
+        if (pending.Count == 0) return [];
+        var list = pending.ToList();
+        pending.Clear();
+        return list;
+    }
+
+    internal TokenLogprobText Describe(TokenLogprob lp)
+    {
+        (string, byte[]) Text(int id)
+        {
+            var piece = Tokenizer.Decode([id]);
+            var raw = Tokenizer.PieceText(id);
+            // A byte-fallback piece is one raw byte (not valid text on its own).
+            if (raw.StartsWith("<0x") && raw.Length == 6) return (raw, [Convert.ToByte(raw[3..5], 16)]);
+            return (piece, System.Text.Encoding.UTF8.GetBytes(piece));
+        }
+        var (token, bytes) = Text(lp.TokenId);
+        return new TokenLogprobText(token, bytes, lp.Logprob, lp.Top.Select(t => { var (s, b) = Text(t.TokenId); return (s, b, t.Logprob); }).ToList());
+    }
+}
+
+/// <summary>
+/// Texts this server generated, with the ids that were sampled for them (per owner, bounded LRU).
+/// Only texts that survive the template's trim unchanged are kept, so a returned message that
+/// equals one maps back to exactly the sampled ids.
+/// </summary>
+internal sealed class GeneratedTextCache(int capacity)
+{
+    readonly LinkedList<(string Key, int[] Ids)> _order = new();
+    readonly Dictionary<string, LinkedListNode<(string Key, int[] Ids)>> _map = new();
+    readonly object _gate = new();
+
+    static string Key(string? owner, string text) => (owner ?? "") + "\u0000" + text;
+
+    public void Remember(string? owner, string text, IReadOnlyList<int> ids)
+    {
+        if (text.Length == 0 || text.Trim() != text || ids.Count == 0) return;
+        lock (_gate)
+        {
+            var key = Key(owner, text);
+            if (_map.Remove(key, out var old)) _order.Remove(old);
+            _map[key] = _order.AddFirst((key, ids.ToArray()));
+            while (_map.Count > capacity) { _map.Remove(_order.Last!.Value.Key); _order.RemoveLast(); }
+        }
+    }
+
+    public bool TryGet(string? owner, string text, out int[] ids)
+    {
+        lock (_gate)
+        {
+            if (_map.TryGetValue(Key(owner, text), out var node)) { ids = node.Value.Ids; return true; }
+        }
+        ids = [];
+        return false;
+    }
+}

@@ -1,0 +1,88 @@
+using System.Runtime.CompilerServices;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Text;
+
+namespace RecurrentGemma.Inference;
+
+/// <summary>
+/// A submitted generation: turns the engine's token events into text events. Per choice, an
+/// incremental detokenizer (never half a character) feeds a stop matcher (never part of a stop
+/// string); a stop string found ends that choice in the engine at once. Disposing it before the
+/// end cancels the generation.
+/// </summary>
+public sealed class TextGeneration : IAsyncDisposable
+{
+    readonly InferenceService _service;
+    readonly TextGenerationRequest _request;
+    readonly RequestHandle _handle;
+    readonly StopSequenceMatcher[] _matchers;
+
+    internal TextGeneration(InferenceService service, TextGenerationRequest request, RequestHandle handle, StopSequenceMatcher[] matchers, List<int> prompt)
+    {
+        _service = service; _request = request; _handle = handle; _matchers = matchers; PromptTokens = prompt;
+    }
+
+    public IReadOnlyList<int> PromptTokens { get; }
+
+    public async IAsyncEnumerable<TextEvent> ReadAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        int n = _request.N;
+        var tokenizer = _service.Tokenizer;
+        var detokenizers = Enumerable.Range(0, n).Select(_ => tokenizer.CreateDetokenizer()).ToArray();
+        var pendingLogprobs = Enumerable.Range(0, n).Select(_ => new List<TokenLogprobText>()).ToArray();
+        var stoppedByString = new bool[n];
+        var texts = Enumerable.Range(0, n).Select(_ => new System.Text.StringBuilder()).ToArray();
+        var sampled = Enumerable.Range(0, n).Select(_ => new List<int>()).ToArray();
+
+        await foreach (var e in _handle.ReadEventsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            switch (e)
+            {
+                case TokenEvent t when !stoppedByString[t.Index]:
+                {
+                    sampled[t.Index].Add(t.TokenId);
+                    if (t.Logprob is { } lp) pendingLogprobs[t.Index].Add(_service.Describe(lp));
+                    var scan = _matchers[t.Index].Push(detokenizers[t.Index].Push(t.TokenId));
+                    if (scan.MatchedStop is not null)
+                    {
+                        stoppedByString[t.Index] = true;
+                        _handle.StopChoice(t.Index);
+                    }
+                    if (scan.Emit.Length > 0 || scan.MatchedStop is not null)
+                    {
+                        texts[t.Index].Append(scan.Emit);
+                        yield return new TextDelta(t.Index, scan.Emit, InferenceService.Take(pendingLogprobs[t.Index]));
+                    }
+                    break;
+                }
+                case FinishedEvent f:
+                {
+                    if (!stoppedByString[f.Index])
+                    {
+                        var rest = _matchers[f.Index].Push(detokenizers[f.Index].Flush());
+                        var tail = rest.Emit + (rest.MatchedStop is null ? _matchers[f.Index].Flush() : "");
+                        if (tail.Length > 0 || pendingLogprobs[f.Index].Count > 0)
+                        {
+                            texts[f.Index].Append(tail);
+                            yield return new TextDelta(f.Index, tail, InferenceService.Take(pendingLogprobs[f.Index]));
+                        }
+                        if (rest.MatchedStop is not null) stoppedByString[f.Index] = true;
+                    }
+                    var reason = f.Reason == FinishReason.Cancelled ? "cancelled"
+                        : stoppedByString[f.Index] || f.Reason == FinishReason.Stop ? "stop" : "length";
+                    if (f.Index == 0 && f.Reason != FinishReason.Cancelled && _request.Messages is not null && !stoppedByString[0])
+                        _service.RememberGenerated(_request.Owner, texts[0].ToString(), sampled[0]);
+                    yield return new ChoiceFinished(f.Index, reason);
+                    break;
+                }
+                case UsageEvent u:
+                    yield return new UsageReport(u.PromptTokens, u.CompletionTokens, u.CachedTokens);
+                    break;
+                case ErrorEvent err:
+                    throw new GenerationFailedException(err.Message);
+            }
+        }
+    }
+
+    public ValueTask DisposeAsync() => _handle.DisposeAsync();
+}

@@ -1,0 +1,45 @@
+using RecurrentGemma.Engine;
+using RecurrentGemma.Text;
+
+namespace RecurrentGemma.Inference;
+
+/// <summary>A protocol-free text generation request: a chat or a raw prompt, and how to sample.</summary>
+public sealed record TextGenerationRequest
+{
+    /// <summary>Chat messages (rendered with the Gemma template), or null for a raw prompt.</summary>
+    public IReadOnlyList<ChatMessage>? Messages { get; init; }
+    /// <summary>Raw prompt text (BOS is prepended), used when <see cref="Messages"/> is null.</summary>
+    public string? Prompt { get; init; }
+    public SamplingParams Sampling { get; init; } = new();
+    public int MaxTokens { get; init; } = 256;
+    public IReadOnlyList<string> Stop { get; init; } = [];
+    public int N { get; init; } = 1;
+    public bool Logprobs { get; init; }
+    public int TopLogprobs { get; init; }
+    public string? SessionId { get; init; }
+    public string? Owner { get; init; }
+    /// <summary>Completions "echo": prepend the prompt to the returned text.</summary>
+    public bool Echo { get; init; }
+}
+
+/// <summary>One token's log-probability with its text, for OpenAI's logprobs objects.</summary>
+public sealed record TokenLogprobText(string Token, byte[] Bytes, float Logprob, IReadOnlyList<(string Token, byte[] Bytes, float Logprob)> Top);
+
+/// <summary>What a running generation produces, in order.</summary>
+public abstract record TextEvent;
+/// <summary>New text of choice <see cref="Index"/> (never half a character, never part of a stop string).</summary>
+public sealed record TextDelta(int Index, string Text, IReadOnlyList<TokenLogprobText> Logprobs) : TextEvent;
+/// <summary>Choice <see cref="Index"/> ended: "stop" or "length".</summary>
+public sealed record ChoiceFinished(int Index, string FinishReason) : TextEvent;
+/// <summary>Last event: token counts.</summary>
+public sealed record UsageReport(int PromptTokens, int CompletionTokens, int CachedTokens) : TextEvent;
+
+/// <summary>The request is invalid; names the field (HTTP 400 invalid_request_error).</summary>
+public sealed class InvalidRequestException(string message, string? param, string? code = null) : Exception(message)
+{
+    public string? Param { get; } = param;
+    public string? Code { get; } = code;
+}
+
+/// <summary>Generation failed after it started (sent as an error event on a stream).</summary>
+public sealed class GenerationFailedException(string message) : Exception(message);

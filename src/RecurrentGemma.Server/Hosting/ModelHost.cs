@@ -1,0 +1,116 @@
+using RecurrentGemma.Engine;
+using RecurrentGemma.Inference;
+using RecurrentGemma.Model;
+using RecurrentGemma.Model.Checkpoints;
+using RecurrentGemma.Text;
+using RecurrentGemma.Text.Demo;
+using Microsoft.Extensions.Options;
+
+namespace RecurrentGemma.Server.Hosting;
+
+public enum ModelStatus { Loading, Ready, Failed, Draining }
+
+/// <summary>
+/// Loads the model in the background at start-up (the server answers 503 and /health/ready says
+/// not ready until it is in), starts the engine over it, and on shutdown lets in-flight requests
+/// finish for the grace period before cancelling them and stopping the engine.
+/// </summary>
+public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<EngineOptions> engineOptions, IOptions<ApiOptions> apiOptions,
+    EngineMetrics metrics, InFlightRequests inFlight, ILogger<ModelHost> log) : IHostedService, IAsyncDisposable
+{
+    public const string DemoModelId = "recurrentgemma-demo";
+
+    readonly CancellationTokenSource _stopping = new();
+    Task? _loading;
+    EngineClient? _engine;
+    GriffinForCausalLM? _model;
+
+    public ModelStatus Status { get; private set; } = ModelStatus.Loading;
+    public string? FailureMessage { get; private set; }
+    public InferenceService? Inference { get; private set; }
+    public string ModelId { get; private set; } = modelOptions.Value.Id ?? (string.IsNullOrWhiteSpace(modelOptions.Value.Path)
+        ? DemoModelId : System.IO.Path.GetFileName(System.IO.Path.TrimEndingDirectorySeparator(modelOptions.Value.Path)));
+    public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
+    public bool IsDemo => string.IsNullOrWhiteSpace(modelOptions.Value.Path);
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _loading = Task.Run(Load, CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Completes when loading has finished (either way); for tests and tools.</summary>
+    public Task Loaded => _loading ?? Task.CompletedTask;
+
+    void Load()
+    {
+        try
+        {
+            var options = modelOptions.Value;
+            GemmaTokenizer tokenizer;
+            if (IsDemo)
+            {
+                log.LogWarning("No Model:Path configured: serving the embedded DEMO model '{ModelId}' (random weights, a tiny tokenizer). Its output is meaningless text; set Model:Path to a RecurrentGemma checkpoint directory to serve a real model.", ModelId);
+                tokenizer = DemoTokenizer.Load();
+                _model = new GriffinForCausalLM(DemoConfig(tokenizer.VocabSize), TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
+                RandomWeights.Initialize(_model, seed: 20240411);
+            }
+            else
+            {
+                var dir = options.Path!;
+                log.LogInformation("Loading model {ModelId} from {Path} ({DType}, device {Device})", ModelId, dir, options.DType, options.Device);
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                int lastPercent = -10;
+                var progress = new Progress<LoadProgress>(p =>
+                {
+                    int percent = (int)(100.0 * p.BytesDone / Math.Max(1, p.BytesTotal));
+                    if (percent < lastPercent + 10 && p.TensorsDone != p.TensorsTotal) return;
+                    lastPercent = percent;
+                    log.LogInformation("Loading {ModelId}: {Done}/{Total} tensors, {MB:F0}/{TotalMB:F0} MB ({Rate:F0} MB/s)",
+                        ModelId, p.TensorsDone, p.TensorsTotal, p.BytesDone / 1e6, p.BytesTotal / 1e6, p.MegabytesPerSecond);
+                });
+                _model = CheckpointLoader.Load(dir, new ModelLoadOptions
+                {
+                    DType = TorchDevices.ParseDType(options.DType), Device = TorchDevices.Resolve(options.Device), Progress = progress,
+                });
+                tokenizer = GemmaTokenizer.FromFile(System.IO.Path.Combine(dir, "tokenizer.model"));
+                if (tokenizer.VocabSize > _model.Config.VocabSize)
+                    throw new InvalidDataException($"tokenizer.model has {tokenizer.VocabSize} pieces, the model only {_model.Config.VocabSize}");
+                log.LogInformation("Loaded {ModelId} in {Seconds:F1} s ({Params:F2}B parameters)", ModelId, clock.Elapsed.TotalSeconds, _model.Config.ParameterCount / 1e9);
+            }
+            _engine = new EngineClient(_model, engineOptions.Value, metrics);
+            Inference = new InferenceService(_engine, tokenizer, ModelId);
+            Status = _stopping.IsCancellationRequested ? ModelStatus.Draining : ModelStatus.Ready;
+            log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB", ModelId, _engine.Snapshot.SlotsTotal, _engine.Snapshot.StateBytesPerSlot / 1048576.0);
+        }
+        catch (Exception e)
+        {
+            FailureMessage = e.Message;
+            Status = ModelStatus.Failed;
+            log.LogError(e, "Loading model {ModelId} failed: {Message}", ModelId, e.Message);
+        }
+    }
+
+    /// <summary>The demo model's shape: small enough to build in a moment on any machine.</summary>
+    public static GriffinConfig DemoConfig(int vocab) => new()
+    {
+        VocabSize = vocab, HiddenSize = 128, IntermediateSize = 768, NumHiddenLayers = 6, NumAttentionHeads = 4,
+        LruWidthOverride = 128, AttentionWindowSize = 256,
+    };
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (Status == ModelStatus.Ready) Status = ModelStatus.Draining;
+        _stopping.Cancel();
+        // Let in-flight requests finish for the grace period, then cancel what is left.
+        await inFlight.DrainAsync(TimeSpan.FromSeconds(apiOptions.Value.ShutdownGraceSeconds), cancellationToken).ConfigureAwait(false);
+        if (_engine is not null) await _engine.DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_engine is not null) await _engine.DisposeAsync().ConfigureAwait(false);
+        _model?.Dispose();
+        _stopping.Dispose();
+    }
+}

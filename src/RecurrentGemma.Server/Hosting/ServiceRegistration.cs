@@ -1,0 +1,92 @@
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Server.OpenAi;
+
+namespace RecurrentGemma.Server.Hosting;
+
+/// <summary>Service registration and the request pipeline, so Program.cs reads as a table of contents.</summary>
+public static class ServiceRegistration
+{
+    public const string PerKeyPolicy = "per-key";
+
+    public static IServiceCollection AddRecurrentGemma(this IServiceCollection services, IConfiguration config)
+    {
+        services.Configure<ModelOptions>(config.GetSection("Model"));
+        services.Configure<EngineOptions>(config.GetSection("Engine"));
+        services.Configure<ApiOptions>(config.GetSection("Api"));
+        services.Configure<AuthOptions>(config.GetSection("Auth"));
+        services.Configure<CorsOptions>(config.GetSection("Cors"));
+        services.AddHttpContextAccessor();
+        services.AddSingleton<InFlightRequests>();
+        services.AddSingleton(sp => new EngineMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
+        services.AddSingleton<ModelHost>();
+        services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
+        services.AddScoped<ApiContext>();
+        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJson.Default));
+
+        services.AddHealthChecks().AddCheck<ModelReadyCheck>("model", tags: ["ready"]);
+        services.AddEndpointsApiExplorer();
+        services.AddSwaggerGen(o => o.SwaggerDoc("v1", new() { Title = "RecurrentGemma.Server — OpenAI-compatible API", Version = "v1" }));
+
+        services.AddRateLimiter(o =>
+        {
+            o.AddPolicy(PerKeyPolicy, context =>
+            {
+                var limit = context.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.MaxConcurrentRequestsPerKey;
+                var key = context.Items[ApiKeyAuth.OwnerItem] as string ?? context.Connection.RemoteIpAddress?.ToString() ?? "anonymous";
+                return RateLimitPartition.GetConcurrencyLimiter(key, _ => new ConcurrencyLimiterOptions { PermitLimit = limit, QueueLimit = 0 });
+            });
+            o.OnRejected = (ctx, _) => new ValueTask(ApiErrorWriter.WriteAsync(ctx.HttpContext,
+                ApiError.Overloaded("Too many concurrent requests for this API key; retry shortly.")));
+        });
+
+        var origins = config.GetSection("Cors:Origins").Get<string[]>() ?? [];
+        if (origins.Length > 0)
+            services.AddCors(o => o.AddDefaultPolicy(p => p.WithOrigins(origins).AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("Retry-After")));
+        services.Configure<HostOptions>(o =>
+        {
+            var grace = config.GetValue("Api:ShutdownGraceSeconds", 30.0);
+            o.ShutdownTimeout = TimeSpan.FromSeconds(grace + 10);
+        });
+        return services;
+    }
+
+    public static WebApplication UseRecurrentGemma(this WebApplication app)
+    {
+        app.UseOpenAiErrors();
+        if (app.Services.GetRequiredService<IOptions<CorsOptions>>().Value.Origins.Count > 0) app.UseCors();
+        app.UseSwagger();
+        app.UseSwaggerUI();
+        app.UseApiKeys();
+        app.UseInFlightTracking();
+        app.UseRateLimiter();
+
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") });
+        app.MapOpenAiApi();
+
+        var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
+        lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<InFlightRequests>().BeginDrain());
+        return app;
+    }
+
+    /// <summary>Counts API requests in flight and refuses new ones (503) while the server drains.</summary>
+    static IApplicationBuilder UseInFlightTracking(this IApplicationBuilder app) => app.Use(async (context, next) =>
+    {
+        if (ApiKeyAuth.IsOpenPath(context.Request.Path)) { await next(context); return; }
+        var inFlight = context.RequestServices.GetRequiredService<InFlightRequests>();
+        if (inFlight.Draining) { await ApiErrorWriter.WriteAsync(context, ApiError.Unavailable("The server is shutting down.")); return; }
+        using (inFlight.Enter()) await next(context);
+    });
+
+    sealed class ModelReadyCheck(ModelHost host, InFlightRequests inFlight) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+            Task.FromResult(host.Status == ModelStatus.Ready && !inFlight.Draining
+                ? HealthCheckResult.Healthy($"{host.ModelId} is loaded")
+                : HealthCheckResult.Unhealthy(inFlight.Draining ? "draining" : $"model {host.Status.ToString().ToLowerInvariant()}{(host.FailureMessage is null ? "" : ": " + host.FailureMessage)}"));
+    }
+}

@@ -1,0 +1,87 @@
+using Microsoft.Extensions.Options;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Inference;
+using RecurrentGemma.Server.Hosting;
+
+namespace RecurrentGemma.Server.OpenAi;
+
+/// <summary>
+/// What an endpoint needs about the current request, resolved once per request: the served
+/// model (or a 503), the caller's owner key, the limits, and a cancellation token that fires when
+/// the client disconnects or the shutdown grace period ends.
+/// </summary>
+public sealed class ApiContext : IDisposable
+{
+    readonly ModelHost _host;
+    readonly InFlightRequests _inFlight;
+    readonly ILogger<ApiContext> _log;
+    readonly CancellationTokenSource _token;
+    readonly HttpContext _http;
+
+    public ApiContext(IHttpContextAccessor accessor, ModelHost host, InFlightRequests inFlight, IOptions<ApiOptions> api,
+        IOptions<EngineOptions> engine, ILogger<ApiContext> log)
+    {
+        _http = accessor.HttpContext ?? throw new InvalidOperationException("no current HTTP request");
+        _host = host;
+        _inFlight = inFlight;
+        _log = log;
+        _token = CancellationTokenSource.CreateLinkedTokenSource(_http.RequestAborted, inFlight.ShutdownToken);
+        KeepAlive = TimeSpan.FromSeconds(Math.Max(0.05, api.Value.KeepAliveSeconds));
+        Engine = engine.Value;
+        Api = api.Value;
+    }
+
+    public EngineOptions Engine { get; }
+    public ApiOptions Api { get; }
+    public TimeSpan KeepAlive { get; }
+    public CancellationToken RequestToken => _token.Token;
+    public bool ShutdownRequested => _inFlight.ShutdownToken.IsCancellationRequested;
+    /// <summary>Set by the API-key check: whose request this is (null when the API is open).</summary>
+    public string? Owner => _http.Items[ApiKeyAuth.OwnerItem] as string;
+    public string Fingerprint => "rgemma-" + (_host.IsDemo ? "demo" : "v1");
+
+    public ValidationLimits Limits => new(_host.ModelId, _host.Inference?.Tokenizer.VocabSize ?? 0, Engine.MaxNewTokens,
+        Api.DefaultMaxTokens, Math.Min(Engine.MaxChoices, Engine.MaxRunningSequences));
+
+    /// <summary>The inference service, or a 503 while the model loads, failed, or the server drains.</summary>
+    public InferenceService RequireReady()
+    {
+        if (_inFlight.Draining || _host.Status == ModelStatus.Draining) throw ApiError.Unavailable("The server is shutting down.");
+        return _host.Status switch
+        {
+            ModelStatus.Ready => _host.Inference!,
+            ModelStatus.Failed => throw ApiError.Unavailable($"The model failed to load: {_host.FailureMessage}"),
+            _ => throw ApiError.Unavailable("The model is still loading; retry shortly."),
+        };
+    }
+
+    /// <summary>Records the outcome for the request log (never the text unless Api:LogText).</summary>
+    public void Record(UsageReport? usage, string? finishReason)
+    {
+        if (usage is null) return;
+        _http.Items["rg.prompt_tokens"] = usage.PromptTokens;
+        _http.Items["rg.completion_tokens"] = usage.CompletionTokens;
+        _http.Items["rg.cached_tokens"] = usage.CachedTokens;
+        _http.Items["rg.finish_reason"] = finishReason;
+    }
+
+    /// <summary>A stream already started: an error goes out as an event with OpenAI's error
+    /// object and the stream ends; a shutdown ends it cleanly with [DONE].</summary>
+    public async Task EndStreamAsync(ServerSentEvents sse, Exception e)
+    {
+        try
+        {
+            if (ShutdownRequested && e is OperationCanceledException)
+            {
+                await sse.DoneAsync(CancellationToken.None);
+                return;
+            }
+            var error = ApiError.From(e is GenerationFailedException g ? new ApiError(500, g.Message, "server_error") : e);
+            if (error.Status == 500) _log.LogError(e, "Stream of request {RequestId} failed", _http.TraceIdentifier);
+            await sse.WriteAsync(error.Envelope, OpenAiJson.Default.ErrorEnvelope, CancellationToken.None);
+        }
+        catch (Exception) when (_http.RequestAborted.IsCancellationRequested) { }
+    }
+
+    public void Dispose() => _token.Dispose();
+}

@@ -1,0 +1,86 @@
+using RecurrentGemma.Inference;
+using RecurrentGemma.Server.Hosting;
+
+namespace RecurrentGemma.Server.OpenAi;
+
+/// <summary>POST /v1/chat/completions: one response, or a stream of chat.completion.chunk events.</summary>
+public static class ChatCompletionsEndpoint
+{
+    public static async Task Handle(HttpContext context, ApiContext api)
+    {
+        var body = await RequestReader.ReadAsync(context, OpenAiJson.Default.ChatCompletionRequest);
+        var service = api.RequireReady();
+        var request = RequestValidation.Chat(body, api.Limits, context.Request.Headers["X-Session-Id"].FirstOrDefault(), api.Owner);
+        var generation = request.Generations[0];
+        string id = ServerSentEvents.NewId("chatcmpl-");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var ct = api.RequestToken;
+        var started = GenerationMerger.StartAll(service, request.Generations, ct);
+        var events = GenerationMerger.ReadAsync(started, generation.N, ct).GetAsyncEnumerator(ct);
+        await using var _ = events;
+
+        if (!request.Stream)
+        {
+            var texts = Enumerable.Range(0, generation.N).Select(_ => new System.Text.StringBuilder()).ToArray();
+            var logprobs = Enumerable.Range(0, generation.N).Select(_ => new List<ChatTokenLogprobDto>()).ToArray();
+            var finish = new string[generation.N];
+            UsageReport? usage = null;
+            while (await events.MoveNextAsync())
+            {
+                switch (events.Current)
+                {
+                    case TextDelta d: texts[d.Index].Append(d.Text); logprobs[d.Index].AddRange(d.Logprobs.Select(ToDto)); break;
+                    case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
+                    case UsageReport u: usage = u; break;
+                }
+            }
+            api.Record(usage, finish.FirstOrDefault());
+            var choices = Enumerable.Range(0, generation.N).Select(i => new ChatChoiceDto(i, new AssistantMessageDto("assistant", texts[i].ToString()),
+                generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop")).ToList();
+            await context.Response.WriteAsJsonAsync(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(usage)),
+                OpenAiJson.Default.ChatCompletionResponse, contentType: "application/json", ct);
+            return;
+        }
+
+        var sse = new ServerSentEvents(context.Response, api.KeepAlive);
+        ChatCompletionChunk Chunk(List<ChatChunkChoiceDto> choices, UsageDto? usage = null) =>
+            new(id, "chat.completion.chunk", created, service.ModelId, api.Fingerprint, choices, usage);
+        await sse.StartAsync(ct);
+        try
+        {
+            for (int i = 0; i < generation.N; i++)
+                await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(i, new DeltaDto("assistant", ""), null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+            UsageReport? usage = null;
+            string? firstFinish = null;
+            for (bool more = await sse.NextAsync(events, ct); more; more = await sse.NextAsync(events, ct))
+            {
+                switch (events.Current)
+                {
+                    case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
+                        await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, new DeltaDto(null, d.Text),
+                            generation.Logprobs ? new ChatLogprobsDto(d.Logprobs.Select(ToDto).ToList()) : null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                        break;
+                    case ChoiceFinished f when f.FinishReason != "cancelled":
+                        firstFinish ??= f.FinishReason;
+                        await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, new DeltaDto(null, null), null, f.FinishReason)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                        break;
+                    case UsageReport u: usage = u; break;
+                }
+            }
+            api.Record(usage, firstFinish);
+            if (request.IncludeUsage && usage is not null) await sse.WriteAsync(Chunk([], Usage(usage)), OpenAiJson.Default.ChatCompletionChunk, ct);
+            await sse.DoneAsync(ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || api.ShutdownRequested)
+        {
+            await api.EndStreamAsync(sse, e);
+        }
+    }
+
+    internal static ChatTokenLogprobDto ToDto(TokenLogprobText t) => new(t.Token, t.Logprob, t.Bytes.Select(b => (int)b).ToArray(),
+        t.Top.Select(a => new ChatTopLogprobDto(a.Token, a.Logprob, a.Bytes.Select(b => (int)b).ToArray())).ToList());
+
+    internal static UsageDto Usage(UsageReport? u) => u is null
+        ? new UsageDto(0, 0, 0, new PromptTokensDetailsDto(0))
+        : new UsageDto(u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens, new PromptTokensDetailsDto(u.CachedTokens));
+}

@@ -1,0 +1,109 @@
+using RecurrentGemma.Inference;
+
+namespace RecurrentGemma.Server.OpenAi;
+
+/// <summary>POST /v1/completions: prompt (a string or several) → text_completion objects.</summary>
+public static class CompletionsEndpoint
+{
+    public static async Task Handle(HttpContext context, ApiContext api)
+    {
+        var body = await RequestReader.ReadAsync(context, OpenAiJson.Default.CompletionRequest);
+        var service = api.RequireReady();
+        var request = RequestValidation.Completion(body, api.Limits, context.Request.Headers["X-Session-Id"].FirstOrDefault(), api.Owner);
+        var first = request.Generations[0];
+        int n = first.N, total = n * request.Generations.Count;
+        string id = ServerSentEvents.NewId("cmpl-");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var ct = api.RequestToken;
+        var started = GenerationMerger.StartAll(service, request.Generations, ct);
+        var events = GenerationMerger.ReadAsync(started, n, ct).GetAsyncEnumerator(ct);
+        await using var _ = events;
+        string Echo(int index) => first.Echo ? request.Generations[index / n].Prompt ?? "" : "";
+
+        if (!request.Stream)
+        {
+            var texts = Enumerable.Range(0, total).Select(i => new System.Text.StringBuilder(Echo(i))).ToArray();
+            var logprobs = Enumerable.Range(0, total).Select(_ => new LogprobsBuilder()).ToArray();
+            var finish = new string[total];
+            UsageReport? usage = null;
+            while (await events.MoveNextAsync())
+            {
+                switch (events.Current)
+                {
+                    case TextDelta d: logprobs[d.Index].Add(d.Logprobs, texts[d.Index].Length); texts[d.Index].Append(d.Text); break;
+                    case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
+                    case UsageReport u: usage = u; break;
+                }
+            }
+            api.Record(usage, finish.FirstOrDefault());
+            var choices = Enumerable.Range(0, total).Select(i => new CompletionChoiceDto(i, texts[i].ToString(),
+                first.Logprobs ? logprobs[i].Build() : null, finish[i] ?? "stop")).ToList();
+            await context.Response.WriteAsJsonAsync(new CompletionResponse(id, "text_completion", created, service.ModelId, api.Fingerprint, choices,
+                ChatCompletionsEndpoint.Usage(usage)), OpenAiJson.Default.CompletionResponse, contentType: "application/json", ct);
+            return;
+        }
+
+        var sse = new ServerSentEvents(context.Response, api.KeepAlive);
+        CompletionResponse Chunk(List<CompletionChoiceDto> choices, UsageDto? usage = null) =>
+            new(id, "text_completion", created, service.ModelId, api.Fingerprint, choices, usage);
+        await sse.StartAsync(ct);
+        try
+        {
+            var offsets = new int[total];
+            if (first.Echo)
+                for (int i = 0; i < total; i++)
+                {
+                    offsets[i] = Echo(i).Length;
+                    await sse.WriteAsync(Chunk([new CompletionChoiceDto(i, Echo(i), null, null)]), OpenAiJson.Default.CompletionResponse, ct);
+                }
+            UsageReport? usage = null;
+            string? firstFinish = null;
+            while (await sse.NextAsync(events, ct))
+            {
+                switch (events.Current)
+                {
+                    case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
+                        var lp = new LogprobsBuilder();
+                        lp.Add(d.Logprobs, offsets[d.Index]);
+                        offsets[d.Index] += d.Text.Length;
+                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(d.Index, d.Text, first.Logprobs ? lp.Build() : null, null)]), OpenAiJson.Default.CompletionResponse, ct);
+                        break;
+                    case ChoiceFinished f when f.FinishReason != "cancelled":
+                        firstFinish ??= f.FinishReason;
+                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(f.Index, "", null, f.FinishReason)]), OpenAiJson.Default.CompletionResponse, ct);
+                        break;
+                    case UsageReport u: usage = u; break;
+                }
+            }
+            api.Record(usage, firstFinish);
+            if (request.IncludeUsage && usage is not null) await sse.WriteAsync(Chunk([], ChatCompletionsEndpoint.Usage(usage)), OpenAiJson.Default.CompletionResponse, ct);
+            await sse.DoneAsync(ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || api.ShutdownRequested)
+        {
+            await api.EndStreamAsync(sse, e);
+        }
+    }
+
+    /// <summary>The legacy logprobs object: tokens, token_logprobs, top_logprobs, text_offset.</summary>
+    sealed class LogprobsBuilder
+    {
+        readonly CompletionLogprobsDto _dto = new([], [], [], []);
+
+        public void Add(IReadOnlyList<TokenLogprobText> tokens, int offset)
+        {
+            foreach (var t in tokens)
+            {
+                _dto.Tokens.Add(t.Token);
+                _dto.TokenLogprobs.Add(t.Logprob);
+                var top = new Dictionary<string, float>();
+                foreach (var a in t.Top) top.TryAdd(a.Token, a.Logprob);
+                _dto.TopLogprobs.Add(top);
+                _dto.TextOffset.Add(offset);
+                offset += t.Token.Length;
+            }
+        }
+
+        public CompletionLogprobsDto Build() => _dto;
+    }
+}

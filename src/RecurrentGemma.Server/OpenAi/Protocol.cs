@@ -1,0 +1,171 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace RecurrentGemma.Server.OpenAi;
+
+// OpenAI protocol shapes (https://platform.openai.com/docs/api-reference), snake_case on the wire.
+// Fields that take several JSON shapes (stop, content, prompt, logprobs of /v1/completions) arrive
+// as JsonElement and are checked by RequestValidation, so every error can name its field.
+
+/// <summary>POST /v1/chat/completions body.</summary>
+public sealed class ChatCompletionRequest
+{
+    /// <summary>Model id (see GET /v1/models). Optional: the served model.</summary>
+    public string? Model { get; set; }
+    /// <summary>The conversation; roles system, developer, user, assistant.</summary>
+    public List<ChatMessageDto>? Messages { get; set; }
+    public int? MaxTokens { get; set; }
+    public int? MaxCompletionTokens { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public int? N { get; set; }
+    /// <summary>A string or up to 4 strings.</summary>
+    public JsonElement? Stop { get; set; }
+    public long? Seed { get; set; }
+    public float? PresencePenalty { get; set; }
+    public float? FrequencyPenalty { get; set; }
+    public Dictionary<string, float>? LogitBias { get; set; }
+    public bool? Logprobs { get; set; }
+    public int? TopLogprobs { get; set; }
+    public bool? Stream { get; set; }
+    public StreamOptionsDto? StreamOptions { get; set; }
+    public string? User { get; set; }
+    /// <summary>Extension: keep only the k most likely tokens.</summary>
+    public int? TopK { get; set; }
+    /// <summary>Extension: drop tokens below min_p × the top probability.</summary>
+    public float? MinP { get; set; }
+    /// <summary>Extension: Hugging Face-style repetition penalty (1 = off).</summary>
+    public float? RepetitionPenalty { get; set; }
+    /// <summary>Extension: park and continue this conversation's state (also the X-Session-Id header).</summary>
+    public string? SessionId { get; set; }
+    public ResponseFormatDto? ResponseFormat { get; set; }
+    public JsonElement? Tools { get; set; }
+    public JsonElement? ToolChoice { get; set; }
+    public JsonElement? Functions { get; set; }
+    public JsonElement? FunctionCall { get; set; }
+}
+
+public sealed class ChatMessageDto
+{
+    public string? Role { get; set; }
+    /// <summary>A string, or an array of {type: "text", text} parts.</summary>
+    public JsonElement? Content { get; set; }
+    public string? Name { get; set; }
+}
+
+public sealed class StreamOptionsDto
+{
+    public bool? IncludeUsage { get; set; }
+}
+
+public sealed class ResponseFormatDto
+{
+    public string? Type { get; set; }
+}
+
+/// <summary>POST /v1/completions body.</summary>
+public sealed class CompletionRequest
+{
+    public string? Model { get; set; }
+    /// <summary>A string or an array of strings (one completion set per prompt).</summary>
+    public JsonElement? Prompt { get; set; }
+    public int? MaxTokens { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public int? N { get; set; }
+    public JsonElement? Stop { get; set; }
+    public long? Seed { get; set; }
+    public float? PresencePenalty { get; set; }
+    public float? FrequencyPenalty { get; set; }
+    public Dictionary<string, float>? LogitBias { get; set; }
+    /// <summary>Number of top alternatives per token (0–20); null: none.</summary>
+    public int? Logprobs { get; set; }
+    public bool? Echo { get; set; }
+    public bool? Stream { get; set; }
+    public StreamOptionsDto? StreamOptions { get; set; }
+    public string? User { get; set; }
+    public string? Suffix { get; set; }
+    public int? BestOf { get; set; }
+    public int? TopK { get; set; }
+    public float? MinP { get; set; }
+    public float? RepetitionPenalty { get; set; }
+    public string? SessionId { get; set; }
+}
+
+public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetailsDto PromptTokensDetails);
+public sealed record PromptTokensDetailsDto(int CachedTokens);
+
+public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint,
+    List<ChatChoiceDto> Choices, UsageDto Usage);
+
+public sealed record ChatChoiceDto(int Index, AssistantMessageDto Message,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs, string FinishReason);
+
+public sealed record AssistantMessageDto(string Role, string Content);
+
+public sealed record ChatLogprobsDto(List<ChatTokenLogprobDto> Content);
+public sealed record ChatTokenLogprobDto(string Token, float Logprob, int[] Bytes, List<ChatTopLogprobDto> TopLogprobs);
+public sealed record ChatTopLogprobDto(string Token, float Logprob, int[] Bytes);
+
+public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, string SystemFingerprint,
+    List<ChatChunkChoiceDto> Choices, UsageDto? Usage);
+
+public sealed record ChatChunkChoiceDto(int Index, DeltaDto Delta,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
+
+public sealed record DeltaDto(string? Role, string? Content);
+
+public sealed record CompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint,
+    List<CompletionChoiceDto> Choices, UsageDto? Usage);
+
+public sealed record CompletionChoiceDto(int Index, string Text,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] CompletionLogprobsDto? Logprobs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
+
+public sealed record CompletionLogprobsDto(List<string> Tokens, List<float> TokenLogprobs, List<Dictionary<string, float>> TopLogprobs, List<int> TextOffset);
+
+public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy);
+public sealed record ModelListDto(string Object, List<ModelDto> Data);
+
+/// <summary>POST /tokenize: a prompt or chat messages (rendered with the template).</summary>
+public sealed class TokenizeRequest
+{
+    public string? Model { get; set; }
+    public string? Prompt { get; set; }
+    public List<ChatMessageDto>? Messages { get; set; }
+    /// <summary>Prepend BOS to a plain prompt (default true; chat prompts always start with BOS).</summary>
+    public bool? AddSpecialTokens { get; set; }
+}
+
+public sealed record TokenizeResponse(List<int> Tokens, int Count, int MaxModelLen);
+
+public sealed class DetokenizeRequest
+{
+    public string? Model { get; set; }
+    public List<int>? Tokens { get; set; }
+}
+
+public sealed record DetokenizeResponse(string Prompt);
+
+/// <summary>OpenAI's error envelope.</summary>
+public sealed record ErrorEnvelope(ErrorBody Error);
+public sealed record ErrorBody(string Message, string Type,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Param,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Code);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, NumberHandling = JsonNumberHandling.Strict)]
+[JsonSerializable(typeof(ChatCompletionRequest))]
+[JsonSerializable(typeof(CompletionRequest))]
+[JsonSerializable(typeof(TokenizeRequest))]
+[JsonSerializable(typeof(DetokenizeRequest))]
+[JsonSerializable(typeof(ChatCompletionResponse))]
+[JsonSerializable(typeof(ChatCompletionChunk))]
+[JsonSerializable(typeof(CompletionResponse))]
+[JsonSerializable(typeof(ModelListDto))]
+[JsonSerializable(typeof(ModelDto))]
+[JsonSerializable(typeof(TokenizeResponse))]
+[JsonSerializable(typeof(DetokenizeResponse))]
+[JsonSerializable(typeof(ErrorEnvelope))]
+public sealed partial class OpenAiJson : JsonSerializerContext;

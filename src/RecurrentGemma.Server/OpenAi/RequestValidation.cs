@@ -1,0 +1,197 @@
+using System.Text.Json;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Inference;
+using RecurrentGemma.Text;
+
+namespace RecurrentGemma.Server.OpenAi;
+
+/// <summary>Limits that validation needs from configuration and the served model.</summary>
+public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewTokens, int DefaultMaxTokens, int MaxChoices);
+
+/// <summary>A validated request, protocol-free, plus how to answer it.</summary>
+public sealed record ValidatedRequest(IReadOnlyList<TextGenerationRequest> Generations, bool Stream, bool IncludeUsage);
+
+/// <summary>
+/// Checks every OpenAI field against its documented range and maps the request to
+/// <see cref="TextGenerationRequest"/>s. Each failure is a 400 naming the field and its limit.
+/// Fields we cannot honour (tools, JSON mode, suffix) are refused, never silently ignored.
+/// </summary>
+public static class RequestValidation
+{
+    public static ValidatedRequest Chat(ChatCompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
+    {
+        CheckModel(r.Model, limits);
+        if (r.Tools is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("tools are not supported by this server (RecurrentGemma has no tool-calling format).", "tools");
+        if (r.Functions is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("functions are not supported by this server.", "functions");
+        if (r.ToolChoice is { ValueKind: not JsonValueKind.Null } tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() == "none"))
+            throw ApiError.Invalid("tool_choice is not supported by this server.", "tool_choice");
+        if (r.FunctionCall is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("function_call is not supported by this server.", "function_call");
+        if (r.ResponseFormat?.Type is { } format && format != "text")
+            throw ApiError.Invalid($"response_format type '{format}' is not supported; only 'text' is.", "response_format.type");
+        if (r.Messages is null) throw ApiError.Invalid("messages is required.", "messages");
+        if (r.Messages.Count == 0) throw ApiError.Invalid("messages must contain at least one message.", "messages");
+        var messages = r.Messages.Select((m, i) => Message(m, i)).ToList();
+
+        if (r.MaxTokens is not null && r.MaxCompletionTokens is not null && r.MaxTokens != r.MaxCompletionTokens)
+            throw ApiError.Invalid("max_tokens and max_completion_tokens differ; send one of them.", "max_completion_tokens");
+        int maxTokens = MaxTokens(r.MaxCompletionTokens ?? r.MaxTokens, r.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens", limits.DefaultMaxTokens, limits);
+        bool logprobs = r.Logprobs ?? false;
+        int top = r.TopLogprobs ?? 0;
+        Range(top, 0, 20, "top_logprobs");
+        if (top > 0 && !logprobs) throw ApiError.Invalid("top_logprobs requires logprobs to be true.", "top_logprobs");
+
+        var generation = new TextGenerationRequest
+        {
+            Messages = messages, MaxTokens = maxTokens, N = Choices(r.N, limits),
+            Sampling = Sampling(r.Temperature, r.TopP, r.TopK, r.MinP, r.PresencePenalty, r.FrequencyPenalty, r.RepetitionPenalty, r.LogitBias, r.Seed, limits),
+            Stop = Stops(r.Stop), Logprobs = logprobs, TopLogprobs = top,
+            SessionId = Session(r.SessionId, headerSession), Owner = owner,
+        };
+        var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
+        return new ValidatedRequest([generation], stream, usage);
+    }
+
+    public static ValidatedRequest Completion(CompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
+    {
+        CheckModel(r.Model, limits);
+        if (r.Suffix is not null) throw ApiError.Invalid("suffix (insertion) is not supported by this model.", "suffix");
+        int n = Choices(r.N, limits);
+        if (r.BestOf is { } bestOf && bestOf != n) throw ApiError.Invalid("best_of is not supported (only best_of = n).", "best_of");
+        var prompts = Prompts(r.Prompt);
+        int top = r.Logprobs ?? 0;
+        Range(top, 0, 20, "logprobs");
+        var sampling = Sampling(r.Temperature, r.TopP, r.TopK, r.MinP, r.PresencePenalty, r.FrequencyPenalty, r.RepetitionPenalty, r.LogitBias, r.Seed, limits);
+        int maxTokens = MaxTokens(r.MaxTokens, "max_tokens", 16, limits);   // OpenAI's default for completions
+        var stops = Stops(r.Stop);
+        var session = Session(r.SessionId, headerSession);
+        if (session is not null && prompts.Count > 1) throw ApiError.Invalid("session_id needs a single prompt.", "session_id");
+        var generations = prompts.Select(p => new TextGenerationRequest
+        {
+            Prompt = p, MaxTokens = maxTokens, N = n, Sampling = sampling, Stop = stops,
+            Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, SessionId = session, Owner = owner,
+        }).ToList();
+        var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
+        return new ValidatedRequest(generations, stream, usage);
+    }
+
+    static void CheckModel(string? model, ValidationLimits limits)
+    {
+        if (model is not null && model != limits.ModelId) throw ApiError.ModelNotFound(model);
+    }
+
+    static ChatMessage Message(ChatMessageDto m, int i)
+    {
+        if (string.IsNullOrEmpty(m.Role)) throw ApiError.Invalid($"messages[{i}].role is required.", $"messages[{i}].role");
+        var content = m.Content;
+        if (content is null || content.Value.ValueKind == JsonValueKind.Null) return new ChatMessage(m.Role, "");
+        if (content.Value.ValueKind == JsonValueKind.String) return new ChatMessage(m.Role, content.Value.GetString());
+        if (content.Value.ValueKind != JsonValueKind.Array)
+            throw ApiError.Invalid($"messages[{i}].content must be a string or an array of content parts.", $"messages[{i}].content");
+        var parts = new List<ChatContentPart>();
+        int p = 0;
+        foreach (var part in content.Value.EnumerateArray())
+        {
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                throw ApiError.Invalid($"messages[{i}].content[{p}] must be an object with a 'type'.", $"messages[{i}].content[{p}].type");
+            string? text = part.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            parts.Add(new ChatContentPart(type.GetString()!, text));
+            p++;
+        }
+        return new ChatMessage(m.Role, null, parts);
+    }
+
+    static List<string> Prompts(JsonElement? prompt)
+    {
+        if (prompt is null || prompt.Value.ValueKind == JsonValueKind.Null) throw ApiError.Invalid("prompt is required.", "prompt");
+        var v = prompt.Value;
+        if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
+        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0 && v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+            return v.EnumerateArray().Select(e => e.GetString()!).ToList();
+        throw ApiError.Invalid("prompt must be a string or a non-empty array of strings.", "prompt");
+    }
+
+    static int MaxTokens(int? value, string field, int fallback, ValidationLimits limits)
+    {
+        int v = value ?? Math.Min(fallback, limits.MaxNewTokens);
+        Range(v, 1, limits.MaxNewTokens, field);
+        return v;
+    }
+
+    static int Choices(int? n, ValidationLimits limits)
+    {
+        int v = n ?? 1;
+        Range(v, 1, limits.MaxChoices, "n");
+        return v;
+    }
+
+    static SamplingParams Sampling(float? temperature, float? topP, int? topK, float? minP, float? presence, float? frequency,
+        float? repetition, Dictionary<string, float>? logitBias, long? seed, ValidationLimits limits)
+    {
+        float t = temperature ?? 1f;
+        Range(t, 0, 2, "temperature");
+        float p = topP ?? 1f;
+        if (!(p > 0 && p <= 1)) throw ApiError.Invalid($"top_p must be greater than 0 and at most 1, got {p}.", "top_p");
+        int k = topK ?? 0;
+        if (k < -1) throw ApiError.Invalid($"top_k must be -1 or 0 (off) or a positive number, got {k}.", "top_k");
+        float mp = minP ?? 0;
+        Range(mp, 0, 1, "min_p");
+        Range(presence ?? 0, -2, 2, "presence_penalty");
+        Range(frequency ?? 0, -2, 2, "frequency_penalty");
+        float rep = repetition ?? 1;
+        if (!(rep > 0 && rep <= 2)) throw ApiError.Invalid($"repetition_penalty must be greater than 0 and at most 2, got {rep}.", "repetition_penalty");
+        Dictionary<int, float>? bias = null;
+        if (logitBias is { Count: > 0 })
+        {
+            if (logitBias.Count > 300) throw ApiError.Invalid("logit_bias may hold at most 300 entries.", "logit_bias");
+            bias = new();
+            foreach (var (key, value) in logitBias)
+            {
+                if (!int.TryParse(key, out var id) || id < 0 || id >= limits.VocabSize)
+                    throw ApiError.Invalid($"logit_bias key '{key}' is not a token id (0..{limits.VocabSize - 1}).", "logit_bias");
+                Range(value, -100, 100, "logit_bias");
+                bias[id] = value;
+            }
+        }
+        return new SamplingParams
+        {
+            Temperature = t, TopP = p, TopK = Math.Max(0, k), MinP = mp, PresencePenalty = presence ?? 0, FrequencyPenalty = frequency ?? 0,
+            RepetitionPenalty = rep, LogitBias = bias, Seed = seed,
+        };
+    }
+
+    static List<string> Stops(JsonElement? stop)
+    {
+        if (stop is null || stop.Value.ValueKind == JsonValueKind.Null) return [];
+        var v = stop.Value;
+        List<string> stops;
+        if (v.ValueKind == JsonValueKind.String) stops = [v.GetString()!];
+        else if (v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+            stops = v.EnumerateArray().Select(e => e.GetString()!).ToList();
+        else throw ApiError.Invalid("stop must be a string or an array of strings.", "stop");
+        if (stops.Count > StopSequenceMatcher.MaxStops) throw ApiError.Invalid($"stop may hold at most {StopSequenceMatcher.MaxStops} sequences, got {stops.Count}.", "stop");
+        if (stops.Any(s => s.Length == 0)) throw ApiError.Invalid("stop sequences must not be empty.", "stop");
+        return stops;
+    }
+
+    static string? Session(string? body, string? header)
+    {
+        var s = body ?? header;
+        if (s is null) return null;
+        if (body is not null && header is not null && body != header) throw ApiError.Invalid("session_id and the X-Session-Id header differ.", "session_id");
+        if (s.Length is 0 or > 256) throw ApiError.Invalid("session_id must be 1 to 256 characters.", "session_id");
+        return s;
+    }
+
+    static (bool Stream, bool IncludeUsage) StreamFlags(bool? stream, StreamOptionsDto? options)
+    {
+        bool s = stream ?? false;
+        if (options is not null && !s) throw ApiError.Invalid("stream_options is only allowed when stream is true.", "stream_options");
+        return (s, options?.IncludeUsage ?? false);
+    }
+
+    static void Range(double value, double min, double max, string field)
+    {
+        if (double.IsNaN(value) || value < min || value > max)
+            throw ApiError.Invalid($"{field} must be between {min} and {max}, got {value}.", field);
+    }
+}

@@ -1,0 +1,22 @@
+using RecurrentGemma.Server.Hosting;
+
+// RecurrentGemma.Server: an OpenAI-compatible server for RecurrentGemma.
+// Request path: OpenAi/*Endpoint → RequestValidation → InferenceService (template, tokens)
+//   → EngineClient → EngineLoop (continuous batching on the model) → events back the same way.
+var builder = WebApplication.CreateBuilder(args);
+
+// One configuration file, appsettings.json at the repository root (copied next to the binary);
+// environment variables (RG_Model__Path or Model__Path) and the command line override it.
+builder.Configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true);
+builder.Configuration.AddEnvironmentVariables();
+builder.Configuration.AddEnvironmentVariables("RG_");
+builder.Configuration.AddCommandLine(args);
+
+builder.Services.AddRecurrentGemma(builder.Configuration);
+
+var app = builder.Build();
+app.UseRecurrentGemma();
+app.Run();
+
+/// <summary>Entry point type, public for WebApplicationFactory in the tests.</summary>
+public partial class Program;
