@@ -1,0 +1,109 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using static RecurrentGemma.Server.Tests.ServerFactory;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>Every bad request gets OpenAI's error envelope with the right status, type and param.</summary>
+public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
+{
+    const string U = "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
+
+    public static TheoryData<string, string, string, int, string, string?> Cases => new()
+    {
+        // path, content type, body, status, error.type, error.param
+        { "/v1/chat/completions", "application/json", "{not json", 400, "invalid_request_error", null },
+        { "/v1/chat/completions", "application/json", "", 400, "invalid_request_error", null },
+        { "/v1/chat/completions", "application/json", "[]", 400, "invalid_request_error", null },
+        { "/v1/chat/completions", "text/plain", "{" + U + "}", 415, "invalid_request_error", null },
+        { "/v1/chat/completions", "application/json", "{}", 400, "invalid_request_error", "messages" },
+        { "/v1/chat/completions", "application/json", """{"messages":[]}""", 400, "invalid_request_error", "messages" },
+        { "/v1/chat/completions", "application/json", """{"messages":"hi"}""", 400, "invalid_request_error", "messages" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"content":"hi"}]}""", 400, "invalid_request_error", "messages[0].role" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"wizard","content":"hi"}]}""", 400, "invalid_request_error", "messages[0].role" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":""}]}""", 400, "invalid_request_error", "messages[0].content" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":42}]}""", 400, "invalid_request_error", "messages[0].content" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", 400, "invalid_request_error", "messages[0].content[0].type" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"tool","content":"42"}]}""", 400, "invalid_request_error", "messages[0].role" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}""", 400, "invalid_request_error", "messages" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","model":"gpt-4o"}""", 404, "invalid_request_error", "model" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","temperature":2.5}""", 400, "invalid_request_error", "temperature" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","temperature":"hot"}""", 400, "invalid_request_error", "temperature" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","top_p":0}""", 400, "invalid_request_error", "top_p" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","top_p":1.5}""", 400, "invalid_request_error", "top_p" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","n":9}""", 400, "invalid_request_error", "n" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","n":0}""", 400, "invalid_request_error", "n" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","max_tokens":0}""", 400, "invalid_request_error", "max_tokens" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","max_tokens":100000}""", 400, "invalid_request_error", "max_tokens" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","max_completion_tokens":-1}""", 400, "invalid_request_error", "max_completion_tokens" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","stop":["a","b","c","d","e"]}""", 400, "invalid_request_error", "stop" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","stop":42}""", 400, "invalid_request_error", "stop" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","presence_penalty":3}""", 400, "invalid_request_error", "presence_penalty" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","frequency_penalty":-2.5}""", 400, "invalid_request_error", "frequency_penalty" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","logit_bias":{"abc":1}}""", 400, "invalid_request_error", "logit_bias" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","logit_bias":{"5":150}}""", 400, "invalid_request_error", "logit_bias" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","top_logprobs":21,"logprobs":true}""", 400, "invalid_request_error", "top_logprobs" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","top_logprobs":2}""", 400, "invalid_request_error", "top_logprobs" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","stream_options":{"include_usage":true}}""", 400, "invalid_request_error", "stream_options" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_object"}}""", 400, "invalid_request_error", "response_format.type" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","tools":[{"type":"function","function":{"name":"f"}}]}""", 400, "invalid_request_error", "tools" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","functions":[{"name":"f"}]}""", 400, "invalid_request_error", "functions" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","top_k":-5}""", 400, "invalid_request_error", "top_k" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","min_p":1.5}""", 400, "invalid_request_error", "min_p" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","repetition_penalty":0}""", 400, "invalid_request_error", "repetition_penalty" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","stream":"yes"}""", 400, "invalid_request_error", "stream" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","seed":"abc"}""", 400, "invalid_request_error", "seed" },
+        { "/v1/completions", "application/json", "{}", 400, "invalid_request_error", "prompt" },
+        { "/v1/completions", "application/json", """{"prompt":[1,2,3]}""", 400, "invalid_request_error", "prompt" },
+        { "/v1/completions", "application/json", """{"prompt":"x","suffix":"y"}""", 400, "invalid_request_error", "suffix" },
+        { "/v1/completions", "application/json", """{"prompt":"x","logprobs":30}""", 400, "invalid_request_error", "logprobs" },
+        { "/v1/completions", "application/json", """{"prompt":"x","best_of":3}""", 400, "invalid_request_error", "best_of" },
+        { "/detokenize", "application/json", """{"tokens":[999999]}""", 400, "invalid_request_error", "tokens" },
+        { "/tokenize", "application/json", """{}""", 400, "invalid_request_error", "prompt" },
+    };
+
+    [Theory, MemberData(nameof(Cases))]
+    public async Task Bad_requests_get_the_right_status_type_and_param(string path, string contentType, string body, int status, string type, string? param)
+    {
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync(path, new StringContent(body, Encoding.UTF8, contentType));
+        Assert.Equal(status, (int)r.StatusCode);
+        Assert.StartsWith("application/json", r.Content.Headers.ContentType!.ToString());
+        var error = (await ReadJson(r)).GetProperty("error");
+        Assert.Equal(type, error.GetProperty("type").GetString());
+        Assert.Equal(param, error.GetProperty("param").ValueKind == JsonValueKind.Null ? null : error.GetProperty("param").GetString());
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
+        Assert.DoesNotContain("   at ", error.GetProperty("message").GetString());   // never a stack trace
+    }
+
+    [Fact]
+    public async Task Unknown_routes_and_wrong_methods_get_the_envelope()
+    {
+        var client = await server.ReadyClientAsync();
+        var notFound = await client.GetAsync("/v1/engines");
+        Assert.Equal(HttpStatusCode.NotFound, notFound.StatusCode);
+        Assert.Equal("not_found", (await ReadJson(notFound)).GetProperty("error").GetProperty("code").GetString());
+        var wrongMethod = await client.GetAsync("/v1/chat/completions");
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, wrongMethod.StatusCode);
+        Assert.Equal("invalid_request_error", (await ReadJson(wrongMethod)).GetProperty("error").GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task A_body_over_the_limit_is_413()
+    {
+        var client = await server.ReadyClientAsync();
+        var huge = "{\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('a', 5 * 1024 * 1024) + "\"}]}";
+        var r = await client.PostAsync("/v1/chat/completions", Json(huge));
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, r.StatusCode);
+        Assert.Equal("request_too_large", (await ReadJson(r)).GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Unknown_fields_are_ignored()
+    {
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync("/v1/chat/completions", Json("{" + U + ""","max_tokens":2,"frobnicate":true,"user":"u1","response_format":{"type":"text"}}"""));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+    }
+}

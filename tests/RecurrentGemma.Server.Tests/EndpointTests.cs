@@ -1,0 +1,153 @@
+using System.Net;
+using System.Text.Json;
+using static RecurrentGemma.Server.Tests.ServerFactory;
+
+namespace RecurrentGemma.Server.Tests;
+
+public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
+{
+    const string Chat = """{"model":"recurrentgemma-demo","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello there!"}],"max_tokens":8,"seed":7}""";
+
+    [Fact]
+    public async Task Models_are_listed_and_found_by_id()
+    {
+        var client = await server.ReadyClientAsync();
+        var list = await ReadJson(await client.GetAsync("/v1/models"));
+        Assert.Equal("list", list.GetProperty("object").GetString());
+        Assert.Equal("recurrentgemma-demo", list.GetProperty("data")[0].GetProperty("id").GetString());
+        var one = await ReadJson(await client.GetAsync("/v1/models/recurrentgemma-demo"));
+        Assert.Equal("model", one.GetProperty("object").GetString());
+        var missing = await client.GetAsync("/v1/models/gpt-4");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Equal("model_not_found", (await ReadJson(missing)).GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task A_chat_completion_has_openais_shape()
+    {
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync("/v1/chat/completions", Json(Chat));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var body = await ReadJson(r);
+        Assert.StartsWith("chatcmpl-", body.GetProperty("id").GetString());
+        Assert.Equal("chat.completion", body.GetProperty("object").GetString());
+        Assert.True(body.GetProperty("created").GetInt64() > 1_700_000_000);
+        Assert.Equal("recurrentgemma-demo", body.GetProperty("model").GetString());
+        Assert.False(string.IsNullOrEmpty(body.GetProperty("system_fingerprint").GetString()));
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal(0, choice.GetProperty("index").GetInt32());
+        Assert.Equal("assistant", choice.GetProperty("message").GetProperty("role").GetString());
+        Assert.Equal(JsonValueKind.String, choice.GetProperty("message").GetProperty("content").ValueKind);
+        Assert.Equal(JsonValueKind.Null, choice.GetProperty("logprobs").ValueKind);
+        Assert.Contains(choice.GetProperty("finish_reason").GetString(), new[] { "stop", "length" });
+        var usage = body.GetProperty("usage");
+        Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32() + usage.GetProperty("completion_tokens").GetInt32(), usage.GetProperty("total_tokens").GetInt32());
+        Assert.True(usage.GetProperty("prompt_tokens_details").TryGetProperty("cached_tokens", out _));
+    }
+
+    [Fact]
+    public async Task Raw_sse_framing_is_openais_byte_for_byte()
+    {
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":5,"stream":true,"stream_options":{"include_usage":true},"seed":3}"""));
+        Assert.Equal("text/event-stream", r.Content.Headers.ContentType!.MediaType);
+        var raw = await r.Content.ReadAsStringAsync();
+        Assert.EndsWith("data: [DONE]\n\n", raw);
+        var events = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(events, e => Assert.StartsWith("data: ", e));
+        var chunks = events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement).ToList();
+        var ids = chunks.Select(c => c.GetProperty("id").GetString()).Distinct().ToList();
+        Assert.Single(ids);
+        Assert.All(chunks, c => Assert.Equal("chat.completion.chunk", c.GetProperty("object").GetString()));
+        Assert.Equal("assistant", chunks[0].GetProperty("choices")[0].GetProperty("delta").GetProperty("role").GetString());
+        var finish = chunks[^2].GetProperty("choices")[0];
+        Assert.Equal("length", finish.GetProperty("finish_reason").GetString());
+        var usageChunk = chunks[^1];
+        Assert.Equal(0, usageChunk.GetProperty("choices").GetArrayLength());
+        Assert.Equal(5, usageChunk.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        // Content chunks carry only content, and a null finish_reason.
+        foreach (var c in chunks[1..^2])
+        {
+            var choice = c.GetProperty("choices")[0];
+            Assert.Equal(JsonValueKind.Null, choice.GetProperty("finish_reason").ValueKind);
+            Assert.False(choice.GetProperty("delta").TryGetProperty("role", out _));
+        }
+    }
+
+    [Fact]
+    public async Task Stream_and_non_stream_with_the_same_seed_give_the_same_text()
+    {
+        var client = await server.ReadyClientAsync();
+        const string body = """{"messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":12,"temperature":0.9,"seed":42%s}""";
+        var whole = await ReadJson(await client.PostAsync("/v1/chat/completions", Json(body.Replace("%s", ""))));
+        var text = whole.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
+        var raw = await (await client.PostAsync("/v1/chat/completions", Json(body.Replace("%s", ",\"stream\":true")))).Content.ReadAsStringAsync();
+        var streamed = string.Concat(raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Where(e => e != "data: [DONE]")
+            .Select(e => JsonDocument.Parse(e[6..]).RootElement.GetProperty("choices")).Where(c => c.GetArrayLength() > 0)
+            .Select(c => c[0].GetProperty("delta").TryGetProperty("content", out var t) ? t.GetString() : ""));
+        Assert.Equal(text, streamed);
+    }
+
+    [Fact]
+    public async Task Completions_take_a_string_or_several_prompts()
+    {
+        var client = await server.ReadyClientAsync();
+        var one = await ReadJson(await client.PostAsync("/v1/completions", Json("""{"model":"recurrentgemma-demo","prompt":"Once upon a time","max_tokens":6,"seed":1}""")));
+        Assert.StartsWith("cmpl-", one.GetProperty("id").GetString());
+        Assert.Equal("text_completion", one.GetProperty("object").GetString());
+        Assert.Equal(6, one.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        var many = await ReadJson(await client.PostAsync("/v1/completions", Json("""{"prompt":["a b c","d e f"],"max_tokens":3,"n":2,"seed":1,"logprobs":2,"echo":true}""")));
+        var choices = many.GetProperty("choices");
+        Assert.Equal(4, choices.GetArrayLength());
+        Assert.Equal(Enumerable.Range(0, 4), choices.EnumerateArray().Select(c => c.GetProperty("index").GetInt32()));
+        Assert.StartsWith("a b c", choices[0].GetProperty("text").GetString());
+        Assert.StartsWith("d e f", choices[3].GetProperty("text").GetString());
+        var lp = choices[0].GetProperty("logprobs");
+        Assert.Equal(3, lp.GetProperty("tokens").GetArrayLength());
+        Assert.Equal(2, lp.GetProperty("top_logprobs")[0].EnumerateObject().Count());
+        Assert.Equal(12, many.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task Chat_logprobs_come_per_token_with_alternatives()
+    {
+        var client = await server.ReadyClientAsync();
+        var body = await ReadJson(await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"logprobs":true,"top_logprobs":3,"temperature":0}""")));
+        var content = body.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content");
+        Assert.Equal(4, content.GetArrayLength());
+        foreach (var t in content.EnumerateArray())
+        {
+            Assert.True(t.GetProperty("logprob").GetSingle() <= 0);
+            Assert.Equal(3, t.GetProperty("top_logprobs").GetArrayLength());
+            Assert.Equal(t.GetProperty("token").GetString(), t.GetProperty("top_logprobs")[0].GetProperty("token").GetString());   // greedy
+        }
+    }
+
+    [Fact]
+    public async Task Tokenize_and_detokenize_round_trip()
+    {
+        var client = await server.ReadyClientAsync();
+        var t = await ReadJson(await client.PostAsync("/tokenize", Json("""{"prompt":"Hello world"}""")));
+        var ids = t.GetProperty("tokens").EnumerateArray().Select(x => x.GetInt32()).ToList();
+        Assert.Equal(2, ids[0]);   // BOS
+        Assert.Equal(ids.Count, t.GetProperty("count").GetInt32());
+        var d = await ReadJson(await client.PostAsync("/detokenize", Json(JsonSerializer.Serialize(new { tokens = ids }))));
+        Assert.Equal("Hello world", d.GetProperty("prompt").GetString());
+        var chat = await ReadJson(await client.PostAsync("/tokenize", Json("""{"messages":[{"role":"user","content":"Hi"}]}""")));
+        Assert.Equal([2, 106], chat.GetProperty("tokens").EnumerateArray().Take(2).Select(x => x.GetInt32()));
+    }
+
+    [Fact]
+    public async Task Health_and_swagger_are_served()
+    {
+        var client = await server.ReadyClientAsync();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
+        var swagger = await ReadJson(await client.GetAsync("/swagger/v1/swagger.json"));
+        var paths = swagger.GetProperty("paths");
+        Assert.True(paths.TryGetProperty("/v1/chat/completions", out _));
+        Assert.True(paths.TryGetProperty("/v1/completions", out _));
+        Assert.Contains("ChatCompletionRequest", swagger.GetProperty("components").GetProperty("schemas").ToString());
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/swagger/index.html")).StatusCode);
+    }
+}

@@ -1,0 +1,73 @@
+#pragma warning disable OPENAI001 // ChatCompletionOptions.Seed is marked experimental in the client; the server supports it.
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>The official OpenAI .NET client against the server, unchanged.</summary>
+public class OpenAiClientTests(DemoServer server) : IClassFixture<DemoServer>
+{
+    async Task<OpenAIClient> Client(string key = "unused")
+    {
+        var http = await server.ReadyClientAsync();
+        return new OpenAIClient(new ApiKeyCredential(key), new OpenAIClientOptions
+        {
+            Endpoint = new Uri(http.BaseAddress!, "/v1"),
+            Transport = new HttpClientPipelineTransport(http),
+        });
+    }
+
+    [Fact]
+    public async Task Lists_models()
+    {
+        var models = (await (await Client()).GetOpenAIModelClient().GetModelsAsync()).Value;
+        Assert.Contains(models, m => m.Id == "recurrentgemma-demo");
+    }
+
+    [Fact]
+    public async Task Chats_without_streaming()
+    {
+        var chat = (await Client()).GetChatClient("recurrentgemma-demo");
+        var result = (await chat.CompleteChatAsync([new SystemChatMessage("Be brief."), new UserChatMessage("Hello!")],
+            new ChatCompletionOptions { MaxOutputTokenCount = 6, Seed = 3, Temperature = 0.7f })).Value;
+        Assert.Equal(ChatMessageRole.Assistant, result.Role);
+        Assert.Equal(ChatFinishReason.Length, result.FinishReason);
+        Assert.Equal(6, result.Usage.OutputTokenCount);
+        Assert.StartsWith("chatcmpl-", result.Id);
+    }
+
+    [Fact]
+    public async Task Chats_with_streaming_and_usage()
+    {
+        var chat = (await Client()).GetChatClient("recurrentgemma-demo");
+        var text = new System.Text.StringBuilder();
+        ChatTokenUsage? usage = null;
+        ChatFinishReason? finish = null;
+        await foreach (var update in chat.CompleteChatStreamingAsync([new UserChatMessage("Hello!")], new ChatCompletionOptions { MaxOutputTokenCount = 5, Seed = 3 }))
+        {
+            foreach (var part in update.ContentUpdate) text.Append(part.Text);
+            usage ??= update.Usage;
+            finish ??= update.FinishReason;
+        }
+        Assert.Equal(ChatFinishReason.Length, finish);
+        Assert.NotNull(usage);
+        Assert.Equal(5, usage!.OutputTokenCount);
+        // The same seed without streaming gives the same text.
+        var whole = (await chat.CompleteChatAsync([new UserChatMessage("Hello!")], new ChatCompletionOptions { MaxOutputTokenCount = 5, Seed = 3 })).Value;
+        Assert.Equal(whole.Content[0].Text, text.ToString());
+    }
+
+    [Fact]
+    public async Task Client_exceptions_carry_our_status_codes()
+    {
+        var client = await Client();
+        var unknown = await Assert.ThrowsAsync<ClientResultException>(() => client.GetChatClient("gpt-4o").CompleteChatAsync([new UserChatMessage("hi")]));
+        Assert.Equal(404, unknown.Status);
+        var bad = await Assert.ThrowsAsync<ClientResultException>(() => client.GetChatClient("recurrentgemma-demo")
+            .CompleteChatAsync([new UserChatMessage("hi")], new ChatCompletionOptions { Temperature = 5 }));
+        Assert.Equal(400, bad.Status);
+        Assert.Contains("temperature", bad.Message);
+    }
+}

@@ -1,0 +1,59 @@
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Server.Hosting;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>The server over the embedded demo model (or a configured one), in memory.</summary>
+public class ServerFactory : WebApplicationFactory<Program>
+{
+    readonly Dictionary<string, string?> _settings = new()
+    {
+        ["Engine:MaxSlots"] = "24",
+        ["Engine:MaxRunningSequences"] = "16",
+        ["Api:DefaultMaxTokens"] = "16",
+        ["Api:ShutdownGraceSeconds"] = "2",
+        ["Urls"] = "http://127.0.0.1:0",
+    };
+
+    public ServerFactory With(string key, string? value) { _settings[key] = value; return this; }
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        foreach (var (k, v) in _settings) builder.UseSetting(k, v);
+    }
+
+    public ModelHost Host => Services.GetRequiredService<ModelHost>();
+    public EngineSnapshot Engine => Host.Inference!.Engine.Snapshot;
+
+    public async Task<HttpClient> ReadyClientAsync()
+    {
+        var client = CreateClient();
+        await Host.Loaded;
+        return client;
+    }
+
+    public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    public static async Task<JsonElement> ReadJson(HttpResponseMessage r) =>
+        JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+
+    /// <summary>Waits (bounded) for the engine to reach a condition.</summary>
+    public async Task Until(Func<EngineSnapshot, bool> condition, int timeoutMs = 10000)
+    {
+        var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+        while (!condition(Engine))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"engine never got there: {Engine}");
+            await Task.Delay(5);
+        }
+    }
+}
+
+/// <summary>One shared demo server for tests that do not change its configuration.</summary>
+public sealed class DemoServer : ServerFactory;
