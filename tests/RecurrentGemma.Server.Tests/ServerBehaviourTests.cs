@@ -76,7 +76,7 @@ public class ServerBehaviourTests
         await using var server = new ServerFactory().With("Engine:ParkFinishedStates", "false");
         var client = await server.ReadyClientAsync();
         using var cts = new CancellationTokenSource();
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json("""{"messages":[{"role":"user","content":"Go on forever"}],"max_tokens":4000,"stream":true}""") };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json("""{"messages":[{"role":"user","content":"Go on forever"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""") };
         var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
         var stream = await response.Content.ReadAsStreamAsync(cts.Token);
         var buffer = new byte[256];
@@ -145,7 +145,7 @@ public class ServerBehaviourTests
     {
         await using var server = new ServerFactory();
         var client = await server.ReadyClientAsync();
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json("""{"messages":[{"role":"user","content":"Go on"}],"max_tokens":4000,"stream":true}""") };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json("""{"messages":[{"role":"user","content":"Go on"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""") };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         await server.Until(s => s.RunningSequences == 1);
         var inFlight = server.Services.GetRequiredService<InFlightRequests>();
@@ -165,7 +165,7 @@ public class ServerBehaviourTests
     {
         await using var server = new ServerFactory().With("Engine:MaxRunningSequences", "1").With("Engine:MaxQueuedRequests", "1");
         var client = await server.ReadyClientAsync();
-        const string longOne = """{"messages":[{"role":"user","content":"Go on"}],"max_tokens":4000,"stream":true}""";
+        const string longOne = """{"messages":[{"role":"user","content":"Go on"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""";
         using var a = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(longOne) }, HttpCompletionOption.ResponseHeadersRead);
         await server.Until(s => s.RunningSequences == 1);
         using var b = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(longOne) }, HttpCompletionOption.ResponseHeadersRead);
