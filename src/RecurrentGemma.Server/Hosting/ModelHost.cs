@@ -28,6 +28,8 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
     public ModelStatus Status { get; private set; } = ModelStatus.Loading;
     public string? FailureMessage { get; private set; }
     public InferenceService? Inference { get; private set; }
+    /// <summary>The loaded model (null until loaded).</summary>
+    public GriffinForCausalLM? Model => _model;
     public string ModelId { get; private set; } = modelOptions.Value.Id ?? (string.IsNullOrWhiteSpace(modelOptions.Value.Path)
         ? DemoModelId : System.IO.Path.GetFileName(System.IO.Path.TrimEndingDirectorySeparator(modelOptions.Value.Path)));
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;

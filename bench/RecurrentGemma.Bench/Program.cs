@@ -1,0 +1,24 @@
+namespace RecurrentGemma.Bench;
+
+/// <summary>
+/// HTTP/SSE benchmark of the server against the engine alone, on a random-weight model.
+/// dotnet run -c Release --project bench/RecurrentGemma.Bench -- [--tokens 48] [--out docs/benchmarks.md]
+/// </summary>
+public static class BenchProgram
+{
+    public static async Task<int> Main(string[] args)
+    {
+        int tokens = 48;
+        string? output = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--tokens" && i + 1 < args.Length) tokens = int.Parse(args[++i]);
+            else if (args[i] == "--out" && i + 1 < args.Length) output = args[++i];
+            else { Console.Error.WriteLine($"unknown argument {args[i]}"); return 2; }
+        }
+        var report = await HttpBenchmark.RunAsync(tokens, Console.Error);
+        Console.WriteLine(report);
+        if (output is not null) Cli.Commands.BenchCommand.WriteSection(output, "http", report);
+        return 0;
+    }
+}
