@@ -43,7 +43,10 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
         Validate(request);
         if (!Metrics.TryEnqueue(_options.MaxQueuedRequests))
             throw new EngineOverloadedException($"the request queue is full ({_options.MaxQueuedRequests} waiting); retry later");
-        var active = new ActiveRequest(Interlocked.Increment(ref _nextId), request).Init();
+        var active = new ActiveRequest(Interlocked.Increment(ref _nextId), request)
+        {
+            TraceParent = System.Diagnostics.Activity.Current?.Context ?? default,
+        }.Init();
         var handle = new RequestHandle(this, active, cancellationToken);
         if (!_loop.Post(new EngineLoop.Submit(active)))
         {

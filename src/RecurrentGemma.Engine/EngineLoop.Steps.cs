@@ -81,6 +81,7 @@ internal sealed partial class EngineLoop
         var req = s.Request.Request;
         if (req.StopTokenIds.Contains(token)) { Finish(s, FinishReason.Stop); return; }
         s.Generated.Add(token);
+        s.Request.FirstTokenAt ??= DateTimeOffset.UtcNow;
         s.Request.Events.Writer.TryWrite(new TokenEvent(s.Index, token, logprob));
         Metrics.TokenGenerated();
         if (s.StopRequested) Finish(s, FinishReason.Stop);
@@ -118,11 +119,13 @@ internal sealed partial class EngineLoop
         r.Events.Writer.TryComplete();
         _active.Remove(r);
         Metrics.RequestFinished();
+        EngineTracing.Emit(r, r.Cancelled ? "cancelled" : "completed");
     }
 
     void CancelRequest(ActiveRequest r)
     {
         if (r.Done) return;
+        r.Cancelled = true;
         if (!r.Admitted)
         {
             // Still queued: it never held a slot.

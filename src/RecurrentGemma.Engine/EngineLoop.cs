@@ -153,6 +153,7 @@ internal sealed partial class EngineLoop
             main.Phase = SequencePhase.Prefilling;
             r.Admitted = true;
             r.AdmittedAtStep = _step;
+            r.AdmittedAt = DateTimeOffset.UtcNow;
             _active.Add(r);
             Metrics.RequestAdmitted(r.CachedTokens);
         }

@@ -25,8 +25,10 @@ public sealed class EngineMetrics : IDisposable
         _generatedTokens = _meter.CreateCounter<long>("rgemma.engine.generation_tokens", "{token}", "Tokens generated");
         _cachedTokens = _meter.CreateCounter<long>("rgemma.engine.cached_tokens", "{token}", "Prompt tokens served from a parked state");
         _requests = _meter.CreateCounter<long>("rgemma.engine.requests_admitted", "{request}", "Requests admitted to run");
-        _stepSeconds = _meter.CreateHistogram<double>("rgemma.engine.step_duration", "s", "Duration of one engine step (decode + prefill)");
-        _batchSize = _meter.CreateHistogram<int>("rgemma.engine.decode_batch_size", "{sequence}", "Sequences in one batched decode step");
+        _stepSeconds = _meter.CreateHistogram("rgemma.engine.step_duration", "s", "Duration of one engine step (decode + prefill)",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+        _batchSize = _meter.CreateHistogram("rgemma.engine.decode_batch_size", "{sequence}", "Sequences in one batched decode step",
+            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128] });
         _meter.CreateObservableGauge("rgemma.engine.requests_waiting", () => Snapshot().QueuedRequests, "{request}", "Requests queued for admission");
         _meter.CreateObservableGauge("rgemma.engine.sequences_running", () => Snapshot().RunningSequences, "{sequence}", "Sequences prefilling or decoding");
         _meter.CreateObservableGauge("rgemma.engine.state_slots_used", () => Snapshot().SlotsUsed, "{slot}", "State slots held by running sequences");
@@ -56,7 +58,7 @@ public sealed class EngineMetrics : IDisposable
     {
         Interlocked.Decrement(ref _queued);
         _requests.Add(1);
-        if (cachedTokens > 0) _cachedTokens.Add(cachedTokens);
+        _cachedTokens.Add(cachedTokens);   // also 0: the series exists from the first request on
     }
 
     internal void RequestFinished() { }

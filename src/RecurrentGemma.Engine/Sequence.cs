@@ -39,5 +39,11 @@ internal sealed class ActiveRequest(long id, GenerationRequest request)
     public int CachedTokens { get; set; }
     public bool Admitted { get; set; }
     public bool Done { get; set; }
+    public bool Cancelled { get; set; }
     public long AdmittedAtStep { get; set; }
+    /// <summary>The caller's trace context (the HTTP request span), for the engine's spans.</summary>
+    public System.Diagnostics.ActivityContext TraceParent { get; init; }
+    public DateTimeOffset SubmittedAt { get; } = DateTimeOffset.UtcNow;
+    public DateTimeOffset? AdmittedAt { get; set; }
+    public DateTimeOffset? FirstTokenAt { get; set; }
 }

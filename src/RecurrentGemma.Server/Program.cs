@@ -12,6 +12,7 @@ builder.Configuration.AddEnvironmentVariables();
 builder.Configuration.AddEnvironmentVariables("RG_");
 builder.Configuration.AddCommandLine(args);
 
+builder.Logging.ClearProviders();   // Serilog writes the logs (Hosting/Telemetry.cs)
 builder.Services.AddRecurrentGemma(builder.Configuration);
 
 var app = builder.Build();

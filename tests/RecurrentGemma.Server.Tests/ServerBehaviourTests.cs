@@ -96,7 +96,7 @@ public class ServerBehaviourTests
         var tasks = Enumerable.Range(0, 16).Select(async i =>
         {
             var raw = await (await client.PostAsync("/v1/chat/completions", Json(
-                $$"""{"messages":[{"role":"user","content":"Stream number {{i}}"}],"max_tokens":12,"stream":true,"seed":{{i}}}"""))).Content.ReadAsStringAsync();
+                $$"""{"messages":[{"role":"user","content":"Stream number {{i}}"}],"max_tokens":12,"stream":true,"seed":{{i}},"logit_bias":{"1":-100,"107":-100} }"""))).Content.ReadAsStringAsync();
             return raw;
         });
         var all = await Task.WhenAll(tasks);

@@ -20,6 +20,7 @@ public static class ServiceRegistration
         services.Configure<AuthOptions>(config.GetSection("Auth"));
         services.Configure<CorsOptions>(config.GetSection("Cors"));
         services.AddHttpContextAccessor();
+        services.AddTelemetry(config);
         services.AddSingleton<InFlightRequests>();
         services.AddSingleton(sp => new EngineMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
         services.AddSingleton<ModelHost>();
@@ -56,6 +57,7 @@ public static class ServiceRegistration
 
     public static WebApplication UseRecurrentGemma(this WebApplication app)
     {
+        app.UseTelemetry();
         app.UseOpenAiErrors();
         if (app.Services.GetRequiredService<IOptions<CorsOptions>>().Value.Origins.Count > 0) app.UseCors();
         app.UseSwagger();

@@ -17,6 +17,7 @@ public sealed class ApiContext : IDisposable
     readonly ILogger<ApiContext> _log;
     readonly CancellationTokenSource _token;
     readonly HttpContext _http;
+    readonly long _started = System.Diagnostics.Stopwatch.GetTimestamp();
 
     public ApiContext(IHttpContextAccessor accessor, ModelHost host, InFlightRequests inFlight, IOptions<ApiOptions> api,
         IOptions<EngineOptions> engine, ILogger<ApiContext> log)
@@ -55,14 +56,26 @@ public sealed class ApiContext : IDisposable
         };
     }
 
-    /// <summary>Records the outcome for the request log (never the text unless Api:LogText).</summary>
-    public void Record(UsageReport? usage, string? finishReason)
+    /// <summary>Notes when the first generated text arrived (time to first token).</summary>
+    public void MarkFirstToken()
     {
+        if (_http.Items[RequestFacts.FirstTokenSeconds] is null)
+            _http.Items[RequestFacts.FirstTokenSeconds] = System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalSeconds;
+    }
+
+    /// <summary>Records the outcome for the request log and metrics. Prompt and completion text
+    /// are logged only when Api:LogText is on (a debugging aid); API keys never.</summary>
+    public void Record(UsageReport? usage, string? finishReason, string? completionText = null)
+    {
+        _http.Items[RequestFacts.Model] = _host.ModelId;
         if (usage is null) return;
-        _http.Items["rg.prompt_tokens"] = usage.PromptTokens;
-        _http.Items["rg.completion_tokens"] = usage.CompletionTokens;
-        _http.Items["rg.cached_tokens"] = usage.CachedTokens;
-        _http.Items["rg.finish_reason"] = finishReason;
+        _http.Items[RequestFacts.PromptTokens] = usage.PromptTokens;
+        _http.Items[RequestFacts.CompletionTokens] = usage.CompletionTokens;
+        _http.Items[RequestFacts.CachedTokens] = usage.CachedTokens;
+        _http.Items[RequestFacts.FinishReason] = finishReason;
+        if (Api.LogText)
+            _log.LogInformation("Request {RequestId} text: prompt {PromptBody} completion {Completion}",
+                _http.TraceIdentifier, _http.Items["rg.body"] as string, completionText);
     }
 
     /// <summary>A stream already started: an error goes out as an event with OpenAI's error

@@ -29,12 +29,12 @@ public static class ChatCompletionsEndpoint
             {
                 switch (events.Current)
                 {
-                    case TextDelta d: texts[d.Index].Append(d.Text); logprobs[d.Index].AddRange(d.Logprobs.Select(ToDto)); break;
+                    case TextDelta d: api.MarkFirstToken(); texts[d.Index].Append(d.Text); logprobs[d.Index].AddRange(d.Logprobs.Select(ToDto)); break;
                     case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
                     case UsageReport u: usage = u; break;
                 }
             }
-            api.Record(usage, finish.FirstOrDefault());
+            api.Record(usage, finish.FirstOrDefault(), texts[0].ToString());
             var choices = Enumerable.Range(0, generation.N).Select(i => new ChatChoiceDto(i, new AssistantMessageDto("assistant", texts[i].ToString()),
                 generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop")).ToList();
             await context.Response.WriteAsJsonAsync(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(usage)),
@@ -52,11 +52,14 @@ public static class ChatCompletionsEndpoint
                 await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(i, new DeltaDto("assistant", ""), null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
             UsageReport? usage = null;
             string? firstFinish = null;
+            var streamedText = new System.Text.StringBuilder();
             for (bool more = await sse.NextAsync(events, ct); more; more = await sse.NextAsync(events, ct))
             {
                 switch (events.Current)
                 {
                     case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
+                        api.MarkFirstToken();
+                        streamedText.Append(d.Text);
                         await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, new DeltaDto(null, d.Text),
                             generation.Logprobs ? new ChatLogprobsDto(d.Logprobs.Select(ToDto).ToList()) : null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         break;
@@ -67,7 +70,7 @@ public static class ChatCompletionsEndpoint
                     case UsageReport u: usage = u; break;
                 }
             }
-            api.Record(usage, firstFinish);
+            api.Record(usage, firstFinish, streamedText.ToString());
             if (request.IncludeUsage && usage is not null) await sse.WriteAsync(Chunk([], Usage(usage)), OpenAiJson.Default.ChatCompletionChunk, ct);
             await sse.DoneAsync(ct);
         }

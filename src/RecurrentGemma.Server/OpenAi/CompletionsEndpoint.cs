@@ -30,12 +30,12 @@ public static class CompletionsEndpoint
             {
                 switch (events.Current)
                 {
-                    case TextDelta d: logprobs[d.Index].Add(d.Logprobs, texts[d.Index].Length); texts[d.Index].Append(d.Text); break;
+                    case TextDelta d: api.MarkFirstToken(); logprobs[d.Index].Add(d.Logprobs, texts[d.Index].Length); texts[d.Index].Append(d.Text); break;
                     case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
                     case UsageReport u: usage = u; break;
                 }
             }
-            api.Record(usage, finish.FirstOrDefault());
+            api.Record(usage, finish.FirstOrDefault(), texts[0].ToString());
             var choices = Enumerable.Range(0, total).Select(i => new CompletionChoiceDto(i, texts[i].ToString(),
                 first.Logprobs ? logprobs[i].Build() : null, finish[i] ?? "stop")).ToList();
             await context.Response.WriteAsJsonAsync(new CompletionResponse(id, "text_completion", created, service.ModelId, api.Fingerprint, choices,
@@ -58,11 +58,14 @@ public static class CompletionsEndpoint
                 }
             UsageReport? usage = null;
             string? firstFinish = null;
+            var streamedText = new System.Text.StringBuilder();
             while (await sse.NextAsync(events, ct))
             {
                 switch (events.Current)
                 {
                     case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
+                        api.MarkFirstToken();
+                        streamedText.Append(d.Text);
                         var lp = new LogprobsBuilder();
                         lp.Add(d.Logprobs, offsets[d.Index]);
                         offsets[d.Index] += d.Text.Length;
@@ -75,7 +78,7 @@ public static class CompletionsEndpoint
                     case UsageReport u: usage = u; break;
                 }
             }
-            api.Record(usage, firstFinish);
+            api.Record(usage, firstFinish, streamedText.ToString());
             if (request.IncludeUsage && usage is not null) await sse.WriteAsync(Chunk([], ChatCompletionsEndpoint.Usage(usage)), OpenAiJson.Default.CompletionResponse, ct);
             await sse.DoneAsync(ct);
         }

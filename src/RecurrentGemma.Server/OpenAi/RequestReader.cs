@@ -41,6 +41,8 @@ public static class RequestReader
         catch (BadHttpRequestException e) when (e.StatusCode == 413) { throw TooLarge(limit); }
 
         if (body.Length == 0) throw ApiError.Invalid("The request body is empty; expected a JSON object.", null);
+        if (context.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.LogText)
+            context.Items["rg.body"] = System.Text.Encoding.UTF8.GetString(body);
         try
         {
             return JsonSerializer.Deserialize(body, type) ?? throw ApiError.Invalid("The request body must be a JSON object, not null.", null);

@@ -1,0 +1,101 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using static RecurrentGemma.Server.Tests.ServerFactory;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>Captures every log event Serilog forwards (it writes to the other providers too).</summary>
+public sealed class CapturingLoggerProvider : ILoggerProvider
+{
+    public ConcurrentQueue<string> Lines { get; } = new();
+    public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+    public void Dispose() { }
+
+    sealed class Logger(CapturingLoggerProvider owner, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var props = state is IEnumerable<KeyValuePair<string, object?>> kv ? string.Join(" ", kv.Select(p => $"{p.Key}={p.Value}")) : "";
+            owner.Lines.Enqueue($"{category} {formatter(state, exception)} {props} {exception}");
+        }
+    }
+}
+
+public class TelemetryTests
+{
+    static readonly string[] DocumentedMetrics =
+    [
+        "rgemma_requests_total", "rgemma_request_duration_seconds", "rgemma_request_time_to_first_token_seconds",
+        "rgemma_request_time_per_output_token_seconds", "rgemma_prompt_tokens_total",
+        "rgemma_engine_prefill_tokens_total", "rgemma_engine_generation_tokens_total", "rgemma_engine_cached_tokens_total",
+        "rgemma_engine_requests_waiting", "rgemma_engine_sequences_running", "rgemma_engine_state_slots_used",
+        "rgemma_engine_state_slots_total", "rgemma_engine_state_slots_usage_ratio", "rgemma_engine_parked_sessions",
+        "rgemma_engine_evictions_total", "rgemma_engine_session_hits_total", "rgemma_engine_step_duration_seconds",
+        "rgemma_engine_decode_batch_size", "http_server_request_duration_seconds",
+    ];
+
+    [Fact]
+    public async Task Metrics_expose_every_documented_name_after_a_request()
+    {
+        await using var server = new ServerFactory();
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"logit_bias":{"1":-100,"107":-100}}"""));
+        r.EnsureSuccessStatusCode();
+        var metrics = await client.GetStringAsync("/metrics");
+        foreach (var name in DocumentedMetrics) Assert.Contains(name, metrics);
+        Assert.Matches("rgemma_requests_total\\{[^}]*route=\"/v1/chat/completions\"[^}]*status=\"200\"[^}]*\\} [1-9]", metrics);   // other hosts in this test process may add to it
+        // The README documents the same names.
+        var readme = File.ReadAllText(Path.Combine(RepoRoot(), "README.md"));
+        foreach (var name in DocumentedMetrics) Assert.Contains(name, readme);
+    }
+
+    [Fact]
+    public async Task Logs_hold_the_request_facts_but_never_the_prompt_text_or_the_api_key()
+    {
+        var logs = new CapturingLoggerProvider();
+        await using var server = new ServerFactory().With("Auth:ApiKeys:0", "sk-very-secret-key");
+        var factory = server.WithWebHostBuilder(b => b.ConfigureServices(s => s.AddSingleton<ILoggerProvider>(logs)));
+        var client = factory.CreateClient();
+        await factory.Services.GetRequiredService<RecurrentGemma.Server.Hosting.ModelHost>().Loaded;
+        client.DefaultRequestHeaders.Authorization = new("Bearer", "sk-very-secret-key");
+        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"my bank password is hunter2"}],"max_tokens":3,"logit_bias":{"1":-100,"107":-100}}"""));
+        r.EnsureSuccessStatusCode();
+        var all = await WaitForLog(logs, "CompletionTokens=");
+        Assert.Contains("/v1/chat/completions", all);
+        Assert.Contains("PromptTokens=", all);
+        Assert.Contains("CompletionTokens=3", all);
+        Assert.Contains("TimeToFirstTokenMs=", all);
+        Assert.DoesNotContain("hunter2", all);
+        Assert.DoesNotContain("sk-very-secret-key", all);
+    }
+
+    [Fact]
+    public async Task With_the_debug_option_the_text_is_logged()
+    {
+        var logs = new CapturingLoggerProvider();
+        await using var server = new ServerFactory().With("Api:LogText", "true");
+        var factory = server.WithWebHostBuilder(b => b.ConfigureServices(s => s.AddSingleton<ILoggerProvider>(logs)));
+        var client = factory.CreateClient();
+        await factory.Services.GetRequiredService<RecurrentGemma.Server.Hosting.ModelHost>().Loaded;
+        (await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"remember hunter2"}],"max_tokens":2}"""))).EnsureSuccessStatusCode();
+        Assert.Contains("hunter2", await WaitForLog(logs, "hunter2"));
+    }
+
+    /// <summary>All captured log text once it contains <paramref name="marker"/> (bounded wait).</summary>
+    static async Task<string> WaitForLog(CapturingLoggerProvider logs, string marker)
+    {
+        for (int i = 0; i < 100 && !string.Join("\n", logs.Lines).Contains(marker); i++) await Task.Delay(50);
+        return string.Join("\n", logs.Lines);
+    }
+
+    static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
+        return dir!.FullName;
+    }
+}
