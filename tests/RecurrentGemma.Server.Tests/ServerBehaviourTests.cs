@@ -219,3 +219,23 @@ public class ServerBehaviourTests
         Assert.Contains("failed to load", (await ReadJson(r)).GetProperty("error").GetProperty("message").GetString());
     }
 }
+
+public class CorsTests
+{
+    [Fact]
+    public async Task Cors_is_off_by_default_and_answers_configured_origins()
+    {
+        static HttpRequestMessage Preflight() => new(HttpMethod.Options, "/v1/chat/completions")
+        {
+            Headers = { { "Origin", "https://app.example" }, { "Access-Control-Request-Method", "POST" }, { "Access-Control-Request-Headers", "content-type,authorization" } },
+        };
+        await using (var closed = new ServerFactory())
+        {
+            var r = await (await closed.ReadyClientAsync()).SendAsync(Preflight());
+            Assert.False(r.Headers.Contains("Access-Control-Allow-Origin"));
+        }
+        await using var open = new ServerFactory().With("Cors:Origins:0", "https://app.example");
+        var ok = await (await open.ReadyClientAsync()).SendAsync(Preflight());
+        Assert.Equal("https://app.example", ok.Headers.GetValues("Access-Control-Allow-Origin").Single());
+    }
+}
