@@ -11,8 +11,20 @@ namespace RecurrentGemma.Engine;
 /// </summary>
 public interface IEngineClient
 {
-    RequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default);
+    IRequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default);
     EngineSnapshot Snapshot { get; }
+}
+
+/// <summary>A submitted request as its caller sees it (a seam: the inference layer's tests fake it).</summary>
+public interface IRequestHandle : IAsyncDisposable
+{
+    long Id { get; }
+    /// <summary>Events in order, ending with <see cref="UsageEvent"/> (or an <see cref="ErrorEvent"/>).
+    /// Leaving the loop early cancels the request.</summary>
+    IAsyncEnumerable<EngineEvent> ReadEventsAsync(CancellationToken cancellationToken = default);
+    /// <summary>Ends one choice now with finish reason "stop" (the text layer found a stop string).</summary>
+    void StopChoice(int index);
+    void Cancel();
 }
 
 public sealed class EngineClient : IEngineClient, IAsyncDisposable
@@ -77,6 +89,8 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
         if (r.Sampling.RepetitionPenalty <= 0) throw new InvalidGenerationRequestException("repetition_penalty must be positive", "repetition_penalty");
     }
 
+    IRequestHandle IEngineClient.Submit(GenerationRequest request, CancellationToken cancellationToken) => Submit(request, cancellationToken);
+
     internal void Abort(long id) => _loop.Post(new EngineLoop.Abort(id));
     internal void StopChoice(long id, int index) => _loop.Post(new EngineLoop.StopChoice(id, index));
 
@@ -90,7 +104,7 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
 }
 
 /// <summary>A submitted request: read its events; dispose it to cancel what is left.</summary>
-public sealed class RequestHandle : IAsyncDisposable
+public sealed class RequestHandle : IRequestHandle
 {
     readonly EngineClient _client;
     readonly ActiveRequest _request;

@@ -14,10 +14,10 @@ public sealed class TextGeneration : IAsyncDisposable
 {
     readonly InferenceService _service;
     readonly TextGenerationRequest _request;
-    readonly RequestHandle _handle;
+    readonly IRequestHandle _handle;
     readonly StopSequenceMatcher[] _matchers;
 
-    internal TextGeneration(InferenceService service, TextGenerationRequest request, RequestHandle handle, StopSequenceMatcher[] matchers, List<int> prompt)
+    internal TextGeneration(InferenceService service, TextGenerationRequest request, IRequestHandle handle, StopSequenceMatcher[] matchers, List<int> prompt)
     {
         _service = service; _request = request; _handle = handle; _matchers = matchers; PromptTokens = prompt;
     }

@@ -1,0 +1,114 @@
+using RecurrentGemma.Engine;
+using RecurrentGemma.Text;
+using RecurrentGemma.Text.Tests;
+
+namespace RecurrentGemma.Inference.Tests;
+
+public class InferenceServiceTests
+{
+    static GemmaTokenizer Tok => TokenizerFixtures.Gemma;
+
+    static async Task<(string Text, List<string> Deltas, string Finish, UsageReport? Usage)> Run(InferenceService service, TextGenerationRequest request)
+    {
+        var deltas = new List<string>();
+        string finish = "";
+        UsageReport? usage = null;
+        await foreach (var e in service.GenerateAsync(request))
+            switch (e)
+            {
+                case TextDelta d: deltas.Add(d.Text); break;
+                case ChoiceFinished f: finish = f.FinishReason; break;
+                case UsageReport u: usage = u; break;
+            }
+        return (string.Concat(deltas), deltas, finish, usage);
+    }
+
+    public static IEnumerable<object[]> Conversations() =>
+    [
+        [new List<ChatMessage> { ChatMessage.User("Hi") }],
+        [new List<ChatMessage> { ChatMessage.System("  Be terse. "), ChatMessage.User("Name a colour.\n") }],
+        [new List<ChatMessage> { ChatMessage.User("What is 2+2?"), ChatMessage.Assistant("  It is 4.  "), ChatMessage.User("And 3+3?") }],
+        [new List<ChatMessage> { ChatMessage.User("<b>bold</b> and <start_of_turn> inside text,\n\n\nthen   spaces") }],
+        [new List<ChatMessage> { new("user", null, [new("text", "part one"), new("text", "part two")]) }],
+        [new List<ChatMessage> { ChatMessage.User("aaaaaaaaaa ======== 日本語 👍🏽"), ChatMessage.Assistant(""), ChatMessage.User("x") }],
+    ];
+
+    [Theory, MemberData(nameof(Conversations))]
+    public void Turn_by_turn_prompt_ids_equal_encoding_the_rendered_template(List<ChatMessage> messages)
+    {
+        var service = new InferenceService(new FakeEngine(), Tok, "m");
+        Assert.Equal(GemmaChatTemplate.Encode(Tok, messages), service.PromptTokens(new TextGenerationRequest { Messages = messages }));
+    }
+
+    [Fact]
+    public async Task A_stop_string_split_across_tokens_is_cut_and_ends_the_choice_in_the_engine()
+    {
+        var ids = Tok.Encode("Hello world. END of story");
+        var engine = new FakeEngine([.. ids]);
+        var service = new InferenceService(engine, Tok, "m");
+        var (text, deltas, finish, _) = await Run(service, new TextGenerationRequest { Prompt = "x", Stop = [" END"], MaxTokens = 100 });
+        Assert.Equal("Hello world.", text);
+        Assert.Equal("stop", finish);
+        Assert.Equal([0], engine.StoppedChoices);
+        Assert.DoesNotContain(deltas, d => d.Contains("END"));
+    }
+
+    [Fact]
+    public async Task Byte_fallback_characters_are_never_split_across_deltas()
+    {
+        var ids = Tok.Encode("ok 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ✓");
+        var service = new InferenceService(new FakeEngine([.. ids]), Tok, "m");
+        var (text, deltas, finish, usage) = await Run(service, new TextGenerationRequest { Prompt = "x", MaxTokens = 100 });
+        Assert.Equal("ok 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ✓", text);
+        Assert.All(deltas, d => Assert.DoesNotContain('\uFFFD', d));
+        Assert.All(deltas.Where(d => d.Length > 0), d => Assert.False(char.IsHighSurrogate(d[^1])));
+        Assert.Equal("length", finish);
+        Assert.Equal(ids.Count, usage!.CompletionTokens);
+    }
+
+    [Fact]
+    public async Task The_engine_request_carries_the_prompt_stop_ids_and_sampling()
+    {
+        var engine = new FakeEngine(4521);
+        var service = new InferenceService(engine, Tok, "m");
+        await Run(service, new TextGenerationRequest
+        {
+            Messages = [ChatMessage.User("Hi")], MaxTokens = 7, N = 2, SessionId = "s", Owner = "o",
+            Sampling = new SamplingParams { Temperature = 0.5f, Seed = 3 },
+        });
+        var r = engine.Requests.Single();
+        Assert.Equal([2, 106, 1645, 108, 2151, 107, 108, 106, 2516, 108], r.PromptTokens);
+        Assert.Equal(new HashSet<int> { 1, 107 }, r.StopTokenIds);
+        Assert.Equal((7, 2, "s", "o", 0.5f, 3L), (r.MaxNewTokens, r.N, r.SessionId, r.Owner, r.Sampling.Temperature, r.Sampling.Seed!.Value));
+    }
+
+    [Fact]
+    public async Task A_returned_answer_this_server_generated_maps_back_to_the_sampled_ids()
+    {
+        // Sampled ids whose decode re-tokenizes differently: "Hel" + "lo" instead of "Hello".
+        var hel = Tok.Encode("Hel").Single();
+        var lo = Tok.Encode("lo").Single();
+        var engine = new FakeEngine(hel, lo);
+        var service = new InferenceService(engine, Tok, "m");
+        List<ChatMessage> first = [ChatMessage.User("Say hello")];
+        var (answer, _, _, _) = await Run(service, new TextGenerationRequest { Messages = first, Owner = "alice" });
+        Assert.Equal("Hello", answer);
+        List<ChatMessage> second = [.. first, ChatMessage.Assistant(answer), ChatMessage.User("Again")];
+        var ids = service.PromptTokens(new TextGenerationRequest { Messages = second, Owner = "alice" });
+        var firstPrompt = service.PromptTokens(new TextGenerationRequest { Messages = first, Owner = "alice" });
+        // The history is exactly: the first prompt, then the sampled ids, then the template.
+        Assert.Equal([.. firstPrompt, hel, lo, 107, 108], ids.Take(firstPrompt.Count + 4));
+        // Another owner gets the plain encoding of the text.
+        var bob = service.PromptTokens(new TextGenerationRequest { Messages = second, Owner = "bob" });
+        Assert.Equal(GemmaChatTemplate.Encode(Tok, second), bob);
+    }
+
+    [Fact]
+    public void Request_errors_are_typed_and_name_the_field()
+    {
+        var service = new InferenceService(new FakeEngine(), Tok, "m");
+        Assert.Equal("messages[0].role", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest { Messages = [new("tool", "x")] })).Param);
+        Assert.Equal("stop", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest { Prompt = "x", Stop = ["a", "b", "c", "d", "e"] })).Param);
+        Assert.Equal("prompt", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest())).Param);
+    }
+}
