@@ -71,3 +71,44 @@ public class OpenAiClientTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Contains("temperature", bad.Message);
     }
 }
+
+/// <summary>The official OpenAI JavaScript client (npm "openai"), unchanged, over a real socket.</summary>
+public class JavaScriptClientTests
+{
+    [Fact]
+    public async Task The_javascript_client_lists_chats_streams_completes_and_sees_errors()
+    {
+        var root = RepoRoot();
+        var dir = Path.Combine(root, "tests", "clients", "js");
+        if (!Directory.Exists(Path.Combine(dir, "node_modules", "openai")))
+        {
+            var (installed, log) = Run("npm", "ci --no-audit --no-fund", dir, TimeSpan.FromMinutes(5));
+            Assert.True(installed == 0, $"npm ci failed (needs the npm registry once):\n{log}");
+        }
+        await using var server = new ServerFactory();
+        server.UseKestrel(0);
+        server.StartServer();
+        await server.Host.Loaded;
+        var url = server.CreateClient().BaseAddress!.ToString().TrimEnd('/');
+        var (code, output) = await Task.Run(() => Run("node", $"check.mjs {url}", dir, TimeSpan.FromMinutes(2)));
+        Assert.True(code == 0, output);
+        Assert.Contains("ok BadRequestError carries status 400 and param", output);
+    }
+
+    static (int Code, string Output) Run(string file, string args, string cwd, TimeSpan timeout)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file, args) { WorkingDirectory = cwd, RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeout)) { p.Kill(true); return (-1, "timed out"); }
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
+        return dir!.FullName;
+    }
+}
