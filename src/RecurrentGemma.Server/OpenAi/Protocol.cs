@@ -7,15 +7,12 @@ namespace RecurrentGemma.Server.OpenAi;
 // Fields that take several JSON shapes (stop, content, prompt, logprobs of /v1/completions) arrive
 // as JsonElement and are checked by RequestValidation, so every error can name its field.
 
-/// <summary>POST /v1/chat/completions body.</summary>
-public sealed class ChatCompletionRequest
+/// <summary>The fields chat and text completions share.</summary>
+public abstract class GenerationRequestBase
 {
     /// <summary>Model id (see GET /v1/models). Optional: the served model.</summary>
     public string? Model { get; set; }
-    /// <summary>The conversation; roles system, developer, user, assistant.</summary>
-    public List<ChatMessageDto>? Messages { get; set; }
     public int? MaxTokens { get; set; }
-    public int? MaxCompletionTokens { get; set; }
     public float? Temperature { get; set; }
     public float? TopP { get; set; }
     public int? N { get; set; }
@@ -25,8 +22,6 @@ public sealed class ChatCompletionRequest
     public float? PresencePenalty { get; set; }
     public float? FrequencyPenalty { get; set; }
     public Dictionary<string, float>? LogitBias { get; set; }
-    public bool? Logprobs { get; set; }
-    public int? TopLogprobs { get; set; }
     public bool? Stream { get; set; }
     public StreamOptionsDto? StreamOptions { get; set; }
     public string? User { get; set; }
@@ -38,6 +33,16 @@ public sealed class ChatCompletionRequest
     public float? RepetitionPenalty { get; set; }
     /// <summary>Extension: park and continue this conversation's state (also the X-Session-Id header).</summary>
     public string? SessionId { get; set; }
+}
+
+/// <summary>POST /v1/chat/completions body.</summary>
+public sealed class ChatCompletionRequest : GenerationRequestBase
+{
+    /// <summary>The conversation; roles system, developer, user, assistant.</summary>
+    public List<ChatMessageDto>? Messages { get; set; }
+    public int? MaxCompletionTokens { get; set; }
+    public bool? Logprobs { get; set; }
+    public int? TopLogprobs { get; set; }
     public ResponseFormatDto? ResponseFormat { get; set; }
     public JsonElement? Tools { get; set; }
     public JsonElement? ToolChoice { get; set; }
@@ -64,32 +69,15 @@ public sealed class ResponseFormatDto
 }
 
 /// <summary>POST /v1/completions body.</summary>
-public sealed class CompletionRequest
+public sealed class CompletionRequest : GenerationRequestBase
 {
-    public string? Model { get; set; }
     /// <summary>A string or an array of strings (one completion set per prompt).</summary>
     public JsonElement? Prompt { get; set; }
-    public int? MaxTokens { get; set; }
-    public float? Temperature { get; set; }
-    public float? TopP { get; set; }
-    public int? N { get; set; }
-    public JsonElement? Stop { get; set; }
-    public long? Seed { get; set; }
-    public float? PresencePenalty { get; set; }
-    public float? FrequencyPenalty { get; set; }
-    public Dictionary<string, float>? LogitBias { get; set; }
     /// <summary>Number of top alternatives per token (0–20); null: none.</summary>
     public int? Logprobs { get; set; }
     public bool? Echo { get; set; }
-    public bool? Stream { get; set; }
-    public StreamOptionsDto? StreamOptions { get; set; }
-    public string? User { get; set; }
     public string? Suffix { get; set; }
     public int? BestOf { get; set; }
-    public int? TopK { get; set; }
-    public float? MinP { get; set; }
-    public float? RepetitionPenalty { get; set; }
-    public string? SessionId { get; set; }
 }
 
 public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetailsDto PromptTokensDetails);

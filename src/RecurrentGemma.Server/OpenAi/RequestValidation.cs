@@ -43,7 +43,7 @@ public static class RequestValidation
         var generation = new TextGenerationRequest
         {
             Messages = messages, MaxTokens = maxTokens, N = Choices(r.N, limits),
-            Sampling = Sampling(r.Temperature, r.TopP, r.TopK, r.MinP, r.PresencePenalty, r.FrequencyPenalty, r.RepetitionPenalty, r.LogitBias, r.Seed, limits),
+            Sampling = Sampling(r, limits),
             Stop = Stops(r.Stop), Logprobs = logprobs, TopLogprobs = top,
             SessionId = Session(r.SessionId, headerSession), Owner = owner,
         };
@@ -60,7 +60,7 @@ public static class RequestValidation
         var prompts = Prompts(r.Prompt);
         int top = r.Logprobs ?? 0;
         Range(top, 0, 20, "logprobs");
-        var sampling = Sampling(r.Temperature, r.TopP, r.TopK, r.MinP, r.PresencePenalty, r.FrequencyPenalty, r.RepetitionPenalty, r.LogitBias, r.Seed, limits);
+        var sampling = Sampling(r, limits);
         int maxTokens = MaxTokens(r.MaxTokens, "max_tokens", 16, limits);   // OpenAI's default for completions
         var stops = Stops(r.Stop);
         var session = Session(r.SessionId, headerSession);
@@ -124,9 +124,10 @@ public static class RequestValidation
         return v;
     }
 
-    static SamplingParams Sampling(float? temperature, float? topP, int? topK, float? minP, float? presence, float? frequency,
-        float? repetition, Dictionary<string, float>? logitBias, long? seed, ValidationLimits limits)
+    static SamplingParams Sampling(GenerationRequestBase r, ValidationLimits limits)
     {
+        var (temperature, topP, topK, minP, presence, frequency, repetition, logitBias, seed) =
+            (r.Temperature, r.TopP, r.TopK, r.MinP, r.PresencePenalty, r.FrequencyPenalty, r.RepetitionPenalty, r.LogitBias, r.Seed);
         float t = temperature ?? 1f;
         Range(t, 0, 2, "temperature");
         float p = topP ?? 1f;
