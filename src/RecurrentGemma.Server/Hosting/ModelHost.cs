@@ -16,7 +16,7 @@ public enum ModelStatus { Loading, Ready, Failed, Draining }
 /// finish for the grace period before cancelling them and stopping the engine.
 /// </summary>
 public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<EngineOptions> engineOptions, IOptions<ApiOptions> apiOptions,
-    EngineMetrics metrics, InFlightRequests inFlight, ILogger<ModelHost> log) : IHostedService, IAsyncDisposable
+    EngineMetrics metrics, InFlightRequests inFlight, ILogger<ModelHost> log) : IHostedLifecycleService, IAsyncDisposable
 {
     public const string DemoModelId = "recurrentgemma-demo";
 
@@ -100,14 +100,28 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
         LruWidthOverride = 128, AttentionWindowSize = 256,
     };
 
-    public async Task StopAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// SIGTERM, step 1 — runs before any service (Kestrel included) stops, so the server still
+    /// accepts connections: readiness turns false, new requests get 503, in-flight requests get
+    /// the grace period, then what is left is cancelled and its streams end cleanly.
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         if (Status == ModelStatus.Ready) Status = ModelStatus.Draining;
         _stopping.Cancel();
-        // Let in-flight requests finish for the grace period, then cancel what is left.
+        log.LogInformation("Shutting down: draining {InFlight} request(s) for up to {Grace} s", inFlight.Count, apiOptions.Value.ShutdownGraceSeconds);
         await inFlight.DrainAsync(TimeSpan.FromSeconds(apiOptions.Value.ShutdownGraceSeconds), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>SIGTERM, step 2: the engine stops (its thread ends; nothing is left running).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
         if (_engine is not null) await _engine.DisposeAsync().ConfigureAwait(false);
     }
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public async ValueTask DisposeAsync()
     {

@@ -39,18 +39,29 @@ public sealed class ServerSentEvents(HttpResponse response, TimeSpan keepAlive)
         await response.Body.FlushAsync(ct);
     }
 
-    /// <summary>Moves to the next event, sending keep-alive comments while waiting.</summary>
+    /// <summary>
+    /// Moves to the next event, sending keep-alive comments while waiting. A pending move is
+    /// never abandoned: the event source observes the same cancellation and ends by itself, and
+    /// an async iterator must not be disposed while a MoveNextAsync is still running.
+    /// </summary>
     public async Task<bool> NextAsync<T>(IAsyncEnumerator<T> events, CancellationToken ct)
     {
         var next = events.MoveNextAsync().AsTask();
-        while (true)
+        while (await Task.WhenAny(next, Task.Delay(keepAlive, CancellationToken.None)) != next)
         {
-            var tick = Task.Delay(keepAlive, ct);
-            if (await Task.WhenAny(next, tick) == next) return await next;
-            ct.ThrowIfCancellationRequested();
-            await response.Body.WriteAsync(KeepAliveComment, ct);
-            await response.Body.FlushAsync(ct);
+            if (ct.IsCancellationRequested) continue;   // the source is ending; wait for it
+            try
+            {
+                await response.Body.WriteAsync(KeepAliveComment, ct);
+                await response.Body.FlushAsync(ct);
+            }
+            catch
+            {
+                try { await next; } catch { /* the write's failure is the one to report */ }
+                throw;
+            }
         }
+        return await next;
     }
 
     public static string NewId(string prefix) => prefix + Guid.NewGuid().ToString("N")[..24];
