@@ -87,6 +87,7 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
         if (r.Sampling.TopK < 0) throw new InvalidGenerationRequestException("top_k must not be negative", "top_k");
         if (r.Sampling.MinP is < 0 or > 1) throw new InvalidGenerationRequestException("min_p must be in [0, 1]", "min_p");
         if (r.Sampling.RepetitionPenalty <= 0) throw new InvalidGenerationRequestException("repetition_penalty must be positive", "repetition_penalty");
+        if (r.SampleableVocab is < 1) throw new InvalidGenerationRequestException("the sampleable vocabulary must hold at least one id", "model");
     }
 
     IRequestHandle IEngineClient.Submit(GenerationRequest request, CancellationToken cancellationToken) => Submit(request, cancellationToken);

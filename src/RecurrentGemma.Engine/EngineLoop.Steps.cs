@@ -67,7 +67,7 @@ internal sealed partial class EngineLoop
     void SampleAndApply(Tensor logits, List<Sequence> rows)
     {
         var samplingRows = rows.Select(s => new SamplingRow(s.Request.Request.Sampling, s.Rng!, s.Request.Request.PromptTokens,
-            s.Generated, s.Request.Request.TopLogprobs, s.Request.Request.Logprobs)).ToList();
+            s.Generated, s.Request.Request.TopLogprobs, s.Request.Request.Logprobs, s.Request.Request.SampleableVocab)).ToList();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (tokens, logprobs) = Sampler.Sample(logits, samplingRows);
         _samplerSeconds += clock.Elapsed.TotalSeconds;

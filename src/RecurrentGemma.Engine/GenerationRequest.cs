@@ -42,6 +42,9 @@ public sealed record GenerationRequest
     public string? SessionId { get; init; }
     /// <summary>Whose request this is (an API key); states are only reused by the same owner.</summary>
     public string? Owner { get; init; }
+    /// <summary>Ids at or above this are never sampled (a tokenizer smaller than the model's
+    /// padded vocabulary could not show them). Null: the whole vocabulary.</summary>
+    public int? SampleableVocab { get; init; }
 }
 
 public enum FinishReason { Stop, Length, Cancelled }

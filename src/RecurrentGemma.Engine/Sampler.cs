@@ -4,8 +4,9 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Engine;
 
 /// <summary>Per-row input to the sampler: its parameters, random stream and token history.</summary>
-internal sealed class SamplingRow(SamplingParams parameters, Generator rng, IReadOnlyList<int> prompt, IReadOnlyList<int> generated, int topLogprobs, bool logprobs)
+internal sealed class SamplingRow(SamplingParams parameters, Generator rng, IReadOnlyList<int> prompt, IReadOnlyList<int> generated, int topLogprobs, bool logprobs, int? sampleableVocab = null)
 {
+    public int? SampleableVocab { get; } = sampleableVocab;
     public SamplingParams Params { get; } = parameters;
     public Generator Rng { get; } = rng;
     public IReadOnlyList<int> Prompt { get; } = prompt;
@@ -78,6 +79,8 @@ internal static class Sampler
         {
             var p = rows[i].Params;
             var row = x[i];
+            if (rows[i].SampleableVocab is { } limit && limit < vocab)
+                row.narrow(0, limit, vocab - limit).fill_(float.NegativeInfinity);
             if (p.LogitBias is { Count: > 0 } bias)
             {
                 var ids = bias.Keys.Where(k => k >= 0 && k < vocab).ToArray();

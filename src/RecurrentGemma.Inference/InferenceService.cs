@@ -72,7 +72,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             {
                 PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds,
                 N = request.N, Logprobs = request.Logprobs, TopLogprobs = request.TopLogprobs,
-                SessionId = request.SessionId, Owner = request.Owner,
+                SessionId = request.SessionId, Owner = request.Owner, SampleableVocab = Tokenizer.VocabSize,
             }, cancellationToken);
             return new TextGeneration(this, request, handle, matchers, prompt);
         }

@@ -106,3 +106,18 @@ public class SamplerTests
         Assert.Equal(3, Sampler.Sample(logits, [new SamplingRow(biased, gen, [], [], 0, false)]).Tokens[0]);
     }
 }
+
+public class SampleableVocabTests
+{
+    [Fact]
+    public void Ids_beyond_the_sampleable_vocabulary_are_never_chosen()
+    {
+        // The largest logit sits at id 4, past a limit of 3: greedy and sampling must avoid it.
+        using var logits = TorchSharp.torch.tensor(new float[] { 0f, 1f, 0.5f, -1f, 50f }).unsqueeze(0);
+        using var gen = new TorchSharp.torch.Generator(9);
+        Assert.Equal(1, Sampler.Sample(logits, [new SamplingRow(SamplingParams.Greedy, gen, [], [], 0, false, 3)]).Tokens[0]);
+        var rows = Enumerable.Repeat(new SamplingRow(new SamplingParams { Temperature = 2 }, gen, [], [], 0, false, 3), 200).ToList();
+        using var many = logits.expand(200, -1).contiguous();
+        Assert.All(Sampler.Sample(many, rows).Tokens, t => Assert.InRange(t, 0, 2));
+    }
+}

@@ -151,3 +151,22 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/swagger/index.html")).StatusCode);
     }
 }
+
+public class ChoicesStreamingTests(DemoServer server) : IClassFixture<DemoServer>
+{
+    [Fact]
+    public async Task Several_choices_stream_with_their_own_index_and_finish()
+    {
+        var client = await server.ReadyClientAsync();
+        var raw = await (await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"n":3,"stream":true,"seed":5,"logit_bias":{"1":-100,"107":-100}}"""))).Content.ReadAsStringAsync();
+        var chunks = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Where(e => e != "data: [DONE]")
+            .Select(e => JsonDocument.Parse(e[6..]).RootElement.GetProperty("choices")).Where(c => c.GetArrayLength() > 0).Select(c => c[0]).ToList();
+        for (int i = 0; i < 3; i++)
+        {
+            var mine = chunks.Where(c => c.GetProperty("index").GetInt32() == i).ToList();
+            Assert.Equal("assistant", mine[0].GetProperty("delta").GetProperty("role").GetString());
+            Assert.Equal("length", mine[^1].GetProperty("finish_reason").GetString());
+        }
+        Assert.EndsWith("data: [DONE]\n\n", raw);
+    }
+}
