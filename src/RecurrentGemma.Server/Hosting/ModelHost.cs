@@ -16,13 +16,13 @@ public enum ModelStatus { Loading, Ready, Failed, Draining }
 /// finish for the grace period before cancelling them and stopping the engine.
 /// </summary>
 public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<EngineOptions> engineOptions, IOptions<ApiOptions> apiOptions,
-    EngineMetrics metrics, InFlightRequests inFlight, ILogger<ModelHost> log) : IHostedLifecycleService, IAsyncDisposable
+    EngineMetrics metrics, InFlightRequests inFlight, IEngineFactory engines, ILogger<ModelHost> log) : IHostedLifecycleService, IAsyncDisposable
 {
     public const string DemoModelId = "recurrentgemma-demo";
 
     readonly CancellationTokenSource _stopping = new();
     Task? _loading;
-    EngineClient? _engine;
+    IEngineClient? _engine;
     GriffinForCausalLM? _model;
 
     public ModelStatus Status { get; private set; } = ModelStatus.Loading;
@@ -80,7 +80,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                     throw new InvalidDataException($"tokenizer.model has {tokenizer.VocabSize} pieces, the model only {_model.Config.VocabSize}");
                 log.LogInformation("Loaded {ModelId} in {Seconds:F1} s ({Params:F2}B parameters)", ModelId, clock.Elapsed.TotalSeconds, _model.Config.ParameterCount / 1e9);
             }
-            _engine = new EngineClient(_model, engineOptions.Value, metrics);
+            _engine = engines.Create(_model, engineOptions.Value, metrics);
             Inference = new InferenceService(_engine, tokenizer, ModelId);
             Status = _stopping.IsCancellationRequested ? ModelStatus.Draining : ModelStatus.Ready;
             log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB", ModelId, _engine.Snapshot.SlotsTotal, _engine.Snapshot.StateBytesPerSlot / 1048576.0);
@@ -116,7 +116,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
     /// <summary>SIGTERM, step 2: the engine stops (its thread ends; nothing is left running).</summary>
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_engine is not null) await _engine.DisposeAsync().ConfigureAwait(false);
+        if (_engine is IAsyncDisposable engine) await engine.DisposeAsync().ConfigureAwait(false);
     }
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -125,7 +125,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
 
     public async ValueTask DisposeAsync()
     {
-        if (_engine is not null) await _engine.DisposeAsync().ConfigureAwait(false);
+        if (_engine is IAsyncDisposable engine) await engine.DisposeAsync().ConfigureAwait(false);
         _model?.Dispose();
         _stopping.Dispose();
     }

@@ -23,6 +23,7 @@ public static class ServiceRegistration
         services.AddTelemetry(config);
         services.AddSingleton<InFlightRequests>();
         services.AddSingleton(sp => new EngineMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
+        services.AddSingleton<IEngineFactory, EngineFactory>();
         services.AddSingleton<ModelHost>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         services.AddScoped<ApiContext>();

@@ -89,7 +89,8 @@ public sealed class ApiContext : IDisposable
                 await sse.DoneAsync(CancellationToken.None);
                 return;
             }
-            var error = ApiError.From(e is GenerationFailedException g ? new ApiError(500, g.Message, "server_error") : e);
+            // Details (a model failure's message) go to the log only, as for any 500.
+            var error = ApiError.From(e);
             if (error.Status == 500) _log.LogError(e, "Stream of request {RequestId} failed", _http.TraceIdentifier);
             await sse.WriteAsync(error.Envelope, OpenAiJson.Default.ErrorEnvelope, CancellationToken.None);
         }
