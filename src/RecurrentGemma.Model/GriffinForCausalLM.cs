@@ -79,7 +79,8 @@ public sealed class GriffinForCausalLM : nn.Module
         trace?.Invoke("final_norm.out", z);
         // Tied head on the raw table (not scaled), then the tanh soft cap.
         var cap = Config.LogitsSoftCap;
-        var logits = nn.functional.linear(z, model.EmbedTokens.Weight).to(ScalarType.Float32);
+        var head = model.EmbedTokens.Weight;
+        var logits = (SplitGemv.Applies(z, head) ? SplitGemv.Linear(z, head, null) : nn.functional.linear(z, head)).to(ScalarType.Float32);
         if (cap > 0) logits = (logits / cap).tanh_().mul_(cap);
         trace?.Invoke("logits", logits);
 

@@ -52,6 +52,9 @@ public static class BenchCommand
         bool quick = args.Flag("quick");
         var outPath = args.Get("out");
         var threads = args.Int("threads", 0);
+        var split = args.Get("split-gemv");   // on | off: measure the multi-threaded small-batch f32 matmul
+        if (split is "on" or "off") RecurrentGemma.Model.Modules.SplitGemv.Enabled = split == "on";
+        else if (split is not null) throw new UsageException($"--split-gemv must be on or off, got '{split}'");
         var upcast = args.Get("bf16-upcast");   // auto | on | off: measure the bf16-on-CPU strategy
         if (upcast is "on" or "off") RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu = upcast == "on";
         else if (upcast is not (null or "auto")) throw new UsageException($"--bf16-upcast must be auto, on or off, got '{upcast}'");
@@ -101,7 +104,7 @@ public static class BenchCommand
         sb.AppendLine("## Model (issue #2): load, prefill, decode, state");
         sb.AppendLine();
         sb.AppendLine(ci, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- {command.Replace("rgemma ", "")}`  ");
-        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, native bf16 {CpuFeatures.HasNativeBf16}, bf16 up-cast {RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu}; random weights (no download).");
+        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, native bf16 {CpuFeatures.HasNativeBf16}, bf16 up-cast {RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}; random weights (no download).");
         sb.AppendLine();
         sb.AppendLine("| shape | dtype | weights | state/seq | read (cached) / into fresh memory | load | load ÷ read (cached / fresh) | prefill tok/s (T) | decode tok/s b1 / b4 / b16 / b64 | step ms @pos short / long (ratio) | b1 step vs memory floor |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");

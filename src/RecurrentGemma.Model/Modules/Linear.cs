@@ -41,7 +41,7 @@ public sealed class Linear : nn.Module
             var y = nn.functional.linear(x.to(ScalarType.Float32), weight.to(ScalarType.Float32), bias?.to(ScalarType.Float32));
             return y.to(ScalarType.BFloat16).MoveToOuterDisposeScope();
         }
-        return nn.functional.linear(x, weight, bias);
+        return SplitGemv.Applies(x, weight) ? SplitGemv.Linear(x, weight, bias) : nn.functional.linear(x, weight, bias);
     }
 }
 
