@@ -69,7 +69,13 @@ internal sealed partial class EngineLoop
                     if (!_commands.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult()) break;
                 }
                 if (!DrainCommands()) break;
-                Step();
+                try { Step(); }
+                catch (Exception e)
+                {
+                    // A bug or a device error in one step fails the requests in flight, not the
+                    // engine: their slots are freed (and reset before any reuse), the loop goes on.
+                    foreach (var r in _active.ToList()) Fail(r, $"the engine step failed: {e.Message}");
+                }
                 Publish();
             }
         }
@@ -80,6 +86,7 @@ internal sealed partial class EngineLoop
         }
         finally
         {
+            _commands.Writer.TryComplete();   // later submissions fail fast (EngineStoppedException)
             foreach (var r in _waiting.Concat(_active).ToList()) CancelRequest(r);
             _waiting.Clear();
             _active.Clear();
