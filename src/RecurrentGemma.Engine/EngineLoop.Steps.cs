@@ -118,7 +118,6 @@ internal sealed partial class EngineLoop
         r.Events.Writer.TryWrite(new UsageEvent(r.Request.PromptTokens.Count, r.Choices.Sum(c => c.Generated.Count), r.CachedTokens));
         r.Events.Writer.TryComplete();
         _active.Remove(r);
-        Metrics.RequestFinished();
         EngineTracing.Emit(r, r.Cancelled ? "cancelled" : "completed");
     }
 
@@ -157,7 +156,6 @@ internal sealed partial class EngineLoop
         r.Done = true;
         r.Events.Writer.TryComplete();
         _active.Remove(r);
-        Metrics.RequestFinished();
     }
 
     void Publish()

@@ -159,7 +159,6 @@ internal sealed partial class EngineLoop
             foreach (var c in r.Choices) c.Rng = NewGenerator(req.Sampling.Seed, c.Index);
             main.Phase = SequencePhase.Prefilling;
             r.Admitted = true;
-            r.AdmittedAtStep = _step;
             r.AdmittedAt = DateTimeOffset.UtcNow;
             _active.Add(r);
             Metrics.RequestAdmitted(r.CachedTokens);

@@ -61,8 +61,6 @@ public sealed class EngineMetrics : IDisposable
         _cachedTokens.Add(cachedTokens);   // also 0: the series exists from the first request on
     }
 
-    internal void RequestFinished() { }
-
     internal void TokenGenerated() => _generatedTokens.Add(1);
 
     internal void RecordStep(double seconds, int decodeBatch, int prefillTokens)

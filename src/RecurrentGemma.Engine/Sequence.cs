@@ -40,7 +40,6 @@ internal sealed class ActiveRequest(long id, GenerationRequest request)
     public bool Admitted { get; set; }
     public bool Done { get; set; }
     public bool Cancelled { get; set; }
-    public long AdmittedAtStep { get; set; }
     /// <summary>The caller's trace context (the HTTP request span), for the engine's spans.</summary>
     public System.Diagnostics.ActivityContext TraceParent { get; init; }
     public DateTimeOffset SubmittedAt { get; } = DateTimeOffset.UtcNow;

@@ -21,8 +21,6 @@ public sealed class Linear : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Weight => weight;
-
     /// <summary>
     /// On CPUs without native bf16 arithmetic (no AVX512_BF16 / AMX), bf16 GEMM runs ~7× slower
     /// than f32 (docs/platform-notes: Zen 3), so from <see cref="UpcastRowsOnCpu"/> rows on a bf16
