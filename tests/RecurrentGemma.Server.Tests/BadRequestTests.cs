@@ -107,3 +107,21 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
     }
 }
+
+public class ContextLengthTests
+{
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"messages":[{"role":"user","content":"a rather long message for a tiny limit"}]}""", "messages")]
+    [InlineData("/v1/completions", """{"prompt":"a rather long prompt for a tiny limit"}""", "prompt")]
+    public async Task A_prompt_over_the_limit_is_context_length_exceeded_naming_the_field(string path, string body, string param)
+    {
+        await using var server = new ServerFactory().With("Engine:MaxPromptTokens", "6");
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync(path, ServerFactory.Json(body));
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, r.StatusCode);
+        var error = (await ServerFactory.ReadJson(r)).GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Contains("maximum prompt length is 6 tokens", error.GetProperty("message").GetString());
+    }
+}

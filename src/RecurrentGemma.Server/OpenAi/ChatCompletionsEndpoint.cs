@@ -15,7 +15,7 @@ public static class ChatCompletionsEndpoint
         string id = ServerSentEvents.NewId("chatcmpl-");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var ct = api.RequestToken;
-        var started = GenerationMerger.StartAll(service, request.Generations, ct);
+        var started = GenerationMerger.StartAll(service, request.Generations, "messages", ct);
         var events = GenerationMerger.ReadAsync(started, generation.N, ct).GetAsyncEnumerator(ct);
         await using var _ = events;
 

@@ -71,8 +71,10 @@ public sealed class ServerSentEvents(HttpResponse response, TimeSpan keepAlive)
 /// stream, re-indexing choices as prompt × n + choice and summing usage at the end.</summary>
 public static class GenerationMerger
 {
-    /// <summary>Starts every generation (request errors surface here, before any output).</summary>
-    public static List<Inference.TextGeneration> StartAll(Inference.InferenceService service, IReadOnlyList<Inference.TextGenerationRequest> requests, CancellationToken ct)
+    /// <summary>Starts every generation (request errors surface here, before any output).
+    /// <paramref name="promptField"/> names the field a too-long prompt is blamed on.</summary>
+    public static List<Inference.TextGeneration> StartAll(Inference.InferenceService service, IReadOnlyList<Inference.TextGenerationRequest> requests,
+        string promptField, CancellationToken ct)
     {
         var started = new List<Inference.TextGeneration>();
         try
@@ -80,9 +82,11 @@ public static class GenerationMerger
             foreach (var r in requests) started.Add(service.Start(r, ct));
             return started;
         }
-        catch
+        catch (Exception e)
         {
             foreach (var g in started) g.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            if (e is Engine.ContextTooLongException c)
+                throw ApiError.Invalid($"This model's maximum prompt length is {c.MaxPromptTokens} tokens, but the request has {c.PromptTokens} prompt tokens.", promptField, "context_length_exceeded");
             throw;
         }
     }
