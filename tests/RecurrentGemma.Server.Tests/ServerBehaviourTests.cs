@@ -195,9 +195,17 @@ public class ServerBehaviourTests
                 lru_width = 128, attention_window_size = 256, _block_types = new[] { "recurrent", "recurrent", "attention" },
             }));
             File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), RecurrentGemma.Text.Demo.DemoTokenizer.ModelBytes());
+            var logs = new CapturingLoggerProvider();
             await using var server = new ServerFactory().With("Model:Path", dir);
-            var client = await server.ReadyClientAsync();
-            Assert.False(server.Host.IsDemo);
+            var factory = server.WithWebHostBuilder(b => b.ConfigureServices(s => s.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(logs)));
+            var client = factory.CreateClient();
+            var host = factory.Services.GetRequiredService<ModelHost>();
+            await host.Loaded;
+            Assert.False(host.IsDemo);
+            var log = string.Join("\n", logs.Lines);
+            Assert.Contains("tensors", log);                 // progress: tensors and bytes done, MB/s
+            Assert.Contains("MB/s", log);
+            Assert.Matches("Loaded \"?my-griffin\"? in [0-9.]+ s", log);   // Serilog quotes string values
             var models = await ReadJson(await client.GetAsync("/v1/models"));
             Assert.Equal("my-griffin", models.GetProperty("data")[0].GetProperty("id").GetString());
             var r = await client.PostAsync("/v1/chat/completions", Json("""{"model":"my-griffin","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}"""));
