@@ -139,7 +139,7 @@ public sealed record GriffinConfig
         {
             VocabSize = Int("vocab_size", d.VocabSize),
             HiddenSize = hidden,
-            IntermediateSize = Int("intermediate_size", 3 * hidden),
+            IntermediateSize = Int("intermediate_size", d.IntermediateSize),   // transformers: 3 * 2560, whatever hidden_size is
             NumHiddenLayers = Int("num_hidden_layers", d.NumHiddenLayers),
             NumAttentionHeads = Int("num_attention_heads", d.NumAttentionHeads),
             NumKeyValueHeads = Int("num_key_value_heads", d.NumKeyValueHeads),

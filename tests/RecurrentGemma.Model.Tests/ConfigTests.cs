@@ -33,6 +33,11 @@ public class ConfigTests
         Assert.Equal(1e-6, c.RmsNormEps);
         Assert.Equal(10000.0, c.RopeTheta);
         Assert.Equal([BlockKind.Recurrent, BlockKind.Recurrent, BlockKind.Attention], c.BlockTypes);
+        // A default is transformers' constant, not derived from other fields (except lru_width, head_dim).
+        var small = GriffinConfig.FromJson("""{"hidden_size": 64, "num_attention_heads": 4}""");
+        Assert.Equal(7680, small.IntermediateSize);
+        Assert.Equal(64, small.LruWidth);
+        Assert.Equal(16, small.HeadDim);
     }
 
     [Fact]
