@@ -77,6 +77,11 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             return new TextGeneration(this, request, handle, matchers, prompt);
         }
         catch (InvalidGenerationRequestException e) { throw new InvalidRequestException(e.Message, e.Param); }
+        catch (ContextTooLongException e)
+        {
+            throw new InvalidRequestException($"This model's maximum prompt length is {e.MaxPromptTokens} tokens, but the request has {e.PromptTokens} prompt tokens.",
+                request.Messages is null ? "prompt" : "messages", "context_length_exceeded");
+        }
     }
 
     /// <summary>Start + stream, for callers that need no separation.</summary>

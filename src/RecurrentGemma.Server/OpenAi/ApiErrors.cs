@@ -26,7 +26,6 @@ public sealed class ApiError(int status, string message, string type, string? pa
         ApiError a => a,
         InvalidRequestException i => Invalid(i.Message, i.Param, i.Code),
         InvalidGenerationRequestException g => Invalid(g.Message, g.Param),
-        ContextTooLongException c => Invalid($"This model's maximum prompt length is {c.MaxPromptTokens} tokens, but the request has {c.PromptTokens} prompt tokens.", "messages", "context_length_exceeded"),
         EngineOverloadedException o => Overloaded(o.Message),
         EngineStoppedException => Unavailable("The server is shutting down."),
         _ => Server(),

@@ -15,8 +15,7 @@ public static class ChatCompletionsEndpoint
         string id = ServerSentEvents.NewId("chatcmpl-");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var ct = api.RequestToken;
-        var started = GenerationMerger.StartAll(service, request.Generations, "messages", ct);
-        var events = GenerationMerger.ReadAsync(started, generation.N, ct).GetAsyncEnumerator(ct);
+        var events = GenerationMerger.Start(service, request, ct);
         await using var _ = events;
 
         if (!request.Stream)

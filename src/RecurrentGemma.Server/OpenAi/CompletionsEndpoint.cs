@@ -15,8 +15,7 @@ public static class CompletionsEndpoint
         string id = ServerSentEvents.NewId("cmpl-");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var ct = api.RequestToken;
-        var started = GenerationMerger.StartAll(service, request.Generations, "prompt", ct);
-        var events = GenerationMerger.ReadAsync(started, n, ct).GetAsyncEnumerator(ct);
+        var events = GenerationMerger.Start(service, request, ct);
         await using var _ = events;
         string Echo(int index) => first.Echo ? request.Generations[index / n].Prompt ?? "" : "";
 
