@@ -78,7 +78,7 @@ public class JavaScriptClientTests
     [Fact]
     public async Task The_javascript_client_lists_chats_streams_completes_and_sees_errors()
     {
-        var root = RepoRoot();
+        var root = ServerFactory.RepoRoot;
         var dir = Path.Combine(root, "tests", "clients", "js");
         if (!Directory.Exists(Path.Combine(dir, "node_modules", "openai")))
         {
@@ -105,10 +105,4 @@ public class JavaScriptClientTests
         return (p.ExitCode, stdout.Result + stderr.Result);
     }
 
-    static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
-        return dir!.FullName;
-    }
 }

@@ -38,6 +38,16 @@ public class ServerFactory : WebApplicationFactory<Program>
         return client;
     }
 
+    /// <summary>The repository root: the first ancestor of the test binaries holding the solution.</summary>
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    static string FindRepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     public static async Task<JsonElement> ReadJson(HttpResponseMessage r) =>

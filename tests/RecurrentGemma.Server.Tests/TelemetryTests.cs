@@ -49,7 +49,7 @@ public class TelemetryTests
         foreach (var name in DocumentedMetrics) Assert.Contains(name, metrics);
         Assert.Matches("rgemma_requests_total\\{[^}]*route=\"/v1/chat/completions\"[^}]*status=\"200\"[^}]*\\} [1-9]", metrics);   // other hosts in this test process may add to it
         // The README documents the same names.
-        var readme = File.ReadAllText(Path.Combine(RepoRoot(), "README.md"));
+        var readme = File.ReadAllText(Path.Combine(ServerFactory.RepoRoot, "README.md"));
         foreach (var name in DocumentedMetrics) Assert.Contains(name, readme);
     }
 
@@ -92,10 +92,4 @@ public class TelemetryTests
         return string.Join("\n", logs.Lines);
     }
 
-    static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
-        return dir!.FullName;
-    }
 }
