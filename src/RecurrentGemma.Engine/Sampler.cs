@@ -73,8 +73,10 @@ internal static class Sampler
     /// <summary>logit_bias and penalties applied to a copy of the logits [B, V].</summary>
     internal static Tensor Process(Tensor logits, IReadOnlyList<SamplingRow> rows)
     {
+        long vocab = logits.shape[1];
+        bool modifies = rows.Any(r => r.Params.LogitBias is { Count: > 0 } || r.Params.HasPenalties || r.SampleableVocab < vocab);
+        if (!modifies) return logits.view(logits.shape);   // the common case: no [B, V] copy per step
         var x = logits.clone();
-        long vocab = x.shape[1];
         for (int i = 0; i < rows.Count; i++)
         {
             var p = rows[i].Params;
