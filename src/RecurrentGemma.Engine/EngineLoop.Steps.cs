@@ -173,6 +173,7 @@ internal sealed partial class EngineLoop
             ReusedTokens: store?.ReusedTokens ?? 0,
             StateBytesPerSlot: store?.State.BytesPerSlot ?? 0,
             LiveTensorsOnEngineThread: TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount,
+            TensorsCreated: TorchSharp.DisposeScopeManager.Statistics.CreatedInScopeCount + TorchSharp.DisposeScopeManager.Statistics.CreatedOutsideScopeCount,
             Steps: _step,
             ForwardSeconds: _forwardSeconds,
             SamplerSeconds: _samplerSeconds,
@@ -183,7 +184,7 @@ internal sealed partial class EngineLoop
 /// <summary>What the engine looks like right now (published after every step).</summary>
 public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, int SlotsTotal, int SlotsUsed, int SlotsParked,
     int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps,
-    double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0)
+    double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0)
 {
     public static EngineSnapshot Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     public double SlotUsageRatio => SlotsTotal == 0 ? 0 : (double)SlotsUsed / SlotsTotal;

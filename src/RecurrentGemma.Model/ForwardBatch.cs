@@ -7,110 +7,203 @@ namespace RecurrentGemma.Model;
 public enum LogitsSelection { LastValid, All }
 
 /// <summary>
-/// Everything a forward pass over B sequences × T tokens shares across layers, built once:
-/// slot indices into the state, absolute positions, the valid-token mask for ragged chunks
-/// (right padding), the positions held in each attention ring, and where new keys land.
-/// Shape legend: B sequences, T chunk length, W attention window, S = W + T keys.
-/// Created inside the forward pass's dispose scope, which frees its tensors.
+/// The host half of a forward pass over B sequences × T tokens: everything the layers share,
+/// computed on the host and written into the step's <see cref="StepBuffer"/> — token ids, slots,
+/// query and key positions, rotary tables, the RG-LRU's reset/padding factors, ring indices.
+/// Nothing here touches the device; <see cref="ForwardBatch"/> cuts the segments out after the
+/// step's single upload.
+/// Shape legend: B sequences, T chunk length, W attention window, S = W + T keys (W only when
+/// some sequence has history), hd head dim, R rotary dims.
+/// </summary>
+public sealed class ForwardPlan
+{
+    /// <summary>Added to invalid key positions so that "q − k ≤ W" fails: masks them out.</summary>
+    internal const long Far = 1L << 40;
+
+    internal GriffinState State { get; }
+    internal StepBuffer Buffer { get; }
+    public int B { get; }
+    public int T { get; }
+    internal int S { get; }
+    internal long[] Slots { get; }
+    internal int[] Lengths { get; }
+    internal bool Ragged { get; }
+    internal bool HasHistory { get; }
+    /// <summary>Some token starts a sequence or is padding: the RG-LRU needs its factors.</summary>
+    internal bool NeedsGateFactors { get; }
+    internal LogitsSelection Which { get; }
+
+    internal StepBuffer.Segment Tokens, SlotIndex, QueryPositions, KeyPositions, GateFactors, ConvRows, RingDest, RingSrc, LastRows, RopeCos, RopeSin;
+
+    internal ForwardPlan(GriffinState state, StepBuffer buffer, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots, LogitsSelection which, float[] invFreq)
+    {
+        State = state; Buffer = buffer; Slots = slots; Which = which;
+        var c = state.Config;
+        B = slots.Length;
+        T = tokens.Max(r => r.Count);
+        Lengths = tokens.Select(r => r.Count).ToArray();
+        long w = c.AttentionWindowSize;
+        var start = slots.Select(s => state.TokenCount((int)s)).ToArray();
+        Ragged = Lengths.Any(l => l != T);
+        HasHistory = start.Any(s => s > 0);
+        NeedsGateFactors = Ragged || start.Any(s => s == 0);
+        S = (HasHistory ? (int)w : 0) + T;
+        int b = B, t = T;
+        // Every segment below, sized up front: spans into the buffer stay valid while we fill them.
+        buffer.EnsureRoom(b * t * (6 + 2 * c.HeadDim) + b * S + b * (c.Conv1dWidth + 2) + 2 * b * Math.Min(t, (int)w));
+
+        Tokens = buffer.Add(b * t, out var ids);
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < t; j++) ids[i * t + j] = j < Lengths[i] ? tokens[i][j] : 0;
+        SlotIndex = buffer.Add(slots);
+
+        QueryPositions = buffer.Add(b * t, out var q);
+        KeyPositions = buffer.Add(b * S, out var k);
+        for (int i = 0; i < b; i++)
+        {
+            int offset = HasHistory ? (int)w : 0;
+            if (HasHistory)
+                for (long s = 0; s < w; s++)
+                {
+                    // Ring slot s holds the newest τ < start with τ ≡ s (mod W); none if that τ < 0.
+                    long last = start[i] - 1;
+                    long tau = last - ((last - s) % w + w) % w;
+                    k[i * S + (int)s] = tau >= 0 ? tau : -Far;
+                }
+            for (int j = 0; j < t; j++)
+            {
+                q[i * t + j] = start[i] + j;
+                k[i * S + offset + j] = j < Lengths[i] ? start[i] + j : -Far;
+            }
+        }
+
+        if (NeedsGateFactors)
+        {
+            // Per token: keep (a and the input scale survive), pad (a := 1), reset (input scale := 1).
+            GateFactors = buffer.Add(3 * b * t, out var g);
+            for (int i = 0; i < b; i++)
+                for (int j = 0; j < t; j++)
+                {
+                    bool valid = j < Lengths[i], reset = valid && start[i] + j == 0;
+                    g[i * t + j] = valid && !reset ? 1 : 0;
+                    g[b * t + i * t + j] = valid ? 0 : 1;
+                    g[2 * b * t + i * t + j] = reset ? 1 : 0;
+                }
+        }
+
+        if (Ragged)
+        {
+            // Row b's conv history ends at its last valid token: window rows len_b … len_b+K−2.
+            int k1 = c.Conv1dWidth - 1;
+            ConvRows = buffer.Add(b * k1, out var rows);
+            for (int i = 0; i < b; i++)
+                for (int j = 0; j < k1; j++) rows[i * k1 + j] = Lengths[i] + j;
+        }
+
+        if (t > 1)
+        {
+            // New keys enter the ring: the last min(len, W) valid tokens of each sequence.
+            var dest = new List<long>();
+            var src = new List<long>();
+            for (int i = 0; i < b; i++)
+            {
+                int n = (int)Math.Min(Lengths[i], w);
+                for (int j = Lengths[i] - n; j < Lengths[i]; j++)
+                {
+                    dest.Add(slots[i] * w + (start[i] + j) % w);
+                    src.Add((long)i * t + j);
+                }
+            }
+            RingDest = buffer.Add(dest.ToArray());
+            RingSrc = buffer.Add(src.ToArray());
+            if (which == LogitsSelection.LastValid)
+                LastRows = buffer.Add(Enumerable.Range(0, b).Select(i => (long)i * t + Lengths[i] - 1).ToArray());
+        }
+        else RingDest = buffer.Add(Enumerable.Range(0, b).Select(i => slots[i] * w + start[i] % w).ToArray());
+
+        // Rotary tables for the whole head: x·C + rot(x)·S, C = [cos, cos, 1…], S = [−sin, sin, 0…],
+        // angles p·ω_i in float32 as the reference computes them (ω read from the device once).
+        int hd = c.HeadDim, half = c.RotaryDim / 2;
+        RopeCos = buffer.Add(b * t * hd, out var cos);
+        RopeSin = buffer.Add(b * t * hd, out var sin);
+        for (int r = 0; r < b * t; r++)
+        {
+            float p = (float)q[r];
+            int o = r * hd;
+            for (int i = 0; i < half; i++)
+            {
+                float angle = p * invFreq[i];
+                float cv = MathF.Cos(angle), sv = MathF.Sin(angle);
+                cos[o + i] = cv; cos[o + half + i] = cv;
+                sin[o + i] = -sv; sin[o + half + i] = sv;
+            }
+            for (int i = 2 * half; i < hd; i++) { cos[o + i] = 1; sin[o + i] = 0; }
+        }
+    }
+}
+
+/// <summary>
+/// The device half: the plan's segments as typed tensors, built once per forward after the
+/// upload and shared by every layer. Created inside the forward's dispose scope, which frees them.
 /// </summary>
 internal sealed class ForwardBatch
 {
-    /// <summary>Added to invalid key positions so that "q − k ≤ W" fails: masks them out.</summary>
-    const long Far = 1L << 40;
-
-    public int B { get; }
-    public int T { get; }
-    public long[] Slots { get; }
-    public long[] Start { get; }
-    public int[] Lengths { get; }
-    public bool Ragged { get; }
-    /// <summary>True when some sequence already holds tokens, so its cache takes part.</summary>
-    public bool HasHistory { get; }
-    public GriffinState State { get; }
+    public ForwardPlan Plan { get; }
+    public int B => Plan.B;
+    public int T => Plan.T;
+    public bool Ragged => Plan.Ragged;
+    public bool HasHistory => Plan.HasHistory;
+    public GriffinState State => Plan.State;
     public Action<string, Tensor>? Trace { get; }
 
-    public Tensor SlotIndex { get; }      // [B] long
-    public Tensor Positions { get; }      // [B, T] long, segment positions (start + t)
-    public Tensor? Valid { get; }         // [B, T] bool, null unless ragged
-    public Tensor AttentionMask { get; }  // [B, T, 1, S] bool, true = may attend
-    public Tensor RingDest { get; }       // [n] long, flat (slot·W + pos mod W) rows receiving new keys
-    public Tensor RingSrc { get; }        // [n] long, flat (b·T + t) rows of the chunk's keys
-    public Tensor Cos { get; }            // [B, T, 1, R/2] model dtype
-    public Tensor Sin { get; }
+    public Tensor Tokens { get; }          // [B, T] long
+    public Tensor SlotIndex { get; }       // [B] long
+    public Tensor MaskBias { get; }        // [B, T·H, S] float32: 0 where a query may attend, a huge negative elsewhere
+    public Tensor? GateKeep { get; }       // [B, T, 1, 1] float32 (null: every token keeps its gates)
+    public Tensor? GatePad { get; }
+    public Tensor? GateReset { get; }
+    public Tensor? ConvRows { get; }       // [B, K−1, L] long, ragged chunks only
+    public Tensor RingDest { get; }        // [n] long, flat (slot·W + pos mod W) rows receiving new keys
+    public Tensor? RingSrc { get; }        // [n] long, flat (b·T + t) rows of the chunk's keys; null: all rows, in order
+    public Tensor? LastRows { get; }       // [B] long, flat rows of each sequence's last valid token
+    public Tensor RopeCos { get; }         // [B, T, 1, hd] model dtype
+    public Tensor RopeSin { get; }
 
-    public ForwardBatch(GriffinState state, long[] slots, int[] lengths, int t, Action<string, Tensor>? trace)
+    /// <summary>The reference's mask value (finite, so a fully masked padded row stays finite).</summary>
+    internal const float MaskValue = -2.3819763e38f;
+
+    public ForwardBatch(ForwardPlan plan, Action<string, Tensor>? trace)
     {
-        State = state; Slots = slots; Lengths = lengths; T = t; B = slots.Length; Trace = trace;
-        var c = state.Config;
-        var dev = state.Device;
-        long w = c.AttentionWindowSize;
-        Start = slots.Select(s => state.TokenCount((int)s)).ToArray();
-        Ragged = lengths.Any(l => l != t);
-        HasHistory = Start.Any(s => s > 0);
+        Plan = plan; Trace = trace;
+        var buf = plan.Buffer;
+        var c = plan.State.Config;
+        var dtype = plan.State.DType;
+        int b = plan.B, t = plan.T, s = plan.S, heads = c.NumAttentionHeads, hd = c.HeadDim;
+        Tokens = buf.Long(plan.Tokens, b, t);
+        SlotIndex = buf.Long(plan.SlotIndex, b);
 
-        SlotIndex = tensor(slots, device: dev);
-
-        var pos = new long[B * T];
-        var keyPos = new long[B * T];
-        var valid = new bool[B * T];
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i < T; i++)
-            {
-                pos[b * T + i] = Start[b] + i;
-                valid[b * T + i] = i < lengths[b];
-                keyPos[b * T + i] = i < lengths[b] ? Start[b] + i : -Far;
-            }
-        Positions = tensor(pos, [B, T], device: dev);
-        Valid = Ragged ? tensor(valid, [B, T], device: dev) : null;
-
-        // Key positions: the cached ring (when any history exists), then the chunk itself.
-        var keyPositions = tensor(keyPos, [B, T], device: dev);
-        if (HasHistory)
-        {
-            var cached = new long[B * w];
-            for (int b = 0; b < B; b++)
-                for (long s = 0; s < w; s++)
-                {
-                    // Slot s holds the newest τ < start with τ ≡ s (mod W); none if that τ < 0.
-                    long last = Start[b] - 1;
-                    long tau = last - ((last - s) % w + w) % w;
-                    cached[b * w + s] = tau >= 0 ? tau : -Far;
-                }
-            keyPositions = cat([tensor(cached, [B, w], device: dev), keyPositions], 1);
-        }
         // A query sees itself and the W previous tokens: W + 1 keys (q − k ≤ W), never the future.
-        var q = Positions.unsqueeze(2);            // [B, T, 1]
-        var k = keyPositions.unsqueeze(1);         // [B, 1, S]
-        AttentionMask = ((k <= q) & ((q - k) <= w)).unsqueeze(2);
-
-        // New keys enter the ring: the last min(len, W) valid tokens of each sequence.
-        var dest = new List<long>();
-        var src = new List<long>();
-        for (int b = 0; b < B; b++)
+        using (var scope = NewDisposeScope())
         {
-            int n = (int)Math.Min(lengths[b], w);
-            for (int i = lengths[b] - n; i < lengths[b]; i++)
-            {
-                dest.Add(slots[b] * w + (Start[b] + i) % w);
-                src.Add((long)b * T + i);
-            }
+            var q = buf.Float(plan.QueryPositions, ScalarType.Float64, b, t, 1);
+            var k = buf.Float(plan.KeyPositions, ScalarType.Float64, b, 1, s);
+            var allowed = k.le(q).logical_and_((q - k).le_(c.AttentionWindowSize));
+            var bias = allowed.logical_not_().to(ScalarType.Float32).mul_(MaskValue);
+            MaskBias = bias.unsqueeze(2).expand(b, t, heads, s).reshape(b, (long)t * heads, s).MoveToOuterDisposeScope();
         }
-        RingDest = tensor(dest.ToArray(), device: dev);
-        RingSrc = tensor(src.ToArray(), device: dev);
-
-        (Cos, Sin) = Rotary(c, Positions, state.DType);
-    }
-
-    /// <summary>
-    /// RoPE tables for the rotated half of each head: ω_i = θ^(−2i/R), angle = p·ω_i, computed in
-    /// float32 (as the reference) and cast to the activation dtype.
-    /// </summary>
-    static (Tensor Cos, Tensor Sin) Rotary(GriffinConfig c, Tensor positions, ScalarType dtype)
-    {
-        int half = c.RotaryDim / 2;
-        var exponents = arange(half, ScalarType.Float32, positions.device) * (2.0f / c.RotaryDim);
-        var invFreq = 1.0f / pow((float)c.RopeTheta, exponents);                  // [R/2]
-        var angle = positions.to(ScalarType.Float32).unsqueeze(-1) * invFreq;       // [B, T, R/2]
-        return (angle.cos().to(dtype).unsqueeze(2), angle.sin().to(dtype).unsqueeze(2));
+        if (plan.NeedsGateFactors)
+        {
+            var g = buf.Float(plan.GateFactors, ScalarType.Float32, 3, b, t, 1, 1);   // broadcast over [B, T, H, L/H]
+            GateKeep = g[0]; GatePad = g[1]; GateReset = g[2];
+        }
+        if (plan.Ragged) ConvRows = buf.Long(plan.ConvRows, b, c.Conv1dWidth - 1, 1).expand(-1, -1, c.LruWidth);
+        RingDest = buf.Long(plan.RingDest, plan.RingDest.Length);
+        if (t > 1)
+        {
+            RingSrc = buf.Long(plan.RingSrc, plan.RingSrc.Length);
+            if (plan.Which == LogitsSelection.LastValid) LastRows = buf.Long(plan.LastRows, b);
+        }
+        RopeCos = buf.Float(plan.RopeCos, dtype, b, t, 1, hd);
+        RopeSin = buf.Float(plan.RopeSin, dtype, b, t, 1, hd);
     }
 }

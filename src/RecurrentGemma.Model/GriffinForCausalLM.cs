@@ -7,9 +7,9 @@ namespace RecurrentGemma.Model;
 /// A Griffin language model: parameters only — every per-sequence value lives in a
 /// <see cref="GriffinState"/> passed in, so one model serves any number of sequences.
 ///   x⁰ = E[tok] · bf16(√D);  xˡ⁺¹ = ResidualBlockₗ(xˡ);  logits = c·tanh(RMSNorm(xᴺ)·Eᵀ / c)
-/// One entry point, <see cref="Forward(Tensor, GriffinState, long[], int[], LogitsSelection, Action{string, Tensor})"/>,
-/// serves prefill (T tokens), chunked prefill (any chunk on top of any state) and batched
-/// decode (T = 1): decode is just a chunk of one token, so the paths cannot disagree.
+/// One entry point, <see cref="Forward(ForwardPlan, Action{string, Tensor})"/>, serves prefill
+/// (T tokens), chunked prefill (any chunk on top of any state) and batched decode (T = 1):
+/// decode is just a chunk of one token, so the paths cannot disagree.
 /// </summary>
 public sealed class GriffinForCausalLM : nn.Module
 {
@@ -33,36 +33,67 @@ public sealed class GriffinForCausalLM : nn.Module
     /// <summary>A state pool shaped for this model (slots start empty).</summary>
     public GriffinState CreateState(int capacity) => new(Config, capacity, DType, Device);
 
+    float[]? _invFreq;
+
     /// <summary>
-    /// Runs B sequences, each from its own slot, over a chunk of tokens.
+    /// Derives what every forward pass would otherwise recompute from the weights (float32 norm
+    /// gains, fused RG-LRU gate weights, −8·softplus(λ), conv taps, rotary frequencies). Call after
+    /// the weights are loaded or changed; the loader and <see cref="RandomWeights"/> do.
     /// </summary>
-    /// <param name="tokens">[B, T] int64 token ids; rows shorter than T are right-padded (see lengths).</param>
-    /// <param name="state">the state pool; each row's slot advances by its length.</param>
-    /// <param name="slots">distinct slot per row.</param>
-    /// <param name="lengths">valid tokens per row (1…T); null means all T.</param>
-    /// <param name="which">LastValid: logits [B, 1, V] of each row's last token; All: [B, T, V].</param>
-    /// <param name="trace">optional observer of intermediate activations (tests, debugging).</param>
-    /// <returns>float32 logits.</returns>
-    public Tensor Forward(Tensor tokens, GriffinState state, long[] slots, int[]? lengths = null,
-        LogitsSelection which = LogitsSelection.LastValid, Action<string, Tensor>? trace = null)
+    public void Prepare()
     {
-        if (tokens.dim() != 2) throw new ArgumentException("tokens must be [B, T]", nameof(tokens));
-        int b = (int)tokens.shape[0], t = (int)tokens.shape[1];
-        if (slots.Length != b) throw new ArgumentException($"{slots.Length} slots for {b} rows", nameof(slots));
-        if (t == 0) throw new ArgumentException("a chunk needs at least one token", nameof(tokens));
-        lengths ??= Enumerable.Repeat(t, b).ToArray();
-        if (lengths.Length != b || lengths.Any(l => l < 1 || l > t))
-            throw new ArgumentException($"lengths must be {b} values in 1..{t}", nameof(lengths));
-        if (slots.Distinct().Count() != b) throw new ArgumentException("slots must be distinct", nameof(slots));
+        using var noGrad = no_grad();
+        foreach (var layer in model.Layers) layer.Prepare();
+        model.FinalNorm.Prepare();
+        // ω_i = θ^(−2i/R) computed by torch in float32 as the reference does, read back once.
+        using var scope = NewDisposeScope();
+        int half = Config.RotaryDim / 2;
+        var exponents = arange(half, ScalarType.Float32) * (2.0f / Config.RotaryDim);
+        _invFreq = (1.0f / pow((float)Config.RopeTheta, exponents)).data<float>().ToArray();
+    }
+
+    /// <summary>
+    /// The host half of a forward pass: validates the rows and writes everything the layers need
+    /// into <paramref name="buffer"/>. After <see cref="StepBuffer.Upload"/>, run
+    /// <see cref="Forward(ForwardPlan, Action{string, Tensor})"/> with the plan.
+    /// </summary>
+    /// <param name="tokens">B rows of 1…T token ids; shorter rows are right-padded.</param>
+    /// <param name="slots">a distinct state slot per row; each advances by its row's length.</param>
+    public ForwardPlan Plan(StepBuffer buffer, GriffinState state, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots,
+        LogitsSelection which = LogitsSelection.LastValid)
+    {
+        if (tokens.Count == 0) throw new ArgumentException("at least one row is needed", nameof(tokens));
+        if (slots.Length != tokens.Count) throw new ArgumentException($"{slots.Length} slots for {tokens.Count} rows", nameof(slots));
+        foreach (var row in tokens)
+        {
+            if (row.Count == 0) throw new ArgumentException("a chunk needs at least one token", nameof(tokens));
+            foreach (var id in row)
+                if (id < 0 || id >= Config.VocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
+        }
+        if (slots.Distinct().Count() != slots.Length) throw new ArgumentException("slots must be distinct", nameof(slots));
         foreach (var s in slots) state.CheckSlot((int)s);
         if (state.Config != Config || state.DType != DType)
             throw new ArgumentException("state was created for another model shape or dtype", nameof(state));
+        if (_invFreq is null) throw new InvalidOperationException("the model was not prepared after loading its weights (call Prepare)");
+        return new ForwardPlan(state, buffer, tokens, slots, which, _invFreq);
+    }
 
+    /// <summary>
+    /// Runs B sequences, each from its own slot, over a chunk of tokens: prefill (T tokens),
+    /// chunked prefill (any chunk on top of any state) and batched decode (T = 1) are one path.
+    /// Reads its inputs from the plan's uploaded buffer only: nothing syncs with the host.
+    /// </summary>
+    /// <param name="trace">optional observer of intermediate activations (tests, debugging).</param>
+    /// <returns>float32 logits: [B, 1, V] for each row's last token, or [B, T, V] with All.</returns>
+    public Tensor Forward(ForwardPlan plan, Action<string, Tensor>? trace = null)
+    {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var batch = new ForwardBatch(state, slots, lengths, t, trace);
+        var batch = new ForwardBatch(plan, trace);
+        int b = plan.B, t = plan.T;
 
-        var x = model.EmbedTokens.Lookup(tokens.to(Device)) * Config.EmbeddingScale;  // [B, T, D]
+        var x = model.EmbedTokens.Lookup(batch.Tokens).mul_(Config.EmbeddingScale);  // [B, T, D]
         trace?.Invoke("embed.out", x);
         for (int l = 0; l < Config.NumHiddenLayers; l++)
         {
@@ -70,40 +101,29 @@ public sealed class GriffinForCausalLM : nn.Module
             trace?.Invoke($"block{l}.out", x);
         }
 
-        if (which == LogitsSelection.LastValid)
-        {
-            var rows = tensor(lengths.Select((len, i) => (long)i * t + len - 1).ToArray(), device: Device);
-            x = x.reshape(b * t, -1).index_select(0, rows).view(b, 1, -1);
-        }
+        if (batch.LastRows is { } last) x = x.view(b * t, -1).index_select(0, last).view(b, 1, -1);
         var z = model.FinalNorm.Forward(x);
         trace?.Invoke("final_norm.out", z);
         // Tied head on the raw table (not scaled), then the tanh soft cap.
         var cap = Config.LogitsSoftCap;
-        var head = model.EmbedTokens.Weight;
-        var logits = (SplitGemv.Applies(z, head) ? SplitGemv.Linear(z, head, null) : nn.functional.linear(z, head)).to(ScalarType.Float32);
+        var logits = Modules.Linear.Apply(z, model.EmbedTokens.Weight, null);
+        if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);
         if (cap > 0) logits = (logits / cap).tanh_().mul_(cap);
         trace?.Invoke("logits", logits);
 
-        for (int i = 0; i < b; i++) state.Advance((int)slots[i], lengths[i]);
+        for (int i = 0; i < b; i++) plan.State.Advance((int)plan.Slots[i], plan.Lengths[i]);
         return logits.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Convenience overload: host token lists of any lengths, right-padded into one chunk.</summary>
+    /// <summary>Convenience: plan, upload and run one forward with host token lists of any lengths.</summary>
     public Tensor Forward(IReadOnlyList<IReadOnlyList<long>> tokens, GriffinState state, long[] slots,
         LogitsSelection which = LogitsSelection.LastValid, Action<string, Tensor>? trace = null)
     {
-        int t = tokens.Max(r => r.Count);
-        var flat = new long[tokens.Count * t];
-        for (int i = 0; i < tokens.Count; i++)
-            for (int j = 0; j < tokens[i].Count; j++)
-            {
-                long id = tokens[i][j];
-                if (id < 0 || id >= Config.VocabSize)
-                    throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
-                flat[i * t + j] = id;
-            }
-        using var ids = tensor(flat, [tokens.Count, t]);
-        return Forward(ids, state, slots, tokens.Select(r => r.Count).ToArray(), which, trace);
+        using var buffer = new StepBuffer(Device);
+        var plan = Plan(buffer, state, tokens, slots, which);
+        using var scope = NewDisposeScope();
+        buffer.Upload();
+        return Forward(plan, trace).MoveToOuterDisposeScope();
     }
 
     public IEnumerable<(string Name, Tensor Tensor)> NamedTensors() =>

@@ -23,6 +23,10 @@ public sealed class GriffinState : IDisposable
     /// <summary>Per layer; null where the layer is a recurrent layer.</summary>
     internal Tensor?[] Keys { get; }
     internal Tensor?[] Values { get; }
+    /// <summary>Persistent views: h as [N, 1, H, L/H] blocks, the rings as [N·W, hd] rows.</summary>
+    internal Tensor?[] RnnBlocks { get; }
+    internal Tensor?[] FlatKeys { get; }
+    internal Tensor?[] FlatValues { get; }
 
     readonly long[] _tokenCount;
 
@@ -32,17 +36,22 @@ public sealed class GriffinState : IDisposable
         Config = config; Capacity = capacity; DType = dtype; Device = device;
         int n = config.NumHiddenLayers;
         Rnn = new Tensor?[n]; Conv = new Tensor?[n]; Keys = new Tensor?[n]; Values = new Tensor?[n];
+        RnnBlocks = new Tensor?[n]; FlatKeys = new Tensor?[n]; FlatValues = new Tensor?[n];
+        int heads = config.NumAttentionHeads;
         for (int l = 0; l < n; l++)
         {
             if (config.KindOf(l) == BlockKind.Recurrent)
             {
-                Rnn[l] = zeros([capacity, config.LruWidth], ScalarType.Float32, device);
-                Conv[l] = zeros([capacity, config.Conv1dWidth - 1, config.LruWidth], dtype, device);
+                Rnn[l] = zeros([capacity, config.LruWidth], ScalarType.Float32, device).DetachFromDisposeScope();
+                Conv[l] = zeros([capacity, config.Conv1dWidth - 1, config.LruWidth], dtype, device).DetachFromDisposeScope();
+                RnnBlocks[l] = Rnn[l]!.view(capacity, 1, heads, config.LruWidth / heads).DetachFromDisposeScope();
             }
             else
             {
-                Keys[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device);
-                Values[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device);
+                Keys[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device).DetachFromDisposeScope();
+                Values[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device).DetachFromDisposeScope();
+                FlatKeys[l] = Keys[l]!.view(-1, config.HeadDim).DetachFromDisposeScope();
+                FlatValues[l] = Values[l]!.view(-1, config.HeadDim).DetachFromDisposeScope();
             }
         }
         _tokenCount = new long[capacity];
@@ -106,22 +115,6 @@ public sealed class GriffinState : IDisposable
         _tokenCount[to] = _tokenCount[from];
     }
 
-    /// <summary>Copies one slot of another state with the same shape into a slot of this one.</summary>
-    public void CopySlotFrom(GriffinState other, int from, int to)
-    {
-        if (other.Config != Config && !ReferenceEquals(other.Config, Config)) throw new ArgumentException("states of different configs");
-        other.CheckSlot(from); CheckSlot(to);
-        var mine = AllTensors().ToList();
-        var theirs = other.AllTensors().ToList();
-        for (int i = 0; i < mine.Count; i++)
-        {
-            using var src = theirs[i][from];
-            using var dst = mine[i][to];
-            dst.copy_(src);
-        }
-        _tokenCount[to] = other._tokenCount[from];
-    }
-
     /// <summary>Named per-layer tensors of one slot (views), for inspection and tests.</summary>
     public Tensor RnnOf(int layer, int slot) => Rnn[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not recurrent");
     public Tensor ConvOf(int layer, int slot) => Conv[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not recurrent");
@@ -155,5 +148,6 @@ public sealed class GriffinState : IDisposable
     public void Dispose()
     {
         foreach (var t in AllTensors().ToList()) t.Dispose();
+        foreach (var v in RnnBlocks.Concat(FlatKeys).Concat(FlatValues)) v?.Dispose();
     }
 }

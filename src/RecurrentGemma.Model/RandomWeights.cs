@@ -33,5 +33,6 @@ public static class RandomWeights
             else values.normal_(0, 1.0 / Math.Sqrt(fanIn), gen);
             p.copy_(values);
         }
+        model.Prepare();
     }
 }

@@ -91,7 +91,8 @@ public static class Compare
     public static void Close(float[] expected, float[] actual, double tolerance, string what)
     {
         var d = MaxAbsDiff(expected, actual);
-        Assert.True(d <= tolerance, $"{what}: max |Δ| = {d:E3} > {tolerance:E1}");
+        int first = Enumerable.Range(0, expected.Length).FirstOrDefault(i => Math.Abs((double)expected[i] - actual[i]) > tolerance, -1);
+        Assert.True(d <= tolerance, $"{what}: max |Δ| = {d:E3} > {tolerance:E1} (first at element {first} of {expected.Length})");
     }
 
     /// <summary>|Δ| ≤ abs + rel·|ref| element-wise (hidden states grow large in the residual stream).</summary>

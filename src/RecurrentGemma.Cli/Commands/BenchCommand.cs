@@ -35,7 +35,8 @@ public static class BenchCommand
             return Task.FromResult(0);
         }
         if (suite == "engine") return RunEngine(args, stdout, stderr);
-        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer or engine, got '{suite}'");
+        if (suite == "step") return RunStep(args, stdout, stderr);
+        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, engine or step, got '{suite}'");
 
         var shapes = (args.Get("shape") ?? "all") switch
         {
@@ -94,6 +95,25 @@ public static class BenchCommand
         }
         stdout.WriteLine(sb);
         if (output is not null) WriteSection(output, "engine", sb.ToString());
+        return Task.FromResult(0);
+    }
+
+    static Task<int> RunStep(CliArgs args, TextWriter stdout, TextWriter stderr)
+    {
+        var fixture = args.Get("model") ?? "tests/fixtures/griffin/tiny";
+        var deviceName = args.Get("device") ?? "cpu";
+        int repeats = args.Int("repeats", 7);
+        var output = args.Get("out");
+        var section = args.Get("section") ?? "step";
+        args.EnsureAllRead();
+        var device = TorchDevices.Resolve(deviceName);
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite step --device {deviceName} --repeats {repeats}{(section != "step" ? $" --section {section}" : "")} --out docs/benchmarks.md`  ");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}.");
+        sb.AppendLine();
+        sb.AppendLine(new StepBenchmark(fixture, device, repeats, stderr).Run());
+        stdout.WriteLine(sb);
+        if (output is not null) WriteSection(output, section, sb.ToString());
         return Task.FromResult(0);
     }
 

@@ -150,5 +150,6 @@ public static class CheckpointLoader
         {
             foreach (var f in opened) f.Dispose();
         }
+        model.Prepare();
     }
 }

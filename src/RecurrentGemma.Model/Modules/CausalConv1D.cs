@@ -14,6 +14,8 @@ public sealed class CausalConv1D : nn.Module
     readonly Parameter weight; // [L, 1, K]
     readonly Parameter bias;   // [L]
     readonly int _width;
+    Tensor? _taps;             // [K, L]: tap j of every channel, for a decode step
+    Tensor? _tapsByChannel;    // [L, K]: the same, for unfolded chunks
 
     public CausalConv1D(long channels, int width, ScalarType dtype, Device device) : base(nameof(CausalConv1D))
     {
@@ -23,28 +25,35 @@ public sealed class CausalConv1D : nn.Module
         RegisterComponents();
     }
 
+    internal void Prepare()
+    {
+        _taps?.Dispose(); _tapsByChannel?.Dispose();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        _tapsByChannel = weight.squeeze(1).contiguous().DetachFromDisposeScope();
+        _taps = weight.squeeze(1).t().contiguous().DetachFromDisposeScope();
+    }
+
     /// <param name="u">[B, T, L] inputs of this chunk.</param>
     /// <param name="history">[B, K−1, L] the previous K−1 inputs (zeros for a new sequence).</param>
-    /// <param name="lengths">valid tokens per row (right-padded chunks); null when all are T.</param>
+    /// <param name="historyRows">[B, K−1, L] window rows holding each row's last K−1 valid inputs
+    /// (right-padded chunks); null when every row has T tokens.</param>
     /// <param name="newHistory">[B, K−1, L] the last K−1 valid inputs, to store back.</param>
-    public Tensor Forward(Tensor u, Tensor history, int[]? lengths, out Tensor newHistory)
+    public Tensor Forward(Tensor u, Tensor history, Tensor? historyRows, out Tensor newHistory)
     {
         long t = u.shape[1];
-        var window = cat([history, u], 1);                          // [B, K−1+T, L]
-        var taps = weight.squeeze(1).t();                            // [K, L]
-        var v = bias.expand_as(u).clone();
-        for (int j = 0; j < _width; j++)
-            v.add_(window.narrow(1, j, t) * taps[j]);                // tap j sees u_{t−(K−1)+j}
-
-        if (lengths is null)
-            newHistory = window.narrow(1, t, _width - 1);
-        else
-        {
-            // Row b's history ends at its last valid token: window rows len_b … len_b+K−2.
-            var rows = lengths.SelectMany(len => Enumerable.Range(len, _width - 1).Select(i => (long)i)).ToArray();
-            var idx = tensor(rows, [lengths.Length, _width - 1, 1], device: u.device).expand(-1, -1, u.shape[2]);
-            newHistory = window.gather(1, idx);
-        }
+        var window = cat([history, u], 1);                                   // [B, K−1+T, L]
+        Tensor v = t == 1
+            ? (window * _taps!).sum(1, keepdim: true)                        // [B, 1, L]
+            : (window.unfold(1, _width, 1) * _tapsByChannel!).sum(-1);       // [B, T, L, K] → [B, T, L]
+        v.add_(bias);
+        newHistory = historyRows is null ? window.narrow(1, t, _width - 1) : window.gather(1, historyRows);
         return v;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) { _taps?.Dispose(); _tapsByChannel?.Dispose(); }
+        base.Dispose(disposing);
     }
 }

@@ -16,7 +16,7 @@ public sealed class Embedding : nn.Module
 
     public Tensor Weight => weight;
 
-    public Tensor Lookup(Tensor tokens) => weight.index_select(0, tokens.reshape(-1)).view([.. tokens.shape, weight.shape[1]]);
+    public Tensor Lookup(Tensor tokens) => weight.index_select(0, tokens.view(-1)).view([.. tokens.shape, weight.shape[1]]);
 }
 
 /// <summary>The decoder stack, named as Hugging Face's <c>model.*</c> tensors.</summary>

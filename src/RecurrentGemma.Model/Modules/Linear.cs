@@ -6,8 +6,8 @@ namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
 /// y = x·Wᵀ + b with the Hugging Face layout W: [out, in]. Unlike nn.Linear it allocates its
-/// parameters uninitialised (a checkpoint or <see cref="GriffinForCausalLM.InitializeRandom"/>
-/// fills them): initialising 2.7 billion weights only to overwrite them costs seconds.
+/// parameters uninitialised (a checkpoint or <see cref="RandomWeights"/> fills them):
+/// initialising 2.7 billion weights only to overwrite them costs seconds.
 /// </summary>
 public sealed class Linear : nn.Module
 {
@@ -21,18 +21,28 @@ public sealed class Linear : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>A projection whose parameters are views into a fused tensor (see <see cref="FusedLinear"/>).</summary>
+    internal Linear(Tensor weightView, Tensor? biasView) : base(nameof(Linear))
+    {
+        weight = new Parameter(weightView, requires_grad: false);
+        bias = biasView is null ? null : new Parameter(biasView, requires_grad: false);
+        RegisterComponents();
+    }
+
     /// <summary>
     /// On CPUs without native bf16 arithmetic (no AVX512_BF16 / AMX), bf16 GEMM runs ~7× slower
-    /// than f32 (docs/platform-notes: Zen 3), so from <see cref="UpcastRowsOnCpu"/> rows on a bf16
-    /// matmul runs as f32 on up-cast copies (one pass over the weight). Where the CPU has bf16
-    /// units, native bf16 wins at every batch size (docs/benchmarks.md), so this stays off.
+    /// than f32 (measured on Zen 3, docs/platform.md), so from <see cref="UpcastRowsOnCpu"/> rows
+    /// on a bf16 matmul runs as f32 on up-cast copies (one pass over the weight). Where the CPU
+    /// has bf16 units, native bf16 wins at every batch size (docs/benchmarks.md), so this stays off.
     /// </summary>
     public static bool UpcastBf16OnCpu { get; set; } = !CpuFeatures.HasNativeBf16;
     public const long UpcastRowsOnCpu = 32;
 
-    public Tensor Forward(Tensor x)
+    public Tensor Forward(Tensor x) => Apply(x, weight, bias);
+
+    internal static Tensor Apply(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (UpcastBf16OnCpu && weight.dtype == ScalarType.BFloat16 && weight.device_type == TorchSharp.DeviceType.CPU
+        if (UpcastBf16OnCpu && weight.dtype == ScalarType.BFloat16 && weight.device_type == DeviceType.CPU
             && x.numel() / x.shape[^1] >= UpcastRowsOnCpu)
         {
             using var scope = NewDisposeScope();
@@ -40,6 +50,43 @@ public sealed class Linear : nn.Module
             return y.to(ScalarType.BFloat16).MoveToOuterDisposeScope();
         }
         return SplitGemv.Applies(x, weight) ? SplitGemv.Linear(x, weight, bias) : nn.functional.linear(x, weight, bias);
+    }
+}
+
+/// <summary>
+/// Projections that read the same input, stored as one [Σ out, in] weight (and bias) so one
+/// matmul computes them all. Each part is a <see cref="Linear"/> whose parameters are row views
+/// of the fused tensors: they keep the checkpoint's names and shapes, the loader writes straight
+/// into them, and no weight exists twice.
+/// </summary>
+internal sealed class FusedLinear : IDisposable
+{
+    readonly Tensor _weight;
+    readonly Tensor? _bias;
+    readonly Linear[] _parts;
+
+    public FusedLinear(long inFeatures, long[] outFeatures, bool hasBias, ScalarType dtype, Device device)
+    {
+        long total = outFeatures.Sum();
+        _weight = empty([total, inFeatures], dtype, device).DetachFromDisposeScope();
+        _bias = hasBias ? empty([total], dtype, device).DetachFromDisposeScope() : null;
+        _parts = new Linear[outFeatures.Length];
+        long at = 0;
+        for (int i = 0; i < outFeatures.Length; i++)
+        {
+            _parts[i] = new Linear(_weight.narrow(0, at, outFeatures[i]), _bias?.narrow(0, at, outFeatures[i]));
+            at += outFeatures[i];
+        }
+    }
+
+    public Linear Part(int i) => _parts[i];
+
+    public Tensor Forward(Tensor x) => Linear.Apply(x, _weight, _bias);
+
+    public void Dispose()
+    {
+        _weight.Dispose();
+        _bias?.Dispose();
     }
 }
 

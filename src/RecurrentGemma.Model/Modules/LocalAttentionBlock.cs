@@ -3,50 +3,67 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
-/// Local multi-query attention (griffin-math.md §6): H query heads share one key/value head;
-/// partial RoPE on the first half of each head; a query sees itself and the W previous tokens.
-/// Keys and values live in a W-slot ring per sequence; a chunk attends over ring ∪ chunk and
-/// only then writes its own last W keys (so W + 1 keys are visible, as in the reference).
+/// Local multi-query attention (docs/model.md, "Local attention"): H query heads share one
+/// key/value head; partial RoPE on the first half of each head; a query sees itself and the W
+/// previous tokens. Keys and values live in a W-slot ring per sequence; a chunk attends over
+/// ring ∪ chunk and only then writes its own last W keys (so W + 1 keys are visible).
+/// q, k and v come from one fused [(H+2)·hd, D] matmul, and RoPE rotates q and k together.
+/// Scores are computed in the model dtype from the ring as stored; the softmax runs in float32.
 /// </summary>
 public sealed class LocalAttentionBlock : TemporalBlock
 {
-    /// <summary>The reference's mask value (finite, so a fully masked padded row stays finite).</summary>
-    const float MaskValue = -2.3819763e38f;
-
     readonly Linear q_proj;
     readonly Linear k_proj;
     readonly Linear v_proj;
     readonly Linear o_proj;
+    readonly FusedLinear _qkv;
     readonly int _heads, _headDim;
+    readonly double _scale;
+    Tensor? _rotateHalf;   // [hd] long: the index permutation that swaps the two rotary halves
 
     public LocalAttentionBlock(GriffinConfig c, ScalarType dtype, Device device) : base(nameof(LocalAttentionBlock))
     {
         _heads = c.NumAttentionHeads;
         _headDim = c.HeadDim;
-        q_proj = new Linear(c.HiddenSize, (long)_heads * _headDim, false, dtype, device);
-        k_proj = new Linear(c.HiddenSize, _headDim, false, dtype, device);
-        v_proj = new Linear(c.HiddenSize, _headDim, false, dtype, device);
+        _scale = 1.0 / Math.Sqrt(_headDim);
+        _qkv = new FusedLinear(c.HiddenSize, [(long)_heads * _headDim, _headDim, _headDim], false, dtype, device);
+        q_proj = _qkv.Part(0);
+        k_proj = _qkv.Part(1);
+        v_proj = _qkv.Part(2);
         o_proj = new Linear((long)_heads * _headDim, c.HiddenSize, true, dtype, device);
         RegisterComponents();
+        int half = c.RotaryDim / 2;
+        var perm = Enumerable.Range(0, _headDim).Select(i => (long)(i < half ? i + half : i < 2 * half ? i - half : i)).ToArray();
+        _rotateHalf = tensor(perm, device: device).DetachFromDisposeScope();
     }
+
+    internal override void Prepare() { }
 
     internal override Tensor Forward(Tensor h, ForwardBatch batch, int layer)
     {
         int b = batch.B, t = batch.T, hd = _headDim, nh = _heads;
         var trace = batch.Trace;
-        var q = q_proj.Forward(h);                                   // [B, T, H·hd]
-        var k = k_proj.Forward(h);                                   // [B, T, hd]
-        var v = v_proj.Forward(h);                                   // [B, T, hd]
-        trace?.Invoke($"layer{layer}.q_proj.out", q);
-        trace?.Invoke($"layer{layer}.k_proj.out", k);
-        trace?.Invoke($"layer{layer}.v_proj.out", v);
+        var qkv = _qkv.Forward(h);                                          // [B, T, (H+2)·hd]
+        var qk = qkv.narrow(-1, 0, (nh + 1L) * hd).view(b, t, nh + 1, hd);   // k is head H
+        var v = qkv.narrow(-1, (nh + 1L) * hd, hd);                          // [B, T, hd]
+        if (trace is not null)
+        {
+            trace($"layer{layer}.q_proj.out", qk.narrow(2, 0, nh).reshape(b, t, nh * hd));
+            trace($"layer{layer}.k_proj.out", qk.select(2, nh));
+            trace($"layer{layer}.v_proj.out", v);
+        }
 
-        q = ApplyRope(q.view(b, t, nh, hd), batch).view(b, t, nh * hd);
-        k = ApplyRope(k.view(b, t, 1, hd), batch).view(b, t, hd);
-        trace?.Invoke($"layer{layer}.q_rope", q);
-        trace?.Invoke($"layer{layer}.k_rope", k);
+        // RoPE on the rotated half of every head: x·C + rot(x)·S (ForwardBatch builds C and S).
+        var roped = (qk * batch.RopeCos).add_(qk.index_select(-1, _rotateHalf!).mul_(batch.RopeSin));
+        var q = roped.narrow(2, 0, nh);                                       // [B, T, H, hd]
+        var k = roped.select(2, nh);                                          // [B, T, hd]
+        if (trace is not null)
+        {
+            trace($"layer{layer}.q_rope", q.reshape(b, t, nh * hd));
+            trace($"layer{layer}.k_rope", k);
+        }
 
-        var keysPool = batch.State.Keys[layer]!;                     // [N, W, hd]
+        var keysPool = batch.State.Keys[layer]!;                             // [N, W, hd]
         var valuesPool = batch.State.Values[layer]!;
         Tensor keys = k, values = v;
         if (batch.HasHistory)
@@ -56,30 +73,33 @@ public sealed class LocalAttentionBlock : TemporalBlock
         }
 
         // One shared KV head: fold heads into rows, [B, T·H, hd] × [B, hd, S].
-        var q32 = q.view(b, (long)t * nh, hd).to(ScalarType.Float32);
-        var scores = bmm(q32, keys.to(ScalarType.Float32).transpose(1, 2)) * (1.0 / Math.Sqrt(hd));
-        scores = scores.view(b, t, nh, -1).masked_fill(batch.AttentionMask.logical_not(), MaskValue);
-        var probs = scores.softmax(-1).to(h.dtype).view(b, (long)t * nh, -1);  // softmax in float32
+        var rows = q.reshape(b, (long)t * nh, hd);
+        // (TorchSharp 0.107's baddbmm passes its arguments wrongly: bmm, then scale and mask in place.)
+        var scores = bmm(rows, keys.transpose(1, 2));
+        if (scores.dtype != ScalarType.Float32) scores = scores.to(ScalarType.Float32);
+        var probs = scores.mul_(_scale).add_(batch.MaskBias).softmax(-1);
+        if (probs.dtype != h.dtype) probs = probs.to(h.dtype);
         var attended = bmm(probs, values).view(b, t, nh * hd);
 
         // Now (not before) the chunk's own last W keys/values enter the ring.
-        keysPool.view(-1, hd).index_copy_(0, batch.RingDest, k.reshape(-1, hd).index_select(0, batch.RingSrc));
-        valuesPool.view(-1, hd).index_copy_(0, batch.RingDest, v.reshape(-1, hd).index_select(0, batch.RingSrc));
-
+        var flatKeys = batch.State.FlatKeys[layer]!;                         // [N·W, hd] views
+        var flatValues = batch.State.FlatValues[layer]!;
+        if (batch.RingSrc is { } src)
+        {
+            flatKeys.index_copy_(0, batch.RingDest, k.reshape(-1, hd).index_select(0, src));
+            flatValues.index_copy_(0, batch.RingDest, v.reshape(-1, hd).index_select(0, src));
+        }
+        else
+        {
+            flatKeys.index_copy_(0, batch.RingDest, k.reshape(-1, hd));
+            flatValues.index_copy_(0, batch.RingDest, v.reshape(-1, hd));
+        }
         return o_proj.Forward(attended);
     }
 
-    /// <summary>
-    /// Rotates dims [0, R) of each head, pairing i with i + R/2 (halves, not adjacent pairs);
-    /// dims [R, hd) pass through. x: [B, T, heads, hd].
-    /// </summary>
-    static Tensor ApplyRope(Tensor x, ForwardBatch batch)
+    protected override void Dispose(bool disposing)
     {
-        long half = batch.Cos.shape[^1];
-        var first = x.narrow(-1, 0, half);
-        var second = x.narrow(-1, half, half);
-        var rest = x.narrow(-1, 2 * half, x.shape[^1] - 2 * half);
-        var cos = batch.Cos; var sin = batch.Sin;
-        return cat([first * cos - second * sin, second * cos + first * sin, rest], -1);
+        if (disposing) { _qkv.Dispose(); _rotateHalf?.Dispose(); }
+        base.Dispose(disposing);
     }
 }

@@ -2,26 +2,41 @@ using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Modules;
 
-/// <summary>GeGLU feed-forward: (gelu_tanh(m·W_gateᵀ + b) ⊙ (m·W_upᵀ + b))·W_downᵀ + b.</summary>
+/// <summary>
+/// GeGLU feed-forward: (gelu_tanh(m·W_gateᵀ + b) ⊙ (m·W_upᵀ + b))·W_downᵀ + b.
+/// gate_proj and up_proj read the same input, so their weights live in one [2M, D] tensor
+/// (<see cref="FusedLinear"/>; the checkpoint names stay) and one matmul computes both.
+/// </summary>
 public sealed class MlpBlock : nn.Module
 {
     readonly Linear gate_proj;
     readonly Linear up_proj;
     readonly Linear down_proj;
+    readonly FusedLinear _gateUp;
+    readonly long _width;
 
     public MlpBlock(GriffinConfig c, ScalarType dtype, Device device) : base(nameof(MlpBlock))
     {
-        gate_proj = new Linear(c.HiddenSize, c.MlpWidth, true, dtype, device);
-        up_proj = new Linear(c.HiddenSize, c.MlpWidth, true, dtype, device);
+        _width = c.MlpWidth;
+        _gateUp = new FusedLinear(c.HiddenSize, [c.MlpWidth, c.MlpWidth], true, dtype, device);
+        gate_proj = _gateUp.Part(0);
+        up_proj = _gateUp.Part(1);
         down_proj = new Linear(c.MlpWidth, c.HiddenSize, true, dtype, device);
         RegisterComponents();
     }
 
     public Tensor Forward(Tensor m)
     {
-        using var scope = NewDisposeScope();
         // The tanh approximation is part of the model: exact-erf GELU moves logits by ~0.01.
-        var gated = gate_proj.Forward(m).gelu(TorchSharp.Modules.GELU.Approximate.tanh) * up_proj.Forward(m);
-        return down_proj.Forward(gated).MoveToOuterDisposeScope();
+        var both = _gateUp.Forward(m);                                         // [B, T, 2M]
+        var gated = both.narrow(-1, 0, _width).gelu_(TorchSharp.Modules.GELU.Approximate.tanh);
+        gated.mul_(both.narrow(-1, _width, _width));         // in place: [B, T, M] views of one tensor
+        return down_proj.Forward(gated);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _gateUp.Dispose();
+        base.Dispose(disposing);
     }
 }

@@ -6,6 +6,7 @@ namespace RecurrentGemma.Model.Modules;
 /// Griffin's recurrent temporal block:
 ///   y = gelu_tanh(linear_y(h)),  u = linear_x(h),  v = conv_1d(u),  o = rg_lru(v),
 ///   out = linear_out(o ⊙ y).
+/// linear_y and linear_x read the same input: one fused [2L, D] matmul computes both.
 /// </summary>
 public sealed class RecurrentBlock : TemporalBlock
 {
@@ -14,38 +15,58 @@ public sealed class RecurrentBlock : TemporalBlock
     readonly Linear linear_out;
     readonly CausalConv1D conv_1d;
     readonly RgLru rg_lru;
+    readonly FusedLinear _yx;
+    readonly long _width;
 
     public RecurrentBlock(GriffinConfig c, ScalarType dtype, Device device) : base(nameof(RecurrentBlock))
     {
-        linear_y = new Linear(c.HiddenSize, c.LruWidth, true, dtype, device);
-        linear_x = new Linear(c.HiddenSize, c.LruWidth, true, dtype, device);
+        _width = c.LruWidth;
+        _yx = new FusedLinear(c.HiddenSize, [c.LruWidth, c.LruWidth], true, dtype, device);
+        linear_y = _yx.Part(0);
+        linear_x = _yx.Part(1);
         linear_out = new Linear(c.LruWidth, c.HiddenSize, true, dtype, device);
         conv_1d = new CausalConv1D(c.LruWidth, c.Conv1dWidth, dtype, device);
         rg_lru = new RgLru(c.LruWidth, c.NumAttentionHeads, dtype, device);
         RegisterComponents();
     }
 
+    internal override void Prepare()
+    {
+        conv_1d.Prepare();
+        rg_lru.Prepare();
+    }
+
     internal override Tensor Forward(Tensor h, ForwardBatch batch, int layer)
     {
         var state = batch.State;
         var trace = batch.Trace;
-        var yPre = linear_y.Forward(h);
-        trace?.Invoke($"layer{layer}.linear_y.out", yPre);
-        var y = yPre.gelu(TorchSharp.Modules.GELU.Approximate.tanh);
-        var u = linear_x.Forward(h);
-        trace?.Invoke($"layer{layer}.linear_x.out", u);
+        var yx = _yx.Forward(h);                                      // [B, T, 2L]
+        var yPre = yx.narrow(-1, 0, _width);
+        var u = yx.narrow(-1, _width, _width);
+        if (trace is not null)
+        {
+            trace($"layer{layer}.linear_y.out", yPre);
+            trace($"layer{layer}.linear_x.out", u);
+        }
+        var y = yPre.gelu_(TorchSharp.Modules.GELU.Approximate.tanh);   // in place: yPre is not needed again
 
         var convPool = state.Conv[layer]!;
-        var history = convPool.index_select(0, batch.SlotIndex);
-        var v = conv_1d.Forward(u, history, batch.Ragged ? batch.Lengths : null, out var newHistory);
+        var v = conv_1d.Forward(u, convPool.index_select(0, batch.SlotIndex), batch.ConvRows, out var newHistory);
         trace?.Invoke($"layer{layer}.conv_1d.out", v);
         convPool.index_copy_(0, batch.SlotIndex, newHistory);
 
-        var rnnPool = state.Rnn[layer]!;
+        var rnnPool = state.RnnBlocks[layer]!;                        // [N, 1, H, L/H] view
         var o = rg_lru.Forward(v, batch, rnnPool.index_select(0, batch.SlotIndex), out var hLast);
         trace?.Invoke($"layer{layer}.rg_lru.out", o);
         rnnPool.index_copy_(0, batch.SlotIndex, hLast);
 
-        return linear_out.Forward(o.to(h.dtype) * y);
+        y.mul_(o.dtype == y.dtype ? o : o.to(y.dtype));
+        return linear_out.Forward(y);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _yx.Dispose();
+        base.Dispose(disposing);
     }
 }

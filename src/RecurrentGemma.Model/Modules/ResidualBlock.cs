@@ -33,11 +33,20 @@ public sealed class ResidualBlock : nn.Module
         trace?.Invoke($"layer{layer}.temporal_pre_norm.out", h);
         var mixed = temporal_block.Forward(h, batch, layer);
         trace?.Invoke($"layer{layer}.temporal_block.out", mixed);
-        var r = x + mixed;
+        // The residual stream is updated in place (one tensor through all layers), except when
+        // an observer may still hold the previous layer's output.
+        var r = trace is null ? x.add_(mixed) : x + mixed;
         var m = channel_pre_norm.Forward(r);
         trace?.Invoke($"layer{layer}.channel_pre_norm.out", m);
         var mlp = mlp_block.Forward(m);
         trace?.Invoke($"layer{layer}.mlp.out", mlp);
-        return r + mlp;
+        return trace is null ? r.add_(mlp) : r + mlp;
+    }
+
+    internal void Prepare()
+    {
+        temporal_pre_norm.Prepare();
+        channel_pre_norm.Prepare();
+        temporal_block.Prepare();
     }
 }

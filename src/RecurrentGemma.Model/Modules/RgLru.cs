@@ -4,11 +4,15 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
-/// Real-Gated Linear Recurrent Unit (griffin-math.md §5.2):
+/// Real-Gated Linear Recurrent Unit (docs/model.md, "RG-LRU"):
 ///   i_t = σ(BlockDiag(v_t; G_in) + β_in),  r_t = σ(BlockDiag(v_t; G_rec) + β_rec)
 ///   log a_t = −8 · r_t ⊙ softplus(λ),   a_t = exp(log a_t)
 ///   h_t = ã_t ⊙ h_{t−1} + v_t ⊙ i_t ⊙ μ_t,   ã = a, μ = √(1−a²)  (at position 0: ã = 0, μ = 1)
 /// The gates and the scan run in float32 and h is kept in float32 whatever the model dtype.
+/// Both gates are one batched matmul over blocks with weights [H, L/H, 2·L/H] and the constant
+/// −8·softplus(λ) is derived once after loading (<see cref="Prepare"/>).
+/// A prefill chunk runs a parallel (Hillis–Steele) scan: log₂T rounds of whole-tensor ops
+/// instead of T steps of small ones.
 /// </summary>
 public sealed class RgLru : nn.Module
 {
@@ -17,7 +21,11 @@ public sealed class RgLru : nn.Module
     readonly Parameter input_gate_bias;        // [H, L/H]
     readonly Parameter recurrent_gate_weight;  // [H, L/H, L/H]
     readonly Parameter recurrent_gate_bias;    // [H, L/H]
-    readonly int _blocks;
+    readonly int _blocks, _blockWidth;
+    Tensor? _gates, _gateBias, _negScale;      // [H, bw, 2bw], [H, 2bw], [H, bw] float32
+
+    /// <summary>Prefill chunks use the parallel scan (false: the sequential definition; for tests and benchmarks).</summary>
+    public static bool ParallelScan { get; set; } = true;
 
     public RgLru(int width, int blocks, ScalarType dtype, Device device) : base(nameof(RgLru))
     {
@@ -28,59 +36,87 @@ public sealed class RgLru : nn.Module
         recurrent_gate_weight = Param.Empty([blocks, bw, bw], dtype, device);
         recurrent_gate_bias = Param.Empty([blocks, bw], dtype, device);
         _blocks = blocks;
+        _blockWidth = bw;
         RegisterComponents();
     }
 
+    internal void Prepare()
+    {
+        _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        _gates = cat([input_gate_weight, recurrent_gate_weight], -1).to(ScalarType.Float32).DetachFromDisposeScope();
+        _gateBias = cat([input_gate_bias, recurrent_gate_bias], -1).to(ScalarType.Float32).DetachFromDisposeScope();
+        _negScale = (-8.0f * nn.functional.softplus(recurrent_param.to(ScalarType.Float32))).view(_blocks, _blockWidth).DetachFromDisposeScope();
+    }
+
     /// <param name="v">[B, T, L] conv outputs.</param>
-    /// <param name="h0">[B, L] float32 state before the chunk.</param>
-    /// <param name="hLast">[B, L] float32 state after each row's last valid token.</param>
+    /// <param name="h0">[B, 1, H, L/H] float32 state before the chunk.</param>
+    /// <param name="hLast">[B, 1, H, L/H] float32 state after each row's last valid token.</param>
     /// <returns>[B, T, L] float32 outputs (o_t = h_t).</returns>
     internal Tensor Forward(Tensor v, ForwardBatch batch, Tensor h0, out Tensor hLast)
     {
         long b = v.shape[0], t = v.shape[1], l = v.shape[2];
-        var v32 = v.to(ScalarType.Float32);
-        var gateX = BlockDiagonal(v32, input_gate_weight, input_gate_bias).sigmoid();
-        var gateA = BlockDiagonal(v32, recurrent_gate_weight, recurrent_gate_bias).sigmoid();
-
-        var logA = -8.0f * gateA * nn.functional.softplus(recurrent_param.to(ScalarType.Float32));
+        int bw = _blockWidth;
+        var v32 = (v.dtype == ScalarType.Float32 ? v : v.to(ScalarType.Float32)).view(b, t, _blocks, bw);
+        var g = einsum("bthi,hij->bthj", v32, _gates!).add_(_gateBias!).sigmoid_();   // [B, T, H, 2bw]
+        var gateX = g.narrow(-1, 0, bw);
+        var logA = g.narrow(-1, bw, bw).mul_(_negScale!);
         var a = logA.exp();
-        var multiplier = (1.0f - (2.0f * logA).exp()).sqrt();
-        var reset = (batch.Positions == 0).unsqueeze(-1);           // [B, T, 1]
-        multiplier = multiplier.masked_fill(reset, 1.0f);             // a new document's input is not scaled
-        a = a.masked_fill(reset, 0.0f);                               // … and forgets the past
-        var x = v32 * gateX * multiplier;
-        if (batch.Valid is { } valid)
+        var multiplier = (logA * 2).exp_().neg_().add_(1).sqrt_();
+        if (batch.GateKeep is { } keep)
         {
-            // Padding after a row's last token must leave h untouched: a = 1, x = 0.
-            var pad = valid.logical_not().unsqueeze(-1);
-            a = a.masked_fill(pad, 1.0f);
-            x = x.masked_fill(pad, 0.0f);
+            // A new document forgets the past and its input is not scaled (ã = 0, μ = 1);
+            // padding after a row's last token leaves h untouched (ã = 1, x = 0).
+            a.mul_(keep).add_(batch.GatePad!);
+            multiplier.mul_(keep).add_(batch.GateReset!);
         }
+        var x = (v32 * gateX).mul_(multiplier);
 
-        // The definition: a left-to-right scan. T is a prefill chunk (≤ a few hundred) or 1.
-        var h = h0;
-        if (t == 1)
+        Tensor h;
+        if (t == 1) h = addcmul(x, a, h0, 1);
+        else if (ParallelScan) h = Scan(x, a).addcmul_(a, h0, 1);   // h_t = x*_t + A_t·h0
+        else h = Sequential(x, a, h0);
+        hLast = t == 1 ? h : h.narrow(1, t - 1, 1);   // padding carries the last valid h to T−1
+        return h.view(b, t, l);
+    }
+
+    /// <summary>
+    /// Inclusive scan of h_t = a_t·h_{t−1} + x_t from h = 0, in place over log₂T rounds: after the
+    /// round with offset d, (a_t, x_t) compose the last 2d steps. Returns x (the scanned states);
+    /// a becomes the cumulative product A_t, which carries h0 in.
+    /// </summary>
+    static Tensor Scan(Tensor x, Tensor a)
+    {
+        long t = x.shape[1];
+        for (long d = 1; d < t; d *= 2)
         {
-            h = addcmul(x.select(1, 0), a.select(1, 0), h, 1);
-            hLast = h;
-            return h.unsqueeze(1);
+            using var scope = NewDisposeScope();
+            var xs = addcmul(x.narrow(1, d, t - d), a.narrow(1, d, t - d), x.narrow(1, 0, t - d), 1);
+            var As = a.narrow(1, d, t - d) * a.narrow(1, 0, t - d);
+            x.narrow(1, d, t - d).copy_(xs);
+            a.narrow(1, d, t - d).copy_(As);
         }
-        var outputs = empty([b, t, l], ScalarType.Float32, v.device);
+        return x;
+    }
+
+    /// <summary>The definition, a left-to-right loop (kept to test the scan against).</summary>
+    static Tensor Sequential(Tensor x, Tensor a, Tensor h0)
+    {
+        long t = x.shape[1];
+        var outputs = empty_like(x);
+        var h = h0.select(1, 0);
         for (long i = 0; i < t; i++)
         {
             h = addcmul(x.select(1, i), a.select(1, i), h, 1);
             outputs.select(1, i).copy_(h);
         }
-        hLast = h;
         return outputs;
     }
 
-    /// <summary>g_h = v_h · G[h] + β[h] for each of the H channel blocks.</summary>
-    Tensor BlockDiagonal(Tensor v32, Tensor weight, Tensor bias)
+    protected override void Dispose(bool disposing)
     {
-        long b = v32.shape[0], t = v32.shape[1], l = v32.shape[2];
-        var blocks = v32.view(b, t, _blocks, l / _blocks);
-        var g = einsum("bthi,hij->bthj", blocks, weight.to(ScalarType.Float32)) + bias.to(ScalarType.Float32);
-        return g.reshape(b, t, l);
+        if (disposing) { _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose(); }
+        base.Dispose(disposing);
     }
 }

@@ -6,11 +6,13 @@ namespace RecurrentGemma.Model.Modules;
 /// <summary>
 /// Gemma's RMSNorm: x / sqrt(mean(x²) + ε) ⊙ (1 + w). The weight is stored centred on zero, so
 /// the gain is 1 + w. Computed in float32 and cast back, so bf16 activations lose nothing here.
+/// The float32 gain is derived once from the loaded weight (<see cref="Prepare"/>), not per call.
 /// </summary>
 public sealed class RmsNorm : nn.Module
 {
     readonly Parameter weight;
     readonly double _eps;
+    Tensor? _gain;   // (1 + w) in float32, derived after loading
 
     public RmsNorm(long dim, double eps, ScalarType dtype, Device device) : base(nameof(RmsNorm))
     {
@@ -19,12 +21,32 @@ public sealed class RmsNorm : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>Derives the per-call constants from the loaded weight.</summary>
+    internal void Prepare()
+    {
+        _gain?.Dispose();
+        using var noGrad = no_grad();
+        using (var w32 = weight.to(ScalarType.Float32)) _gain = (w32 + 1.0).DetachFromDisposeScope();
+    }
+
     public Tensor Forward(Tensor x)
     {
-        using var scope = NewDisposeScope();
+        var gain = _gain ?? throw new InvalidOperationException("the model was not prepared after loading its weights");
+        // mean(x²) as ‖x‖²/D: one reduction instead of a square and a mean.
+        long d = x.shape[^1];
+        if (x.dtype == ScalarType.Float32)
+        {
+            var r = x.norm(-1, keepdim: true).pow_(2).div_(d).add_(_eps).rsqrt_();
+            return (x * r).mul_(gain);
+        }
         var x32 = x.to(ScalarType.Float32);
-        var normed = x32 * rsqrt(x32.pow(2).mean([-1L], keepdim: true) + _eps);
-        var y = (normed * (weight.to(ScalarType.Float32) + 1.0)).to(x.dtype);
-        return y.MoveToOuterDisposeScope();
+        var r32 = x32.norm(-1, keepdim: true).pow_(2).div_(d).add_(_eps).rsqrt_();
+        return x32.mul_(r32).mul_(gain).to(x.dtype);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) { _gain?.Dispose(); _gain = null; }
+        base.Dispose(disposing);
     }
 }

@@ -1,0 +1,126 @@
+using System.Globalization;
+using System.Text;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Model;
+using RecurrentGemma.Model.Checkpoints;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Cli.Bench;
+
+/// <summary>
+/// The cost of one engine step where compute is negligible and dispatch is everything:
+/// torch operations per decode step (per layer type, for the tiny fixture and the 2B shape) and
+/// the tiny fixture model's engine decode step time at batch 1 and 8 (median and range of
+/// repeats). An "op" is a tensor handle created on the engine thread — every torch call that
+/// returns a tensor, views included — as counted by TorchSharp's dispose-scope statistics;
+/// in-place calls that return their receiver are not counted.
+/// </summary>
+public sealed class StepBenchmark(string fixtureDir, Device device, int repeats, TextWriter progress)
+{
+    public string Run()
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+
+        sb.AppendLine("Ops per decode step of the model forward (batch 1, after a 4-token prompt; tensors created, see above):");
+        sb.AppendLine();
+        sb.AppendLine("| shape | dtype | setup + embedding | per recurrent layer | per attention layer | final norm + head | whole forward |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        var tinyConfig = GriffinConfig.FromFile(Path.Combine(fixtureDir, "config.json"));
+        foreach (var (name, config, dtype) in new[]
+                 {
+                     ("tiny fixture", tinyConfig, ScalarType.Float32),
+                     ("2b", GriffinConfig.RecurrentGemma2B, ScalarType.Float32),
+                     ("2b", GriffinConfig.RecurrentGemma2B, ScalarType.BFloat16),
+                 })
+        {
+            var c = CountForward(config, dtype);
+            sb.AppendLine(ci, $"| {name} | {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")} | {c.Setup} | {c.PerRecurrent:F0} | {c.PerAttention:F0} | {c.Head} | {c.Total} |");
+            progress.WriteLine($"[bench] ops {name}: {c.Total} per forward");
+        }
+
+        sb.AppendLine();
+        sb.AppendLine(ci, $"Engine decode step of the tiny fixture model on {device.type.ToString().ToLowerInvariant()} (f32, temperature 1 with a seed, 300 new tokens per sequence; step time = engine busy time ÷ steps; {repeats} repeats):");
+        sb.AppendLine();
+        sb.AppendLine("| sequences | step ms, median (min–max) | ops per engine step | host transfers per step |");
+        sb.AppendLine("|---|---|---|---|");
+        using var model = CheckpointLoader.Load(fixtureDir, new ModelLoadOptions { Device = device });
+        foreach (int b in new[] { 1, 8 })
+        {
+            var (times, ops, transfers) = EngineSteps(model, b);
+            times.Sort();
+            sb.AppendLine(ci, $"| {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} |");
+            progress.WriteLine($"[bench] engine batch {b}: {times[times.Count / 2]:F3} ms/step");
+        }
+        return sb.ToString();
+    }
+
+    sealed record OpCounts(long Setup, double PerRecurrent, double PerAttention, long Head, long Total);
+
+    static long Created => DisposeScopeManager.Statistics.CreatedInScopeCount + DisposeScopeManager.Statistics.CreatedOutsideScopeCount;
+
+    /// <summary>Counts one batch-1 decode forward layer by layer. Weights are left uninitialised:
+    /// the count does not depend on their values, and untouched memory costs nothing.</summary>
+    static OpCounts CountForward(GriffinConfig config, ScalarType dtype)
+    {
+        using var model = new GriffinForCausalLM(config, dtype, CPU);
+        model.Prepare();
+        using var state = model.CreateState(1);
+        using (model.Forward([[2L, 3, 4, 5]], state, [0])) { }
+        var marks = new List<(string Name, long At)>();
+        long start = Created;
+        using (model.Forward([[6L]], state, [0], LogitsSelection.LastValid, (name, _) =>
+               {
+                   if (name is "embed.out" || name.StartsWith("block", StringComparison.Ordinal)) marks.Add((name, Created));
+               })) { }
+        long end = Created;
+        long setup = marks[0].At - start;
+        var rec = new List<long>();
+        var att = new List<long>();
+        for (int l = 0; l < config.NumHiddenLayers; l++)
+        {
+            long n = marks[l + 1].At - marks[l].At;
+            (config.KindOf(l) == BlockKind.Recurrent ? rec : att).Add(n);
+        }
+        return new OpCounts(setup, rec.Count > 0 ? rec.Average() : 0, att.Count > 0 ? att.Average() : 0, end - marks[^1].At, end - start);
+    }
+
+    (List<double> StepMs, double OpsPerStep, string TransfersPerStep) EngineSteps(GriffinForCausalLM model, int batch)
+    {
+        var times = new List<double>();
+        double ops = 0;
+        string transfers = "n/a";
+        var engine = new EngineClient(model, new EngineOptions { MaxSlots = batch + 1, MaxRunningSequences = batch, ParkFinishedStates = false });
+        try
+        {
+            Run(engine, batch, 20);   // warm-up
+            for (int r = 0; r < repeats; r++)
+            {
+                var before = engine.Snapshot;
+                Run(engine, batch, 300);
+                var after = engine.Snapshot;
+                long steps = after.Steps - before.Steps;
+                times.Add((after.BusySeconds - before.BusySeconds) * 1000 / steps);
+                ops = (double)(after.TensorsCreated - before.TensorsCreated) / steps;
+                transfers = TransfersText(before, after, steps);
+            }
+        }
+        finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        return (times, ops, transfers);
+    }
+
+    static string TransfersText(EngineSnapshot before, EngineSnapshot after, long steps) =>
+        string.Create(CultureInfo.InvariantCulture, $"{(after.HostTransfers - before.HostTransfers) / (double)steps:F2}");
+
+    static void Run(EngineClient engine, int batch, int newTokens)
+    {
+        var handles = Enumerable.Range(0, batch).Select(i => engine.Submit(new GenerationRequest
+        {
+            PromptTokens = [2, 10 + i, 20 + i, 30],
+            MaxNewTokens = newTokens,
+            Sampling = new SamplingParams { Temperature = 1, Seed = 1000 + i },
+        })).ToList();
+        Task.WhenAll(handles.Select(async h => { await foreach (var _ in h.ReadEventsAsync()) { } })).GetAwaiter().GetResult();
+    }
+}
