@@ -1,5 +1,6 @@
 using RecurrentGemma.Cli;
 
+RecurrentGemma.Model.MemoryTuning.Apply();   // before libtorch allocates: reuse pages (Model/MemoryTuning.cs)
 using var cancel = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
 return await CliApp.RunAsync(args, Console.In, Console.Out, Console.Error, cancel.Token);

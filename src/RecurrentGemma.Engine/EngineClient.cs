@@ -47,6 +47,12 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
 
     public EngineMetrics Metrics { get; }
     public EngineOptions Options => _options;
+    /// <summary>How the state pool was sized (options, device memory or the default).</summary>
+    public string SlotSizing => _loop.SlotSizing;
+
+    /// <summary>Called on the engine thread for every row a step prepares or post-processes;
+    /// tests throw from it to check that one request's failure stays its own.</summary>
+    internal Action<GenerationRequest>? RowHook { set => _loop.RowHook = value; }
     public EngineSnapshot Snapshot => _loop.Snapshot;
 
     public RequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default)

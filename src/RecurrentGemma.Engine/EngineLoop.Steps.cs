@@ -8,43 +8,66 @@ internal sealed partial class EngineLoop
     /// <summary>Step 3: every decoding sequence feeds its pending token; one batched forward.</summary>
     int DecodeStep()
     {
-        var batch = _active.SelectMany(r => r.Choices).Where(s => s.Phase == SequencePhase.Decoding && s.Pending is not null).ToList();
+        var batch = new List<Sequence>();
+        var rows = new List<SamplingRow>();
+        foreach (var s in _active.SelectMany(r => r.Choices).Where(s => s.Phase == SequencePhase.Decoding && s.Pending is not null).ToList())
+            if (TryRow(s) is { } row) { batch.Add(s); rows.Add(row); }
+        // A failed row fails its whole request: drop its other choices too.
+        var keep = Enumerable.Range(0, batch.Count).Where(i => !batch[i].Request.Done).ToList();
+        batch = keep.Select(i => batch[i]).ToList();
+        rows = keep.Select(i => rows[i]).ToList();
         if (batch.Count == 0) return 0;
-        var tokens = batch.Select(s => (IReadOnlyList<long>)new long[] { s.Pending!.Value }).ToList();
         Tensor logits;
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        try { logits = _model.Forward(tokens, _store!.State, batch.Select(s => (long)s.Slot).ToArray()); }
+        try
+        {
+            _executor!.Prepare(_store!.State, batch.Select(s => (IReadOnlyList<long>)new long[] { s.Pending!.Value }).ToList(),
+                batch.Select(s => (long)s.Slot).ToArray(), rows);
+            logits = _executor.Forward();
+        }
         catch (Exception e) { FailAll(batch, e); return 0; }
-        _forwardSeconds += clock.Elapsed.TotalSeconds;
         foreach (var s in batch) { s.Consumed.Add(s.Pending!.Value); s.Pending = null; }
-        SampleAndApply(logits, batch);
+        SampleAndApply(logits, batch, rows, null);
         return batch.Count;
     }
 
-    /// <summary>Step 4: prompt chunks within the token budget, one ragged batched forward.</summary>
+    /// <summary>Step 4: prompt chunks within the token budget, one ragged batched forward; the
+    /// prompts it completes sample their first tokens in the same step.</summary>
     int PrefillStep()
     {
         var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
         var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget);
+
+        // Choices whose prompt this chunk completes sample now: their rows are known before the forward.
+        var candidates = new List<(Sequence Choice, SamplingRow Row, Sequence Main)>();
+        foreach (var (seq, n) in plan)
+            if (seq.PromptRemaining == n)
+                foreach (var c in seq.Request.Choices)
+                    if (TryRow(c) is { } row) candidates.Add((c, row, seq));
+        plan = plan.Where(p => !p.Sequence.Request.Done).ToList();   // a failed row failed its request
         if (plan.Count == 0) return 0;
         var chunks = plan.Select(p => (IReadOnlyList<long>)p.Sequence.Request.Request.PromptTokens
             .Skip(p.Sequence.Consumed.Count).Take(p.Tokens).Select(t => (long)t).ToArray()).ToList();
-        Tensor logits;
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        try { logits = _model.Forward(chunks, _store!.State, plan.Select(p => (long)p.Sequence.Slot).ToArray()); }
-        catch (Exception e) { FailAll(plan.Select(p => p.Sequence).ToList(), e); return 0; }
-        _forwardSeconds += clock.Elapsed.TotalSeconds;
+        candidates = candidates.Where(c => !c.Choice.Request.Done).ToList();
+        var firstTokenRows = candidates.Select(c => c.Choice).ToList();
+        var samplingRows = candidates.Select(c => c.Row).ToList();
+        var logitRows = candidates.Select(c => plan.FindIndex(p => p.Sequence == c.Main)).ToList();
 
-        var firstTokenRows = new List<Sequence>();
-        var firstTokenLogits = new List<Tensor>();
+        Tensor logits;
+        try
+        {
+            _executor!.Prepare(_store!.State, chunks, plan.Select(p => (long)p.Sequence.Slot).ToArray(), samplingRows, [.. logitRows]);
+            logits = _executor.Forward();
+        }
+        catch (Exception e) { FailAll(plan.Select(p => p.Sequence).ToList(), e); return 0; }
+
         for (int i = 0; i < plan.Count; i++)
         {
             var (seq, n) = plan[i];
             var request = seq.Request;
             seq.Consumed.AddRange(request.Request.PromptTokens.Skip(seq.Consumed.Count).Take(n));
-            if (seq.PromptRemaining > 0) continue;
+            if (seq.PromptRemaining > 0 || request.Done) continue;
 
-            // The prompt is in: snapshot the turn boundary, fork for n > 1, sample first tokens.
+            // The prompt is in: snapshot the turn boundary, fork for n > 1 (device copies, no sync).
             var req = request.Request;
             if (_options.ParkFinishedStates && _options.SnapshotAtPromptEnd)
                 _store!.TryParkCopy(seq.Slot, seq.Consumed, req.SessionId, req.Owner);
@@ -56,22 +79,59 @@ internal sealed partial class EngineLoop
                     c.Consumed.AddRange(seq.Consumed);
                 }
                 c.Phase = SequencePhase.Decoding;
-                firstTokenRows.Add(c);
-                firstTokenLogits.Add(logits[i]);
             }
         }
-        if (firstTokenRows.Count > 0) SampleAndApply(stack(firstTokenLogits), firstTokenRows);
+        if (firstTokenRows.Count > 0) SampleAndApply(logits, firstTokenRows, samplingRows, [.. logitRows]);
         return plan.Sum(p => p.Tokens);
     }
 
-    void SampleAndApply(Tensor logits, List<Sequence> rows)
+    /// <summary>The sampler's view of one choice, or null when building it failed (that request
+    /// fails; the rest of the step goes on).</summary>
+    SamplingRow? TryRow(Sequence s)
     {
-        var samplingRows = rows.Select(s => new SamplingRow(s.Request.Request.Sampling, s.Rng!, s.Request.Request.PromptTokens,
-            s.Generated, s.Request.Request.TopLogprobs, s.Request.Request.Logprobs, s.Request.Request.SampleableVocab)).ToList();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var (tokens, logprobs) = Sampler.Sample(logits, samplingRows);
-        _samplerSeconds += clock.Elapsed.TotalSeconds;
-        for (int i = 0; i < rows.Count; i++) Apply(rows[i], tokens[i], logprobs[i]);
+        try
+        {
+            var req = s.Request.Request;
+            RowHook?.Invoke(req);
+            return new SamplingRow(req.Sampling, SeededUniform.Draw(s.Seed, s.Draws), req.PromptTokens, s.Generated,
+                req.TopLogprobs, req.Logprobs, req.SampleableVocab);
+        }
+        catch (Exception e)
+        {
+            Fail(s.Request, $"preparing the sampler failed: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>One batched sampling pass; if it throws, each row is sampled alone so that only
+    /// the rows that fail again fail their requests.</summary>
+    void SampleAndApply(Tensor logits, List<Sequence> seqs, List<SamplingRow> rows, int[]? logitRows)
+    {
+        int[] tokens;
+        TokenLogprob?[] logprobs;
+        try { (tokens, logprobs) = _executor!.Sample(logits); }
+        catch (Exception)
+        {
+            tokens = new int[seqs.Count];
+            logprobs = new TokenLogprob?[seqs.Count];
+            for (int i = 0; i < seqs.Count; i++)
+            {
+                try { (tokens[i], logprobs[i]) = _executor!.SampleAlone(logits, logitRows?[i] ?? i, rows[i]); }
+                catch (Exception e) { tokens[i] = -1; Fail(seqs[i].Request, $"sampling failed: {e.Message}"); }
+            }
+        }
+        for (int i = 0; i < seqs.Count; i++)
+        {
+            var s = seqs[i];
+            if (tokens[i] < 0 || s.Request.Done || s.Phase == SequencePhase.Finished) continue;
+            s.Draws++;
+            try
+            {
+                RowHook?.Invoke(s.Request.Request);
+                Apply(s, tokens[i], logprobs[i]);
+            }
+            catch (Exception e) { Fail(s.Request, $"processing a sampled token failed: {e.Message}"); }
+        }
     }
 
     /// <summary>A sampled token: a stop id ends the choice unseen; otherwise it is emitted and
@@ -106,8 +166,6 @@ internal sealed partial class EngineLoop
             else _store!.Release(s.Slot);
             s.Slot = -1;
         }
-        s.Rng?.Dispose();
-        s.Rng = null;
         if (request.Choices.All(c => c.Phase == SequencePhase.Finished)) Complete(request);
     }
 
@@ -151,7 +209,6 @@ internal sealed partial class EngineLoop
             if (c.Slot >= 0 && _store is not null) _store.Release(c.Slot);
             c.Slot = -1;
             c.Phase = SequencePhase.Finished;
-            c.Rng?.Dispose();
         }
         r.Done = true;
         r.Events.Writer.TryComplete();
@@ -175,8 +232,10 @@ internal sealed partial class EngineLoop
             LiveTensorsOnEngineThread: TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount,
             TensorsCreated: TorchSharp.DisposeScopeManager.Statistics.CreatedInScopeCount + TorchSharp.DisposeScopeManager.Statistics.CreatedOutsideScopeCount,
             Steps: _step,
-            ForwardSeconds: _forwardSeconds,
-            SamplerSeconds: _samplerSeconds,
+            ForwardSeconds: _executor?.ForwardSeconds ?? 0,
+            SamplerSeconds: _executor?.SamplerSeconds ?? 0,
+            HostTransfers: _executor?.Transfers.Total ?? 0,
+            Forwards: _executor?.Forwards ?? 0,
             BusySeconds: _busySeconds);
     }
 }
@@ -184,7 +243,7 @@ internal sealed partial class EngineLoop
 /// <summary>What the engine looks like right now (published after every step).</summary>
 public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, int SlotsTotal, int SlotsUsed, int SlotsParked,
     int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps,
-    double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0)
+    double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0, long Forwards = 0)
 {
     public static EngineSnapshot Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     public double SlotUsageRatio => SlotsTotal == 0 ? 0 : (double)SlotsUsed / SlotsTotal;

@@ -27,8 +27,12 @@ internal sealed partial class EngineLoop
     readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     StateStore? _store;
+    StepExecutor? _executor;
     long _step;
-    double _forwardSeconds, _samplerSeconds, _busySeconds;   // cumulative, for the overhead benchmark
+    double _busySeconds;   // cumulative, for the overhead benchmark
+
+    /// <summary>Called for every row the step prepares or post-processes (tests inject faults here).</summary>
+    internal Action<GenerationRequest>? RowHook { get; set; }
 
     internal abstract record Command;
     internal sealed record Submit(ActiveRequest Request) : Command;
@@ -36,6 +40,8 @@ internal sealed partial class EngineLoop
     internal sealed record StopChoice(long RequestId, int Index) : Command;
 
     public EngineMetrics Metrics { get; }
+    /// <summary>How the slot count was chosen (logged at start-up).</summary>
+    public string SlotSizing { get; private set; } = "";
     public EngineSnapshot Snapshot { get; private set; } = EngineSnapshot.Empty;
 
     public EngineLoop(GriffinForCausalLM model, EngineOptions options, EngineMetrics metrics)
@@ -58,7 +64,10 @@ internal sealed partial class EngineLoop
     {
         try
         {
-            _store = new StateStore(_model, _options.ResolveSlots(GriffinState.BytesPerSequence(_model.Config, _model.DType)));
+            var (slots, reason) = _options.ResolveSlots(GriffinState.BytesPerSequence(_model.Config, _model.DType), DeviceMemory.Query(_model.Device));
+            SlotSizing = reason;
+            _store = new StateStore(_model, slots);
+            _executor = new StepExecutor(_model);
             Publish();
             _ready.TrySetResult();
             while (true)
@@ -91,6 +100,7 @@ internal sealed partial class EngineLoop
             _waiting.Clear();
             _active.Clear();
             _store?.Dispose();
+            _executor?.Dispose();
             Publish();
             _exited.TrySetResult();
         }
@@ -156,18 +166,13 @@ internal sealed partial class EngineLoop
             }
             else main.Slot = store.TryAcquire()!.Value;
             for (int i = 1; i < r.Choices.Length; i++) r.Choices[i].Slot = store.TryAcquire()!.Value;
-            foreach (var c in r.Choices) c.Rng = NewGenerator(req.Sampling.Seed, c.Index);
+            // Unseeded requests get their seed now: from here on their draws are reproducible too.
+            foreach (var c in r.Choices) c.Seed = SeededUniform.StreamSeed(req.Sampling.Seed, c.Index);
             main.Phase = SequencePhase.Prefilling;
             r.Admitted = true;
             r.AdmittedAt = DateTimeOffset.UtcNow;
             _active.Add(r);
             Metrics.RequestAdmitted(r.CachedTokens);
         }
-    }
-
-    Generator NewGenerator(long? seed, int choice)
-    {
-        ulong s = seed is { } v ? unchecked((ulong)v * 0x9E3779B97F4A7C15UL + (ulong)choice) : (ulong)Random.Shared.NextInt64();
-        return new Generator(s, _model.Device);
     }
 }

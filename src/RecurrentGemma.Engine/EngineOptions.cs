@@ -3,8 +3,13 @@ namespace RecurrentGemma.Engine;
 /// <summary>Engine configuration (bound from the "Engine" section by the server).</summary>
 public sealed record EngineOptions
 {
-    /// <summary>State slots in the pool. When null, derived from <see cref="StateMemoryMiB"/>.</summary>
-    public int? MaxSlots { get; init; } = 16;
+    /// <summary>State slots in the pool. When null: from <see cref="StateMemoryMiB"/>; else, on a GPU,
+    /// from free device memory (<see cref="DeviceMemoryFraction"/>); else <see cref="DefaultSlots"/>.</summary>
+    public int? MaxSlots { get; init; }
+    public const int DefaultSlots = 16;
+    /// <summary>On a GPU, the fraction of the device's memory this server may hold in all (weights,
+    /// activations and state slots), as vLLM's gpu_memory_utilization; the slots get what is left.</summary>
+    public double DeviceMemoryFraction { get; init; } = 0.9;
     /// <summary>Memory for state slots in MiB; slots = budget ÷ the state's bytes per sequence.</summary>
     public int? StateMemoryMiB { get; init; }
     /// <summary>Sequences decoding or prefilling at once (a request with n choices counts n).</summary>
@@ -22,16 +27,27 @@ public sealed record EngineOptions
     /// <summary>Also park a copy of the state at the end of each prompt (the turn boundary).</summary>
     public bool SnapshotAtPromptEnd { get; init; } = true;
 
-    /// <summary>The number of slots for a given per-sequence state size.</summary>
-    public int ResolveSlots(long bytesPerSequence)
+    /// <summary>The number of slots for a given per-sequence state size, and how it was chosen.</summary>
+    /// <param name="device">free/total memory of the model's GPU, null on the CPU.</param>
+    public (int Slots, string Reason) ResolveSlots(long bytesPerSequence, RecurrentGemma.Model.DeviceMemory.Info? device = null)
     {
-        if (MaxSlots is { } n) return n > 0 ? n : throw new ArgumentException("Engine:MaxSlots must be positive");
+        if (MaxSlots is { } n) return n > 0 ? (n, "Engine:MaxSlots") : throw new ArgumentException("Engine:MaxSlots must be positive");
         if (StateMemoryMiB is { } mib)
         {
             long slots = mib * 1024L * 1024L / bytesPerSequence;
-            return slots >= 1 ? (int)Math.Min(slots, 1 << 16)
+            return slots >= 1 ? ((int)Math.Min(slots, 1 << 16), $"Engine:StateMemoryMiB = {mib}")
                 : throw new ArgumentException($"Engine:StateMemoryMiB ({mib} MiB) is smaller than one state ({bytesPerSequence / 1048576.0:F1} MiB)");
         }
-        throw new ArgumentException("set Engine:MaxSlots or Engine:StateMemoryMiB");
+        if (device is { } d)
+        {
+            if (DeviceMemoryFraction is <= 0 or > 1) throw new ArgumentException("Engine:DeviceMemoryFraction must be in (0, 1]");
+            // What the fraction allows beyond what is already used (weights), less room for a
+            // step's activations (a 512-token prefill of a 9B model stays well under 1 GiB).
+            long budget = (long)(d.TotalBytes * DeviceMemoryFraction) - (d.TotalBytes - d.FreeBytes) - (1L << 30);
+            long slots = budget / bytesPerSequence;
+            return slots >= 1 ? ((int)Math.Min(slots, 1 << 16), string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{DeviceMemoryFraction * 100:F0}% of {d.TotalBytes / 1073741824.0:F1} GiB device memory, {d.FreeBytes / 1073741824.0:F1} GiB free after the weights"))
+                : throw new ArgumentException($"no state slot fits in Engine:DeviceMemoryFraction = {DeviceMemoryFraction} of the device ({d.FreeBytes / 1048576} MiB free); lower the model size or raise the fraction");
+        }
+        return (DefaultSlots, "default (set Engine:MaxSlots or Engine:StateMemoryMiB)");
     }
 }

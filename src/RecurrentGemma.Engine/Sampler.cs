@@ -1,136 +1,249 @@
-using TorchSharp;
+using RecurrentGemma.Model;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Engine;
 
-/// <summary>Per-row input to the sampler: its parameters, random stream and token history.</summary>
-internal sealed class SamplingRow(SamplingParams parameters, Generator rng, IReadOnlyList<int> prompt, IReadOnlyList<int> generated, int topLogprobs, bool logprobs, int? sampleableVocab = null)
+/// <summary>Per-row input to the sampler: its parameters, its uniform draw and its token history.</summary>
+internal sealed record SamplingRow(SamplingParams Params, double Uniform, IReadOnlyList<int> Prompt, IReadOnlyList<int> Generated,
+    int TopLogprobs, bool Logprobs, int? SampleableVocab = null);
+
+/// <summary>The host half of one batched sampling pass: per-row parameters as segments of the step buffer.</summary>
+internal sealed class SamplerPlan
 {
-    public int? SampleableVocab { get; } = sampleableVocab;
-    public SamplingParams Params { get; } = parameters;
-    public Generator Rng { get; } = rng;
-    public IReadOnlyList<int> Prompt { get; } = prompt;
-    public IReadOnlyList<int> Generated { get; } = generated;
-    public bool Logprobs { get; } = logprobs;
-    public int TopLogprobs { get; } = topLogprobs;
+    public required int Rows { get; init; }
+    public required int Vocab { get; init; }
+    public required int MaxTop { get; init; }
+    public required int MaxTopK { get; init; }
+    public required bool AnyLogprobs { get; init; }
+    public required bool AnySampled { get; init; }
+    public required bool AnyTopK { get; init; }
+    public required bool AnyTopP { get; init; }
+    public required bool AnyMinP { get; init; }
+    public required bool AnyVocabLimit { get; init; }
+    public required bool AnyCounts { get; init; }
+    public required bool AnyRepetition { get; init; }
+    public StepBuffer.Segment Params, BiasIndex, BiasValue, CountIndex, SeenIndex, LogitRows;
 }
 
 /// <summary>
-/// Picks the next token for a batch of rows on the device, each with its own parameters:
-/// logit_bias → penalties (presence/frequency on generated tokens, OpenAI; repetition on prompt
-/// and generated, HF/vLLM) → greedy, or temperature → top-k → top-p → min-p → a draw.
-/// The draw is an exponential race (argmax p / E, E ~ Exp(1)) from the row's own generator, so a
-/// seeded row gets the same tokens whatever else is in the batch. Logprobs are those of the
-/// model's distribution (log-softmax of the raw logits), as vLLM reports by default.
-/// One device→host copy of the chosen ids per call (plus logprobs when asked).
+/// Picks the next token for every row of a batch in one pass on the model's device, each row
+/// with its own parameters held as [R, 1] tensors: logit_bias → penalties (presence/frequency on
+/// generated tokens, OpenAI; repetition on prompt and generated, HF/vLLM) → greedy, or
+/// temperature → top-k → top-p → min-p → an inverse-CDF draw with the row's own uniform number.
+/// The uniform comes from the host (<see cref="SeededUniform"/>: a counter-based hash of the
+/// row's seed and draw index), so the same seed gives the same tokens whatever else is in the
+/// batch, on any device, across restarts — and no device-bound generator is needed (TorchSharp
+/// has none for CUDA). Logprobs are those of the model's distribution (log-softmax of the raw
+/// logits), as vLLM reports by default. Reads its inputs from the step buffer; returns one
+/// packed float64 tensor for the step's single device→host copy.
 /// </summary>
 internal static class Sampler
 {
-    public static (int[] Tokens, TokenLogprob?[] Logprobs) Sample(Tensor logits, IReadOnlyList<SamplingRow> rows)
+    const int ParamCount = 10;   // temperature⁻¹, top-k, top-p, min-p, presence, frequency, repetition, uniform, vocab limit, greedy
+
+    public static SamplerPlan Plan(StepBuffer buffer, IReadOnlyList<SamplingRow> rows, int vocab, int[]? logitRows = null)
     {
-        using var scope = NewDisposeScope();
-        int b = rows.Count;
-        var x = logits.reshape(b, -1).to(ScalarType.Float32);
-        var logprobs = new TokenLogprob?[b];
-        Tensor? raw = rows.Any(r => r.Logprobs) ? x.log_softmax(-1) : null;
-
-        var processed = Process(x, rows);
-        var chosen = torch.empty(b, ScalarType.Int64, x.device);
-        var greedy = Enumerable.Range(0, b).Where(i => rows[i].Params.IsGreedy).ToArray();
-        if (greedy.Length > 0)
+        int r = rows.Count;
+        var ps = new double[r * ParamCount];
+        var biasIndex = new List<long>(); var biasValue = new List<double>();
+        var countIndex = new List<long>(); var seenIndex = new List<long>();
+        for (int i = 0; i < r; i++)
         {
-            var idx = tensor(greedy.Select(i => (long)i).ToArray(), device: x.device);
-            chosen.index_copy_(0, idx, processed.index_select(0, idx).argmax(-1));
-        }
-        foreach (var i in Enumerable.Range(0, b).Where(i => !rows[i].Params.IsGreedy))
-        {
-            var probs = Probabilities(processed[i], rows[i].Params);
-            // Exponential race: argmax p_j / E_j with E_j ~ Exp(1) draws token j with probability p_j.
-            var race = probs / torch.empty_like(probs).exponential_(1.0, rows[i].Rng);
-            chosen[i] = race.argmax();
-        }
-
-        var tokens = chosen.cpu().data<long>().ToArray().Select(t => (int)t).ToArray();
-        if (raw is not null)
-            for (int i = 0; i < b; i++)
-            {
-                if (!rows[i].Logprobs) continue;
-                var row = raw[i];
-                float lp = row[tokens[i]].item<float>();
-                var top = new List<(int, float)>();
-                if (rows[i].TopLogprobs > 0)
-                {
-                    var (values, indices) = row.topk(rows[i].TopLogprobs);
-                    var v = values.cpu().data<float>().ToArray();
-                    var ix = indices.cpu().data<long>().ToArray();
-                    for (int k = 0; k < v.Length; k++) top.Add(((int)ix[k], v[k]));
-                }
-                logprobs[i] = new TokenLogprob(tokens[i], lp, top);
-            }
-        return (tokens, logprobs);
-    }
-
-    /// <summary>logit_bias and penalties applied to a copy of the logits [B, V].</summary>
-    internal static Tensor Process(Tensor logits, IReadOnlyList<SamplingRow> rows)
-    {
-        long vocab = logits.shape[1];
-        bool modifies = rows.Any(r => r.Params.LogitBias is { Count: > 0 } || r.Params.HasPenalties || r.SampleableVocab < vocab);
-        if (!modifies) return logits.view(logits.shape);   // the common case: no [B, V] copy per step
-        var x = logits.clone();
-        for (int i = 0; i < rows.Count; i++)
-        {
-            var p = rows[i].Params;
-            var row = x[i];
-            if (rows[i].SampleableVocab is { } limit && limit < vocab)
-                row.narrow(0, limit, vocab - limit).fill_(float.NegativeInfinity);
+            var row = rows[i];
+            var p = row.Params;
+            int o = i * ParamCount;
+            bool greedy = p.IsGreedy;
+            ps[o] = greedy ? 1 : 1.0 / p.Temperature;
+            ps[o + 1] = p.TopK > 0 && p.TopK < vocab ? p.TopK : 0;
+            ps[o + 2] = p.TopP < 1 ? p.TopP : 2;   // 2: never drops a token
+            ps[o + 3] = p.MinP;
+            ps[o + 4] = p.PresencePenalty;
+            ps[o + 5] = p.FrequencyPenalty;
+            ps[o + 6] = p.RepetitionPenalty;
+            ps[o + 7] = row.Uniform;
+            ps[o + 8] = row.SampleableVocab is { } limit && limit < vocab ? limit : vocab;
+            ps[o + 9] = greedy ? 1 : 0;
             if (p.LogitBias is { Count: > 0 } bias)
-            {
-                var ids = bias.Keys.Where(k => k >= 0 && k < vocab).ToArray();
-                row.index_add_(0, tensor(ids.Select(k => (long)k).ToArray(), device: x.device),
-                    tensor(ids.Select(k => bias[k]).ToArray(), device: x.device), 1);
-            }
-            if (!p.HasPenalties) continue;
-            if ((p.PresencePenalty != 0 || p.FrequencyPenalty != 0) && rows[i].Generated.Count > 0)
-            {
-                var counts = zeros(vocab, ScalarType.Float32, x.device);
-                counts.index_add_(0, tensor(rows[i].Generated.Select(t => (long)t).ToArray(), device: x.device), ones(rows[i].Generated.Count, device: x.device), 1);
-                row.sub_(counts * p.FrequencyPenalty + (counts > 0).to(ScalarType.Float32) * p.PresencePenalty);
-            }
-            if (p.RepetitionPenalty != 1 && rows[i].Prompt.Count + rows[i].Generated.Count > 0)
-            {
-                var seen = zeros(vocab, ScalarType.Bool, x.device);
-                seen.index_fill_(0, tensor(rows[i].Prompt.Concat(rows[i].Generated).Distinct().Select(t => (long)t).ToArray(), device: x.device), true);
-                var penalised = where(row > 0, row / p.RepetitionPenalty, row * p.RepetitionPenalty);
-                row.copy_(where(seen, penalised, row));
-            }
+                foreach (var (id, value) in bias)
+                    if (id >= 0 && id < vocab) { biasIndex.Add((long)i * vocab + id); biasValue.Add(value); }
+            if ((p.PresencePenalty != 0 || p.FrequencyPenalty != 0))
+                foreach (var t in row.Generated) countIndex.Add((long)i * vocab + t);
+            if (p.RepetitionPenalty != 1)
+                foreach (var t in row.Prompt.Concat(row.Generated).Distinct()) seenIndex.Add((long)i * vocab + t);
         }
-        return x;
+        return new SamplerPlan
+        {
+            Rows = r,
+            Vocab = vocab,
+            MaxTop = rows.Max(x => x.Logprobs ? x.TopLogprobs : 0),
+            MaxTopK = rows.Max(x => !x.Params.IsGreedy && x.Params.TopK > 0 ? Math.Min(x.Params.TopK, vocab) : 0),
+            AnyLogprobs = rows.Any(x => x.Logprobs),
+            AnySampled = rows.Any(x => !x.Params.IsGreedy),
+            AnyTopK = rows.Any(x => !x.Params.IsGreedy && x.Params.TopK > 0 && x.Params.TopK < vocab),
+            AnyTopP = rows.Any(x => !x.Params.IsGreedy && x.Params.TopP < 1),
+            AnyMinP = rows.Any(x => !x.Params.IsGreedy && x.Params.MinP > 0),
+            AnyVocabLimit = rows.Any(x => x.SampleableVocab < vocab),
+            AnyCounts = countIndex.Count > 0,
+            AnyRepetition = rows.Any(x => x.Params.RepetitionPenalty != 1),
+            Params = buffer.Add(ps),
+            BiasIndex = buffer.Add(biasIndex.ToArray()),
+            BiasValue = buffer.Add(biasValue.ToArray()),
+            CountIndex = buffer.Add(countIndex.ToArray()),
+            SeenIndex = buffer.Add(seenIndex.ToArray()),
+            LogitRows = logitRows is null ? default : buffer.Add(logitRows.Select(x => (long)x).ToArray()),
+        };
     }
 
-    /// <summary>The distribution a sampled (non-greedy) row draws from, after temperature and
-    /// the top-k, top-p and min-p filters. [V] float32.</summary>
-    internal static Tensor Probabilities(Tensor processedRow, SamplingParams p)
+    /// <summary>
+    /// Samples every row. <paramref name="logits"/>: [N, V] (or [N, 1, V]) float32; rows are
+    /// picked by the plan's logit-row indices when given. Returns the packed result
+    /// [R tokens, R logprobs, R·K top logprobs, R·K top ids] as float64 on the device.
+    /// </summary>
+    public static Tensor Sample(Tensor logits, SamplerPlan plan, StepBuffer buffer)
     {
-        var y = processedRow / p.Temperature;
-        long vocab = y.shape[0];
-        if (p.TopK > 0 && p.TopK < vocab)
+        var (x, raw, p) = Process(logits, plan, buffer);
+        var chosen = x.argmax(-1);                                                // greedy rows
+        if (plan.AnySampled)
         {
-            var kth = y.topk(p.TopK).values[p.TopK - 1];
-            y = y.masked_fill(y < kth, float.NegativeInfinity);
+            // Inverse CDF: the first token whose cumulative probability reaches u·total (u ∈ (0, 1]).
+            var cdf = Probabilities(x, plan, p).cumsum(-1);
+            var target = cdf.narrow(1, plan.Vocab - 1, 1) * p.narrow(1, 7, 1);
+            var drawn = cdf.lt(target).sum(-1).clamp_max_(plan.Vocab - 1);
+            chosen = where(p.narrow(1, 9, 1).squeeze(1).gt(0), chosen, drawn);
         }
-        if (p.TopP < 1)
+
+        var parts = new List<Tensor> { chosen.to(ScalarType.Float64) };
+        if (raw is not null)
         {
-            var (sorted, order) = y.sort(descending: true);
-            var probs = sorted.softmax(-1);
+            parts.Add(raw.gather(1, chosen.unsqueeze(1)).squeeze(1).to(ScalarType.Float64));
+            if (plan.MaxTop > 0)
+            {
+                var (values, indices) = raw.topk(plan.MaxTop);
+                parts.Add(values.reshape(-1).to(ScalarType.Float64));
+                parts.Add(indices.reshape(-1).to(ScalarType.Float64));
+            }
+        }
+        return parts.Count == 1 ? parts[0] : cat(parts, 0);
+    }
+
+    /// <summary>The logits after the vocabulary limit, logit_bias and penalties ([R, V], a copy),
+    /// the raw log-probabilities when asked, and the per-row parameters [R, 10].</summary>
+    internal static (Tensor X, Tensor? Raw, Tensor Params) Process(Tensor logits, SamplerPlan plan, StepBuffer buffer)
+    {
+        int r = plan.Rows, v = plan.Vocab;
+        var x = logits.reshape(-1, v);
+        if (!plan.LogitRows.IsEmpty) x = x.index_select(0, buffer.Long(plan.LogitRows, r));
+        if (x.dtype != ScalarType.Float32) x = x.to(ScalarType.Float32);
+        var raw = plan.AnyLogprobs ? x.log_softmax(-1) : null;
+        x = x.clone();   // the forward's output stays as it came (and logprobs use the raw values)
+
+        var p = buffer.Float(plan.Params, ScalarType.Float32, r, ParamCount);
+        Tensor Col(int i) => p.narrow(1, i, 1);                                   // [R, 1]
+        if (plan.AnyVocabLimit)
+            x.masked_fill_(arange(v, ScalarType.Float32, x.device).unsqueeze(0).ge(Col(8)), float.NegativeInfinity);
+        if (!plan.BiasIndex.IsEmpty)
+            x.view(-1).index_add_(0, buffer.Long(plan.BiasIndex, plan.BiasIndex.Length), buffer.Float(plan.BiasValue, ScalarType.Float32, plan.BiasValue.Length), 1);
+        if (plan.AnyCounts)
+        {
+            var counts = zeros(r * (long)v, ScalarType.Float32, x.device)
+                .index_add_(0, buffer.Long(plan.CountIndex, plan.CountIndex.Length), ones(plan.CountIndex.Length, ScalarType.Float32, x.device), 1).view(r, v);
+            x.sub_(counts * Col(5)).sub_(counts.gt(0).to(ScalarType.Float32).mul_(Col(4)));
+        }
+        if (plan.AnyRepetition && !plan.SeenIndex.IsEmpty)
+        {
+            var seen = zeros(r * (long)v, ScalarType.Bool, x.device).index_fill_(0, buffer.Long(plan.SeenIndex, plan.SeenIndex.Length), true).view(r, v);
+            var rp = Col(6);
+            x = where(seen, where(x.gt(0), x / rp, x * rp), x);
+        }
+        return (x, raw, p);
+    }
+
+    /// <summary>What a sampled row draws from ([R, V]): temperature, then top-k, top-p and min-p.</summary>
+    internal static Tensor Probabilities(Tensor processed, SamplerPlan plan, Tensor p)
+    {
+        Tensor Col(int i) => p.narrow(1, i, 1);
+        var y = processed * Col(0);                                               // ÷ temperature
+        if (plan.AnyTopK)
+        {
+            var k = Col(1);
+            var kth = y.topk(plan.MaxTopK).values.gather(1, (k - 1).clamp_min(0).to(ScalarType.Int64));
+            y.masked_fill_(y.lt(kth.masked_fill_(k.eq(0), float.NegativeInfinity)), float.NegativeInfinity);
+        }
+        if (plan.AnyTopP)
+        {
             // Drop a token when the tokens before it already reach top_p (the first always stays).
-            var drop = (probs.cumsum(-1) - probs) >= p.TopP;
-            y = y.masked_fill(zeros_like(drop).scatter_(0, order, drop), float.NegativeInfinity);
+            var (sorted, order) = y.sort(-1, descending: true);
+            var probs = sorted.softmax(-1);
+            var drop = (probs.cumsum(-1) - probs).ge_(Col(2)).to(ScalarType.Bool);
+            y.masked_fill_(zeros_like(drop).scatter_(1, order, drop), float.NegativeInfinity);
         }
-        if (p.MinP > 0)
+        if (plan.AnyMinP)
         {
             var probs = y.softmax(-1);
-            y = y.masked_fill(probs < probs.max() * p.MinP, float.NegativeInfinity);
+            y.masked_fill_(probs.lt(probs.max(-1, keepdim: true).values.mul_(Col(3))), float.NegativeInfinity);
         }
         return y.softmax(-1);
     }
+
+    /// <summary>One standalone pass (tests and tools): plan, one upload, sample, one download.</summary>
+    internal static (int[] Tokens, TokenLogprob?[] Logprobs) SampleOnce(Tensor logits, IReadOnlyList<SamplingRow> rows, TransferCounter? counter = null)
+    {
+        using var buffer = new StepBuffer(logits.device, counter);
+        var plan = Plan(buffer, rows, (int)logits.shape[^1]);
+        using var scope = NewDisposeScope();
+        buffer.Upload();
+        return Unpack(buffer.Download(Sample(logits, plan, buffer)), plan, rows);
+    }
+
+    /// <summary>The distribution each row draws from (tests).</summary>
+    internal static float[][] DistributionsOnce(Tensor logits, IReadOnlyList<SamplingRow> rows)
+    {
+        using var buffer = new StepBuffer(logits.device);
+        var plan = Plan(buffer, rows, (int)logits.shape[^1]);
+        using var scope = NewDisposeScope();
+        buffer.Upload();
+        var (x, _, p) = Process(logits, plan, buffer);
+        var probs = Probabilities(x, plan, p).cpu();
+        return Enumerable.Range(0, rows.Count).Select(i => probs[i].data<float>().ToArray()).ToArray();
+    }
+
+    /// <summary>The host side of the packed result.</summary>
+    public static (int[] Tokens, TokenLogprob?[] Logprobs) Unpack(ReadOnlySpan<double> packed, SamplerPlan plan, IReadOnlyList<SamplingRow> rows)
+    {
+        int r = plan.Rows, k = plan.MaxTop;
+        var tokens = new int[r];
+        var logprobs = new TokenLogprob?[r];
+        for (int i = 0; i < r; i++) tokens[i] = (int)packed[i];
+        if (!plan.AnyLogprobs) return (tokens, logprobs);
+        for (int i = 0; i < r; i++)
+        {
+            if (!rows[i].Logprobs) continue;
+            var top = new List<(int, float)>();
+            for (int j = 0; j < rows[i].TopLogprobs; j++)
+                top.Add(((int)packed[2 * r + r * k + i * k + j], (float)packed[2 * r + i * k + j]));
+            logprobs[i] = new TokenLogprob(tokens[i], (float)packed[r + i], top);
+        }
+        return (tokens, logprobs);
+    }
+}
+
+/// <summary>
+/// A row's random numbers: draw n of a stream is a SplitMix64 hash of (seed, n), mapped to
+/// (0, 1]. Counter-based, so it depends on nothing but the seed and how many tokens the row has
+/// drawn — not on the batch, the device or the process.
+/// </summary>
+public static class SeededUniform
+{
+    public static double Draw(ulong seed, long index)
+    {
+        ulong z = seed + 0x9E3779B97F4A7C15UL * (ulong)(index + 1);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return ((z >> 11) + 1) * (1.0 / (1UL << 53));
+    }
+
+    /// <summary>The stream of one choice of a request: its seed, or a fresh one drawn at admission.</summary>
+    public static ulong StreamSeed(long? seed, int choice) =>
+        seed is { } v ? unchecked((ulong)v * 0x9E3779B97F4A7C15UL + (ulong)choice) : (ulong)Random.Shared.NextInt64();
 }

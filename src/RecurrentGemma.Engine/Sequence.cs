@@ -1,5 +1,4 @@
 using System.Threading.Channels;
-using static TorchSharp.torch;
 
 namespace RecurrentGemma.Engine;
 
@@ -17,7 +16,9 @@ internal sealed class Sequence(ActiveRequest request, int index)
     public List<int> Consumed { get; } = [];
     public List<int> Generated { get; } = [];
     public int? Pending { get; set; }
-    public Generator? Rng { get; set; }
+    /// <summary>The choice's random stream (<see cref="SeededUniform"/>) and how many draws it made.</summary>
+    public ulong Seed { get; set; }
+    public long Draws { get; set; }
     public bool StopRequested { get; set; }
 
     public int PromptRemaining => Request.Request.PromptTokens.Count - Consumed.Count;

@@ -20,10 +20,17 @@ public static class TorchDevices
         throw new ArgumentException($"unknown device '{name}' (expected auto, cpu or cuda)");
     }
 
+    /// <summary>"auto": bf16 on a GPU (half the bytes per decode step, native tensor cores), f32 on
+    /// the CPU (the exact reference arithmetic; bf16 is a measured choice there, docs/benchmarks.md).</summary>
+    public static ScalarType ResolveDType(string? name, Device device) =>
+        string.IsNullOrWhiteSpace(name) || name.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+            ? (device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32)
+            : ParseDType(name);
+
     public static ScalarType ParseDType(string? name) => (name ?? "f32").Trim().ToLowerInvariant() switch
     {
         "f32" or "float32" or "fp32" => ScalarType.Float32,
         "bf16" or "bfloat16" => ScalarType.BFloat16,
-        var other => throw new ArgumentException($"unknown dtype '{other}' (expected f32 or bf16)"),
+        var other => throw new ArgumentException($"unknown dtype '{other}' (expected auto, f32 or bf16)"),
     };
 }

@@ -3,6 +3,7 @@ using RecurrentGemma.Server.Hosting;
 // RecurrentGemma.Server: an OpenAI-compatible server for RecurrentGemma.
 // Request path: OpenAi/*Endpoint → RequestValidation → InferenceService (template, tokens)
 //   → EngineClient → EngineLoop (continuous batching on the model) → events back the same way.
+RecurrentGemma.Model.MemoryTuning.Apply();   // before libtorch allocates: reuse pages (Model/MemoryTuning.cs)
 var builder = WebApplication.CreateBuilder(args);
 
 // One configuration file, appsettings.json at the repository root (copied next to the binary);

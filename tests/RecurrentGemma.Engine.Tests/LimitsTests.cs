@@ -57,8 +57,24 @@ public class LimitsTests
     public void Capacity_can_be_a_memory_budget()
     {
         var o = new EngineOptions { MaxSlots = null, StateMemoryMiB = 100 };
-        Assert.Equal(6, o.ResolveSlots(17_238_016));          // the 2B bf16 state: 16.4 MiB each
+        Assert.Equal(6, o.ResolveSlots(17_238_016).Slots);    // the 2B bf16 state: 16.4 MiB each
         Assert.Throws<ArgumentException>(() => new EngineOptions { MaxSlots = null, StateMemoryMiB = 10 }.ResolveSlots(17_238_016));
+    }
+
+    [Fact]
+    public void On_a_gpu_the_pool_is_sized_from_free_device_memory_unless_configured()
+    {
+        const long GiB = 1L << 30, state = 17_238_016;   // the 2B bf16 state
+        var h200 = new RecurrentGemma.Model.DeviceMemory.Info(FreeBytes: 134 * GiB, TotalBytes: 140 * GiB);   // 6 GiB of weights loaded
+        var (slots, reason) = new EngineOptions().ResolveSlots(state, h200);
+        Assert.Equal((140 * GiB * 9 / 10 - 6 * GiB - GiB) / state, slots);
+        Assert.Contains("90%", reason);
+        Assert.Equal((140 * GiB / 2 - 6 * GiB - GiB) / state, new EngineOptions { DeviceMemoryFraction = 0.5 }.ResolveSlots(state, h200).Slots);
+        Assert.Equal(12, new EngineOptions { MaxSlots = 12 }.ResolveSlots(state, h200).Slots);              // explicit settings win
+        Assert.Equal(6, new EngineOptions { StateMemoryMiB = 100 }.ResolveSlots(state, h200).Slots);
+        Assert.Equal(EngineOptions.DefaultSlots, new EngineOptions().ResolveSlots(state, null).Slots);      // the CPU default
+        Assert.Throws<ArgumentException>(() => new EngineOptions { DeviceMemoryFraction = 0.05 }.ResolveSlots(state, h200));
+        Assert.Null(RecurrentGemma.Model.DeviceMemory.Query(TorchSharp.torch.CPU));
     }
 
     [Fact]

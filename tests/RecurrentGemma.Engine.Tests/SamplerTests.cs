@@ -19,11 +19,8 @@ public class SamplerTests
     static float[] Distribution(SamplingParams p, int[]? prompt = null, int[]? generated = null)
     {
         using var logits = tensor(Logits).unsqueeze(0);
-        using var gen = new Generator(1);
-        var row = new SamplingRow(p, gen, prompt ?? [], generated ?? [], 0, false);
-        using var processed = Sampler.Process(logits, [row]);
-        using var probs = Sampler.Probabilities(processed[0], p);
-        return probs.data<float>().ToArray();
+        var row = new SamplingRow(p, 0.5, prompt ?? [], generated ?? [], 0, false);
+        return Sampler.DistributionsOnce(logits, [row])[0];
     }
 
     static void Near(double[] expected, float[] actual)
@@ -88,11 +85,9 @@ public class SamplerTests
         // 4000 draws from softmax([2, 1, 0.5, -1, 0]) at temperature 1: frequencies near the probabilities.
         var p = Softmax(Logits.Select(x => (double)x));
         var counts = new int[5];
-        using var gen = new Generator(42);
-        var row = new SamplingRow(new SamplingParams(), gen, [], [], 0, false);
+        var rows = Enumerable.Range(0, 4000).Select(i => new SamplingRow(new SamplingParams(), SeededUniform.Draw(42, i), [], [], 0, false)).ToList();
         using var logits = tensor(Logits).unsqueeze(0).expand(4000, -1).contiguous();
-        var rows = Enumerable.Repeat(row, 4000).ToList();
-        foreach (var t in Sampler.Sample(logits, rows).Tokens) counts[t]++;
+        foreach (var t in Sampler.SampleOnce(logits, rows).Tokens) counts[t]++;
         for (int i = 0; i < 5; i++) Assert.True(Math.Abs(counts[i] / 4000.0 - p[i]) < 0.03, $"token {i}: {counts[i] / 4000.0:F3} vs {p[i]:F3}");
     }
 
@@ -100,10 +95,9 @@ public class SamplerTests
     public void Greedy_takes_the_argmax_after_bias_and_penalties()
     {
         using var logits = tensor(Logits).unsqueeze(0);
-        using var gen = new Generator(1);
-        Assert.Equal(0, Sampler.Sample(logits, [new SamplingRow(SamplingParams.Greedy, gen, [], [], 0, false)]).Tokens[0]);
+        Assert.Equal(0, Sampler.SampleOnce(logits, [new SamplingRow(SamplingParams.Greedy, 0.5, [], [], 0, false)]).Tokens[0]);
         var biased = SamplingParams.Greedy with { LogitBias = new Dictionary<int, float> { [3] = 10 } };
-        Assert.Equal(3, Sampler.Sample(logits, [new SamplingRow(biased, gen, [], [], 0, false)]).Tokens[0]);
+        Assert.Equal(3, Sampler.SampleOnce(logits, [new SamplingRow(biased, 0.5, [], [], 0, false)]).Tokens[0]);
     }
 }
 
@@ -114,10 +108,9 @@ public class SampleableVocabTests
     {
         // The largest logit sits at id 4, past a limit of 3: greedy and sampling must avoid it.
         using var logits = TorchSharp.torch.tensor(new float[] { 0f, 1f, 0.5f, -1f, 50f }).unsqueeze(0);
-        using var gen = new TorchSharp.torch.Generator(9);
-        Assert.Equal(1, Sampler.Sample(logits, [new SamplingRow(SamplingParams.Greedy, gen, [], [], 0, false, 3)]).Tokens[0]);
-        var rows = Enumerable.Repeat(new SamplingRow(new SamplingParams { Temperature = 2 }, gen, [], [], 0, false, 3), 200).ToList();
+        Assert.Equal(1, Sampler.SampleOnce(logits, [new SamplingRow(SamplingParams.Greedy, 0.5, [], [], 0, false, 3)]).Tokens[0]);
+        var rows = Enumerable.Range(0, 200).Select(i => new SamplingRow(new SamplingParams { Temperature = 2 }, SeededUniform.Draw(9, i), [], [], 0, false, 3)).ToList();
         using var many = logits.expand(200, -1).contiguous();
-        Assert.All(Sampler.Sample(many, rows).Tokens, t => Assert.InRange(t, 0, 2));
+        Assert.All(Sampler.SampleOnce(many, rows).Tokens, t => Assert.InRange(t, 0, 2));
     }
 }

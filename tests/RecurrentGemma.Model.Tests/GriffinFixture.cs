@@ -34,7 +34,7 @@ public sealed class GriffinFixture
     public (long[] Shape, float[] Data) Array(string name) => _arrays[name];
 
     public GriffinForCausalLM LoadModel(string? weightsFile = null, ScalarType dtype = ScalarType.Float32) =>
-        CheckpointLoader.Load(Directory, new ModelLoadOptions { WeightsFile = weightsFile, DType = dtype });
+        CheckpointLoader.Load(Directory, new ModelLoadOptions { WeightsFile = weightsFile, DType = dtype, Device = TestDevice });
 
     public long[] Ids(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt64()).ToArray();
 
@@ -50,6 +50,12 @@ public sealed class GriffinFixture
     }
 
     /// <summary>Every fixture folder, discovered (not hard-coded), for [MemberData].</summary>
+    /// <summary>
+    /// The device the model and engine tests run on: RGEMMA_TEST_DEVICE=cuda (or cuda:N) runs the
+    /// same tests on a GPU; unset means the CPU. Tests compare on the host, so nothing else changes.
+    /// </summary>
+    public static Device TestDevice { get; } = TorchDevices.Resolve(Environment.GetEnvironmentVariable("RGEMMA_TEST_DEVICE") is { Length: > 0 } d ? d : "cpu");
+
     public static IEnumerable<object[]> All() =>
         System.IO.Directory.GetDirectories(Root)
             .Where(d => File.Exists(Path.Combine(d, "cases.json")))

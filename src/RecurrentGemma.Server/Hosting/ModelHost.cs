@@ -49,18 +49,22 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
         try
         {
             var options = modelOptions.Value;
+            var device = TorchDevices.Resolve(options.Device);
+            var dtype = TorchDevices.ResolveDType(options.DType, device);
+            log.LogInformation("Device {Device} (Model:Device = {Configured}), dtype {DType} (Model:DType = {ConfiguredDType})",
+                device, options.Device, dtype == TorchSharp.torch.ScalarType.BFloat16 ? "bf16" : "f32", options.DType);
             GemmaTokenizer tokenizer;
             if (IsDemo)
             {
                 log.LogWarning("No Model:Path configured: serving the embedded DEMO model '{ModelId}' (random weights, a tiny tokenizer). Its output is meaningless text; set Model:Path to a RecurrentGemma checkpoint directory to serve a real model.", ModelId);
                 tokenizer = DemoTokenizer.Load();
-                _model = new GriffinForCausalLM(DemoConfig(tokenizer.VocabSize), TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
+                _model = new GriffinForCausalLM(DemoConfig(tokenizer.VocabSize), dtype, device);
                 RandomWeights.Initialize(_model, seed: 20240411);
             }
             else
             {
                 var dir = options.Path!;
-                log.LogInformation("Loading model {ModelId} from {Path} ({DType}, device {Device})", ModelId, dir, options.DType, options.Device);
+                log.LogInformation("Loading model {ModelId} from {Path}", ModelId, dir);
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 int lastPercent = -10;
                 var progress = new Progress<LoadProgress>(p =>
@@ -73,7 +77,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                 });
                 _model = CheckpointLoader.Load(dir, new ModelLoadOptions
                 {
-                    DType = TorchDevices.ParseDType(options.DType), Device = TorchDevices.Resolve(options.Device), Progress = progress,
+                    DType = dtype, Device = device, Progress = progress,
                 });
                 tokenizer = GemmaTokenizer.FromFile(System.IO.Path.Combine(dir, "tokenizer.model"));
                 if (tokenizer.VocabSize > _model.Config.VocabSize)
@@ -83,7 +87,8 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             _engine = engines.Create(_model, engineOptions.Value, metrics);
             Inference = new InferenceService(_engine, tokenizer, ModelId);
             Status = _stopping.IsCancellationRequested ? ModelStatus.Draining : ModelStatus.Ready;
-            log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB", ModelId, _engine.Snapshot.SlotsTotal, _engine.Snapshot.StateBytesPerSlot / 1048576.0);
+            log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB, sized by {Sizing}", ModelId, _engine.Snapshot.SlotsTotal,
+                _engine.Snapshot.StateBytesPerSlot / 1048576.0, (_engine as EngineClient)?.SlotSizing ?? "the engine");
         }
         catch (Exception e)
         {

@@ -8,8 +8,8 @@ public sealed class ModelOptions
     public string? Path { get; set; }
     /// <summary>The model id clients send; default: the directory name (or recurrentgemma-demo).</summary>
     public string? Id { get; set; }
-    /// <summary>f32 or bf16 parameters.</summary>
-    public string DType { get; set; } = "f32";
+    /// <summary>auto (bf16 on a GPU, f32 on the CPU), f32 or bf16 parameters.</summary>
+    public string DType { get; set; } = "auto";
     /// <summary>auto (cuda when available), cpu or cuda.</summary>
     public string Device { get; set; } = "auto";
 }

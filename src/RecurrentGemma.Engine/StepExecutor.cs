@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using RecurrentGemma.Model;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>
+/// The device side of one engine step, in three calls: <see cref="Prepare"/> writes the
+/// forward's and the sampler's inputs into one step buffer and copies it to the device (the
+/// step's one host→device transfer); <see cref="Forward"/> runs the model without syncing;
+/// <see cref="Sample"/> runs the batched sampler and reads the packed results back (the one
+/// device→host transfer). Every transfer goes through the <see cref="TransferCounter"/>, so a
+/// test can hold the step to its budget. Owned by the engine thread; tensors live in the
+/// caller's dispose scope.
+/// </summary>
+internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
+{
+    readonly StepBuffer _buffer = new(model.Device);
+    ForwardPlan? _forward;
+    SamplerPlan? _sampler;
+    IReadOnlyList<SamplingRow> _rows = [];
+
+    public TransferCounter Transfers => _buffer.Counter;
+    public double ForwardSeconds { get; private set; }
+    public double SamplerSeconds { get; private set; }
+    public long Forwards { get; private set; }
+
+    /// <param name="samples">rows to sample after the forward; <paramref name="logitRows"/> says
+    /// which forward row each one reads (null: one per forward row, in order).</param>
+    public void Prepare(GriffinState state, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots,
+        IReadOnlyList<SamplingRow> samples, int[]? logitRows = null)
+    {
+        _buffer.Clear();
+        _forward = model.Plan(_buffer, state, tokens, slots);
+        _rows = samples;
+        _sampler = samples.Count > 0 ? Sampler.Plan(_buffer, samples, model.Config.VocabSize, logitRows) : null;
+        _buffer.Upload();
+    }
+
+    /// <returns>[B, 1, V] float32 logits of each row's last token (on the device).</returns>
+    public Tensor Forward()
+    {
+        var clock = Stopwatch.StartNew();
+        var logits = model.Forward(_forward ?? throw new InvalidOperationException("Prepare first"));
+        Forwards++;
+        ForwardSeconds += clock.Elapsed.TotalSeconds;
+        return logits;
+    }
+
+    public (int[] Tokens, TokenLogprob?[] Logprobs) Sample(Tensor logits)
+    {
+        if (_sampler is null) return ([], []);
+        var clock = Stopwatch.StartNew();
+        var packed = _buffer.Download(Sampler.Sample(logits, _sampler, _buffer));
+        var result = Sampler.Unpack(packed, _sampler, _rows);
+        SamplerSeconds += clock.Elapsed.TotalSeconds;
+        return result;
+    }
+
+    /// <summary>Samples one row on its own (after a batched pass failed): its own transfers.</summary>
+    public (int Token, TokenLogprob? Logprob) SampleAlone(Tensor logits, int logitRow, SamplingRow row)
+    {
+        using var one = logits.reshape(-1, logits.shape[^1]).narrow(0, logitRow, 1);
+        var (tokens, logprobs) = Sampler.SampleOnce(one, [row], Transfers);
+        return (tokens[0], logprobs[0]);
+    }
+
+    public void Dispose() => _buffer.Dispose();
+}
