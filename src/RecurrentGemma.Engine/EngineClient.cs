@@ -49,6 +49,7 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
     public EngineOptions Options => _options;
     /// <summary>How the state pool was sized (options, device memory or the default).</summary>
     public string SlotSizing => _loop.SlotSizing;
+    public string ThreadChoice => _loop.ThreadChoice;
 
     /// <summary>Called on the engine thread for every row a step prepares or post-processes;
     /// tests throw from it to check that one request's failure stays its own.</summary>

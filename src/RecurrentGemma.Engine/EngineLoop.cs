@@ -42,6 +42,8 @@ internal sealed partial class EngineLoop
     public EngineMetrics Metrics { get; }
     /// <summary>How the slot count was chosen (logged at start-up).</summary>
     public string SlotSizing { get; private set; } = "";
+    /// <summary>How many threads decode steps use, and the measurement behind it.</summary>
+    public string ThreadChoice { get; private set; } = "";
     public EngineSnapshot Snapshot { get; private set; } = EngineSnapshot.Empty;
 
     public EngineLoop(GriffinForCausalLM model, EngineOptions options, EngineMetrics metrics)
@@ -68,6 +70,8 @@ internal sealed partial class EngineLoop
             SlotSizing = reason;
             _store = new StateStore(_model, slots);
             _executor = new StepExecutor(_model);
+            if (_options.CalibrateThreads) _executor.Calibrate();
+            ThreadChoice = _executor.ThreadChoice;
             Publish();
             _ready.TrySetResult();
             while (true)

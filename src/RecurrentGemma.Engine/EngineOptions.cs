@@ -24,6 +24,8 @@ public sealed record EngineOptions
     public int MaxChoices { get; init; } = 8;
     /// <summary>Keep finished states (under the session id and under their token ids) for reuse.</summary>
     public bool ParkFinishedStates { get; init; } = true;
+    /// <summary>At start, time decode steps with one CPU thread and with all, and decode with the faster.</summary>
+    public bool CalibrateThreads { get; init; } = true;
     /// <summary>Also park a copy of the state at the end of each prompt (the turn boundary).</summary>
     public bool SnapshotAtPromptEnd { get; init; } = true;
 

@@ -55,7 +55,7 @@ internal sealed class StateStore : IDisposable
             slot = lru.Slot;
         }
         else return null;
-        State.Reset(slot);   // a used state fed position 0 is not clean (griffin-math.md §7)
+        State.Reset(slot);   // a used state fed position 0 is not clean (docs/model.md, "Decode state")
         return slot;
     }
 

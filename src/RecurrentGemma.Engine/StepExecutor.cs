@@ -25,12 +25,31 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     public double SamplerSeconds { get; private set; }
     public long Forwards { get; private set; }
 
+    int _allThreads, _decodeThreads, _current;
+    public string ThreadChoice { get; private set; } = "";
+
+    /// <summary>Measures the thread count for decode steps (<see cref="ThreadCalibration"/>).</summary>
+    public void Calibrate()
+    {
+        _allThreads = _current = get_num_threads();
+        _decodeThreads = ThreadCalibration.DecodeThreads(model, out var reason);
+        ThreadChoice = $"decode on {_decodeThreads} thread(s): {reason}";
+    }
+
+    void UseThreads(bool decode)
+    {
+        if (_allThreads == 0) return;
+        int want = decode ? _decodeThreads : _allThreads;
+        if (want != _current) { set_num_threads(want); _current = want; }
+    }
+
     /// <param name="samples">rows to sample after the forward; <paramref name="logitRows"/> says
     /// which forward row each one reads (null: one per forward row, in order).</param>
     public void Prepare(GriffinState state, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots,
         IReadOnlyList<SamplingRow> samples, int[]? logitRows = null)
     {
         _buffer.Clear();
+        UseThreads(decode: tokens.All(t => t.Count == 1));
         _forward = model.Plan(_buffer, state, tokens, slots);
         _rows = samples;
         _sampler = samples.Count > 0 ? Sampler.Plan(_buffer, samples, model.Config.VocabSize, logitRows) : null;

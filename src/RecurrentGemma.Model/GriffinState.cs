@@ -59,7 +59,7 @@ public sealed class GriffinState : IDisposable
 
     /// <summary>
     /// Bytes of one slot: n_rec·(4L + (K−1)·L·b) + n_att·2·W·hd·b with b the state dtype's size
-    /// (griffin-math.md §9; the per-slot token counter is not counted there).
+    /// (docs/model.md, "Decode state"; the per-slot token counter is not counted there).
     /// </summary>
     public static long BytesPerSequence(GriffinConfig c, ScalarType dtype)
     {

@@ -15,9 +15,11 @@ public class SessionTests
         Assert.Equal(0, expected.Usage!.CachedTokens);
         for (int k = 0; k < expected.Logprobs[0].Count; k++)
         {
-            Assert.Equal(expected.Logprobs[0][k].Logprob, got.Logprobs[0][k].Logprob, 4);
+            // Equal up to float rounding: a continued state went through other chunk shapes (and
+            // decode may run on another thread count) than one fresh prefill.
+            Assert.Equal(expected.Logprobs[0][k].Logprob, got.Logprobs[0][k].Logprob, 1e-4);
             for (int j = 0; j < expected.Logprobs[0][k].Top.Count; j++)
-                Assert.Equal(expected.Logprobs[0][k].Top[j].Logprob, got.Logprobs[0][k].Top[j].Logprob, 4);
+                Assert.Equal(expected.Logprobs[0][k].Top[j].Logprob, got.Logprobs[0][k].Top[j].Logprob, 1e-4);
         }
     }
 
@@ -89,7 +91,7 @@ public class SessionTests
         var newest = await Run(engine, Greedy([.. Prompt, 4, 77, 78], 3, "s4"));
         Assert.Equal(0, oldest.Usage!.CachedTokens);
         Assert.True(newest.Usage!.CachedTokens >= Prompt.Length + 1);
-        Assert.Equal(0, engine.Snapshot.SlotsUsed);
+        await Until(engine, s => s.SlotsUsed == 0);   // published after the step that ended the stream
     }
 
     [Fact]

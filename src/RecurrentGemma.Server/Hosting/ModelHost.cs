@@ -89,6 +89,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             Status = _stopping.IsCancellationRequested ? ModelStatus.Draining : ModelStatus.Ready;
             log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB, sized by {Sizing}", ModelId, _engine.Snapshot.SlotsTotal,
                 _engine.Snapshot.StateBytesPerSlot / 1048576.0, (_engine as EngineClient)?.SlotSizing ?? "the engine");
+            if (_engine is EngineClient client) log.LogInformation("Engine threads: {ThreadChoice}", client.ThreadChoice);
         }
         catch (Exception e)
         {
