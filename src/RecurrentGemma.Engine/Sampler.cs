@@ -7,6 +7,15 @@ namespace RecurrentGemma.Engine;
 internal sealed record SamplingRow(SamplingParams Params, double Uniform, IReadOnlyList<int> Prompt, IReadOnlyList<int> Generated,
     int TopLogprobs, bool Logprobs, int? SampleableVocab = null);
 
+/// <summary>What at least one row of a sampling pass asks for; the pass skips the rest.</summary>
+[Flags]
+internal enum SamplerNeeds
+{
+    None = 0, Logprobs = 1, Sampled = 2, TopK = 4, TopP = 8, MinP = 16, VocabLimit = 32, Bias = 64, Counts = 128, Repetition = 256,
+    /// <summary>Steps that change the logits in place (and so need a copy of the forward's output).</summary>
+    InPlace = VocabLimit | Bias | Counts,
+}
+
 /// <summary>The host half of one batched sampling pass: per-row parameters as segments of the step buffer.</summary>
 internal sealed class SamplerPlan
 {
@@ -14,14 +23,8 @@ internal sealed class SamplerPlan
     public required int Vocab { get; init; }
     public required int MaxTop { get; init; }
     public required int MaxTopK { get; init; }
-    public required bool AnyLogprobs { get; init; }
-    public required bool AnySampled { get; init; }
-    public required bool AnyTopK { get; init; }
-    public required bool AnyTopP { get; init; }
-    public required bool AnyMinP { get; init; }
-    public required bool AnyVocabLimit { get; init; }
-    public required bool AnyCounts { get; init; }
-    public required bool AnyRepetition { get; init; }
+    public required SamplerNeeds Needs { get; init; }
+    public bool Has(SamplerNeeds n) => (Needs & n) != 0;
     public StepBuffer.Segment Params, BiasIndex, BiasValue, CountIndex, SeenIndex, LogitRows;
 }
 
@@ -47,14 +50,16 @@ internal static class Sampler
         var ps = new double[r * ParamCount];
         var biasIndex = new List<long>(); var biasValue = new List<double>();
         var countIndex = new List<long>(); var seenIndex = new List<long>();
+        var needs = SamplerNeeds.None;
+        int maxTop = 0, maxTopK = 0;
         for (int i = 0; i < r; i++)
         {
             var row = rows[i];
             var p = row.Params;
             int o = i * ParamCount;
-            bool greedy = p.IsGreedy;
+            bool greedy = p.IsGreedy, topK = !greedy && p.TopK > 0 && p.TopK < vocab;
             ps[o] = greedy ? 1 : 1.0 / p.Temperature;
-            ps[o + 1] = p.TopK > 0 && p.TopK < vocab ? p.TopK : 0;
+            ps[o + 1] = topK ? p.TopK : 0;
             ps[o + 2] = p.TopP < 1 ? p.TopP : 2;   // 2: never drops a token
             ps[o + 3] = p.MinP;
             ps[o + 4] = p.PresencePenalty;
@@ -63,28 +68,29 @@ internal static class Sampler
             ps[o + 7] = row.Uniform;
             ps[o + 8] = row.SampleableVocab is { } limit && limit < vocab ? limit : vocab;
             ps[o + 9] = greedy ? 1 : 0;
+            if (row.Logprobs) { needs |= SamplerNeeds.Logprobs; maxTop = Math.Max(maxTop, row.TopLogprobs); }
+            if (!greedy)
+            {
+                needs |= SamplerNeeds.Sampled;
+                if (topK) { needs |= SamplerNeeds.TopK; maxTopK = Math.Max(maxTopK, p.TopK); }
+                if (p.TopP < 1) needs |= SamplerNeeds.TopP;
+                if (p.MinP > 0) needs |= SamplerNeeds.MinP;
+            }
+            if (row.SampleableVocab < vocab) needs |= SamplerNeeds.VocabLimit;
             if (p.LogitBias is { Count: > 0 } bias)
                 foreach (var (id, value) in bias)
                     if (id >= 0 && id < vocab) { biasIndex.Add((long)i * vocab + id); biasValue.Add(value); }
-            if ((p.PresencePenalty != 0 || p.FrequencyPenalty != 0))
+            if (p.PresencePenalty != 0 || p.FrequencyPenalty != 0)
                 foreach (var t in row.Generated) countIndex.Add((long)i * vocab + t);
             if (p.RepetitionPenalty != 1)
                 foreach (var t in row.Prompt.Concat(row.Generated).Distinct()) seenIndex.Add((long)i * vocab + t);
         }
+        if (biasIndex.Count > 0) needs |= SamplerNeeds.Bias;
+        if (countIndex.Count > 0) needs |= SamplerNeeds.Counts;
+        if (seenIndex.Count > 0) needs |= SamplerNeeds.Repetition;
         return new SamplerPlan
         {
-            Rows = r,
-            Vocab = vocab,
-            MaxTop = rows.Max(x => x.Logprobs ? x.TopLogprobs : 0),
-            MaxTopK = rows.Max(x => !x.Params.IsGreedy && x.Params.TopK > 0 ? Math.Min(x.Params.TopK, vocab) : 0),
-            AnyLogprobs = rows.Any(x => x.Logprobs),
-            AnySampled = rows.Any(x => !x.Params.IsGreedy),
-            AnyTopK = rows.Any(x => !x.Params.IsGreedy && x.Params.TopK > 0 && x.Params.TopK < vocab),
-            AnyTopP = rows.Any(x => !x.Params.IsGreedy && x.Params.TopP < 1),
-            AnyMinP = rows.Any(x => !x.Params.IsGreedy && x.Params.MinP > 0),
-            AnyVocabLimit = rows.Any(x => x.SampleableVocab < vocab),
-            AnyCounts = countIndex.Count > 0,
-            AnyRepetition = rows.Any(x => x.Params.RepetitionPenalty != 1),
+            Rows = r, Vocab = vocab, MaxTop = maxTop, MaxTopK = maxTopK, Needs = needs,
             Params = buffer.Add(ps),
             BiasIndex = buffer.Add(biasIndex.ToArray()),
             BiasValue = buffer.Add(biasValue.ToArray()),
@@ -103,7 +109,7 @@ internal static class Sampler
     {
         var (x, raw, p) = Process(logits, plan, buffer);
         var chosen = x.argmax(-1);                                                // greedy rows
-        if (plan.AnySampled)
+        if (plan.Has(SamplerNeeds.Sampled))
         {
             // Inverse CDF: the first token whose cumulative probability reaches u·total (u ∈ (0, 1]).
             var cdf = Probabilities(x, plan, p).cumsum(-1);
@@ -132,24 +138,27 @@ internal static class Sampler
     {
         int r = plan.Rows, v = plan.Vocab;
         var x = logits.reshape(-1, v);
-        if (!plan.LogitRows.IsEmpty) x = x.index_select(0, buffer.Long(plan.LogitRows, r));
-        if (x.dtype != ScalarType.Float32) x = x.to(ScalarType.Float32);
-        var raw = plan.AnyLogprobs ? x.log_softmax(-1) : null;
-        x = x.clone();   // the forward's output stays as it came (and logprobs use the raw values)
+        bool aliases = true;   // x still shares memory with the forward's output
+        if (!plan.LogitRows.IsEmpty) { x = x.index_select(0, buffer.Long(plan.LogitRows, r)); aliases = false; }
+        if (x.dtype != ScalarType.Float32) { x = x.to(ScalarType.Float32); aliases = false; }
+        var raw = plan.Has(SamplerNeeds.Logprobs) ? x.log_softmax(-1) : null;
+        // The forward's output must stay as it came (a failed pass re-samples it row by row): copy
+        // only when a step below changes x in place — the common pass needs no [R, V] copy.
+        if (aliases && plan.Has(SamplerNeeds.InPlace)) x = x.clone();
 
         var p = buffer.Float(plan.Params, ScalarType.Float32, r, ParamCount);
         Tensor Col(int i) => p.narrow(1, i, 1);                                   // [R, 1]
-        if (plan.AnyVocabLimit)
+        if (plan.Has(SamplerNeeds.VocabLimit))
             x.masked_fill_(arange(v, ScalarType.Float32, x.device).unsqueeze(0).ge(Col(8)), float.NegativeInfinity);
-        if (!plan.BiasIndex.IsEmpty)
+        if (plan.Has(SamplerNeeds.Bias))
             x.view(-1).index_add_(0, buffer.Long(plan.BiasIndex, plan.BiasIndex.Length), buffer.Float(plan.BiasValue, ScalarType.Float32, plan.BiasValue.Length), 1);
-        if (plan.AnyCounts)
+        if (plan.Has(SamplerNeeds.Counts))
         {
             var counts = zeros(r * (long)v, ScalarType.Float32, x.device)
                 .index_add_(0, buffer.Long(plan.CountIndex, plan.CountIndex.Length), ones(plan.CountIndex.Length, ScalarType.Float32, x.device), 1).view(r, v);
             x.sub_(counts * Col(5)).sub_(counts.gt(0).to(ScalarType.Float32).mul_(Col(4)));
         }
-        if (plan.AnyRepetition && !plan.SeenIndex.IsEmpty)
+        if (plan.Has(SamplerNeeds.Repetition))
         {
             var seen = zeros(r * (long)v, ScalarType.Bool, x.device).index_fill_(0, buffer.Long(plan.SeenIndex, plan.SeenIndex.Length), true).view(r, v);
             var rp = Col(6);
@@ -163,13 +172,13 @@ internal static class Sampler
     {
         Tensor Col(int i) => p.narrow(1, i, 1);
         var y = processed * Col(0);                                               // ÷ temperature
-        if (plan.AnyTopK)
+        if (plan.Has(SamplerNeeds.TopK))
         {
             var k = Col(1);
             var kth = y.topk(plan.MaxTopK).values.gather(1, (k - 1).clamp_min(0).to(ScalarType.Int64));
             y.masked_fill_(y.lt(kth.masked_fill_(k.eq(0), float.NegativeInfinity)), float.NegativeInfinity);
         }
-        if (plan.AnyTopP)
+        if (plan.Has(SamplerNeeds.TopP))
         {
             // Drop a token when the tokens before it already reach top_p (the first always stays).
             var (sorted, order) = y.sort(-1, descending: true);
@@ -177,7 +186,7 @@ internal static class Sampler
             var drop = (probs.cumsum(-1) - probs).ge_(Col(2)).to(ScalarType.Bool);
             y.masked_fill_(zeros_like(drop).scatter_(1, order, drop), float.NegativeInfinity);
         }
-        if (plan.AnyMinP)
+        if (plan.Has(SamplerNeeds.MinP))
         {
             var probs = y.softmax(-1);
             y.masked_fill_(probs.lt(probs.max(-1, keepdim: true).values.mul_(Col(3))), float.NegativeInfinity);
@@ -214,7 +223,7 @@ internal static class Sampler
         var tokens = new int[r];
         var logprobs = new TokenLogprob?[r];
         for (int i = 0; i < r; i++) tokens[i] = (int)packed[i];
-        if (!plan.AnyLogprobs) return (tokens, logprobs);
+        if (!plan.Has(SamplerNeeds.Logprobs)) return (tokens, logprobs);
         for (int i = 0; i < r; i++)
         {
             if (!rows[i].Logprobs) continue;
