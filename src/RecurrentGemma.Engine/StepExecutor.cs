@@ -31,7 +31,7 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     /// <summary>Measures the thread count for decode steps (<see cref="ThreadCalibration"/>).</summary>
     public void Calibrate()
     {
-        _allThreads = _current = get_num_threads();
+        _allThreads = _current = ThreadCalibration.AllThreads;
         _decodeThreads = ThreadCalibration.DecodeThreads(model, out var reason);
         ThreadChoice = $"decode on {_decodeThreads} thread(s): {reason}";
     }
@@ -84,5 +84,9 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         return (tokens[0], logprobs[0]);
     }
 
-    public void Dispose() => _buffer.Dispose();
+    public void Dispose()
+    {
+        if (_allThreads > 0) set_num_threads(_allThreads);   // leave the process as we found it
+        _buffer.Dispose();
+    }
 }

@@ -18,9 +18,12 @@ internal static class ThreadCalibration
     /// <summary>Decode steps longer than this are dominated by compute: no calibration.</summary>
     const double DispatchBoundMs = 20;
 
+    /// <summary>The process's intra-op thread count before any engine changed it.</summary>
+    public static int AllThreads { get; } = get_num_threads();
+
     public static int DecodeThreads(GriffinForCausalLM model, out string reason)
     {
-        int all = get_num_threads();
+        int all = AllThreads;
         if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1) { reason = "not calibrated (GPU or one thread)"; return all; }
         using var state = model.CreateState(1);
         using (model.Forward([[2L, 3, 4, 5]], state, [0])) { }

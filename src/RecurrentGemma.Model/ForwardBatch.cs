@@ -156,7 +156,7 @@ internal sealed class ForwardBatch
     public GriffinState State => Plan.State;
     public Action<string, Tensor>? Trace { get; }
 
-    public Tensor Tokens { get; }          // [B, T] long
+    public Tensor Tokens { get; }          // [B·T] long
     public Tensor SlotIndex { get; }       // [B] long
     public Tensor MaskBias { get; }        // [B, T·H, S] float32: 0 where a query may attend, a huge negative elsewhere
     public Tensor? GateKeep { get; }       // [B, T, 1, 1] float32 (null: every token keeps its gates)
@@ -179,14 +179,14 @@ internal sealed class ForwardBatch
         var c = plan.State.Config;
         var dtype = plan.State.DType;
         int b = plan.B, t = plan.T, s = plan.S, heads = c.NumAttentionHeads, hd = c.HeadDim;
-        Tokens = buf.Long(plan.Tokens, b, t);
-        SlotIndex = buf.Long(plan.SlotIndex, b);
+        Tokens = buf.Long(plan.Tokens);
+        SlotIndex = buf.Long(plan.SlotIndex);
 
         // A query sees itself and the W previous tokens: W + 1 keys (q − k ≤ W), never the future.
         using (var scope = NewDisposeScope())
         {
-            var q = buf.Float(plan.QueryPositions, ScalarType.Float64, b, t, 1);
-            var k = buf.Float(plan.KeyPositions, ScalarType.Float64, b, 1, s);
+            var q = buf.Long(plan.QueryPositions, b, t, 1);
+            var k = buf.Long(plan.KeyPositions, b, 1, s);
             var allowed = k.le(q).logical_and_((q - k).le_(c.AttentionWindowSize));
             var bias = allowed.logical_not_().to(ScalarType.Float32).mul_(MaskValue);
             MaskBias = bias.unsqueeze(2).expand(b, t, heads, s).reshape(b, (long)t * heads, s).MoveToOuterDisposeScope();
@@ -197,11 +197,11 @@ internal sealed class ForwardBatch
             GateKeep = g[0]; GatePad = g[1]; GateReset = g[2];
         }
         if (plan.Ragged) ConvRows = buf.Long(plan.ConvRows, b, c.Conv1dWidth - 1, 1).expand(-1, -1, c.LruWidth);
-        RingDest = buf.Long(plan.RingDest, plan.RingDest.Length);
+        RingDest = buf.Long(plan.RingDest);
         if (t > 1)
         {
-            RingSrc = buf.Long(plan.RingSrc, plan.RingSrc.Length);
-            if (plan.Which == LogitsSelection.LastValid) LastRows = buf.Long(plan.LastRows, b);
+            RingSrc = buf.Long(plan.RingSrc);
+            if (plan.Which == LogitsSelection.LastValid) LastRows = buf.Long(plan.LastRows);
         }
         RopeCos = buf.Float(plan.RopeCos, dtype, b, t, 1, hd);
         RopeSin = buf.Float(plan.RopeSin, dtype, b, t, 1, hd);

@@ -35,6 +35,10 @@ public sealed class GriffinForCausalLM : nn.Module
 
     float[]? _invFreq;
 
+    /// <summary>Told "embed", "block{l}" and "head" as each part of a forward finishes — unlike a
+    /// trace it changes nothing in the pass (the step benchmark counts ops per layer with it).</summary>
+    public Action<string>? PartDone { get; set; }
+
     /// <summary>
     /// Derives what every forward pass would otherwise recompute from the weights (float32 norm
     /// gains, fused RG-LRU gate weights, −8·softplus(λ), conv taps, rotary frequencies). Call after
@@ -93,12 +97,14 @@ public sealed class GriffinForCausalLM : nn.Module
         var batch = new ForwardBatch(plan, trace);
         int b = plan.B, t = plan.T;
 
-        var x = model.EmbedTokens.Lookup(batch.Tokens).mul_(Config.EmbeddingScale);  // [B, T, D]
+        var x = model.EmbedTokens.Lookup(batch.Tokens).mul_(Config.EmbeddingScale).view(b, t, -1);  // [B, T, D]
         trace?.Invoke("embed.out", x);
+        PartDone?.Invoke("embed");
         for (int l = 0; l < Config.NumHiddenLayers; l++)
         {
             x = model.Layers[l].Forward(x, batch, l);
             trace?.Invoke($"block{l}.out", x);
+            PartDone?.Invoke($"block{l}");
         }
 
         if (batch.LastRows is { } last) x = x.view(b * t, -1).index_select(0, last).view(b, 1, -1);
@@ -108,7 +114,7 @@ public sealed class GriffinForCausalLM : nn.Module
         var cap = Config.LogitsSoftCap;
         var logits = Modules.Linear.Apply(z, model.EmbedTokens.Weight, null);
         if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);
-        if (cap > 0) logits = (logits / cap).tanh_().mul_(cap);
+        if (cap > 0) logits.div_(cap).tanh_().mul_(cap);   // logits is this pass's own tensor
         trace?.Invoke("logits", logits);
 
         for (int i = 0; i < b; i++) plan.State.Advance((int)plan.Slots[i], plan.Lengths[i]);

@@ -23,7 +23,7 @@ public sealed class GriffinState : IDisposable
     /// <summary>Per layer; null where the layer is a recurrent layer.</summary>
     internal Tensor?[] Keys { get; }
     internal Tensor?[] Values { get; }
-    /// <summary>Persistent views: h as [N, 1, H, L/H] blocks, the rings as [N·W, hd] rows.</summary>
+    /// <summary>Persistent views: h as [N, 1, H, L/H] blocks, the rings as [N·W, 1, hd] rows.</summary>
     internal Tensor?[] RnnBlocks { get; }
     internal Tensor?[] FlatKeys { get; }
     internal Tensor?[] FlatValues { get; }
@@ -50,8 +50,8 @@ public sealed class GriffinState : IDisposable
             {
                 Keys[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device).DetachFromDisposeScope();
                 Values[l] = zeros([capacity, config.AttentionWindowSize, config.HeadDim], dtype, device).DetachFromDisposeScope();
-                FlatKeys[l] = Keys[l]!.view(-1, config.HeadDim).DetachFromDisposeScope();
-                FlatValues[l] = Values[l]!.view(-1, config.HeadDim).DetachFromDisposeScope();
+                FlatKeys[l] = Keys[l]!.view(-1, 1, config.HeadDim).DetachFromDisposeScope();
+                FlatValues[l] = Values[l]!.view(-1, 1, config.HeadDim).DetachFromDisposeScope();
             }
         }
         _tokenCount = new long[capacity];

@@ -57,7 +57,12 @@ public sealed class StepBuffer : IDisposable
     {
         _length = 0;
         _device = null;
+        foreach (var t in _typed.Values) t.Dispose();
+        _typed.Clear();
     }
+
+    // The uploaded buffer converted once per dtype: a segment is then one slice (a view).
+    readonly Dictionary<ScalarType, Tensor> _typed = [];
 
     /// <summary>Makes room for n more values, so spans handed out after this stay valid.</summary>
     public void EnsureRoom(int n)
@@ -141,11 +146,27 @@ public sealed class StepBuffer : IDisposable
         return result;
     }
 
-    Tensor Slice(Segment s) => (_device ?? throw new InvalidOperationException("Upload the step buffer first")).narrow(0, s.Offset, s.Length);
+    Tensor Slice(Segment s, ScalarType dtype)
+    {
+        var all = _device ?? throw new InvalidOperationException("Upload the step buffer first");
+        if (dtype != ScalarType.Float64)
+        {
+            // Kept until the next Clear, outside any dispose scope: the forward's scope ends before the sampler's reads.
+            if (!_typed.TryGetValue(dtype, out var typed)) _typed[dtype] = typed = all.to(dtype).DetachFromDisposeScope();
+            all = typed;
+        }
+        return all.narrow(0, s.Offset, s.Length);
+    }
 
-    public Tensor Long(Segment s, params long[] shape) => Slice(s).to(ScalarType.Int64).view(shape);
-    public Tensor Float(Segment s, ScalarType dtype, params long[] shape) => Slice(s).to(dtype).view(shape);
-    public Tensor Bool(Segment s, params long[] shape) => Slice(s).ne(0.0).view(shape);
+    static Tensor Shaped(Tensor t, long[] shape) => shape.Length <= 1 ? t : t.view(shape);
 
-    public void Dispose() => _staging?.Dispose();
+    /// <summary>A segment as int64 (one shape: [length] when no shape is given).</summary>
+    public Tensor Long(Segment s, params long[] shape) => Shaped(Slice(s, ScalarType.Int64), shape);
+    public Tensor Float(Segment s, ScalarType dtype, params long[] shape) => Shaped(Slice(s, dtype), shape);
+
+    public void Dispose()
+    {
+        Clear();
+        _staging?.Dispose();
+    }
 }

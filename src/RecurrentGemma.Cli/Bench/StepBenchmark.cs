@@ -41,16 +41,16 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
         }
 
         sb.AppendLine();
-        sb.AppendLine(ci, $"Engine decode step of the tiny fixture model on {device.type.ToString().ToLowerInvariant()} (f32, temperature 1 with a seed, 300 new tokens per sequence; step time = engine busy time ÷ steps; {repeats} repeats):");
+        sb.AppendLine(ci, $"Engine decode step of the tiny fixture model on {device.type.ToString().ToLowerInvariant()} (f32, temperature 1 with a seed, 300 new tokens per sequence; step time = engine busy time ÷ steps; {repeats} repeats, each on a fresh engine):");
         sb.AppendLine();
-        sb.AppendLine("| sequences | step ms, median (min–max) | ops per engine step | host transfers per step |");
-        sb.AppendLine("|---|---|---|---|");
+        sb.AppendLine("| sequences | step ms, median (min–max) | ops per engine step | host transfers per step | page faults per step |");
+        sb.AppendLine("|---|---|---|---|---|");
         using var model = CheckpointLoader.Load(fixtureDir, new ModelLoadOptions { Device = device });
         foreach (int b in new[] { 1, 8 })
         {
-            var (times, ops, transfers) = EngineSteps(model, b);
+            var (times, ops, transfers, faults) = EngineSteps(model, b);
             times.Sort();
-            sb.AppendLine(ci, $"| {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} |");
+            sb.AppendLine(ci, $"| {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} | {faults:F1} |");
             progress.WriteLine($"[bench] engine batch {b}: {times[times.Count / 2]:F3} ms/step");
         }
         return sb.ToString();
@@ -69,12 +69,11 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
         using var state = model.CreateState(1);
         using (model.Forward([[2L, 3, 4, 5]], state, [0])) { }
         var marks = new List<(string Name, long At)>();
+        model.PartDone = name => marks.Add((name, Created));   // marks only: the pass is the one the engine runs
         long start = Created;
-        using (model.Forward([[6L]], state, [0], LogitsSelection.LastValid, (name, _) =>
-               {
-                   if (name is "embed.out" || name.StartsWith("block", StringComparison.Ordinal)) marks.Add((name, Created));
-               })) { }
+        using (model.Forward([[6L]], state, [0])) { }
         long end = Created;
+        model.PartDone = null;
         long setup = marks[0].At - start;
         var rec = new List<long>();
         var att = new List<long>();
@@ -86,28 +85,33 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
         return new OpCounts(setup, rec.Count > 0 ? rec.Average() : 0, att.Count > 0 ? att.Average() : 0, end - marks[^1].At, end - start);
     }
 
-    (List<double> StepMs, double OpsPerStep, string TransfersPerStep) EngineSteps(GriffinForCausalLM model, int batch)
+    /// <summary>Each repeat is a fresh engine (its own thread, calibration and memory), so the
+    /// range shows what a restart can change, not only step-to-step noise.</summary>
+    (List<double> StepMs, double OpsPerStep, string TransfersPerStep, double FaultsPerStep) EngineSteps(GriffinForCausalLM model, int batch)
     {
+        double faults = 0, ops = 0;
         var times = new List<double>();
-        double ops = 0;
         string transfers = "n/a";
-        var engine = new EngineClient(model, new EngineOptions { MaxSlots = batch + 1, MaxRunningSequences = batch, ParkFinishedStates = false });
-        try
+        for (int r = 0; r < repeats; r++)
         {
-            Run(engine, batch, 20);   // warm-up
-            for (int r = 0; r < repeats; r++)
+            var engine = new EngineClient(model, new EngineOptions { MaxSlots = batch + 1, MaxRunningSequences = batch, ParkFinishedStates = false });
+            try
             {
+                if (r == 0) progress.WriteLine($"[bench] engine threads: {engine.ThreadChoice}");
+                Run(engine, batch, 20);   // warm-up
                 var before = engine.Snapshot;
+                long faultsBefore = ProcessStats.PageFaults();
                 Run(engine, batch, 300);
                 var after = engine.Snapshot;
                 long steps = after.Steps - before.Steps;
                 times.Add((after.BusySeconds - before.BusySeconds) * 1000 / steps);
                 ops = (double)(after.TensorsCreated - before.TensorsCreated) / steps;
                 transfers = TransfersText(before, after, steps);
+                faults = (double)(ProcessStats.PageFaults() - faultsBefore) / steps;   // the whole process: engine and the readers
             }
+            finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
         }
-        finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
-        return (times, ops, transfers);
+        return (times, ops, transfers, faults);
     }
 
     static string TransfersText(EngineSnapshot before, EngineSnapshot after, long steps) =>

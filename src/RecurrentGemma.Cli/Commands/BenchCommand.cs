@@ -112,7 +112,7 @@ public static class BenchCommand
         var device = TorchDevices.Resolve(deviceName);
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite step --device {deviceName} --repeats {repeats}{(section != "step" ? $" --section {section}" : "")} --out docs/benchmarks.md`  ");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc tuning {MemoryTuning.Applied}.");
         sb.AppendLine();
         sb.AppendLine(new StepBenchmark(fixture, device, repeats, stderr).Run());
         stdout.WriteLine(sb);

@@ -39,13 +39,14 @@ public sealed class CausalConv1D : nn.Module
     /// <param name="historyRows">[B, K−1, L] window rows holding each row's last K−1 valid inputs
     /// (right-padded chunks); null when every row has T tokens.</param>
     /// <param name="newHistory">[B, K−1, L] the last K−1 valid inputs, to store back.</param>
+    /// <returns>[B, T, L], or [B, L] when T = 1 (the caller knows T; one view fewer per step).</returns>
     public Tensor Forward(Tensor u, Tensor history, Tensor? historyRows, out Tensor newHistory)
     {
         long t = u.shape[1];
         var window = cat([history, u], 1);                                   // [B, K−1+T, L]
         Tensor v = t == 1
-            ? (window * _taps!).sum(1, keepdim: true)                        // [B, 1, L]
-            : (window.unfold(1, _width, 1) * _tapsByChannel!).sum(-1);       // [B, T, L, K] → [B, T, L]
+            ? einsum("bkl,kl->bl", window, _taps!)                            // [B, L] (a decode step)
+            : einsum("btlk,lk->btl", window.unfold(1, _width, 1), _tapsByChannel!);   // windows [B, T, L, K]
         v.add_(bias);
         newHistory = historyRows is null ? window.narrow(1, t, _width - 1) : window.gather(1, historyRows);
         return v;

@@ -16,7 +16,8 @@ public sealed class Embedding : nn.Module
 
     public Tensor Weight => weight;
 
-    public Tensor Lookup(Tensor tokens) => weight.index_select(0, tokens.view(-1)).view([.. tokens.shape, weight.shape[1]]);
+    /// <summary>Rows of the table for flat token ids [N] → [N, D].</summary>
+    public Tensor Lookup(Tensor tokens) => weight.index_select(0, tokens);
 }
 
 /// <summary>The decoder stack, named as Hugging Face's <c>model.*</c> tensors.</summary>

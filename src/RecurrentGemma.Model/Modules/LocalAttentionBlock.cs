@@ -43,9 +43,9 @@ public sealed class LocalAttentionBlock : TemporalBlock
     {
         int b = batch.B, t = batch.T, hd = _headDim, nh = _heads;
         var trace = batch.Trace;
-        var qkv = _qkv.Forward(h);                                          // [B, T, (H+2)·hd]
-        var qk = qkv.narrow(-1, 0, (nh + 1L) * hd).view(b, t, nh + 1, hd);   // k is head H
-        var v = qkv.narrow(-1, (nh + 1L) * hd, hd);                          // [B, T, hd]
+        var qkv = _qkv.Forward(h).view(b, t, nh + 2, hd);                    // heads: H queries, k, v
+        var qk = qkv.narrow(2, 0, nh + 1);                                   // k is head H
+        var v = qkv.select(2, nh + 1);                                       // [B, T, hd]
         if (trace is not null)
         {
             trace($"layer{layer}.q_proj.out", qk.narrow(2, 0, nh).reshape(b, t, nh * hd));
@@ -75,24 +75,24 @@ public sealed class LocalAttentionBlock : TemporalBlock
         // One shared KV head: fold heads into rows, [B, T·H, hd] × [B, hd, S].
         var rows = q.reshape(b, (long)t * nh, hd);
         // (TorchSharp 0.107's baddbmm passes its arguments wrongly: bmm, then scale and mask in place.)
-        var scores = bmm(rows, keys.transpose(1, 2));
-        if (scores.dtype != ScalarType.Float32) scores = scores.to(ScalarType.Float32);
-        var probs = scores.mul_(_scale).add_(batch.MaskBias).softmax(-1);
+        // A bf16 model scales and masks in bf16 and takes the softmax in float32 (its dtype argument).
+        var probs = bmm(rows, keys.transpose(1, 2)).mul_(_scale).add_(batch.MaskBias).softmax(-1, ScalarType.Float32);
         if (probs.dtype != h.dtype) probs = probs.to(h.dtype);
         var attended = bmm(probs, values).view(b, t, nh * hd);
 
         // Now (not before) the chunk's own last W keys/values enter the ring.
-        var flatKeys = batch.State.FlatKeys[layer]!;                         // [N·W, hd] views
+        var flatKeys = batch.State.FlatKeys[layer]!;                         // [N·W, 1, hd] views
         var flatValues = batch.State.FlatValues[layer]!;
         if (batch.RingSrc is { } src)
         {
-            flatKeys.index_copy_(0, batch.RingDest, k.reshape(-1, hd).index_select(0, src));
-            flatValues.index_copy_(0, batch.RingDest, v.reshape(-1, hd).index_select(0, src));
+            flatKeys.index_copy_(0, batch.RingDest, k.reshape(-1, 1, hd).index_select(0, src));
+            flatValues.index_copy_(0, batch.RingDest, v.reshape(-1, 1, hd).index_select(0, src));
         }
         else
         {
-            flatKeys.index_copy_(0, batch.RingDest, k.reshape(-1, hd));
-            flatValues.index_copy_(0, batch.RingDest, v.reshape(-1, hd));
+            // Decode: row b's one key [1, hd] goes to ring row RingDest[b] as it is.
+            flatKeys.index_copy_(0, batch.RingDest, k);
+            flatValues.index_copy_(0, batch.RingDest, v);
         }
         return o_proj.Forward(attended);
     }

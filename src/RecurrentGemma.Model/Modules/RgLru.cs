@@ -50,13 +50,13 @@ public sealed class RgLru : nn.Module
         _negScale = (-8.0f * nn.functional.softplus(recurrent_param.to(ScalarType.Float32))).view(_blocks, _blockWidth).DetachFromDisposeScope();
     }
 
-    /// <param name="v">[B, T, L] conv outputs.</param>
+    /// <param name="v">[B, T, L] conv outputs ([B, L] for a decode step).</param>
     /// <param name="h0">[B, 1, H, L/H] float32 state before the chunk.</param>
     /// <param name="hLast">[B, 1, H, L/H] float32 state after each row's last valid token.</param>
     /// <returns>[B, T, L] float32 outputs (o_t = h_t).</returns>
     internal Tensor Forward(Tensor v, ForwardBatch batch, Tensor h0, out Tensor hLast)
     {
-        long b = v.shape[0], t = v.shape[1], l = v.shape[2];
+        long b = batch.B, t = batch.T, l = v.shape[^1];
         int bw = _blockWidth;
         var v32 = (v.dtype == ScalarType.Float32 ? v : v.to(ScalarType.Float32)).view(b, t, _blocks, bw);
         var g = einsum("bthi,hij->bthj", v32, _gates!).add_(_gateBias!).sigmoid_();   // [B, T, H, 2bw]
@@ -74,7 +74,7 @@ public sealed class RgLru : nn.Module
         var x = (v32 * gateX).mul_(multiplier);
 
         Tensor h;
-        if (t == 1) h = addcmul(x, a, h0, 1);
+        if (t == 1) h = x.addcmul_(a, h0, 1);                     // x is this step's own tensor
         else if (ParallelScan) h = Scan(x, a).addcmul_(a, h0, 1);   // h_t = x*_t + A_t·h0
         else h = Sequential(x, a, h0);
         hLast = t == 1 ? h : h.narrow(1, t - 1, 1);   // padding carries the last valid h to T−1

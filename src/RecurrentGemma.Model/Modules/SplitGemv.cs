@@ -23,24 +23,35 @@ public static class SplitGemv
         && weight.device_type == TorchSharp.DeviceType.CPU && weight.numel() >= MinElements
         && x.numel() / x.shape[^1] <= MaxRows;
 
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    /// <summary>Each weight's row blocks, cut once (views that live as long as the weight).</summary>
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor, Tensor?[][]> Parts = new();
+
+    static Tensor?[][] Cut(Tensor weight, Tensor? bias)
     {
         long outFeatures = weight.shape[0];
         int parts = (int)Math.Min(Environment.ProcessorCount, Math.Max(1, outFeatures / 1024));
         long size = (outFeatures + parts - 1) / parts;
-        var weights = new Tensor[parts];
-        var biases = new Tensor?[parts];
+        var cut = new Tensor?[2][] { new Tensor?[parts], new Tensor?[parts] };
         for (int p = 0; p < parts; p++)
         {
             long start = p * size, n = Math.Min(size, outFeatures - start);
-            weights[p] = weight.narrow(0, start, n);
-            biases[p] = bias?.narrow(0, start, n);
+            cut[0][p] = weight.narrow(0, start, n).DetachFromDisposeScope();
+            cut[1][p] = bias?.narrow(0, start, n).DetachFromDisposeScope();
         }
+        return cut;
+    }
+
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    {
+        var cut = Parts.GetValue(weight, w => Cut(w, bias));
+        var weights = cut[0];
+        var biases = cut[1];
+        int parts = weights.Length;
         // Results made on pool threads are outside the caller's dispose scope: freed here.
         var results = new Tensor[parts];
         try
         {
-            Parallel.For(0, parts, p => results[p] = nn.functional.linear(x, weights[p], biases[p]));
+            Parallel.For(0, parts, p => results[p] = nn.functional.linear(x, weights[p]!, biases[p]));
             return cat(results, -1);
         }
         finally
