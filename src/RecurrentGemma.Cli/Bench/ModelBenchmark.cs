@@ -5,19 +5,34 @@ using static TorchSharp.torch;
 
 namespace RecurrentGemma.Cli.Bench;
 
+/// <summary>A repeated measurement: its median and range.</summary>
+public sealed record Spread(double Median, double Min, double Max, int Count)
+{
+    public static Spread Of(IReadOnlyCollection<double> xs)
+    {
+        var s = xs.Order().ToList();
+        double median = s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+        return new Spread(median, s[0], s[^1], s.Count);
+    }
+    public Spread Map(Func<double, double> f) { double a = f(Min), b = f(Max); return new(f(Median), Math.Min(a, b), Math.Max(a, b), Count); }
+    public string Format(string f) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"{Median.ToString(f, System.Globalization.CultureInfo.InvariantCulture)} ({Min.ToString(f, System.Globalization.CultureInfo.InvariantCulture)}–{Max.ToString(f, System.Globalization.CultureInfo.InvariantCulture)})");
+}
+
 /// <summary>What one (shape, dtype) benchmark run measured.</summary>
 public sealed record ModelBenchResult(
     string Shape, string DType, long ParameterBytes, long StateBytesPerSequence,
     double RawReadSeconds, double FreshReadSeconds, double LoadSeconds,
-    int PrefillTokens, double PrefillTokensPerSecond,
-    IReadOnlyList<(int Batch, double TokensPerSecond, double StepMs)> Decode,
+    int PrefillTokens, Spread PrefillTokensPerSecond,
+    IReadOnlyList<(int Batch, Spread StepMs)> Decode,
     double StepMsAtShortContext, double StepMsAtLongContext, long ShortPosition, long LongPosition,
-    double CopyBandwidthGBs, double MemoryFloorMs)
+    double CopyBandwidthGBs, double MemoryFloorMs,
+    double PrefillFaultsPerToken, double DecodeFaultsPerStep, long RssAfterLoad, long PeakRss)
 {
     public double LoadRatio => LoadSeconds / RawReadSeconds;
     public double LoadRatioFresh => LoadSeconds / FreshReadSeconds;
     public double FlatnessRatio => StepMsAtLongContext / StepMsAtShortContext;
-    public double FloorRatio => Decode[0].StepMs / MemoryFloorMs;
+    public double FloorRatio => Decode[0].StepMs.Median / MemoryFloorMs;
 }
 
 /// <summary>
@@ -58,6 +73,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             Say($"load {load:F2} s");
         }
         finally { Directory.Delete(dir, recursive: true); }
+        var (rssAfterLoad, _) = ProcessStats.Memory();
 
         using (model)
         {
@@ -66,16 +82,26 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
 
             // 2. Prefill throughput (one chunk of T tokens, logits of the last position only).
             int prefillT = quick && big ? 128 : 512;
+            int prefillRepeats = quick ? 3 : 5;
             using (var warm = model.CreateState(1)) using (model.Forward([RandomIds(16)], warm, [0])) { }
-            double prefillSeconds;
-            using (var state = model.CreateState(1))
-                prefillSeconds = Time(() => { using var _ = model.Forward([RandomIds(prefillT)], state, [0]); });
-            Say($"prefill {prefillT} tokens: {prefillT / prefillSeconds:F1} tok/s");
+            var prefillRates = new List<double>();
+            long prefillFaults = 0;
+            for (int r = 0; r < prefillRepeats; r++)
+            {
+                using var state = model.CreateState(1);
+                var ids = RandomIds(prefillT);
+                long f0 = ProcessStats.PageFaults();
+                prefillRates.Add(prefillT / Time(() => { using var _ = model.Forward([ids], state, [0]); }));
+                prefillFaults += ProcessStats.PageFaults() - f0;
+            }
+            var prefill = Spread.Of(prefillRates);
+            Say($"prefill {prefillT} tokens: {prefill.Format("F1")} tok/s, {(double)prefillFaults / prefillRepeats / prefillT:F1} page faults per token");
 
             // 3. Batched decode: every sequence one token per step.
             int[] batches = [1, 4, 16, 64];
-            int steps = big ? (quick ? 2 : 3) : (quick ? 10 : 40);
-            var decode = new List<(int, double, double)>();
+            int steps = big ? (quick ? 3 : 7) : (quick ? 10 : 40);
+            var decode = new List<(int, Spread)>();
+            double decodeFaults = 0;
             using (var state = model.CreateState(batches.Max()))
             {
                 foreach (var b in batches)
@@ -85,14 +111,16 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
                     using (model.Forward(Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(8)).ToList(), state, slots)) { }
                     using (model.Forward(Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList(), state, slots)) { } // warm-up
                     var times = new List<double>();
+                    long f0 = ProcessStats.PageFaults();
                     for (int s = 0; s < steps; s++)
                     {
                         var next = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList();
-                        times.Add(Time(() => { using var _ = model.Forward(next, state, slots); }));
+                        times.Add(Time(() => { using var _ = model.Forward(next, state, slots); }) * 1000);
                     }
-                    double step = Median(times);
-                    decode.Add((b, b / step, step * 1000));
-                    Say($"decode batch {b}: {b / step:F2} tok/s ({step * 1000:F1} ms/step)");
+                    if (b == 1) decodeFaults = (double)(ProcessStats.PageFaults() - f0) / steps;
+                    var step = Spread.Of(times);
+                    decode.Add((b, step));
+                    Say($"decode batch {b}: {b * 1000 / step.Median:F2} tok/s ({step.Format("F1")} ms/step)");
                 }
             }
 
@@ -105,9 +133,10 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             double floorMs = model.ParameterBytes / bandwidth * 1000;
             Say($"copy bandwidth {bandwidth / 1e9:F1} GB/s → floor {floorMs:F1} ms/token");
 
+            var (_, peak) = ProcessStats.Memory();
             return new ModelBenchResult(shapeName, dt, model.ParameterBytes, GriffinState.BytesPerSequence(config, dtype),
-                rawRead, freshRead, load, prefillT, prefillT / prefillSeconds, decode, shortMs, longMs, ShortPosition, LongPosition,
-                bandwidth / 1e9, floorMs);
+                rawRead, freshRead, load, prefillT, prefill, decode, shortMs, longMs, ShortPosition, LongPosition,
+                bandwidth / 1e9, floorMs, (double)prefillFaults / prefillRepeats / prefillT, decodeFaults, rssAfterLoad, peak);
         }
     }
 
@@ -139,7 +168,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
         var times = new List<double>();
         for (int s = 0; s < Math.Max(steps, 3) + 1; s++)
             times.Add(Time(() => { using var _ = model.Forward([new long[] { 5 }], state, [0]); }));
-        return Median(times.Skip(1).ToList()) * 1000;
+        return Spread.Of(times.Skip(1).ToList()).Median * 1000;
     }
 
     static double CopyBandwidth()
@@ -184,12 +213,6 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
         var clock = Stopwatch.StartNew();
         action();
         return clock.Elapsed.TotalSeconds;
-    }
-
-    static double Median(IList<double> xs)
-    {
-        var s = xs.Order().ToList();
-        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 
     void Say(string line) => progress.WriteLine($"[bench] {line}");
