@@ -171,7 +171,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
         return Spread.Of(times.Skip(1).ToList()).Median * 1000;
     }
 
-    static double CopyBandwidth()
+    public static double CopyBandwidth()
     {
         using var a = empty(256L << 20, ScalarType.Float32).fill_(1);   // 1 GiB
         using var b = empty(256L << 20, ScalarType.Float32).fill_(2);

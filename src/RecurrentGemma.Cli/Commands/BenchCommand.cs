@@ -36,7 +36,8 @@ public static class BenchCommand
         }
         if (suite == "engine") return RunEngine(args, stdout, stderr);
         if (suite == "step") return RunStep(args, stdout, stderr);
-        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, engine or step, got '{suite}'");
+        if (suite == "profile") return RunProfile(args, stdout, stderr);
+        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, engine, step or profile, got '{suite}'");
 
         var shapes = (args.Get("shape") ?? "all") switch
         {
@@ -98,6 +99,25 @@ public static class BenchCommand
         }
         stdout.WriteLine(sb);
         if (output is not null) WriteSection(output, "engine", sb.ToString());
+        return Task.FromResult(0);
+    }
+
+    static Task<int> RunProfile(CliArgs args, TextWriter stdout, TextWriter stderr)
+    {
+        var dtypes = (args.Get("dtype") ?? "all") switch { "all" => new[] { ScalarType.BFloat16, ScalarType.Float32 }, var d => [TorchDevices.ParseDType(d)] };
+        int steps = args.Int("steps", 9);
+        var output = args.Get("out");
+        args.EnsureAllRead();
+        double bandwidth = ModelBenchmark.CopyBandwidth();
+        var sb = new StringBuilder();
+        sb.AppendLine("## Where a 2B batch-1 decode step goes (issue #9)");
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite profile --steps {steps}{(dtypes.Length == 1 ? $" --dtype {(dtypes[0] == ScalarType.BFloat16 ? "bf16" : "f32")}" : "")} --out docs/benchmarks.md`  ");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, copy bandwidth {bandwidth / 1e9:F1} GB/s (read + write, best of 4), malloc tuning {MemoryTuning.Applied}; random weights. Floor = the part's weight bytes ÷ that bandwidth.");
+        sb.AppendLine();
+        foreach (var dtype in dtypes) sb.AppendLine(new DecodeProfile("2b", GriffinConfig.RecurrentGemma2B, dtype, steps, stderr).Run(bandwidth));
+        stdout.WriteLine(sb);
+        if (output is not null) WriteSection(output, "profile", sb.ToString());
         return Task.FromResult(0);
     }
 
