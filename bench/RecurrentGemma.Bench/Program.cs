@@ -4,6 +4,7 @@ namespace RecurrentGemma.Bench;
 /// HTTP/SSE benchmark of the server against the engine alone, on a random-weight model.
 /// dotnet run -c Release --project bench/RecurrentGemma.Bench -- [--tokens 48] [--out docs/benchmarks.md]
 /// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --loaders [--out docs/benchmarks.md]
+/// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --charts [--images docs/images] [--out docs/benchmarks.md]
 /// </summary>
 public static class BenchProgram
 {
@@ -11,17 +12,21 @@ public static class BenchProgram
     {
         int tokens = 48;
         string? output = null;
-        bool loaders = false;
+        bool loaders = false, charts = false;
+        string images = "docs/images";
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--tokens" && i + 1 < args.Length) tokens = int.Parse(args[++i]);
             else if (args[i] == "--out" && i + 1 < args.Length) output = args[++i];
             else if (args[i] == "--loaders") loaders = true;
+            else if (args[i] == "--charts") charts = true;
+            else if (args[i] == "--images" && i + 1 < args.Length) images = args[++i];
             else { Console.Error.WriteLine($"unknown argument {args[i]}"); return 2; }
         }
-        var report = loaders ? LoaderBenchmark.Run(Console.Error) : await HttpBenchmark.RunAsync(tokens, Console.Error);
+        RecurrentGemma.Model.MemoryTuning.Apply();
+        var report = charts ? Charts.Run(images, Console.Error) : loaders ? LoaderBenchmark.Run(Console.Error) : await HttpBenchmark.RunAsync(tokens, Console.Error);
         Console.WriteLine(report);
-        if (output is not null) Cli.Commands.BenchCommand.WriteSection(output, loaders ? "loaders" : "http", report);
+        if (output is not null) Cli.Commands.BenchCommand.WriteSection(output, charts ? "charts" : loaders ? "loaders" : "http", report);
         return 0;
     }
 }

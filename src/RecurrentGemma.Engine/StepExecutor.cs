@@ -25,21 +25,21 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     public double SamplerSeconds { get; private set; }
     public long Forwards { get; private set; }
 
-    int _allThreads, _decodeThreads, _current;
+    int _allThreads, _singleThreadUpTo, _current;
     public string ThreadChoice { get; private set; } = "";
 
     /// <summary>Measures the thread count for decode steps (<see cref="ThreadCalibration"/>).</summary>
     public void Calibrate()
     {
         _allThreads = _current = ThreadCalibration.AllThreads;
-        _decodeThreads = ThreadCalibration.DecodeThreads(model, out var reason);
-        ThreadChoice = $"decode on {_decodeThreads} thread(s): {reason}";
+        _singleThreadUpTo = ThreadCalibration.SingleThreadUpTo(model, out var reason);
+        ThreadChoice = $"decode: {reason}";
     }
 
-    void UseThreads(bool decode)
+    void UseThreads(bool decode, int rows)
     {
         if (_allThreads == 0) return;
-        int want = decode ? _decodeThreads : _allThreads;
+        int want = decode && rows <= _singleThreadUpTo ? 1 : _allThreads;
         if (want != _current) { set_num_threads(want); _current = want; }
     }
 
@@ -49,7 +49,7 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         IReadOnlyList<SamplingRow> samples, int[]? logitRows = null)
     {
         _buffer.Clear();
-        UseThreads(decode: tokens.All(t => t.Count == 1));
+        UseThreads(decode: tokens.All(t => t.Count == 1), tokens.Count);
         _forward = model.Plan(_buffer, state, tokens, slots);
         _rows = samples;
         _sampler = samples.Count > 0 ? Sampler.Plan(_buffer, samples, model.Config.VocabSize, logitRows) : null;

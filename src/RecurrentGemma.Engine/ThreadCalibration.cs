@@ -5,36 +5,40 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Engine;
 
 /// <summary>
-/// How many CPU threads a decode step should use, decided by measurement at engine start. On a
-/// small model each op is microseconds of work and waking the other cores costs more than it
-/// saves (the tiny fixture's decode step: 2.2 ms with 2 threads, 1.2 ms with 1 — docs/benchmarks.md);
-/// on a large one the matmuls need every core. So the engine times a few batch-1 decode steps
-/// on a scratch state with one thread and with all, and keeps the faster for decode; prefill
-/// always uses every thread. Skipped (all threads) on a GPU, or when a step is so long that
-/// dispatch cannot matter.
+/// Up to which decode batch size one CPU thread beats all of them, decided by measurement at
+/// engine start. On a small model each op is microseconds of work and waking the other cores
+/// costs more than it saves (the tiny fixture's decode step: 2.2 ms with 2 threads, 1.2 ms with
+/// 1 — docs/benchmarks.md); more rows per step, or a larger model, make the matmuls worth
+/// splitting. So the engine times decode steps at batch 1, 2, 4, … 16 on a scratch state with one
+/// thread and with all, and stops at the first batch where all threads win. Prefill always uses
+/// every thread. Skipped on a GPU, or when a batch-1 step is so long that dispatch cannot matter.
 /// </summary>
 internal static class ThreadCalibration
 {
     /// <summary>Decode steps longer than this are dominated by compute: no calibration.</summary>
     const double DispatchBoundMs = 20;
+    const int LargestBatch = 16;
 
     /// <summary>The process's intra-op thread count before any engine changed it.</summary>
     public static int AllThreads { get; } = get_num_threads();
 
-    public static int DecodeThreads(GriffinForCausalLM model, out string reason)
+    /// <returns>the largest decode batch to run on one thread (0: always all threads).</returns>
+    public static int SingleThreadUpTo(GriffinForCausalLM model, out string reason)
     {
         int all = AllThreads;
-        if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1) { reason = "not calibrated (GPU or one thread)"; return all; }
-        using var state = model.CreateState(1);
-        using (model.Forward([[2L, 3, 4, 5]], state, [0])) { }
-        double Time(int threads)
+        if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1) { reason = "all threads (GPU or one thread: not calibrated)"; return 0; }
+        using var state = model.CreateState(LargestBatch);
+        var slots = Enumerable.Range(0, LargestBatch).Select(i => (long)i).ToArray();
+        using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)new long[] { 2, 3, 4, 5 }).ToList(), state, slots)) { }
+        double Time(int threads, int batch)
         {
             set_num_threads(threads);
+            var rows = Enumerable.Range(0, batch).Select(i => (IReadOnlyList<long>)new long[] { 6 + i }).ToList();
             var times = new List<double>();
             for (int i = 0; i < 5; i++)
             {
                 var clock = Stopwatch.StartNew();
-                using (model.Forward([[(long)(6 + i)]], state, [0])) { }
+                using (model.Forward(rows, state, slots[..batch])) { }
                 times.Add(clock.Elapsed.TotalMilliseconds);
             }
             times.Sort();
@@ -42,12 +46,19 @@ internal static class ThreadCalibration
         }
         try
         {
-            double many = Time(all);
-            if (many > DispatchBoundMs) { reason = $"{all} threads (a decode step takes {many:F0} ms: compute-bound)"; return all; }
-            double one = Time(1);
-            many = Math.Min(many, Time(all));
-            reason = $"decode step {one:F2} ms with 1 thread vs {many:F2} ms with {all}";
-            return one < many ? 1 : all;
+            Time(all, 1);   // warm-up
+            if (Time(all, 1) > DispatchBoundMs) { reason = $"all threads (a batch-1 decode step takes over {DispatchBoundMs} ms: compute-bound)"; return 0; }
+            int upTo = 0;
+            var seen = new List<string>();
+            for (int batch = 1; batch <= LargestBatch; batch *= 2)
+            {
+                double one = Time(1, batch), many = Time(all, batch);
+                seen.Add($"b{batch} {one:F2}/{many:F2} ms");
+                if (one >= many) break;
+                upTo = batch;
+            }
+            reason = $"one thread up to batch {upTo} (1 vs {all} threads: {string.Join(", ", seen)})";
+            return upTo;
         }
         finally { set_num_threads(all); }
     }
