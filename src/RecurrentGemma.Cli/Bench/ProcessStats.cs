@@ -33,7 +33,7 @@ public static class ProcessStats
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
         return (rss, peak);
-        static long Kb(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        static long Kb(string line) => long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
     }
 
     /// <summary>Seconds per GiB to first-touch fresh memory, and to touch it again (reused).</summary>
