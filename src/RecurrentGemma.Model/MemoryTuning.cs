@@ -18,6 +18,21 @@ public static class MemoryTuning
     [DllImport("libc", EntryPoint = "mallopt")]
     static extern int Mallopt(int param, int value);
 
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    static extern int MallocTrim(nuint pad);
+
+    /// <summary>
+    /// Hands the heap's free memory back to the kernel once, after a phase that freed a lot of it
+    /// (a checkpoint load's staging buffers): with trimming off, it would otherwise stay resident
+    /// for the life of the process. Steps then reuse what they keep.
+    /// </summary>
+    public static void ReleaseFreeMemory()
+    {
+        if (!Applied) return;
+        try { MallocTrim(0); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
     public static bool Applied { get; private set; }
 
     public static bool Apply()

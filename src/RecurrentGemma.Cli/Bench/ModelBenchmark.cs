@@ -63,6 +63,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
                 SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), random.NamedTensors());
             }
             File.WriteAllText(Path.Combine(dir, "config.json"), ConfigJson(config));
+            MemoryTuning.ReleaseFreeMemory();   // the random model is gone: measure the load from here
             rawRead = Time(() => ReadAllBytes(Path.Combine(dir, "model.safetensors")));     // warms the page cache too
             rawRead = Math.Min(rawRead, Time(() => ReadAllBytes(Path.Combine(dir, "model.safetensors"))));
             freshRead = Time(() => ReadIntoFreshMemory(Path.Combine(dir, "model.safetensors")));

@@ -151,5 +151,6 @@ public static class CheckpointLoader
             foreach (var f in opened) f.Dispose();
         }
         model.Prepare();
+        MemoryTuning.ReleaseFreeMemory();   // staging buffers of converted tensors go back
     }
 }
