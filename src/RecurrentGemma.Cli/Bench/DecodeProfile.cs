@@ -35,8 +35,10 @@ public sealed class DecodeProfile(string shapeName, GriffinConfig config, Scalar
             last = now;
         };
         var totals = new List<double>();
+        long faults0 = 0;
         for (int s = 0; s < steps + 1; s++)
         {
+            if (s == 1) faults0 = ProcessStats.PageFaults();
             clock.Restart(); last = 0;
             using (model.Forward([[(long)(10 + s)]], state, [0])) { }
             double total = clock.Elapsed.TotalMilliseconds;
@@ -45,6 +47,7 @@ public sealed class DecodeProfile(string shapeName, GriffinConfig config, Scalar
             totals.Add(total);
         }
         model.PartDone = null;
+        double faultsPerStep = (double)(ProcessStats.PageFaults() - faults0) / steps;
 
         // Weight bytes per part (the tied head reads the embedding table; the embedding lookup reads rows only).
         long Bytes(string prefix) => model.NamedTensors().Where(t => t.Name.StartsWith(prefix, StringComparison.Ordinal)).Sum(t => t.Tensor.numel() * t.Tensor.ElementSize);
@@ -64,7 +67,7 @@ public sealed class DecodeProfile(string shapeName, GriffinConfig config, Scalar
         var sb = new StringBuilder();
         double step = Median(totals);
         long allBytes = model.ParameterBytes;
-        sb.AppendLine(ci, $"**{shapeName} {dt}**, batch-1 decode step {step:F1} ms (median of {steps}) vs memory floor {allBytes / bandwidthBytesPerSecond * 1000:F1} ms ({step / (allBytes / bandwidthBytesPerSecond * 1000):F2}×):");
+        sb.AppendLine(ci, $"**{shapeName} {dt}**, batch-1 decode step {step:F1} ms (median of {steps}) vs memory floor {allBytes / bandwidthBytesPerSecond * 1000:F1} ms ({step / (allBytes / bandwidthBytesPerSecond * 1000):F2}×), {faultsPerStep:F0} page faults per step:");
         sb.AppendLine();
         sb.AppendLine("| part | count | ms each | weight MB each | floor ms each | ÷ floor | share of the step |");
         sb.AppendLine("|---|---|---|---|---|---|---|");
