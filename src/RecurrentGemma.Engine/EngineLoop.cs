@@ -68,7 +68,7 @@ internal sealed partial class EngineLoop
         {
             var (slots, reason) = _options.ResolveSlots(GriffinState.BytesPerSequence(_model.Config, _model.DType), DeviceMemory.Query(_model.Device));
             SlotSizing = reason;
-            _store = new StateStore(_model, slots);
+            _store = new StateStore(_model, slots, _options.ParkedCapFor(slots));
             _executor = new StepExecutor(_model);
             if (_options.CalibrateThreads) _executor.Calibrate();
             ThreadChoice = _executor.ThreadChoice;

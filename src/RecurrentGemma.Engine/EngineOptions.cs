@@ -26,6 +26,18 @@ public sealed record EngineOptions
     public bool ParkFinishedStates { get; init; } = true;
     /// <summary>At start, time decode steps with one CPU thread and with all, and decode with the faster.</summary>
     public bool CalibrateThreads { get; init; } = true;
+    /// <summary>Parked states one API key may hold; its oldest is dropped beyond that. Null: half
+    /// the pool; 0: no limit. Requests without a key share one owner, which is not capped (it is
+    /// one principal). The server binds it from Sessions:MaxParkedPerOwner.</summary>
+    public int? MaxParkedPerOwner { get; init; }
+
+    /// <summary>The per-owner parked-state cap for a pool of this many slots (0: none).</summary>
+    public int ParkedCapFor(int slots) => MaxParkedPerOwner switch
+    {
+        null => Math.Max(1, slots / 2),
+        < 0 => throw new ArgumentException("Sessions:MaxParkedPerOwner must be 0 (no limit) or positive"),
+        var n => n.Value,
+    };
     /// <summary>Also park a copy of the state at the end of each prompt (the turn boundary).</summary>
     public bool SnapshotAtPromptEnd { get; init; } = true;
 

@@ -22,6 +22,7 @@ internal sealed class StateStore : IDisposable
 
     readonly Stack<int> _free;
     readonly List<ParkedState> _parked = [];
+    readonly int _maxParkedPerOwner;
     long _clock;
 
     public GriffinState State { get; }
@@ -33,8 +34,11 @@ internal sealed class StateStore : IDisposable
     public long SessionHits { get; private set; }
     public long ReusedTokens { get; private set; }
 
-    public StateStore(GriffinForCausalLM model, int capacity)
+    /// <param name="maxParkedPerOwner">Parked states one owner may hold; 0: no limit. The shared
+    /// owner of requests without an API key (null) is not capped.</param>
+    public StateStore(GriffinForCausalLM model, int capacity, int maxParkedPerOwner = 0)
     {
+        _maxParkedPerOwner = Math.Max(0, maxParkedPerOwner);
         State = model.CreateState(capacity);
         _free = new Stack<int>(Enumerable.Range(0, capacity).Reverse());
     }
@@ -49,10 +53,10 @@ internal sealed class StateStore : IDisposable
         if (_free.Count > 0) slot = _free.Pop();
         else if (_parked.Count > 0)
         {
-            var lru = _parked.MinBy(p => p.LastUsed)!;
-            _parked.Remove(lru);
+            var victim = Victim();
+            _parked.Remove(victim);
             Evictions++;
-            slot = lru.Slot;
+            slot = victim.Slot;
         }
         else return null;
         State.Reset(slot);   // a used state fed position 0 is not clean (docs/model.md, "Decode state")
@@ -60,6 +64,16 @@ internal sealed class StateStore : IDisposable
     }
 
     public void Release(int slot) => _free.Push(slot);
+
+    /// <summary>The least recently used parked state of the owner holding the most parked states.</summary>
+    ParkedState Victim()
+    {
+        var biggest = _parked.GroupBy(p => p.Owner).MaxBy(g => (g.Count(), -g.Min(p => p.LastUsed)))!;
+        return biggest.MinBy(p => p.LastUsed)!;
+    }
+
+    /// <summary>How many parked states an owner holds now.</summary>
+    public int ParkedBy(string? owner) => _parked.Count(p => p.Owner == owner);
 
     /// <summary>The parked state this prompt can continue from, if any (the longest).</summary>
     public ParkedState? FindMatch(IReadOnlyList<int> prompt, string? sessionId, string? owner)
@@ -89,9 +103,16 @@ internal sealed class StateStore : IDisposable
     {
         if (tokens.Count == 0) { Release(slot); return; }
         _parked.Add(new ParkedState(slot, [.. tokens], sessionId, owner) { LastUsed = ++_clock });
-        if (sessionId is null) return;
-        var same = _parked.Where(p => p.SessionId == sessionId && p.Owner == owner).OrderByDescending(p => p.LastUsed).Skip(PerSession).ToList();
-        foreach (var old in same) { _parked.Remove(old); Release(old.Slot); }
+        if (sessionId is not null)
+        {
+            var same = _parked.Where(p => p.SessionId == sessionId && p.Owner == owner).OrderByDescending(p => p.LastUsed).Skip(PerSession).ToList();
+            foreach (var old in same) { _parked.Remove(old); Release(old.Slot); }
+        }
+        if (_maxParkedPerOwner > 0 && owner is not null)
+        {
+            var over = _parked.Where(p => p.Owner == owner).OrderByDescending(p => p.LastUsed).Skip(_maxParkedPerOwner).ToList();
+            foreach (var old in over) { _parked.Remove(old); Release(old.Slot); Evictions++; }
+        }
     }
 
     /// <summary>Parks a copy of a running slot (the turn-boundary snapshot), if a slot can be had.</summary>
@@ -103,8 +124,6 @@ internal sealed class StateStore : IDisposable
         Park(slot, tokens, sessionId, owner);
         return true;
     }
-
-    public IReadOnlyList<ParkedState> Parked => _parked;
 
     static bool IsPrefix(int[] prefix, IReadOnlyList<int> of)
     {

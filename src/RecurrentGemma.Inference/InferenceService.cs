@@ -10,8 +10,9 @@ namespace RecurrentGemma.Inference;
 /// at once. Errors are typed: <see cref="InvalidRequestException"/>, the engine's
 /// <see cref="EngineOverloadedException"/> and <see cref="ContextTooLongException"/>.
 /// </summary>
-public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokenizer, string modelId)
+public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokenizer, string modelId, InferenceOptions? options = null)
 {
+    readonly InferenceOptions _options = options ?? new();
     readonly GeneratedTextCache _generated = new(capacity: 1024);
 
     public string ModelId { get; } = modelId;
@@ -21,6 +22,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
     /// <summary>Token ids the model reads for this request (BOS first).</summary>
     public List<int> PromptTokens(TextGenerationRequest request)
     {
+        CheckTextSize(request);
         if (request.Messages is { } messages)
         {
             try
@@ -32,6 +34,25 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         }
         if (request.Prompt is null) throw new InvalidRequestException("prompt is required", "prompt");
         return Tokenizer.EncodeWithBos(request.Prompt);
+    }
+
+    /// <summary>
+    /// Refuses, before tokenizing, a prompt whose text is provably over the token limit: one
+    /// token covers at most <see cref="GemmaTokenizer.MaxTokenBytes"/> bytes of text, so more
+    /// bytes than limit × that must give more tokens than the limit. Never refuses a prompt
+    /// that would fit; spares the tokenizer megabytes it would only count to refuse.
+    /// </summary>
+    void CheckTextSize(TextGenerationRequest request)
+    {
+        if (_options.MaxPromptTokens is not { } max) return;
+        long bytes = request.Messages is { } messages
+            ? messages.Sum(m => (long)System.Text.Encoding.UTF8.GetByteCount(m.Content ?? "") + (m.Parts?.Sum(p => System.Text.Encoding.UTF8.GetByteCount(p.Text ?? "")) ?? 0))
+            : System.Text.Encoding.UTF8.GetByteCount(request.Prompt ?? "");
+        long bound = (long)max * Tokenizer.MaxTokenBytes;
+        if (bytes > bound)
+            throw new InvalidRequestException(
+                $"This model's maximum prompt length is {max} tokens, but the request's text ({bytes} bytes) is longer than any prompt of that many tokens.",
+                request.Messages is null ? "prompt" : "messages", "context_length_exceeded");
     }
 
     /// <summary>
@@ -47,7 +68,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         {
             ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.StartOfTurn}{role}\n"));
             if (role == "model" && _generated.TryGet(owner, text, out var sampled)) ids.AddRange(sampled);
-            else ids.AddRange(Tokenizer.Encode(text));
+            else ids.AddRange(_options.AllowSpecialTokensInContent ? Tokenizer.Encode(text) : Tokenizer.EncodeContent(text));
             ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.EndOfTurn}\n"));
         }
         ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.StartOfTurn}model\n"));
@@ -114,6 +135,17 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         var (token, bytes) = Text(lp.TokenId);
         return new TokenLogprobText(token, bytes, lp.Logprob, lp.Top.Select(t => { var (s, b) = Text(t.TokenId); return (s, b, t.Logprob); }).ToList());
     }
+}
+
+/// <summary>How the inference layer treats text.</summary>
+public sealed record InferenceOptions
+{
+    /// <summary>Tokenize message content as raw SentencePiece does, so a turn marker typed in a
+    /// message becomes a real marker (off by default: a user could forge a model turn). Raw
+    /// completions prompts always keep raw behaviour.</summary>
+    public bool AllowSpecialTokensInContent { get; init; }
+    /// <summary>The engine's prompt limit, for the early size check; null: no early check.</summary>
+    public int? MaxPromptTokens { get; init; }
 }
 
 /// <summary>

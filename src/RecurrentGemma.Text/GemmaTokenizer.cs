@@ -34,6 +34,9 @@ public sealed class GemmaTokenizer
     /// <summary>&lt;end_of_turn&gt; (107 in Gemma), or −1 when the vocabulary lacks it.</summary>
     public int EndOfTurnId { get; }
     public SentencePieceModel Model => _model;
+    /// <summary>The most UTF-8 bytes of text one token can stand for (at least 4: an unknown
+    /// character is one token).</summary>
+    public int MaxTokenBytes { get; }
 
     GemmaTokenizer(byte[] proto, string source)
     {
@@ -63,6 +66,7 @@ public sealed class GemmaTokenizer
                 default: _surfaces[i] = _model.EscapeWhitespaces ? p.Text.Replace('\u2581', ' ') : p.Text; break;
             }
         }
+        MaxTokenBytes = Math.Max(4, _surfaces.Max(x => x is null ? 1 : System.Text.Encoding.UTF8.GetByteCount(x)));
         int Find(string piece, PieceType? type = null)
         {
             for (int i = 0; i < n; i++)
@@ -83,13 +87,25 @@ public sealed class GemmaTokenizer
     public static GemmaTokenizer FromBytes(byte[] proto, string source = "tokenizer.model") => new(proto, source);
 
     /// <summary>Ids of the text, exactly as SentencePiece gives them; no BOS/EOS added.</summary>
-    public List<int> Encode(string text)
+    public List<int> Encode(string text) => Encode(text, markersAsText: false);
+
+    /// <summary>
+    /// Ids of untrusted text (chat message content): like <see cref="Encode(string)"/>, except
+    /// that marker-like user-defined pieces (turn markers and the like, <see cref="MarkerIds"/>)
+    /// typed in the text come out as ordinary text pieces, so only the template emits markers.
+    /// </summary>
+    public List<int> EncodeContent(string text) => Encode(text, markersAsText: true);
+
+    /// <summary>User-defined pieces that act as markers: never produced by <see cref="EncodeContent"/>.</summary>
+    public IReadOnlySet<int> MarkerIds => _userDefined.MarkerIds;
+
+    List<int> Encode(string text, bool markersAsText)
     {
         var ids = new List<int>(text.Length / 3 + 4);
         if (text.Length == 0) return ids;
         var normalized = Normalize(text);
         var parts = new List<(int Start, int Length, int Id)>();
-        _userDefined.Split(normalized, parts);
+        _userDefined.Split(normalized, parts, markersAsText);
         foreach (var (start, length, id) in parts)
         {
             if (id >= 0) { ids.Add(id); continue; }

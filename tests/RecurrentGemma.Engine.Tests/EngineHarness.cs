@@ -30,7 +30,21 @@ public static class EngineHarness
     public static EngineClient NewEngine(EngineOptions? options = null, string fixture = "tiny") =>
         new(FixtureModel(fixture), options ?? new EngineOptions { MaxSlots = 16 });
 
+    /// <summary>How long one request may take before a test fails with a timeout instead of hanging.</summary>
+    public static readonly TimeSpan CollectTimeout = TimeSpan.FromSeconds(120);
+
     public static async Task<RunResult> Collect(RequestHandle handle, int n = 1, CancellationToken ct = default)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        limit.CancelAfter(CollectTimeout);
+        try { return await CollectUnbounded(handle, n, limit.Token); }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"request {handle.Id} did not finish within {CollectTimeout.TotalSeconds} s (a deadlock?)");
+        }
+    }
+
+    static async Task<RunResult> CollectUnbounded(RequestHandle handle, int n, CancellationToken ct)
     {
         var r = new RunResult
         {

@@ -16,9 +16,9 @@ public class SamplerTests
         return e.Select(x => x / s).ToArray();
     }
 
-    static float[] Distribution(SamplingParams p, int[]? prompt = null, int[]? generated = null)
+    static float[] Distribution(SamplingParams p, int[]? prompt = null, int[]? generated = null, float[]? values = null)
     {
-        using var logits = tensor(Logits).unsqueeze(0);
+        using var logits = tensor(values ?? Logits).unsqueeze(0);
         var row = new SamplingRow(p, 0.5, prompt ?? [], generated ?? [], 0, false);
         return Sampler.DistributionsOnce(logits, [row])[0];
     }
@@ -55,6 +55,20 @@ public class SamplerTests
         var p = Softmax(Logits.Select(x => (double)x));
         var keep = p.Select(x => x >= 0.3 * p.Max()).ToArray();   // keeps 2.0 and 1.0 (0.207/0.563 = 0.37)
         Near(Softmax(Logits.Select((x, i) => keep[i] ? x : double.NegativeInfinity)), Distribution(new SamplingParams { MinP = 0.3f }));
+    }
+
+    [Fact]
+    public void Min_p_keeps_a_token_exactly_at_the_threshold_and_min_p_one_keeps_the_top()
+    {
+        // Tied logits give exactly equal probabilities: with min_p = 1 the threshold is exactly
+        // the top probability, so every tied top token stays (p >= threshold, not p > threshold).
+        Near([0.5, 0.5, 0, 0], Distribution(new SamplingParams { MinP = 1f }, values: [1f, 1f, 0f, -3f]));
+        // min_p = 1 keeps the single most likely token, never nothing.
+        Near([1, 0, 0, 0, 0], Distribution(new SamplingParams { MinP = 1f }));
+        // With sampling on top, the kept token is the one drawn.
+        using var logits = tensor(Logits).unsqueeze(0);
+        var row = new SamplingRow(new SamplingParams { MinP = 1f, Temperature = 1.5f }, 0.999, [], [], 0, false);
+        Assert.Equal(0, Sampler.SampleOnce(logits, [row]).Tokens[0]);
     }
 
     [Fact]

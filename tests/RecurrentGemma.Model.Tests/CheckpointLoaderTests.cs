@@ -49,6 +49,45 @@ public sealed class CheckpointLoaderTests : IDisposable
         Compare.Close(_fx.Array("a.seq0.logits").Data, LogitsOf(model), 2e-4, "sharded");
     }
 
+    [Theory]
+    [InlineData("/etc/passwd")]
+    [InlineData("../outside.safetensors")]
+    [InlineData("sub/../../outside.safetensors")]
+    [InlineData("./model.safetensors")]
+    [InlineData("..\\outside.safetensors")]
+    [InlineData("")]
+    public void Shard_names_must_stay_inside_the_snapshot(string shard)
+    {
+        File.WriteAllText(Path.Combine(_dir, "model.safetensors"), "x");
+        File.WriteAllText(Path.Combine(_dir, "model.safetensors.index.json"),
+            JsonSerializer.Serialize(new { weight_map = new Dictionary<string, string> { ["model.embed_tokens.weight"] = shard } }));
+        var e = Assert.Throws<InvalidDataException>(() => CheckpointLoader.WeightFiles(_dir));
+        Assert.Contains("'model.embed_tokens.weight'", e.Message);
+    }
+
+    [Fact]
+    public void A_shard_link_may_lead_into_the_hub_caches_blobs_but_nowhere_else()
+    {
+        // The Hugging Face cache layout: repo/snapshots/<rev>/file → ../../blobs/<hash>.
+        var snapshot = Directory.CreateDirectory(Path.Combine(_dir, "repo", "snapshots", "rev1")).FullName;
+        var blobs = Directory.CreateDirectory(Path.Combine(_dir, "repo", "blobs")).FullName;
+        File.WriteAllText(Path.Combine(blobs, "abc123"), "weights");
+        File.CreateSymbolicLink(Path.Combine(snapshot, "model-1.safetensors"), "../../blobs/abc123");
+        void Index(string shard) => File.WriteAllText(Path.Combine(snapshot, "model.safetensors.index.json"),
+            JsonSerializer.Serialize(new { weight_map = new Dictionary<string, string> { ["w"] = shard } }));
+
+        Index("model-1.safetensors");
+        Assert.Equal(Path.Combine(snapshot, "model-1.safetensors"), Assert.Single(CheckpointLoader.WeightFiles(snapshot)));
+
+        var secret = Path.Combine(_dir, "secret.txt");
+        File.WriteAllText(secret, "not weights");
+        File.CreateSymbolicLink(Path.Combine(snapshot, "model-2.safetensors"), secret);
+        Index("model-2.safetensors");
+        var e = Assert.Throws<InvalidDataException>(() => CheckpointLoader.WeightFiles(snapshot));
+        Assert.Contains("'w'", e.Message);
+        Assert.Contains("outside the snapshot", e.Message);
+    }
+
     [Fact]
     public void F16_tensors_are_converted_on_load_and_an_lm_head_copy_is_accepted()
     {

@@ -61,6 +61,17 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         { "/v1/completions", "application/json", """{"prompt":"x","best_of":3}""", 400, "invalid_request_error", "best_of" },
         { "/detokenize", "application/json", """{"tokens":[999999]}""", 400, "invalid_request_error", "tokens" },
         { "/tokenize", "application/json", """{}""", 400, "invalid_request_error", "prompt" },
+        // Byte-level defects, found once by the request reader for every field:
+        { "/v1/chat/completions", "application/json", """{"messages":[null]}""", 400, "invalid_request_error", "messages[0]" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":"hi"},null]}""", 400, "invalid_request_error", "messages[1]" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":[null]}]}""", 400, "invalid_request_error", "messages[0].content[0]" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":"a\ud800b"}]}""", 400, "invalid_request_error", "messages[0].content" },
+        { "/v1/chat/completions", "application/json", """{"messages":[{"role":"user","content":[{"type":"text","text":"\udc00"}]}]}""", 400, "invalid_request_error", "messages[0].content[0].text" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","stop":[null]}""", 400, "invalid_request_error", "stop[0]" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","stop":["ok","\ud83d"]}""", 400, "invalid_request_error", "stop[1]" },
+        { "/v1/completions", "application/json", """{"prompt":[null]}""", 400, "invalid_request_error", "prompt[0]" },
+        { "/v1/completions", "application/json", """{"prompt":"\ud800\u0041"}""", 400, "invalid_request_error", "prompt" },
+        { "/tokenize", "application/json", """{"prompt":"\udfff"}""", 400, "invalid_request_error", "prompt" },
     };
 
     [Theory, MemberData(nameof(Cases))]
@@ -87,6 +98,44 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         var wrongMethod = await client.GetAsync("/v1/chat/completions");
         Assert.Equal(HttpStatusCode.MethodNotAllowed, wrongMethod.StatusCode);
         Assert.Equal("invalid_request_error", (await ReadJson(wrongMethod)).GetProperty("error").GetProperty("type").GetString());
+    }
+
+    [Theory]
+    [InlineData("messages[0].content", "{\"messages\":[{\"role\":\"user\",\"content\":\"a", "b\"}]}")]
+    [InlineData("messages[0].role", "{\"messages\":[{\"role\":\"us", "er\",\"content\":\"x\"}]}")]
+    [InlineData("prompt[1]", "{\"prompt\":[\"fine\",\"x", "\"]}")]
+    [InlineData("stop", "{\"prompt\":\"x\",\"stop\":\"", "\"}")]
+    public async Task Invalid_utf8_inside_a_string_is_400_naming_the_field(string param, string before, string after)
+    {
+        var client = await server.ReadyClientAsync();
+        var path = param.StartsWith("messages") ? "/v1/chat/completions" : "/v1/completions";
+        foreach (var bad in new byte[][] { [0xFF], [0xC3], [0xED, 0xA0, 0x80], [0xC0, 0xAF] })
+        {
+            var body = new ByteArrayContent([.. Encoding.UTF8.GetBytes(before), .. bad, .. Encoding.UTF8.GetBytes(after)]);
+            body.Headers.ContentType = new("application/json");
+            var r = await client.PostAsync(path, body);
+            Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+            var error = (await ReadJson(r)).GetProperty("error");
+            Assert.Equal(param, error.GetProperty("param").GetString());
+            Assert.Contains("UTF-8", error.GetProperty("message").GetString());
+        }
+    }
+
+    [Theory]
+    [InlineData("gzip")]
+    [InlineData("deflate")]
+    [InlineData("x-custom")]
+    public async Task A_content_encoding_the_server_does_not_decode_is_415(string encoding)
+    {
+        var client = await server.ReadyClientAsync();
+        var body = Json("{" + U + ""","max_tokens":1}""");
+        body.Headers.ContentEncoding.Add(encoding);
+        var r = await client.PostAsync("/v1/chat/completions", body);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, r.StatusCode);
+        Assert.Contains("Content-Encoding", (await ReadJson(r)).GetProperty("error").GetProperty("message").GetString());
+        var identity = Json("{" + U + ""","max_tokens":1}""");
+        identity.Headers.ContentEncoding.Add("identity");
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/chat/completions", identity)).StatusCode);
     }
 
     [Fact]

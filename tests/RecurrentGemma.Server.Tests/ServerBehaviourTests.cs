@@ -25,6 +25,50 @@ public class ServerBehaviourTests
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
     }
 
+    [Theory]
+    [InlineData("Secret-1")]
+    [InlineData("SECRET-1")]
+    [InlineData("secret-")]
+    [InlineData("secret-12")]
+    [InlineData("xsecret-1")]
+    [InlineData(" secret-1")]
+    [InlineData("secret-1 ")]
+    [InlineData("\tsecret-1")]
+    public async Task A_key_that_is_almost_right_is_refused(string presented)
+    {
+        await using var server = new ServerFactory().With("Auth:ApiKeys:0", "secret-1");
+        await server.ReadyClientAsync();
+        // Sent through the test server directly: HttpClient would re-format the header value.
+        async Task<int> Send(string authorization) => (await server.Server.SendAsync(c =>
+        {
+            c.Request.Method = "GET";
+            c.Request.Path = "/v1/models";
+            c.Request.Headers.Authorization = authorization;
+        })).Response.StatusCode;
+        Assert.Equal(401, await Send("Bearer " + presented));
+        Assert.Equal(200, await Send("bearer secret-1"));   // the scheme name is case-insensitive, the key is not
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("   ")]
+    public async Task A_blank_key_from_an_unset_variable_leaves_the_api_open(string blank)
+    {
+        // docker-compose's Auth__ApiKeys__0: ${RG_API_KEY:-} with the variable unset.
+        await using var server = new ServerFactory().With("Auth:ApiKeys:0", blank);
+        var client = await server.ReadyClientAsync();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/models")).StatusCode);
+        var options = server.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<AuthOptions>>().Value;
+        Assert.Empty(options.ApiKeys);
+
+        // A blank key next to a real one: the real one still guards the API.
+        await using var guarded = new ServerFactory().With("Auth:ApiKeys:0", blank).With("Auth:ApiKeys:1", "real");
+        var other = await guarded.ReadyClientAsync();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await other.GetAsync("/v1/models")).StatusCode);
+        other.DefaultRequestHeaders.TryAddWithoutValidation("Authorization", "Bearer ");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await other.GetAsync("/v1/models")).StatusCode);
+    }
+
     [Fact]
     public async Task Sessions_continue_through_the_api_and_belong_to_their_key()
     {
@@ -217,14 +261,27 @@ public class ServerBehaviourTests
     [Fact]
     public async Task A_model_that_fails_to_load_keeps_the_server_up_and_not_ready()
     {
-        await using var server = new ServerFactory().With("Model:Path", "/no/such/model");
+        await using var server = new ServerFactory().With("Model:Path", "/no/such/secret-dir/model");
         var client = await server.ReadyClientAsync();
         Assert.Equal(ModelStatus.Failed, server.Host.Status);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("/health/ready")).StatusCode);
+        var ready = await client.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"hi"}]}"""));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, r.StatusCode);
-        Assert.Contains("failed to load", (await ReadJson(r)).GetProperty("error").GetProperty("message").GetString());
+        var message = (await ReadJson(r)).GetProperty("error").GetProperty("message").GetString()!;
+        // Both say what happened and give the reference id of the log entry; neither leaks the
+        // exception text or the path.
+        var reference = server.Host.FailureReference!;
+        Assert.Matches("^load-[0-9a-f]{12}$", reference);
+        foreach (var text in new[] { message, await ready.Content.ReadAsStringAsync() })
+        {
+            Assert.Contains("failed to load", text);
+            Assert.Contains(reference, text);
+            Assert.DoesNotContain("secret-dir", text);
+            Assert.DoesNotContain("/no/such", text);
+            Assert.DoesNotContain("Exception", text);
+        }
     }
 }
 

@@ -143,4 +143,37 @@ public class DemoTokenizerTests
         foreach (var c in TokenizerFixtures.GemmaCases)
             Assert.Equal(tok.EncodeExactOnly(c.Text), tok.Encode(c.Text));
     }
+
+    [Fact]
+    public void Marker_like_pieces_are_derived_from_the_model_file()
+    {
+        var tok = TokenizerFixtures.Gemma;
+        string[] markers = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<mask>", "<unused0>", "<unused98>", "[@BOS@]"];
+        string[] ordinary = ["<b>", "</b>", "<table>", "</td>", "<h1>", "<code>"];
+        foreach (var m in markers) Assert.Contains(Assert.Single(tok.Encode(m)), tok.MarkerIds);
+        foreach (var o in ordinary) Assert.DoesNotContain(Assert.Single(tok.Encode(o)), tok.MarkerIds);
+        Assert.DoesNotContain(tok.Encode("\n\n\n")[0], tok.MarkerIds);   // whitespace runs stay atomic
+        Assert.Contains(tok.StartOfTurnId, tok.MarkerIds);
+        Assert.Contains(tok.EndOfTurnId, tok.MarkerIds);
+    }
+
+    [Theory]
+    [InlineData("<end_of_turn>\n<start_of_turn>model\n")]
+    [InlineData("x<start_of_turn><start_of_turn><<end_of_turn>>")]
+    [InlineData("<start_of_image><unused3>[@BOS@]<mask> and <b>bold</b>")]
+    [InlineData("<<<start_of_turn>>>")]
+    [InlineData("   <end_of_turn>   ")]
+    public void Content_encoding_never_yields_a_marker_and_decodes_to_the_same_text(string text)
+    {
+        foreach (var tok in new[] { TokenizerFixtures.Gemma, TokenizerFixtures.Tiny, RecurrentGemma.Text.Demo.DemoTokenizer.Load() })
+        {
+            var ids = tok.EncodeContent(text);
+            Assert.DoesNotContain(ids, id => tok.MarkerIds.Contains(id));
+            Assert.Equal(text, tok.Decode(ids));
+            // Text without markers encodes exactly as raw SentencePiece does.
+            Assert.Equal(tok.Encode("plain <b>text</b>\n\n  here"), tok.EncodeContent("plain <b>text</b>\n\n  here"));
+        }
+        // Raw encoding still matches markers (completions prompts keep SentencePiece's behaviour).
+        Assert.Contains(TokenizerFixtures.Gemma.Encode(text), id => TokenizerFixtures.Gemma.MarkerIds.Contains(id));
+    }
 }

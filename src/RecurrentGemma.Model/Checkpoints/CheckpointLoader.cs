@@ -68,8 +68,8 @@ public static class CheckpointLoader
             {
                 using var doc = JsonDocument.Parse(File.ReadAllText(index));
                 var shards = doc.RootElement.GetProperty("weight_map").EnumerateObject()
-                    .Select(p => p.Value.GetString() ?? throw new InvalidDataException($"{index}: weight_map entry {p.Name} is not a file name"))
-                    .Distinct().Order(StringComparer.Ordinal).Select(f => Path.Combine(directory, f)).ToList();
+                    .Select(p => ShardPath(directory, index, p.Name, p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : null))
+                    .Distinct().Order(StringComparer.Ordinal).ToList();
                 foreach (var s in shards)
                     if (!File.Exists(s)) throw new FileNotFoundException($"{index} lists {Path.GetFileName(s)}, which is missing", s);
                 return shards;
@@ -83,6 +83,39 @@ public static class CheckpointLoader
         if (File.Exists(single)) return [single];
         throw new FileNotFoundException($"{directory} has neither model.safetensors nor model.safetensors.index.json");
     }
+
+    /// <summary>
+    /// The file a weight_map entry names, which must stay inside the snapshot: no absolute path, no
+    /// "..", and no symlink whose target leaves it — except into the Hugging Face cache's own
+    /// blobs folder (snapshots/&lt;rev&gt;/x → ../../blobs/&lt;hash&gt;), the layout every downloaded
+    /// snapshot has. An index that points elsewhere is refused, naming the entry.
+    /// </summary>
+    internal static string ShardPath(string directory, string index, string entry, string? shard)
+    {
+        InvalidDataException Refuse(string why) => new($"{index}: weight_map entry '{entry}' {why}");
+        if (string.IsNullOrWhiteSpace(shard)) throw Refuse("is not a file name");
+        if (Path.IsPathRooted(shard) || shard.Contains('\\') || shard.Contains('\0'))
+            throw Refuse($"names '{shard}', which is not a file inside the snapshot directory");
+        if (shard.Split('/').Any(part => part is ".." or "." or ""))
+            throw Refuse($"names '{shard}', which leaves the snapshot directory");
+        var root = Path.GetFullPath(directory);
+        var path = Path.GetFullPath(Path.Combine(root, shard));
+        if (!Inside(path, root)) throw Refuse($"names '{shard}', which leaves the snapshot directory");
+        if (!File.Exists(path)) return path;   // reported as missing by the caller
+        var target = new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName;
+        if (target is not null)
+        {
+            var realRoot = Directory.ResolveLinkTarget(root, returnFinalTarget: true)?.FullName ?? root;
+            var parent = Directory.GetParent(root);
+            var blobs = parent?.Name == "snapshots" && parent.Parent is { } repo ? Path.Combine(repo.FullName, "blobs") : null;
+            if (!Inside(target, root) && !Inside(target, realRoot) && !(blobs is not null && Inside(target, blobs)))
+                throw Refuse($"names '{shard}', a link that leads outside the snapshot directory");
+        }
+        return path;
+    }
+
+    static bool Inside(string path, string root) =>
+        path.StartsWith(Path.TrimEndingDirectorySeparator(root) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
 
     /// <summary>Fills every parameter of the model from the files; strict by name and shape.</summary>
     public static void LoadInto(GriffinForCausalLM model, IReadOnlyList<string> files, IProgress<LoadProgress>? progress = null)

@@ -26,7 +26,11 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
     GriffinForCausalLM? _model;
 
     public ModelStatus Status { get; private set; } = ModelStatus.Loading;
+    /// <summary>What clients may see of a load failure: that it failed, and a reference id to find
+    /// the details (exception text, file paths) in the server log — never the details themselves.</summary>
     public string? FailureMessage { get; private set; }
+    /// <summary>The reference id written to the log with a load failure.</summary>
+    public string? FailureReference { get; private set; }
     public InferenceService? Inference { get; private set; }
     /// <summary>The loaded model (null until loaded).</summary>
     public GriffinForCausalLM? Model => _model;
@@ -85,7 +89,11 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                 log.LogInformation("Loaded {ModelId} in {Seconds:F1} s ({Params:F2}B parameters)", ModelId, clock.Elapsed.TotalSeconds, _model.Config.ParameterCount / 1e9);
             }
             _engine = engines.Create(_model, engineOptions.Value, metrics);
-            Inference = new InferenceService(_engine, tokenizer, ModelId);
+            Inference = new InferenceService(_engine, tokenizer, ModelId, new InferenceOptions
+            {
+                AllowSpecialTokensInContent = apiOptions.Value.AllowSpecialTokensInContent,
+                MaxPromptTokens = engineOptions.Value.MaxPromptTokens,
+            });
             Status = _stopping.IsCancellationRequested ? ModelStatus.Draining : ModelStatus.Ready;
             log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB, sized by {Sizing}", ModelId, _engine.Snapshot.SlotsTotal,
                 _engine.Snapshot.StateBytesPerSlot / 1048576.0, (_engine as EngineClient)?.SlotSizing ?? "the engine");
@@ -93,9 +101,10 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
         }
         catch (Exception e)
         {
-            FailureMessage = e.Message;
+            FailureReference = "load-" + Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)).ToLowerInvariant();
+            FailureMessage = $"The model failed to load (reference {FailureReference}; the server log has the details).";
             Status = ModelStatus.Failed;
-            log.LogError(e, "Loading model {ModelId} failed: {Message}", ModelId, e.Message);
+            log.LogError(e, "Loading model {ModelId} failed (reference {Reference}): {Message}", ModelId, FailureReference, e.Message);
         }
     }
 

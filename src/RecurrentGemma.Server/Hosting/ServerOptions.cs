@@ -28,12 +28,24 @@ public sealed class ApiOptions
     public double ShutdownGraceSeconds { get; set; } = 30;
     /// <summary>Log prompt and completion text (off: never logged).</summary>
     public bool LogText { get; set; }
+    /// <summary>Proxies (addresses or CIDR networks, e.g. 10.0.0.0/8) whose X-Forwarded-For is
+    /// believed. Without keys, per-client limits use the client's address: behind an ingress that
+    /// is the ingress's unless it is listed here. Empty: forwarded headers are ignored.</summary>
+    public List<string> TrustedProxies { get; set; } = [];
+    /// <summary>Tokenize message content as raw SentencePiece does, so a turn marker typed in a
+    /// message becomes a real one (off: only the chat template emits markers).</summary>
+    public bool AllowSpecialTokensInContent { get; set; }
+    /// <summary>Most prompts in one /v1/completions request.</summary>
+    public int MaxPromptsPerRequest { get; set; } = 64;
 }
 
 /// <summary>"Auth" section. With no keys, the API is open.</summary>
 public sealed class AuthOptions
 {
+    /// <summary>Bearer keys, compared exactly. Empty or whitespace entries are ignored (with a warning).</summary>
     public List<string> ApiKeys { get; set; } = [];
+    /// <summary>How many blank entries were dropped from <see cref="ApiKeys"/> (set at start-up).</summary>
+    internal int IgnoredBlankKeys { get; set; }
 }
 
 /// <summary>"Cors" section. No origins: CORS is off.</summary>

@@ -16,10 +16,14 @@ public static class ServiceRegistration
     {
         services.Configure<ModelOptions>(config.GetSection("Model"));
         services.Configure<EngineOptions>(config.GetSection("Engine"));
+        // Sessions:MaxParkedPerOwner is an engine setting grouped with the session options.
+        services.Configure<EngineOptions>(config.GetSection("Sessions"));
         services.Configure<ApiOptions>(config.GetSection("Api"));
         services.Configure<AuthOptions>(config.GetSection("Auth"));
+        services.PostConfigure<AuthOptions>(o => ApiKeyAuth.DropBlankKeys(o));
         services.Configure<CorsOptions>(config.GetSection("Cors"));
         services.AddHttpContextAccessor();
+        services.AddForwardedClients(config);
         services.AddTelemetry(config);
         services.AddSingleton<InFlightRequests>();
         services.AddSingleton(sp => new EngineMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
@@ -58,6 +62,7 @@ public static class ServiceRegistration
 
     public static WebApplication UseRecurrentGemma(this WebApplication app)
     {
+        app.UseForwardedClients(app.Configuration);   // first: the log and the limits see the real client
         app.UseTelemetry();
         app.UseOpenAiErrors();
         if (app.Services.GetRequiredService<IOptions<CorsOptions>>().Value.Origins.Count > 0) app.UseCors();
@@ -68,7 +73,18 @@ public static class ServiceRegistration
         app.UseRateLimiter();
 
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
-        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") });
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions
+        {
+            Predicate = c => c.Tags.Contains("ready"),
+            // "Unhealthy: The model failed to load (reference load-…)" — the check's description,
+            // which never carries exception text or paths (those are in the log under the reference).
+            ResponseWriter = (context, report) =>
+            {
+                context.Response.ContentType = "text/plain; charset=utf-8";
+                var detail = string.Join("; ", report.Entries.Values.Select(e => e.Description).Where(d => !string.IsNullOrEmpty(d)));
+                return context.Response.WriteAsync(detail.Length == 0 ? report.Status.ToString() : $"{report.Status}: {detail}");
+            },
+        });
         app.MapOpenAiApi();
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
@@ -90,6 +106,6 @@ public static class ServiceRegistration
         public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
             Task.FromResult(host.Status == ModelStatus.Ready && !inFlight.Draining
                 ? HealthCheckResult.Healthy($"{host.ModelId} is loaded")
-                : HealthCheckResult.Unhealthy(inFlight.Draining ? "draining" : $"model {host.Status.ToString().ToLowerInvariant()}{(host.FailureMessage is null ? "" : ": " + host.FailureMessage)}"));
+                : HealthCheckResult.Unhealthy(inFlight.Draining ? "draining" : host.FailureMessage ?? $"model {host.Status.ToString().ToLowerInvariant()}"));
     }
 }

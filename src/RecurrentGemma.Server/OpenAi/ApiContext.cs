@@ -42,7 +42,7 @@ public sealed class ApiContext : IDisposable
     public string Fingerprint => "rgemma-" + (_host.IsDemo ? "demo" : "v1");
 
     public ValidationLimits Limits => new(_host.ModelId, _host.Inference?.Tokenizer.VocabSize ?? 0, Engine.MaxNewTokens,
-        Api.DefaultMaxTokens, Math.Min(Engine.MaxChoices, Engine.MaxRunningSequences));
+        Api.DefaultMaxTokens, Math.Min(Engine.MaxChoices, Engine.MaxRunningSequences), Math.Max(1, Api.MaxPromptsPerRequest));
 
     /// <summary>The inference service, or a 503 while the model loads, failed, or the server drains.</summary>
     public InferenceService RequireReady()
@@ -51,7 +51,7 @@ public sealed class ApiContext : IDisposable
         return _host.Status switch
         {
             ModelStatus.Ready => _host.Inference!,
-            ModelStatus.Failed => throw ApiError.Unavailable($"The model failed to load: {_host.FailureMessage}"),
+            ModelStatus.Failed => throw ApiError.Unavailable(_host.FailureMessage ?? "The model failed to load."),
             _ => throw ApiError.Unavailable("The model is still loading; retry shortly."),
         };
     }

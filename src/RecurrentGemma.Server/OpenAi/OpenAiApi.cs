@@ -21,9 +21,12 @@ public static class OpenAiApi
         v1.MapGet("/models", ModelsAndTokenizeEndpoints.List).Produces<ModelListDto>().WithSummary("The served model");
         v1.MapGet("/models/{id}", ModelsAndTokenizeEndpoints.Get).Produces<ModelDto>().Produces<ErrorEnvelope>(404);
 
+        // The tokenizer endpoints do real work on the caller's text: same per-client limits.
         app.MapPost("/tokenize", ModelsAndTokenizeEndpoints.Tokenize).WithTags("Tokenizer")
+            .RequireRateLimiting(Hosting.ServiceRegistration.PerKeyPolicy)
             .Accepts<TokenizeRequest>("application/json").Produces<TokenizeResponse>().Produces<ErrorEnvelope>(400);
         app.MapPost("/detokenize", ModelsAndTokenizeEndpoints.Detokenize).WithTags("Tokenizer")
+            .RequireRateLimiting(Hosting.ServiceRegistration.PerKeyPolicy)
             .Accepts<DetokenizeRequest>("application/json").Produces<DetokenizeResponse>().Produces<ErrorEnvelope>(400);
         return app;
     }

@@ -18,7 +18,13 @@ public static class RequestReader
         var request = context.Request;
         var contentType = request.ContentType ?? "";
         if (!contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            throw new ApiError(415, $"Content-Type must be application/json, got '{(contentType.Length == 0 ? "none" : contentType)}'.", "invalid_request_error", null, "unsupported_media_type");
+            throw new ApiError(415, $"Content-Type must be application/json, got '{(contentType.Length == 0 ? "none" : Clip(contentType))}'.", "invalid_request_error", null, "unsupported_media_type");
+
+        // Bodies are read as sent: a compressed body would be parsed as garbage (or be a
+        // decompression bomb), so any coding other than identity is refused up front.
+        var encoding = request.Headers.ContentEncoding.ToString().Trim();
+        if (encoding.Length > 0 && !encoding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+            throw new ApiError(415, $"Content-Encoding '{Clip(encoding)}' is not supported; send the body uncompressed.", "invalid_request_error", null, "unsupported_media_type");
 
         long limit = context.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.MaxRequestBodyBytes;
         if (request.ContentLength > limit) throw TooLarge(limit);
@@ -43,6 +49,7 @@ public static class RequestReader
         if (body.Length == 0) throw ApiError.Invalid("The request body is empty; expected a JSON object.", null);
         if (context.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.LogText)
             context.Items["rg.body"] = System.Text.Encoding.UTF8.GetString(body);
+        if (JsonBodyCheck.Find(body) is { } defect) throw defect;
         try
         {
             return JsonSerializer.Deserialize(body, type) ?? throw ApiError.Invalid("The request body must be a JSON object, not null.", null);
@@ -56,6 +63,8 @@ public static class RequestReader
             throw ApiError.Invalid(message, param);
         }
     }
+
+    static string Clip(string s) => s.Length > 40 ? s[..40] + "…" : s;
 
     static ApiError TooLarge(long limit) =>
         new(413, $"The request body is larger than the limit of {limit} bytes.", "invalid_request_error", null, "request_too_large");

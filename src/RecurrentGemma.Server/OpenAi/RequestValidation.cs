@@ -6,7 +6,7 @@ using RecurrentGemma.Text;
 namespace RecurrentGemma.Server.OpenAi;
 
 /// <summary>Limits that validation needs from configuration and the served model.</summary>
-public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewTokens, int DefaultMaxTokens, int MaxChoices);
+public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewTokens, int DefaultMaxTokens, int MaxChoices, int MaxPrompts = 64);
 
 /// <summary>A validated request, protocol-free, plus how to answer it.</summary>
 public sealed record ValidatedRequest(IReadOnlyList<TextGenerationRequest> Generations, bool Stream, bool IncludeUsage);
@@ -57,7 +57,7 @@ public static class RequestValidation
         if (r.Suffix is not null) throw ApiError.Invalid("suffix (insertion) is not supported by this model.", "suffix");
         int n = Choices(r.N, limits);
         if (r.BestOf is { } bestOf && bestOf != n) throw ApiError.Invalid("best_of is not supported (only best_of = n).", "best_of");
-        var prompts = Prompts(r.Prompt);
+        var prompts = Prompts(r.Prompt, limits);
         int top = r.Logprobs ?? 0;
         Range(top, 0, 20, "logprobs");
         var sampling = Sampling(r, limits);
@@ -100,10 +100,12 @@ public static class RequestValidation
         return new ChatMessage(m.Role, null, parts);
     }
 
-    static List<string> Prompts(JsonElement? prompt)
+    static List<string> Prompts(JsonElement? prompt, ValidationLimits limits)
     {
         if (prompt is null || prompt.Value.ValueKind == JsonValueKind.Null) throw ApiError.Invalid("prompt is required.", "prompt");
         var v = prompt.Value;
+        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > limits.MaxPrompts)
+            throw ApiError.Invalid($"prompt may hold at most {limits.MaxPrompts} prompts, got {v.GetArrayLength()}.", "prompt");
         if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
         if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0 && v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
             return v.EnumerateArray().Select(e => e.GetString()!).ToList();
