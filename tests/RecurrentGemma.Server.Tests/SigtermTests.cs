@@ -36,7 +36,10 @@ public class SigtermTests
             }
             var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
             {
-                Content = Json("""{"messages":[{"role":"user","content":"go"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}"""),
+                // Long and heavy (top_logprobs: ~2 KB per event, megabytes in all) and not read
+                // until after the SIGTERM: the socket fills, so the stream is surely still in
+                // flight when the signal comes, however fast or loaded the machine is.
+                Content = Json("""{"messages":[{"role":"user","content":"go"}],"max_tokens":4000,"stream":true,"logprobs":true,"top_logprobs":20,"logit_bias":{"1":-100,"107":-100}}"""),
             };
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             var body = response.Content.ReadAsStringAsync();

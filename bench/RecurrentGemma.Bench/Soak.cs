@@ -1,0 +1,194 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using RecurrentGemma.Cli.Bench;
+using RecurrentGemma.Server.Hosting;
+
+namespace RecurrentGemma.Bench;
+
+/// <summary>
+/// Soak: N client loops against the real server (demo model, Kestrel on loopback, this process)
+/// for a given time, mixing streamed and plain chat and completions with random lengths, session
+/// reuse, n > 1, clients that hang up mid-stream, tokenizer calls and bad requests. Reports
+/// answers by status, unexpected errors, RSS and managed-heap drift after warm-up, and whether the
+/// engine is back to idle at the end (no running sequence, no used slot, live tensors as at idle).
+/// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --soak [--minutes 10] [--streams 8] [--out docs/benchmarks.md]
+/// </summary>
+public static class Soak
+{
+    sealed class Tally
+    {
+        public readonly Dictionary<string, int> ByStatus = new();
+        public readonly List<string> Unexpected = [];
+        public int Requests, Cancelled, Tokens;
+        public void Count(string key) { lock (this) ByStatus[key] = ByStatus.GetValueOrDefault(key) + 1; }
+        public void Fail(string what) { lock (this) { if (Unexpected.Count < 50) Unexpected.Add(what); else Unexpected[^1] = "… and more"; } }
+    }
+
+    static readonly string[] BadBodies =
+    [
+        "{not json", "", "[]", """{"messages":[null]}""", """{"messages":[{"role":"user","content":"\ud800"}]}""",
+        """{"messages":[{"role":"user","content":"hi"}],"temperature":9}""", """{"prompt":[null]}""",
+        """{"messages":[{"role":"user","content":"hi"}],"n":99}""", """{"prompt":"x","max_tokens":-4}""",
+    ];
+
+    public static async Task<string> RunAsync(double minutes, int streams, TextWriter progress)
+    {
+        await using var factory = new WebApplicationFactory<global::Program>().WithWebHostBuilder(b =>
+        {
+            b.UseContentRoot(AppContext.BaseDirectory);
+            b.UseSetting("Urls", "http://127.0.0.1:0");
+            b.UseSetting("Serilog:MinimumLevel:Default", "Warning");
+            b.UseSetting("Serilog:MinimumLevel:Override:Microsoft.Hosting.Lifetime", "Warning");
+        });
+        factory.UseKestrel(0);
+        factory.StartServer();
+        var host = factory.Services.GetRequiredService<ModelHost>();
+        await host.Loaded;
+        using var http = factory.CreateClient();
+        http.Timeout = TimeSpan.FromMinutes(2);
+        var engine = host.Inference!.Engine;
+
+        var tally = new Tally();
+        var total = TimeSpan.FromMinutes(minutes);
+        var warmup = TimeSpan.FromSeconds(Math.Min(60, total.TotalSeconds / 5));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var samples = new List<(double T, long Rss, long Heap)>();
+        var sampler = Task.Run(async () =>
+        {
+            while (clock.Elapsed < total)
+            {
+                samples.Add((clock.Elapsed.TotalSeconds, ProcessStats.Memory().Rss, GC.GetTotalMemory(false)));
+                await Task.Delay(5000);
+            }
+        });
+        var loops = Enumerable.Range(0, streams).Select(i => Task.Run(() => Loop(http, new Random(1000 + i), tally, clock, total))).ToArray();
+        (long Rss, long Heap, long Tensors) atWarm = default;
+        while (clock.Elapsed < warmup) await Task.Delay(200);
+        atWarm = (ProcessStats.Memory().Rss, Heap(), engine.Snapshot.LiveTensorsOnEngineThread);
+        progress.WriteLine($"[soak] warm after {warmup.TotalSeconds:F0} s: RSS {atWarm.Rss / 1048576.0:F0} MiB, heap {atWarm.Heap / 1048576.0:F1} MiB");
+        while (clock.Elapsed < total)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(Math.Min(30, Math.Max(1, (total - clock.Elapsed).TotalSeconds))));
+            progress.WriteLine($"[soak] {clock.Elapsed.TotalMinutes:F1} min: {tally.Requests} requests, {tally.Unexpected.Count} unexpected, RSS {ProcessStats.Memory().Rss / 1048576.0:F0} MiB");
+        }
+        await Task.WhenAll(loops);
+        await sampler;
+
+        // Idle: every sequence ended, no slot in use; parked conversations may stay (they are the cache).
+        var idleBy = DateTime.UtcNow.AddSeconds(30);
+        while ((engine.Snapshot.RunningSequences > 0 || engine.Snapshot.SlotsUsed > 0 || engine.Snapshot.QueuedRequests > 0) && DateTime.UtcNow < idleBy)
+            await Task.Delay(50);
+        var end = engine.Snapshot;
+        var endRss = ProcessStats.Memory().Rss;
+        var endHeap = Heap();
+        var afterWarm = samples.Where(s => s.T >= warmup.TotalSeconds).ToList();
+        double rssDrift = (endRss - atWarm.Rss) / (double)atWarm.Rss;
+        double heapDrift = (endHeap - atWarm.Heap) / (double)atWarm.Heap;
+
+        var ci = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("## Soak (issue #10): mixed traffic for a fixed time, then back to idle");
+        sb.AppendLine();
+        sb.AppendLine(ci, $"Command: `dotnet run -c Release --project bench/RecurrentGemma.Bench -- --soak --minutes {minutes:0.##} --streams {streams} --out docs/benchmarks.md`  ");
+        sb.AppendLine(ci, $"Demo model (embedded, random weights) on the CPU, real Kestrel socket on 127.0.0.1, server and clients in one process; {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}. Each client loop picks at random: a chat or completions request (streamed or not, 1–48 new tokens, n 1–2, half of them continuing a session), a stream it hangs up on after a few events, a tokenizer call, or a bad request (expected 4xx).");
+        sb.AppendLine();
+        sb.AppendLine("| measure | value |");
+        sb.AppendLine("|---|---|");
+        sb.AppendLine(ci, $"| duration / client loops | {clock.Elapsed.TotalMinutes:F1} min / {streams} |");
+        sb.AppendLine(ci, $"| requests / streams hung up on / tokens generated | {tally.Requests} / {tally.Cancelled} / {tally.Tokens} |");
+        sb.AppendLine(ci, $"| answers by status | {string.Join(", ", tally.ByStatus.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}: {kv.Value}"))} |");
+        sb.AppendLine(ci, $"| **unexpected errors** | **{tally.Unexpected.Count}** |");
+        sb.AppendLine(ci, $"| RSS after {warmup.TotalSeconds:F0} s warm-up → end | {atWarm.Rss / 1048576.0:F0} → {endRss / 1048576.0:F0} MiB (**{rssDrift:+0.0%;-0.0%}**; range after warm-up {afterWarm.Min(s => s.Rss) / 1048576.0:F0}–{afterWarm.Max(s => s.Rss) / 1048576.0:F0} MiB) |");
+        sb.AppendLine(ci, $"| managed heap after a full GC, warm → end | {atWarm.Heap / 1048576.0:F1} → {endHeap / 1048576.0:F1} MiB ({heapDrift:+0.0%;-0.0%}) |");
+        sb.AppendLine(ci, $"| at the end: running / queued / slots used / parked / total | {end.RunningSequences} / {end.QueuedRequests} / {end.SlotsUsed} / {end.SlotsParked} / {end.SlotsTotal} |");
+        sb.AppendLine(ci, $"| live tensors on the engine thread, warm → end | {atWarm.Tensors} → {end.LiveTensorsOnEngineThread} |");
+        sb.AppendLine();
+        bool ok = tally.Unexpected.Count == 0 && Math.Abs(rssDrift) < 0.05 && end.RunningSequences == 0 && end.SlotsUsed == 0 && end.QueuedRequests == 0
+            && end.LiveTensorsOnEngineThread == atWarm.Tensors;
+        sb.AppendLine(ok
+            ? "Verdict: **met** — no unexpected error, RSS drift under 5 % after warm-up, pool and tensors back to idle."
+            : "Verdict: **not met** — see the rows above." + (tally.Unexpected.Count > 0 ? " Unexpected: " + string.Join("; ", tally.Unexpected.Take(10)) : ""));
+        return sb.ToString();
+    }
+
+    static long Heap()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return GC.GetTotalMemory(true);
+    }
+
+    static async Task Loop(HttpClient http, Random random, Tally tally, System.Diagnostics.Stopwatch clock, TimeSpan total)
+    {
+        int turn = 0;
+        while (clock.Elapsed < total)
+        {
+            Interlocked.Increment(ref tally.Requests);
+            double pick = random.NextDouble();
+            try
+            {
+                if (pick < 0.60) await Generate(http, random, tally, ++turn);
+                else if (pick < 0.75) await HangUp(http, random, tally);
+                else if (pick < 0.85) await Expect(http, tally, "/tokenize", """{"prompt":"how many tokens is this?"}""", ok: true);
+                else await Expect(http, tally, random.Next(2) == 0 ? "/v1/chat/completions" : "/v1/completions", BadBodies[random.Next(BadBodies.Length)], ok: false);
+            }
+            catch (Exception e) { tally.Fail($"{e.GetType().Name}: {e.Message}"); }
+        }
+    }
+
+    static readonly string[] Vocabulary = ["sea", "stone", "river", "light", "north", "quiet", "seven", "market"];
+
+    static string Words(Random random, int n) => string.Join(' ', Enumerable.Range(0, n).Select(_ => Vocabulary[random.Next(Vocabulary.Length)]));
+
+    static async Task Generate(HttpClient http, Random random, Tally tally, int turn)
+    {
+        bool chat = random.Next(2) == 0, stream = random.Next(2) == 0;
+        int maxTokens = 1 + random.Next(48), n = random.Next(4) == 0 ? 2 : 1;
+        string? session = random.Next(2) == 0 ? $"soak-{random.Next(6)}" : null;
+        object body = chat
+            ? new { messages = new[] { new { role = "user", content = Words(random, 3 + random.Next(60)) } }, max_tokens = maxTokens, n, stream, session_id = session, temperature = 0.8 }
+            : new { prompt = Words(random, 3 + random.Next(200)), max_tokens = maxTokens, n, stream, session_id = session, temperature = 0.8 };
+        using var content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+        using var r = await http.PostAsync(chat ? "/v1/chat/completions" : "/v1/completions", content);
+        tally.Count(((int)r.StatusCode).ToString(CultureInfo.InvariantCulture));
+        var text = await r.Content.ReadAsStringAsync();
+        if (r.StatusCode != HttpStatusCode.OK) { tally.Fail($"generate → {(int)r.StatusCode}: {Clip(text)}"); return; }
+        if (text.Contains("\"error\"")) tally.Fail($"error event in a stream: {Clip(text)}");
+        Interlocked.Add(ref tally.Tokens, stream ? text.Split("data: {").Length - 1 : maxTokens);
+    }
+
+    static async Task HangUp(HttpClient http, Random random, Tally tally)
+    {
+        var body = $$"""{"prompt":"{{Words(random, 20)}}","max_tokens":200,"stream":true}""";
+        using var cts = new CancellationTokenSource();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        using var r = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        tally.Count(((int)r.StatusCode).ToString(CultureInfo.InvariantCulture));
+        if (r.StatusCode != HttpStatusCode.OK) { tally.Fail($"stream → {(int)r.StatusCode}"); return; }
+        using var reader = new StreamReader(await r.Content.ReadAsStreamAsync(cts.Token));
+        int events = 1 + random.Next(8);
+        while (events > 0 && await reader.ReadLineAsync(cts.Token) is { } line)
+            if (line.StartsWith("data:", StringComparison.Ordinal)) events--;
+        cts.Cancel();   // the client goes away mid-stream
+        Interlocked.Increment(ref tally.Cancelled);
+    }
+
+    static async Task Expect(HttpClient http, Tally tally, string path, string body, bool ok)
+    {
+        using var content = new StringContent(body, Encoding.UTF8, "application/json");
+        using var r = await http.PostAsync(path, content);
+        int status = (int)r.StatusCode;
+        tally.Count(status.ToString(CultureInfo.InvariantCulture));
+        var text = await r.Content.ReadAsStringAsync();
+        if (ok ? status != 200 : status is < 400 or >= 500) tally.Fail($"{path} → {status}: {Clip(text)}");
+        if (!ok && !text.Contains("\"error\"")) tally.Fail($"{path} → {status} without OpenAI's envelope");
+    }
+
+    static string Clip(string s) => s.Length > 200 ? s[..200] + "…" : s;
+}
