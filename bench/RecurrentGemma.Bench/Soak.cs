@@ -100,7 +100,7 @@ public static class Soak
         sb.AppendLine("| measure | value |");
         sb.AppendLine("|---|---|");
         sb.AppendLine(ci, $"| duration / client loops | {clock.Elapsed.TotalMinutes:F1} min / {streams} |");
-        sb.AppendLine(ci, $"| requests / streams hung up on / tokens generated | {tally.Requests} / {tally.Cancelled} / {tally.Tokens} |");
+        sb.AppendLine(ci, $"| requests / streams hung up on / tokens generated (streams: events) | {tally.Requests} / {tally.Cancelled} / {tally.Tokens} |");
         sb.AppendLine(ci, $"| answers by status | {string.Join(", ", tally.ByStatus.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}: {kv.Value}"))} |");
         sb.AppendLine(ci, $"| **unexpected errors** | **{tally.Unexpected.Count}** |");
         sb.AppendLine(ci, $"| RSS after {warmup.TotalSeconds:F0} s warm-up → end | {atWarm.Rss / 1048576.0:F0} → {endRss / 1048576.0:F0} MiB (**{rssDrift:+0.0%;-0.0%}**; range after warm-up {afterWarm.Min(s => s.Rss) / 1048576.0:F0}–{afterWarm.Max(s => s.Rss) / 1048576.0:F0} MiB) |");
@@ -160,7 +160,10 @@ public static class Soak
         var text = await r.Content.ReadAsStringAsync();
         if (r.StatusCode != HttpStatusCode.OK) { tally.Fail($"generate → {(int)r.StatusCode}: {Clip(text)}"); return; }
         if (text.Contains("\"error\"")) tally.Fail($"error event in a stream: {Clip(text)}");
-        Interlocked.Add(ref tally.Tokens, stream ? text.Split("data: {").Length - 1 : maxTokens);
+        int tokens = stream
+            ? text.Split("data: {").Length - 1   // one event per token, give or take the role and usage events
+            : JsonDocument.Parse(text).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        Interlocked.Add(ref tally.Tokens, tokens);
     }
 
     static async Task HangUp(HttpClient http, Random random, Tally tally)

@@ -114,8 +114,8 @@ internal static class Sampler
             // Inverse CDF: the first token whose cumulative probability reaches u·total (u ∈ (0, 1]).
             var cdf = Probabilities(x, plan, p).cumsum(-1);
             var target = cdf.narrow(1, plan.Vocab - 1, 1) * p.narrow(1, 7, 1);
-            var drawn = cdf.lt(target).sum(-1).clamp_max_(plan.Vocab - 1);
-            chosen = where(p.narrow(1, 9, 1).squeeze(1).gt(0), chosen, drawn);
+            var drawn = cdf.lt(target).sum(-1).clamp_max_(Scalars.Of((long)plan.Vocab - 1));
+            chosen = where(p.narrow(1, 9, 1).squeeze(1).gt(Scalars.Zero), chosen, drawn);
         }
 
         var parts = new List<Tensor> { chosen.to(ScalarType.Float64) };
@@ -149,20 +149,20 @@ internal static class Sampler
         var p = buffer.Float(plan.Params, ScalarType.Float32, r, ParamCount);
         Tensor Col(int i) => p.narrow(1, i, 1);                                   // [R, 1]
         if (plan.Has(SamplerNeeds.VocabLimit))
-            x.masked_fill_(arange(v, ScalarType.Float32, x.device).unsqueeze(0).ge(Col(8)), float.NegativeInfinity);
+            x.masked_fill_(arange(Scalars.Zero, Scalars.Of((long)v), Scalars.One, ScalarType.Float32, x.device).unsqueeze(0).ge(Col(8)), Scalars.NegativeInfinity);
         if (plan.Has(SamplerNeeds.Bias))
-            x.view(-1).index_add_(0, buffer.Long(plan.BiasIndex, plan.BiasIndex.Length), buffer.Float(plan.BiasValue, ScalarType.Float32, plan.BiasValue.Length), 1);
+            x.view(-1).index_add_(0, buffer.Long(plan.BiasIndex, plan.BiasIndex.Length), buffer.Float(plan.BiasValue, ScalarType.Float32, plan.BiasValue.Length), Scalars.One);
         if (plan.Has(SamplerNeeds.Counts))
         {
             var counts = zeros(r * (long)v, ScalarType.Float32, x.device)
-                .index_add_(0, buffer.Long(plan.CountIndex, plan.CountIndex.Length), ones(plan.CountIndex.Length, ScalarType.Float32, x.device), 1).view(r, v);
-            x.sub_(counts * Col(5)).sub_(counts.gt(0).to(ScalarType.Float32).mul_(Col(4)));
+                .index_add_(0, buffer.Long(plan.CountIndex, plan.CountIndex.Length), ones(plan.CountIndex.Length, ScalarType.Float32, x.device), Scalars.One).view(r, v);
+            x.sub_(counts * Col(5)).sub_(counts.gt(Scalars.Zero).to(ScalarType.Float32).mul_(Col(4)));
         }
         if (plan.Has(SamplerNeeds.Repetition))
         {
-            var seen = zeros(r * (long)v, ScalarType.Bool, x.device).index_fill_(0, buffer.Long(plan.SeenIndex, plan.SeenIndex.Length), true).view(r, v);
+            var seen = zeros(r * (long)v, ScalarType.Bool, x.device).index_fill_(0, buffer.Long(plan.SeenIndex, plan.SeenIndex.Length), Scalars.True).view(r, v);
             var rp = Col(6);
-            x = where(seen, where(x.gt(0), x / rp, x * rp), x);
+            x = where(seen, where(x.gt(Scalars.Zero), x / rp, x * rp), x);
         }
         return (x, raw, p);
     }
@@ -175,8 +175,8 @@ internal static class Sampler
         if (plan.Has(SamplerNeeds.TopK))
         {
             var k = Col(1);
-            var kth = y.topk(plan.MaxTopK).values.gather(1, (k - 1).clamp_min(0).to(ScalarType.Int64));
-            y.masked_fill_(y.lt(kth.masked_fill_(k.eq(0), float.NegativeInfinity)), float.NegativeInfinity);
+            var kth = y.topk(plan.MaxTopK).values.gather(1, k.sub(Scalars.One).clamp_min(Scalars.Zero).to(ScalarType.Int64));
+            y.masked_fill_(y.lt(kth.masked_fill_(k.eq(Scalars.Zero), Scalars.NegativeInfinity)), Scalars.NegativeInfinity);
         }
         if (plan.Has(SamplerNeeds.TopP))
         {
@@ -184,12 +184,12 @@ internal static class Sampler
             var (sorted, order) = y.sort(-1, descending: true);
             var probs = sorted.softmax(-1);
             var drop = (probs.cumsum(-1) - probs).ge_(Col(2)).to(ScalarType.Bool);
-            y.masked_fill_(zeros_like(drop).scatter_(1, order, drop), float.NegativeInfinity);
+            y.masked_fill_(zeros_like(drop).scatter_(1, order, drop), Scalars.NegativeInfinity);
         }
         if (plan.Has(SamplerNeeds.MinP))
         {
             var probs = y.softmax(-1);
-            y.masked_fill_(probs.lt(probs.max(-1, keepdim: true).values.mul_(Col(3))), float.NegativeInfinity);
+            y.masked_fill_(probs.lt(probs.max(-1, keepdim: true).values.mul_(Col(3))), Scalars.NegativeInfinity);
         }
         return y.softmax(-1);
     }

@@ -187,8 +187,8 @@ internal sealed class ForwardBatch
         {
             var q = buf.Long(plan.QueryPositions, b, t, 1);
             var k = buf.Long(plan.KeyPositions, b, 1, s);
-            var allowed = k.le(q).logical_and_((q - k).le_(c.AttentionWindowSize));
-            var bias = allowed.logical_not_().to(ScalarType.Float32).mul_(MaskValue);
+            var allowed = k.le(q).logical_and_((q - k).le_(Scalars.Of((long)c.AttentionWindowSize)));
+            var bias = allowed.logical_not_().to(ScalarType.Float32).mul_(Scalars.Of((double)MaskValue));
             MaskBias = bias.unsqueeze(2).expand(b, t, heads, s).reshape(b, (long)t * heads, s).MoveToOuterDisposeScope();
         }
         if (plan.NeedsGateFactors)

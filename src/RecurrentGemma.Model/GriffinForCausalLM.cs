@@ -52,8 +52,8 @@ public sealed class GriffinForCausalLM : nn.Module
         // ω_i = θ^(−2i/R) computed by torch in float32 as the reference does, read back once.
         using var scope = NewDisposeScope();
         int half = Config.RotaryDim / 2;
-        var exponents = arange(half, ScalarType.Float32) * (2.0f / Config.RotaryDim);
-        _invFreq = (1.0f / pow((float)Config.RopeTheta, exponents)).data<float>().ToArray();
+        var exponents = arange(Scalars.Zero, Scalars.Of((long)half), Scalars.One, ScalarType.Float32).mul_(Scalars.Of((double)(2.0f / Config.RotaryDim)));
+        _invFreq = full_like(exponents, Scalars.Of((double)(float)Config.RopeTheta)).pow_(exponents).reciprocal_().data<float>().ToArray();
     }
 
     /// <summary>
@@ -97,7 +97,7 @@ public sealed class GriffinForCausalLM : nn.Module
         var batch = new ForwardBatch(plan, trace);
         int b = plan.B, t = plan.T;
 
-        var x = model.EmbedTokens.Lookup(batch.Tokens).mul_(Config.EmbeddingScale).view(b, t, -1);  // [B, T, D]
+        var x = model.EmbedTokens.Lookup(batch.Tokens).mul_(Scalars.Of(Config.EmbeddingScale)).view(b, t, -1);  // [B, T, D]
         trace?.Invoke("embed.out", x);
         PartDone?.Invoke("embed");
         for (int l = 0; l < Config.NumHiddenLayers; l++)
@@ -114,7 +114,7 @@ public sealed class GriffinForCausalLM : nn.Module
         var cap = Config.LogitsSoftCap;
         var logits = Modules.Linear.Apply(z, model.EmbedTokens.Weight, null);
         if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);
-        if (cap > 0) logits.div_(cap).tanh_().mul_(cap);   // logits is this pass's own tensor
+        if (cap > 0) logits.div_(Scalars.Of(cap)).tanh_().mul_(Scalars.Of(cap));   // logits is this pass's own tensor
         trace?.Invoke("logits", logits);
 
         for (int i = 0; i < b; i++) plan.State.Advance((int)plan.Slots[i], plan.Lengths[i]);

@@ -25,7 +25,7 @@ public static class RandomWeights
             {
                 // σ(−λ) = a uniform in [0.9, 0.999]  ⇒  λ = log((1 − a) / a).
                 var a = values.uniform_(0.9, 0.999, gen);
-                values = ((1.0 - a) / a).log();
+                values = ones_like(a).sub_(a).div_(a).log_();
             }
             else if (name.Contains("gate_weight")) values.normal_(0, 1.0 / Math.Sqrt(p.shape[^1]), gen);
             else if (name.Contains("conv_1d.weight")) values.normal_(0, 1.0 / Math.Sqrt(c.Conv1dWidth), gen);

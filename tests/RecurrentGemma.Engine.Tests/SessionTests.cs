@@ -81,6 +81,20 @@ public class SessionTests
     }
 
     [Fact]
+    public async Task One_busy_key_cannot_flush_another_keys_conversation()
+    {
+        // Bob parks one conversation; then Alice runs many sessions through a pool of 6 slots
+        // (at most 3 parked per key). Bob's state survives and his next turn continues it.
+        await using var engine = NewEngine(new EngineOptions { MaxSlots = 6, MaxRunningSequences = 1, MaxParkedPerOwner = 3 });
+        await Run(engine, Greedy([.. Prompt, 1], 3, "bob-chat", owner: "bob"));
+        for (int s = 0; s < 12; s++) await Run(engine, Greedy([.. Prompt, 50 + s], 3, $"alice-{s}", owner: "alice"));
+        Assert.True(engine.Snapshot.Evictions > 0);
+        var bob = await Run(engine, Greedy([.. Prompt, 1, 77, 78], 3, "bob-chat", owner: "bob"));
+        Assert.True(bob.Usage!.CachedTokens >= Prompt.Length + 1, $"bob's conversation was evicted ({bob.Usage.CachedTokens} cached)");
+        await Until(engine, s => s.SlotsUsed == 0);
+    }
+
+    [Fact]
     public async Task Under_pressure_the_least_recently_used_parked_states_are_evicted()
     {
         await using var engine = NewEngine(new EngineOptions { MaxSlots = 4, MaxRunningSequences = 1 });

@@ -47,7 +47,7 @@ public sealed class CausalConv1D : nn.Module
         Tensor v = t == 1
             ? einsum("bkl,kl->bl", window, _taps!)                            // [B, L] (a decode step)
             : einsum("btlk,lk->btl", window.unfold(1, _width, 1), _tapsByChannel!);   // windows [B, T, L, K]
-        v.add_(bias);
+        v.add_(bias, Scalars.One);
         newHistory = historyRows is null ? window.narrow(1, t, _width - 1) : window.gather(1, historyRows);
         return v;
     }

@@ -54,7 +54,7 @@ public sealed class LocalAttentionBlock : TemporalBlock
         }
 
         // RoPE on the rotated half of every head: x·C + rot(x)·S (ForwardBatch builds C and S).
-        var roped = (qk * batch.RopeCos).add_(qk.index_select(-1, _rotateHalf!).mul_(batch.RopeSin));
+        var roped = (qk * batch.RopeCos).add_(qk.index_select(-1, _rotateHalf!).mul_(batch.RopeSin), Scalars.One);
         var q = roped.narrow(2, 0, nh);                                       // [B, T, H, hd]
         var k = roped.select(2, nh);                                          // [B, T, hd]
         if (trace is not null)
@@ -76,7 +76,7 @@ public sealed class LocalAttentionBlock : TemporalBlock
         var rows = q.reshape(b, (long)t * nh, hd);
         // (TorchSharp 0.107's baddbmm passes its arguments wrongly: bmm, then scale and mask in place.)
         // A bf16 model scales and masks in bf16 and takes the softmax in float32 (its dtype argument).
-        var probs = bmm(rows, keys.transpose(1, 2)).mul_(_scale).add_(batch.MaskBias).softmax(-1, ScalarType.Float32);
+        var probs = bmm(rows, keys.transpose(1, 2)).mul_(Scalars.Of(_scale)).add_(batch.MaskBias, Scalars.One).softmax(-1, ScalarType.Float32);
         if (probs.dtype != h.dtype) probs = probs.to(h.dtype);
         var attended = bmm(probs, values).view(b, t, nh * hd);
 

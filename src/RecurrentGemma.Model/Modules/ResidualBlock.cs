@@ -35,12 +35,12 @@ public sealed class ResidualBlock : nn.Module
         trace?.Invoke($"layer{layer}.temporal_block.out", mixed);
         // The residual stream is updated in place (one tensor through all layers), except when
         // an observer may still hold the previous layer's output.
-        var r = trace is null ? x.add_(mixed) : x + mixed;
+        var r = trace is null ? x.add_(mixed, Scalars.One) : x.add(mixed, Scalars.One);
         var m = channel_pre_norm.Forward(r);
         trace?.Invoke($"layer{layer}.channel_pre_norm.out", m);
         var mlp = mlp_block.Forward(m);
         trace?.Invoke($"layer{layer}.mlp.out", mlp);
-        return trace is null ? r.add_(mlp) : r + mlp;
+        return trace is null ? r.add_(mlp, Scalars.One) : r.add(mlp, Scalars.One);
     }
 
     internal void Prepare()

@@ -47,7 +47,10 @@ public sealed class RgLru : nn.Module
         using var scope = NewDisposeScope();
         _gates = cat([input_gate_weight, recurrent_gate_weight], -1).to(ScalarType.Float32).DetachFromDisposeScope();
         _gateBias = cat([input_gate_bias, recurrent_gate_bias], -1).to(ScalarType.Float32).DetachFromDisposeScope();
-        _negScale = (-8.0f * nn.functional.softplus(recurrent_param.to(ScalarType.Float32))).view(_blocks, _blockWidth).DetachFromDisposeScope();
+        // softplus(λ) = max(λ, 0) + log(1 + exp(−|λ|)), written out: TorchSharp's softplus makes temporary Scalars.
+        var lambda = recurrent_param.to(ScalarType.Float32);
+        var softplus = lambda.clamp_min(Scalars.Zero).add_(lambda.abs().neg_().exp_().log1p_(), Scalars.One);
+        _negScale = softplus.mul_(Scalars.Of(-8.0)).view(_blocks, _blockWidth).DetachFromDisposeScope();
     }
 
     /// <param name="v">[B, T, L] conv outputs ([B, L] for a decode step).</param>
@@ -59,23 +62,23 @@ public sealed class RgLru : nn.Module
         long b = batch.B, t = batch.T, l = v.shape[^1];
         int bw = _blockWidth;
         var v32 = (v.dtype == ScalarType.Float32 ? v : v.to(ScalarType.Float32)).view(b, t, _blocks, bw);
-        var g = einsum("bthi,hij->bthj", v32, _gates!).add_(_gateBias!).sigmoid_();   // [B, T, H, 2bw]
+        var g = einsum("bthi,hij->bthj", v32, _gates!).add_(_gateBias!, Scalars.One).sigmoid_();   // [B, T, H, 2bw]
         var gateX = g.narrow(-1, 0, bw);
         var logA = g.narrow(-1, bw, bw).mul_(_negScale!);
         var a = logA.exp();
-        var multiplier = (logA * 2).exp_().neg_().add_(1).sqrt_();
+        var multiplier = logA.mul(Scalars.Two).exp_().neg_().add_(Scalars.One, Scalars.One).sqrt_();
         if (batch.GateKeep is { } keep)
         {
             // A new document forgets the past and its input is not scaled (ã = 0, μ = 1);
             // padding after a row's last token leaves h untouched (ã = 1, x = 0).
-            a.mul_(keep).add_(batch.GatePad!);
-            multiplier.mul_(keep).add_(batch.GateReset!);
+            a.mul_(keep).add_(batch.GatePad!, Scalars.One);
+            multiplier.mul_(keep).add_(batch.GateReset!, Scalars.One);
         }
         var x = (v32 * gateX).mul_(multiplier);
 
         Tensor h;
-        if (t == 1) h = x.addcmul_(a, h0, 1);                     // x is this step's own tensor
-        else if (ParallelScan) h = Scan(x, a).addcmul_(a, h0, 1);   // h_t = x*_t + A_t·h0
+        if (t == 1) h = x.addcmul_(a, h0, Scalars.One);                     // x is this step's own tensor
+        else if (ParallelScan) h = Scan(x, a).addcmul_(a, h0, Scalars.One);   // h_t = x*_t + A_t·h0
         else h = Sequential(x, a, h0);
         hLast = t == 1 ? h : h.narrow(1, t - 1, 1);   // padding carries the last valid h to T−1
         return h.view(b, t, l);
@@ -92,7 +95,7 @@ public sealed class RgLru : nn.Module
         for (long d = 1; d < t; d *= 2)
         {
             using var scope = NewDisposeScope();
-            var xs = addcmul(x.narrow(1, d, t - d), a.narrow(1, d, t - d), x.narrow(1, 0, t - d), 1);
+            var xs = addcmul(x.narrow(1, d, t - d), a.narrow(1, d, t - d), x.narrow(1, 0, t - d), Scalars.One);
             var As = a.narrow(1, d, t - d) * a.narrow(1, 0, t - d);
             x.narrow(1, d, t - d).copy_(xs);
             a.narrow(1, d, t - d).copy_(As);
@@ -108,7 +111,7 @@ public sealed class RgLru : nn.Module
         var h = h0.select(1, 0);
         for (long i = 0; i < t; i++)
         {
-            h = addcmul(x.select(1, i), a.select(1, i), h, 1);
+            h = addcmul(x.select(1, i), a.select(1, i), h, Scalars.One);
             outputs.select(1, i).copy_(h);
         }
         return outputs;

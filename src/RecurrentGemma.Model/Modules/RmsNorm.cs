@@ -26,7 +26,7 @@ public sealed class RmsNorm : nn.Module
     {
         _gain?.Dispose();
         using var noGrad = no_grad();
-        using (var w32 = weight.to(ScalarType.Float32)) _gain = (w32 + 1.0).DetachFromDisposeScope();
+        using (var w32 = weight.to(ScalarType.Float32)) _gain = w32.add(Scalars.One, Scalars.One).DetachFromDisposeScope();
     }
 
     public Tensor Forward(Tensor x)
@@ -36,11 +36,11 @@ public sealed class RmsNorm : nn.Module
         long d = x.shape[^1];
         if (x.dtype == ScalarType.Float32)
         {
-            var r = x.norm(-1, keepdim: true).pow_(2).div_(d).add_(_eps).rsqrt_();
+            var r = x.norm(-1, keepdim: true).pow_(Scalars.Two).div_(Scalars.Of(d)).add_(Scalars.Of(_eps), Scalars.One).rsqrt_();
             return (x * r).mul_(gain);
         }
         var x32 = x.to(ScalarType.Float32);
-        var r32 = x32.norm(-1, keepdim: true).pow_(2).div_(d).add_(_eps).rsqrt_();
+        var r32 = x32.norm(-1, keepdim: true).pow_(Scalars.Two).div_(Scalars.Of(d)).add_(Scalars.Of(_eps), Scalars.One).rsqrt_();
         return x32.mul_(r32).mul_(gain).to(x.dtype);
     }
 
