@@ -87,6 +87,10 @@ public static class Soak
         var endRss = ProcessStats.Memory().Rss;
         var endHeap = Heap();
         var afterWarm = samples.Where(s => s.T >= warmup.TotalSeconds).ToList();
+        // A leak keeps growing; a high-water mark (freed pages kept by the allocator) levels off.
+        // The second half's drift tells them apart.
+        var half = samples.Where(s => s.T >= total.TotalSeconds / 2).ToList();
+        double secondHalfDrift = half.Count > 0 ? (endRss - half[0].Rss) / (double)half[0].Rss : 0;
         double rssDrift = (endRss - atWarm.Rss) / (double)atWarm.Rss;
         double heapDrift = (endHeap - atWarm.Heap) / (double)atWarm.Heap;
 
@@ -104,6 +108,9 @@ public static class Soak
         sb.AppendLine(ci, $"| answers by status | {string.Join(", ", tally.ByStatus.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}: {kv.Value}"))} |");
         sb.AppendLine(ci, $"| **unexpected errors** | **{tally.Unexpected.Count}** |");
         sb.AppendLine(ci, $"| RSS after {warmup.TotalSeconds:F0} s warm-up → end | {atWarm.Rss / 1048576.0:F0} → {endRss / 1048576.0:F0} MiB (**{rssDrift:+0.0%;-0.0%}**; range after warm-up {afterWarm.Min(s => s.Rss) / 1048576.0:F0}–{afterWarm.Max(s => s.Rss) / 1048576.0:F0} MiB) |");
+        if (half.Count > 0)
+            sb.AppendLine(ci, $"| RSS over the second half ({half[0].T / 60:F1} min → end) | {half[0].Rss / 1048576.0:F0} → {endRss / 1048576.0:F0} MiB ({secondHalfDrift:+0.0%;-0.0%}) |");
+        sb.AppendLine(ci, $"| malloc tuning (M_TRIM_THRESHOLD max: freed pages are kept) | {(RecurrentGemma.Model.MemoryTuning.Applied ? "on" : "off (RGEMMA_MALLOC_TUNING=0)")} |");
         sb.AppendLine(ci, $"| managed heap after a full GC, warm → end | {atWarm.Heap / 1048576.0:F1} → {endHeap / 1048576.0:F1} MiB ({heapDrift:+0.0%;-0.0%}) |");
         sb.AppendLine(ci, $"| at the end: running / queued / slots used / parked / total | {end.RunningSequences} / {end.QueuedRequests} / {end.SlotsUsed} / {end.SlotsParked} / {end.SlotsTotal} |");
         sb.AppendLine(ci, $"| live tensors on the engine thread, warm → end | {atWarm.Tensors} → {end.LiveTensorsOnEngineThread} |");

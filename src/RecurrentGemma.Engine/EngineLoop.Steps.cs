@@ -93,8 +93,10 @@ internal sealed partial class EngineLoop
         {
             var req = s.Request.Request;
             RowHook?.Invoke(req);
+            // A constrained choice's mask is computed on the thread pool while the forward runs.
+            var constraint = s.Constraint;
             return new SamplingRow(req.Sampling, SeededUniform.Draw(s.Seed, s.Draws), req.PromptTokens, s.Generated,
-                req.TopLogprobs, req.Logprobs, req.SampleableVocab);
+                req.TopLogprobs, req.Logprobs, req.SampleableVocab, constraint is null ? null : Task.Run(constraint.Allowed));
         }
         catch (Exception e)
         {
@@ -140,11 +142,13 @@ internal sealed partial class EngineLoop
     {
         var req = s.Request.Request;
         if (req.StopTokenIds.Contains(token)) { Finish(s, FinishReason.Stop); return; }
+        if (s.Constraint is { } constraint && !constraint.Advance(token))
+            throw new InvalidOperationException($"token {token} was sampled outside the constraint");
         s.Generated.Add(token);
         s.Request.FirstTokenAt ??= DateTimeOffset.UtcNow;
         s.Request.Events.Writer.TryWrite(new TokenEvent(s.Index, token, logprob));
         Metrics.TokenGenerated();
-        if (s.StopRequested) Finish(s, FinishReason.Stop);
+        if (s.StopRequested || s.Constraint?.MustStop == true) Finish(s, FinishReason.Stop);
         else if (s.Generated.Count >= req.MaxNewTokens) Finish(s, FinishReason.Length);
         else s.Pending = token;
     }

@@ -45,6 +45,8 @@ public sealed record GenerationRequest
     /// <summary>Ids at or above this are never sampled (a tokenizer smaller than the model's
     /// padded vocabulary could not show them). Null: the whole vocabulary.</summary>
     public int? SampleableVocab { get; init; }
+    /// <summary>Constrains what each choice may generate (a grammar); null: free text.</summary>
+    public ITokenConstraint? Constraint { get; init; }
 }
 
 public enum FinishReason { Stop, Length, Cancelled }

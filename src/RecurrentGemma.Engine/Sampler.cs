@@ -4,16 +4,18 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Engine;
 
 /// <summary>Per-row input to the sampler: its parameters, its uniform draw and its token history.</summary>
+/// <param name="Mask">Allowed ids (a bit per id) of a constrained choice, computed in the
+/// background while the forward runs; null: every id.</param>
 internal sealed record SamplingRow(SamplingParams Params, double Uniform, IReadOnlyList<int> Prompt, IReadOnlyList<int> Generated,
-    int TopLogprobs, bool Logprobs, int? SampleableVocab = null);
+    int TopLogprobs, bool Logprobs, int? SampleableVocab = null, Task<ulong[]>? Mask = null);
 
 /// <summary>What at least one row of a sampling pass asks for; the pass skips the rest.</summary>
 [Flags]
 internal enum SamplerNeeds
 {
-    None = 0, Logprobs = 1, Sampled = 2, TopK = 4, TopP = 8, MinP = 16, VocabLimit = 32, Bias = 64, Counts = 128, Repetition = 256,
+    None = 0, Logprobs = 1, Sampled = 2, TopK = 4, TopP = 8, MinP = 16, VocabLimit = 32, Bias = 64, Counts = 128, Repetition = 256, Masked = 512,
     /// <summary>Steps that change the logits in place (and so need a copy of the forward's output).</summary>
-    InPlace = VocabLimit | Bias | Counts,
+    InPlace = VocabLimit | Bias | Counts | Masked,
 }
 
 /// <summary>The host half of one batched sampling pass: per-row parameters as segments of the step buffer.</summary>
@@ -26,6 +28,8 @@ internal sealed class SamplerPlan
     public required SamplerNeeds Needs { get; init; }
     public bool Has(SamplerNeeds n) => (Needs & n) != 0;
     public StepBuffer.Segment Params, BiasIndex, BiasValue, CountIndex, SeenIndex, LogitRows;
+    /// <summary>Per row, its constraint's mask (null for free rows); uploaded at sampling time.</summary>
+    public IReadOnlyList<Task<ulong[]>?> Masks { get; init; } = [];
 }
 
 /// <summary>
@@ -86,10 +90,12 @@ internal static class Sampler
                 foreach (var t in row.Prompt.Concat(row.Generated).Distinct()) seenIndex.Add((long)i * vocab + t);
         }
         if (biasIndex.Count > 0) needs |= SamplerNeeds.Bias;
+        if (rows.Any(row => row.Mask is not null)) needs |= SamplerNeeds.Masked;
         if (countIndex.Count > 0) needs |= SamplerNeeds.Counts;
         if (seenIndex.Count > 0) needs |= SamplerNeeds.Repetition;
         return new SamplerPlan
         {
+            Masks = rows.Select(row => row.Mask).ToArray(),
             Rows = r, Vocab = vocab, MaxTop = maxTop, MaxTopK = maxTopK, Needs = needs,
             Params = buffer.Add(ps),
             BiasIndex = buffer.Add(biasIndex.ToArray()),
@@ -148,6 +154,7 @@ internal static class Sampler
 
         var p = buffer.Float(plan.Params, ScalarType.Float32, r, ParamCount);
         Tensor Col(int i) => p.narrow(1, i, 1);                                   // [R, 1]
+        if (plan.Has(SamplerNeeds.Masked)) x.masked_fill_(DisallowedMask(plan, v, x.device, buffer.Counter), Scalars.NegativeInfinity);
         if (plan.Has(SamplerNeeds.VocabLimit))
             x.masked_fill_(arange(Scalars.Zero, Scalars.Of((long)v), Scalars.One, ScalarType.Float32, x.device).unsqueeze(0).ge(Col(8)), Scalars.NegativeInfinity);
         if (plan.Has(SamplerNeeds.Bias))
@@ -165,6 +172,25 @@ internal static class Sampler
             x = where(seen, where(x.gt(Scalars.Zero), x / rp, x * rp), x);
         }
         return (x, raw, p);
+    }
+
+    /// <summary>
+    /// [R, V] true where a constrained row may not go. Built on the host from the rows' bit masks
+    /// (waited for here, after the forward they overlapped) and copied to the device: the one extra
+    /// host→device copy of a step that has constrained rows.
+    /// </summary>
+    static Tensor DisallowedMask(SamplerPlan plan, int v, Device device, TransferCounter counter)
+    {
+        var bytes = new byte[plan.Rows * (long)v];
+        for (int i = 0; i < plan.Rows; i++)
+        {
+            if (plan.Masks[i] is not { } task) continue;
+            var bits = task.GetAwaiter().GetResult();
+            var row = bytes.AsSpan(i * v, v);
+            for (int id = 0; id < v; id++) row[id] = (byte)(((bits[id >> 6] >> (id & 63)) & 1) ^ 1);
+        }
+        counter.CountUpload();
+        return tensor(bytes, [plan.Rows, v], ScalarType.Byte).to(ScalarType.Bool).to(device);
     }
 
     /// <summary>What a sampled row draws from ([R, V]): temperature, then top-k, top-p and min-p.</summary>

@@ -20,6 +20,8 @@ internal sealed class Sequence(ActiveRequest request, int index)
     public ulong Seed { get; set; }
     public long Draws { get; set; }
     public bool StopRequested { get; set; }
+    /// <summary>The choice's own constraint (a fork of the request's), or null for free text.</summary>
+    public ITokenConstraint? Constraint { get; set; }
 
     public int PromptRemaining => Request.Request.PromptTokens.Count - Consumed.Count;
 }
@@ -34,7 +36,7 @@ internal sealed class ActiveRequest(long id, GenerationRequest request)
 
     public ActiveRequest Init()
     {
-        Choices = Enumerable.Range(0, Request.N).Select(i => new Sequence(this, i)).ToArray();
+        Choices = Enumerable.Range(0, Request.N).Select(i => new Sequence(this, i) { Constraint = Request.Constraint?.Fork() }).ToArray();
         return this;
     }
     public int CachedTokens { get; set; }

@@ -13,6 +13,7 @@ namespace RecurrentGemma.Inference;
 public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokenizer, string modelId, InferenceOptions? options = null)
 {
     readonly InferenceOptions _options = options ?? new();
+    readonly Constraints.ConstraintCompiler _constraints = new();
     readonly GeneratedTextCache _generated = new(capacity: 1024);
 
     public string ModelId { get; } = modelId;
@@ -82,18 +83,31 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
     public TextGeneration Start(TextGenerationRequest request, CancellationToken cancellationToken = default)
     {
         StopSequenceMatcher[] matchers;
-        try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(request.Stop)).ToArray(); }
+        // A constrained answer is never cut by a stop string (it would no longer parse).
+        var stops = request.Format is null ? request.Stop : [];
+        try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(stops)).ToArray(); }
         catch (ArgumentException e) { throw new InvalidRequestException(e.Message.Split(" (Parameter")[0], "stop"); }
         var prompt = PromptTokens(request);
         var stopIds = new HashSet<int> { Tokenizer.EosId };
         if (Tokenizer.EndOfTurnId >= 0) stopIds.Add(Tokenizer.EndOfTurnId);
+        ITokenConstraint? constraint = null;
+        if (request.Format is { } format)
+        {
+            try { constraint = _constraints.Constraint(format, Tokenizer, stopIds); }
+            catch (Text.Grammar.GrammarException e)
+            {
+                var param = format.Kind == Constraints.OutputFormatKind.JsonSchema
+                    ? "response_format.json_schema.schema" + (e.Path.Length > 0 ? "." + e.Path : "") : "response_format";
+                throw new InvalidRequestException($"The schema cannot be used: {e.Message}" + (e.Path.Length > 0 ? $" (at '{e.Path}')." : "."), param);
+            }
+        }
         try
         {
             var handle = Engine.Submit(new GenerationRequest
             {
                 PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds,
                 N = request.N, Logprobs = request.Logprobs, TopLogprobs = request.TopLogprobs,
-                SessionId = request.SessionId, Owner = request.Owner, SampleableVocab = Tokenizer.VocabSize,
+                SessionId = request.SessionId, Owner = request.Owner, SampleableVocab = Tokenizer.VocabSize, Constraint = constraint,
             }, cancellationToken);
             return new TextGeneration(this, request, handle, matchers, prompt);
         }

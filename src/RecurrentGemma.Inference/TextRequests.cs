@@ -20,6 +20,8 @@ public sealed record TextGenerationRequest
     public string? Owner { get; init; }
     /// <summary>Completions "echo": prepend the prompt to the returned text.</summary>
     public bool Echo { get; init; }
+    /// <summary>Structured output: the text must be JSON of this form (stop strings then do not apply).</summary>
+    public Constraints.OutputFormat? Format { get; init; }
 }
 
 /// <summary>One token's log-probability with its text, for OpenAI's logprobs objects.</summary>

@@ -10,7 +10,8 @@ public sealed class TransferCounter
     public long HostToDevice => Interlocked.Read(ref _toDevice);
     public long DeviceToHost => Interlocked.Read(ref _toHost);
     public long Total => HostToDevice + DeviceToHost;
-    internal void CountUpload() => Interlocked.Increment(ref _toDevice);
+    /// <summary>Counts a host→device copy (the step buffer's, or a constrained step's mask).</summary>
+    public void CountUpload() => Interlocked.Increment(ref _toDevice);
 
     /// <summary>The one device→host copy of a step: a float64 vector read back whole.</summary>
     public double[] Download(Tensor values)

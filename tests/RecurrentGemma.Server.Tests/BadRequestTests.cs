@@ -46,7 +46,14 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         { "/v1/chat/completions", "application/json", "{" + U + ""","top_logprobs":21,"logprobs":true}""", 400, "invalid_request_error", "top_logprobs" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","top_logprobs":2}""", 400, "invalid_request_error", "top_logprobs" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","stream_options":{"include_usage":true}}""", 400, "invalid_request_error", "stream_options" },
-        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_object"}}""", 400, "invalid_request_error", "response_format.type" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"xml"}}""", 400, "invalid_request_error", "response_format.type" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_schema"}}""", 400, "invalid_request_error", "response_format.json_schema" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}}""", 400, "invalid_request_error", "response_format.json_schema.name" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_schema","json_schema":{"name":"bad name!","schema":{"type":"object"}}}}""", 400, "invalid_request_error", "response_format.json_schema.name" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":[1]}}}""", 400, "invalid_request_error", "response_format.json_schema.schema" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"a":{"type":"string","pattern":"^x"}}}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema.properties.a.pattern" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#/$defs/missing"}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema.$ref" },
+        { "/v1/completions", "application/json", """{"prompt":"x","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","maxLength":999999}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema.maxLength" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","tools":[{"type":"function","function":{"name":"f"}}]}""", 400, "invalid_request_error", "tools" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","functions":[{"name":"f"}]}""", 400, "invalid_request_error", "functions" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","top_k":-5}""", 400, "invalid_request_error", "top_k" },
@@ -128,12 +135,12 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
     public async Task A_content_encoding_the_server_does_not_decode_is_415(string encoding)
     {
         var client = await server.ReadyClientAsync();
-        var body = Json("{" + U + ""","max_tokens":1}""");
+        var body = JsonBody("{" + U + ""","max_tokens":1}""");
         body.Headers.ContentEncoding.Add(encoding);
         var r = await client.PostAsync("/v1/chat/completions", body);
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, r.StatusCode);
         Assert.Contains("Content-Encoding", (await ReadJson(r)).GetProperty("error").GetProperty("message").GetString());
-        var identity = Json("{" + U + ""","max_tokens":1}""");
+        var identity = JsonBody("{" + U + ""","max_tokens":1}""");
         identity.Headers.ContentEncoding.Add("identity");
         Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/chat/completions", identity)).StatusCode);
     }
@@ -143,7 +150,7 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
     {
         var client = await server.ReadyClientAsync();
         var huge = "{\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('a', 5 * 1024 * 1024) + "\"}]}";
-        var r = await client.PostAsync("/v1/chat/completions", Json(huge));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody(huge));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, r.StatusCode);
         Assert.Equal("request_too_large", (await ReadJson(r)).GetProperty("error").GetProperty("code").GetString());
     }
@@ -152,7 +159,7 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
     public async Task Unknown_fields_are_ignored()
     {
         var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync("/v1/chat/completions", Json("{" + U + ""","max_tokens":2,"frobnicate":true,"user":"u1","response_format":{"type":"text"}}"""));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody("{" + U + ""","max_tokens":2,"frobnicate":true,"user":"u1","response_format":{"type":"text"}}"""));
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
     }
 }
@@ -166,7 +173,7 @@ public class ContextLengthTests
     {
         await using var server = new ServerFactory().With("Engine:MaxPromptTokens", "6");
         var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync(path, ServerFactory.Json(body));
+        var r = await client.PostAsync(path, ServerFactory.JsonBody(body));
         Assert.Equal(System.Net.HttpStatusCode.BadRequest, r.StatusCode);
         var error = (await ServerFactory.ReadJson(r)).GetProperty("error");
         Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());

@@ -26,7 +26,7 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     public async Task A_chat_completion_has_openais_shape()
     {
         var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync("/v1/chat/completions", Json(Chat));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody(Chat));
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         var body = await ReadJson(r);
         Assert.StartsWith("chatcmpl-", body.GetProperty("id").GetString());
@@ -49,7 +49,7 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     public async Task Raw_sse_framing_is_openais_byte_for_byte()
     {
         var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":5,"stream":true,"stream_options":{"include_usage":true},"seed":3}"""));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":5,"stream":true,"stream_options":{"include_usage":true},"seed":3}"""));
         Assert.Equal("text/event-stream", r.Content.Headers.ContentType!.MediaType);
         var raw = await r.Content.ReadAsStringAsync();
         Assert.EndsWith("data: [DONE]\n\n", raw);
@@ -79,9 +79,9 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     {
         var client = await server.ReadyClientAsync();
         const string body = """{"messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":12,"temperature":0.9,"seed":42%s}""";
-        var whole = await ReadJson(await client.PostAsync("/v1/chat/completions", Json(body.Replace("%s", ""))));
+        var whole = await ReadJson(await client.PostAsync("/v1/chat/completions", JsonBody(body.Replace("%s", ""))));
         var text = whole.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
-        var raw = await (await client.PostAsync("/v1/chat/completions", Json(body.Replace("%s", ",\"stream\":true")))).Content.ReadAsStringAsync();
+        var raw = await (await client.PostAsync("/v1/chat/completions", JsonBody(body.Replace("%s", ",\"stream\":true")))).Content.ReadAsStringAsync();
         var streamed = string.Concat(raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Where(e => e != "data: [DONE]")
             .Select(e => JsonDocument.Parse(e[6..]).RootElement.GetProperty("choices")).Where(c => c.GetArrayLength() > 0)
             .Select(c => c[0].GetProperty("delta").TryGetProperty("content", out var t) ? t.GetString() : ""));
@@ -92,11 +92,11 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     public async Task Completions_take_a_string_or_several_prompts()
     {
         var client = await server.ReadyClientAsync();
-        var one = await ReadJson(await client.PostAsync("/v1/completions", Json("""{"model":"recurrentgemma-demo","prompt":"Once upon a time","max_tokens":6,"seed":1}""")));
+        var one = await ReadJson(await client.PostAsync("/v1/completions", JsonBody("""{"model":"recurrentgemma-demo","prompt":"Once upon a time","max_tokens":6,"seed":1}""")));
         Assert.StartsWith("cmpl-", one.GetProperty("id").GetString());
         Assert.Equal("text_completion", one.GetProperty("object").GetString());
         Assert.Equal(6, one.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-        var many = await ReadJson(await client.PostAsync("/v1/completions", Json("""{"prompt":["a b c","d e f"],"max_tokens":3,"n":2,"seed":1,"logprobs":2,"echo":true}""")));
+        var many = await ReadJson(await client.PostAsync("/v1/completions", JsonBody("""{"prompt":["a b c","d e f"],"max_tokens":3,"n":2,"seed":1,"logprobs":2,"echo":true}""")));
         var choices = many.GetProperty("choices");
         Assert.Equal(4, choices.GetArrayLength());
         Assert.Equal(Enumerable.Range(0, 4), choices.EnumerateArray().Select(c => c.GetProperty("index").GetInt32()));
@@ -112,7 +112,7 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     public async Task Chat_logprobs_come_per_token_with_alternatives()
     {
         var client = await server.ReadyClientAsync();
-        var body = await ReadJson(await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"logprobs":true,"top_logprobs":3,"temperature":0}""")));
+        var body = await ReadJson(await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"logprobs":true,"top_logprobs":3,"temperature":0}""")));
         var content = body.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content");
         Assert.Equal(4, content.GetArrayLength());
         foreach (var t in content.EnumerateArray())
@@ -127,13 +127,13 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     public async Task Tokenize_and_detokenize_round_trip()
     {
         var client = await server.ReadyClientAsync();
-        var t = await ReadJson(await client.PostAsync("/tokenize", Json("""{"prompt":"Hello world"}""")));
+        var t = await ReadJson(await client.PostAsync("/tokenize", JsonBody("""{"prompt":"Hello world"}""")));
         var ids = t.GetProperty("tokens").EnumerateArray().Select(x => x.GetInt32()).ToList();
         Assert.Equal(2, ids[0]);   // BOS
         Assert.Equal(ids.Count, t.GetProperty("count").GetInt32());
-        var d = await ReadJson(await client.PostAsync("/detokenize", Json(JsonSerializer.Serialize(new { tokens = ids }))));
+        var d = await ReadJson(await client.PostAsync("/detokenize", JsonBody(JsonSerializer.Serialize(new { tokens = ids }))));
         Assert.Equal("Hello world", d.GetProperty("prompt").GetString());
-        var chat = await ReadJson(await client.PostAsync("/tokenize", Json("""{"messages":[{"role":"user","content":"Hi"}]}""")));
+        var chat = await ReadJson(await client.PostAsync("/tokenize", JsonBody("""{"messages":[{"role":"user","content":"Hi"}]}""")));
         Assert.Equal([2, 106], chat.GetProperty("tokens").EnumerateArray().Take(2).Select(x => x.GetInt32()));
     }
 
@@ -158,7 +158,7 @@ public class ChoicesStreamingTests(DemoServer server) : IClassFixture<DemoServer
     public async Task Several_choices_stream_with_their_own_index_and_finish()
     {
         var client = await server.ReadyClientAsync();
-        var raw = await (await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"n":3,"stream":true,"seed":5,"logit_bias":{"1":-100,"107":-100}}"""))).Content.ReadAsStringAsync();
+        var raw = await (await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"n":3,"stream":true,"seed":5,"logit_bias":{"1":-100,"107":-100}}"""))).Content.ReadAsStringAsync();
         var chunks = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Where(e => e != "data: [DONE]")
             .Select(e => JsonDocument.Parse(e[6..]).RootElement.GetProperty("choices")).Where(c => c.GetArrayLength() > 0).Select(c => c[0]).ToList();
         for (int i = 0; i < 3; i++)

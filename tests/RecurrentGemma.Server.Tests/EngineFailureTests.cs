@@ -55,7 +55,7 @@ public class EngineFailureTests
     {
         await using var server = Server();
         var client = await server.ReadyClientAsync();
-        var raw = await (await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"stream":true}"""))).Content.ReadAsStringAsync();
+        var raw = await (await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"stream":true}"""))).Content.ReadAsStringAsync();
         var events = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.StartsWith("data: {\"id\":\"chatcmpl-", events[0]);
         var last = JsonDocument.Parse(events[^1]["data: ".Length..]).RootElement;
@@ -71,7 +71,7 @@ public class EngineFailureTests
     {
         await using var server = Server();
         var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}]}"""));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}]}"""));
         Assert.Equal(HttpStatusCode.InternalServerError, r.StatusCode);
         var error = (await ReadJson(r)).GetProperty("error");
         Assert.Equal("server_error", error.GetProperty("type").GetString());

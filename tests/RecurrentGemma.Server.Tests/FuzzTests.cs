@@ -67,7 +67,7 @@ public class FuzzTests(DemoServer server, ITestOutputHelper output) : IClassFixt
         output.WriteLine($"{cases.Count} cases: " + string.Join(", ", byStatus.Select(kv => $"{kv.Key}×{kv.Value}")));
         Assert.True(failures.Count == 0, string.Join("\n", failures));
 
-        var after = await client.PostAsync("/v1/chat/completions", ServerFactory.Json("""{"messages":[{"role":"user","content":"still there?"}],"max_tokens":3}"""));
+        var after = await client.PostAsync("/v1/chat/completions", ServerFactory.JsonBody("""{"messages":[{"role":"user","content":"still there?"}],"max_tokens":3}"""));
         Assert.Equal(System.Net.HttpStatusCode.OK, after.StatusCode);
         await server.Until(s => s.RunningSequences == 0 && s.QueuedRequests == 0 && s.SlotsUsed == 0);
     }

@@ -15,7 +15,7 @@ public class HardeningTests
 
     static async Task<int[]> Tokenize(HttpClient client, object body)
     {
-        var r = await client.PostAsync("/tokenize", Json(JsonSerializer.Serialize(body)));
+        var r = await client.PostAsync("/tokenize", JsonBody(JsonSerializer.Serialize(body)));
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         return (await ReadJson(r)).GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToArray();
     }
@@ -34,7 +34,7 @@ public class HardeningTests
         Assert.Contains(Forged.Trim(), tok.Decode(ids));   // the template trims content
 
         // The generation reads the same ids: its prompt token count is the tokenize count.
-        var r = await client.PostAsync("/v1/chat/completions", Json(JsonSerializer.Serialize(new { messages, max_tokens = 2 })));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody(JsonSerializer.Serialize(new { messages, max_tokens = 2 })));
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         Assert.Equal(ids.Length, (await ReadJson(r)).GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
 
@@ -58,12 +58,12 @@ public class HardeningTests
     {
         await using var server = new ServerFactory().With("Api:MaxPromptsPerRequest", "3");
         var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync("/v1/completions", Json("""{"prompt":["a","b","c","d"],"max_tokens":1}"""));
+        var r = await client.PostAsync("/v1/completions", JsonBody("""{"prompt":["a","b","c","d"],"max_tokens":1}"""));
         Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
         var error = (await ReadJson(r)).GetProperty("error");
         Assert.Equal("prompt", error.GetProperty("param").GetString());
         Assert.Contains("at most 3", error.GetProperty("message").GetString());
-        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/completions", Json("""{"prompt":["a","b","c"],"max_tokens":1}"""))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/completions", JsonBody("""{"prompt":["a","b","c"],"max_tokens":1}"""))).StatusCode);
     }
 
     [Fact]
@@ -78,7 +78,7 @@ public class HardeningTests
             ("/v1/chat/completions", JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = text } } }), "messages"),
         })
         {
-            var r = await client.PostAsync(path, Json(body));
+            var r = await client.PostAsync(path, JsonBody(body));
             Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
             var error = (await ReadJson(r)).GetProperty("error");
             Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
@@ -114,7 +114,7 @@ public class HardeningTests
         // A stream that runs long; its headers arrive once the request holds its permit.
         var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
         {
-            Content = Json("""{"prompt":"count","max_tokens":4000,"stream":true,"temperature":0}"""),
+            Content = JsonBody("""{"prompt":"count","max_tokens":4000,"stream":true,"temperature":0}"""),
         };
         request.Headers.Add("X-Forwarded-For", forwardedFor);
         return await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
@@ -122,7 +122,7 @@ public class HardeningTests
 
     static async Task<HttpStatusCode> Tokenize(HttpClient client, string forwardedFor)
     {
-        var request = new HttpRequestMessage(HttpMethod.Post, "/tokenize") { Content = Json("""{"prompt":"hi"}""") };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/tokenize") { Content = JsonBody("""{"prompt":"hi"}""") };
         request.Headers.Add("X-Forwarded-For", forwardedFor);
         return (await client.SendAsync(request)).StatusCode;
     }

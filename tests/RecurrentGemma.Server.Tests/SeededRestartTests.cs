@@ -45,7 +45,7 @@ public class SeededRestartTests
 
         public async Task<string> Chat(string body)
         {
-            var response = await Http.PostAsync("/v1/chat/completions", Json(body));
+            var response = await Http.PostAsync("/v1/chat/completions", JsonBody(body));
             var text = await response.Content.ReadAsStringAsync();
             Assert.True(response.IsSuccessStatusCode, text);
             return JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;

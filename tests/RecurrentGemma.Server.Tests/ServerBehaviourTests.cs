@@ -75,7 +75,7 @@ public class ServerBehaviourTests
         await using var server = new ServerFactory().With("Auth:ApiKeys:0", "alice").With("Auth:ApiKeys:1", "bob");
         var alice = await server.ReadyClientAsync();
         alice.DefaultRequestHeaders.Authorization = new("Bearer", "alice");
-        var turn1 = await ReadJson(await alice.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Tell me about the sea."}],"max_tokens":6,"session_id":"trip"}""")));
+        var turn1 = await ReadJson(await alice.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Tell me about the sea."}],"max_tokens":6,"session_id":"trip"}""")));
         Assert.Equal(0, turn1.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32());
         var answer = turn1.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
         var second = JsonSerializer.Serialize(new
@@ -83,7 +83,7 @@ public class ServerBehaviourTests
             messages = new object[] { new { role = "user", content = "Tell me about the sea." }, new { role = "assistant", content = answer }, new { role = "user", content = "And the mountains?" } },
             max_tokens = 4,
         });
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(second) };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonBody(second) };
         request.Headers.Add("X-Session-Id", "trip");
         var turn2 = await ReadJson(await alice.SendAsync(request));
         int prompt1 = turn1.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
@@ -92,7 +92,7 @@ public class ServerBehaviourTests
 
         var bob = server.CreateClient();
         bob.DefaultRequestHeaders.Authorization = new("Bearer", "bob");
-        var stolen = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(second) };
+        var stolen = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonBody(second) };
         stolen.Headers.Add("X-Session-Id", "trip");
         var bobTurn = await ReadJson(await bob.SendAsync(stolen));
         Assert.Equal(0, bobTurn.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32());
@@ -103,9 +103,9 @@ public class ServerBehaviourTests
     {
         await using var server = new ServerFactory();
         var client = await server.ReadyClientAsync();
-        var turn1 = await ReadJson(await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi there"}],"max_tokens":5}""")));
+        var turn1 = await ReadJson(await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi there"}],"max_tokens":5}""")));
         var answer = turn1.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
-        var turn2 = await ReadJson(await client.PostAsync("/v1/chat/completions", Json(JsonSerializer.Serialize(new
+        var turn2 = await ReadJson(await client.PostAsync("/v1/chat/completions", JsonBody(JsonSerializer.Serialize(new
         {
             messages = new object[] { new { role = "user", content = "Hi there" }, new { role = "assistant", content = answer }, new { role = "user", content = "More?" } },
             max_tokens = 3,
@@ -120,7 +120,7 @@ public class ServerBehaviourTests
         await using var server = new ServerFactory().With("Engine:ParkFinishedStates", "false");
         var client = await server.ReadyClientAsync();
         using var cts = new CancellationTokenSource();
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json("""{"messages":[{"role":"user","content":"Go on forever"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""") };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonBody("""{"messages":[{"role":"user","content":"Go on forever"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""") };
         var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
         var stream = await response.Content.ReadAsStreamAsync(cts.Token);
         var buffer = new byte[256];
@@ -139,7 +139,7 @@ public class ServerBehaviourTests
         var client = await server.ReadyClientAsync();
         var tasks = Enumerable.Range(0, 16).Select(async i =>
         {
-            var raw = await (await client.PostAsync("/v1/chat/completions", Json(
+            var raw = await (await client.PostAsync("/v1/chat/completions", JsonBody(
                 $$"""{"messages":[{"role":"user","content":"Stream number {{i}}"}],"max_tokens":12,"stream":true,"seed":{{i}},"logit_bias":{"1":-100,"107":-100} }"""))).Content.ReadAsStringAsync();
             return raw;
         });
@@ -161,7 +161,7 @@ public class ServerBehaviourTests
         await server.Host.Loaded;
         using var client = server.CreateClient();
         Assert.Equal("http", client.BaseAddress!.Scheme);
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":20,"stream":true}""") };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":20,"stream":true}""") };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
@@ -179,7 +179,7 @@ public class ServerBehaviourTests
         await using var server = new ServerFactory().With("Api:KeepAliveSeconds", "0.02").With("Engine:PrefillTokenBudget", "1");
         var client = await server.ReadyClientAsync();
         var longText = string.Join(' ', Enumerable.Repeat("word", 300));
-        var raw = await (await client.PostAsync("/v1/chat/completions", Json($$"""{"messages":[{"role":"user","content":"{{longText}}"}],"max_tokens":2,"stream":true}"""))).Content.ReadAsStringAsync();
+        var raw = await (await client.PostAsync("/v1/chat/completions", JsonBody($$"""{"messages":[{"role":"user","content":"{{longText}}"}],"max_tokens":2,"stream":true}"""))).Content.ReadAsStringAsync();
         Assert.Contains(": keep-alive\n\n", raw);
         Assert.EndsWith("data: [DONE]\n\n", raw);
     }
@@ -189,13 +189,13 @@ public class ServerBehaviourTests
     {
         await using var server = new ServerFactory();
         var client = await server.ReadyClientAsync();
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json("""{"messages":[{"role":"user","content":"Go on"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""") };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonBody("""{"messages":[{"role":"user","content":"Go on"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""") };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         await server.Until(s => s.RunningSequences == 1);
         var inFlight = server.Services.GetRequiredService<InFlightRequests>();
         var drain = inFlight.DrainAsync(TimeSpan.FromMilliseconds(300), CancellationToken.None);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("/health/ready")).StatusCode);
-        var refused = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"hi"}]}"""));
+        var refused = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"hi"}]}"""));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.NotNull(refused.Headers.RetryAfter);
         var raw = await response.Content.ReadAsStringAsync();   // cancelled after the grace period
@@ -210,11 +210,11 @@ public class ServerBehaviourTests
         await using var server = new ServerFactory().With("Engine:MaxRunningSequences", "1").With("Engine:MaxQueuedRequests", "1");
         var client = await server.ReadyClientAsync();
         const string longOne = """{"messages":[{"role":"user","content":"Go on"}],"max_tokens":4000,"stream":true,"logit_bias":{"1":-100,"107":-100}}""";
-        using var a = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(longOne) }, HttpCompletionOption.ResponseHeadersRead);
+        using var a = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonBody(longOne) }, HttpCompletionOption.ResponseHeadersRead);
         await server.Until(s => s.RunningSequences == 1);
-        using var b = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(longOne) }, HttpCompletionOption.ResponseHeadersRead);
+        using var b = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonBody(longOne) }, HttpCompletionOption.ResponseHeadersRead);
         await server.Until(s => s.QueuedRequests == 1);
-        var c = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}"""));
+        var c = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}"""));
         Assert.Equal(HttpStatusCode.TooManyRequests, c.StatusCode);
         Assert.NotNull(c.Headers.RetryAfter);
         Assert.Equal("rate_limit_error", (await ReadJson(c)).GetProperty("error").GetProperty("type").GetString());
@@ -252,7 +252,7 @@ public class ServerBehaviourTests
             Assert.Matches("Loaded \"?my-griffin\"? in [0-9.]+ s", log);   // Serilog quotes string values
             var models = await ReadJson(await client.GetAsync("/v1/models"));
             Assert.Equal("my-griffin", models.GetProperty("data")[0].GetProperty("id").GetString());
-            var r = await client.PostAsync("/v1/chat/completions", Json("""{"model":"my-griffin","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}"""));
+            var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"model":"my-griffin","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}"""));
             Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         }
         finally { Directory.Delete(Path.GetDirectoryName(dir)!, recursive: true); }
@@ -267,7 +267,7 @@ public class ServerBehaviourTests
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
         var ready = await client.GetAsync("/health/ready");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
-        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"hi"}]}"""));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"hi"}]}"""));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, r.StatusCode);
         var message = (await ReadJson(r)).GetProperty("error").GetProperty("message").GetString()!;
         // Both say what happened and give the reference id of the log entry; neither leaks the

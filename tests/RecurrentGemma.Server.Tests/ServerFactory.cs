@@ -48,7 +48,7 @@ public class ServerFactory : WebApplicationFactory<Program>
         return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
     }
 
-    public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+    public static StringContent JsonBody(string json) => new(json, Encoding.UTF8, "application/json");
 
     public static async Task<JsonElement> ReadJson(HttpResponseMessage r) =>
         JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;

@@ -39,7 +39,7 @@ public class SigtermTests
                 // Long and heavy (top_logprobs: ~2 KB per event, megabytes in all) and not read
                 // until after the SIGTERM: the socket fills, so the stream is surely still in
                 // flight when the signal comes, however fast or loaded the machine is.
-                Content = Json("""{"messages":[{"role":"user","content":"go"}],"max_tokens":4000,"stream":true,"logprobs":true,"top_logprobs":20,"logit_bias":{"1":-100,"107":-100}}"""),
+                Content = JsonBody("""{"messages":[{"role":"user","content":"go"}],"max_tokens":4000,"stream":true,"logprobs":true,"top_logprobs":20,"logit_bias":{"1":-100,"107":-100}}"""),
             };
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             var body = response.Content.ReadAsStringAsync();

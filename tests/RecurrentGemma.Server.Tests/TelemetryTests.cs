@@ -43,7 +43,7 @@ public class TelemetryTests
     {
         await using var server = new ServerFactory();
         var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"logit_bias":{"1":-100,"107":-100}}"""));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"logit_bias":{"1":-100,"107":-100}}"""));
         r.EnsureSuccessStatusCode();
         var metrics = await client.GetStringAsync("/metrics");
         foreach (var name in DocumentedMetrics) Assert.Contains(name, metrics);
@@ -62,7 +62,7 @@ public class TelemetryTests
         var client = factory.CreateClient();
         await factory.Services.GetRequiredService<RecurrentGemma.Server.Hosting.ModelHost>().Loaded;
         client.DefaultRequestHeaders.Authorization = new("Bearer", "sk-very-secret-key");
-        var r = await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"my bank password is hunter2"}],"max_tokens":3,"logit_bias":{"1":-100,"107":-100}}"""));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"my bank password is hunter2"}],"max_tokens":3,"logit_bias":{"1":-100,"107":-100}}"""));
         r.EnsureSuccessStatusCode();
         var all = await WaitForLog(logs, "CompletionTokens=");
         Assert.Contains("/v1/chat/completions", all);
@@ -81,7 +81,7 @@ public class TelemetryTests
         var factory = server.WithWebHostBuilder(b => b.ConfigureServices(s => s.AddSingleton<ILoggerProvider>(logs)));
         var client = factory.CreateClient();
         await factory.Services.GetRequiredService<RecurrentGemma.Server.Hosting.ModelHost>().Loaded;
-        (await client.PostAsync("/v1/chat/completions", Json("""{"messages":[{"role":"user","content":"remember hunter2"}],"max_tokens":2}"""))).EnsureSuccessStatusCode();
+        (await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"remember hunter2"}],"max_tokens":2}"""))).EnsureSuccessStatusCode();
         Assert.Contains("hunter2", await WaitForLog(logs, "hunter2"));
     }
 

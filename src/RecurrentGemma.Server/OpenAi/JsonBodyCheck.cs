@@ -7,7 +7,9 @@ namespace RecurrentGemma.Server.OpenAi;
 /// One pass over a request body before it is bound, so byte-level defects become a 400 naming
 /// the field instead of surfacing later as an exception deep in validation or the tokenizer:
 /// strings (values and property names) that are not valid UTF-8 or hold a lone surrogate escape
-/// ("\ud800"), and <c>null</c> as an array element (no OpenAI field takes one). System.Text.Json
+/// ("\ud800"), and <c>null</c> as an array element (no OpenAI field takes one — except inside
+/// the JSON Schemas a request carries, under "schema" and "parameters", where enum: [null] is
+/// fine). System.Text.Json
 /// only checks a string's encoding when it is read, and fields kept as JsonElement are read late,
 /// which is why this runs once here for every endpoint and every field added later.
 /// Malformed JSON is left to the deserializer, whose message carries the path.
@@ -31,7 +33,8 @@ public static class JsonBodyCheck
                     case JsonTokenType.StartObject:
                     case JsonTokenType.StartArray:
                         Advance(path);
-                        path.Add(new Frame(reader.TokenType == JsonTokenType.StartArray, -1, null));
+                        bool freeForm = path.Count > 0 && (path[^1].FreeForm || path[^1].Name is "schema" or "parameters");
+                        path.Add(new Frame(reader.TokenType == JsonTokenType.StartArray, -1, null, freeForm));
                         continue;
                     case JsonTokenType.EndObject:
                     case JsonTokenType.EndArray:
@@ -43,7 +46,7 @@ public static class JsonBodyCheck
                         continue;
                     case JsonTokenType.Null:
                         Advance(path);
-                        if (path.Count > 0 && path[^1].IsArray) return Invalid(path, "must not be null");
+                        if (path.Count > 0 && path[^1].IsArray && !path[^1].FreeForm) return Invalid(path, "must not be null");
                         continue;
                     default:
                         Advance(path);
@@ -97,5 +100,6 @@ public static class JsonBodyCheck
         return name.Length > 64 ? s + "…" : s;
     }
 
-    readonly record struct Frame(bool IsArray, int Index, string? Name);
+    /// <summary>One open object or array; FreeForm: inside a JSON Schema value, where nulls are data.</summary>
+    readonly record struct Frame(bool IsArray, int Index, string? Name, bool FreeForm = false);
 }

@@ -63,9 +63,19 @@ public sealed class StreamOptionsDto
     public bool? IncludeUsage { get; set; }
 }
 
+/// <summary>text, json_object, or json_schema with {name, schema, strict, description}.</summary>
 public sealed class ResponseFormatDto
 {
     public string? Type { get; set; }
+    public JsonSchemaFormatDto? JsonSchema { get; set; }
+}
+
+public sealed class JsonSchemaFormatDto
+{
+    public string? Name { get; set; }
+    public string? Description { get; set; }
+    public JsonElement? Schema { get; set; }
+    public bool? Strict { get; set; }
 }
 
 /// <summary>POST /v1/completions body.</summary>
@@ -78,6 +88,8 @@ public sealed class CompletionRequest : GenerationRequestBase
     public bool? Echo { get; set; }
     public string? Suffix { get; set; }
     public int? BestOf { get; set; }
+    /// <summary>Extension: structured output for completions, as in chat (json_object or json_schema).</summary>
+    public ResponseFormatDto? ResponseFormat { get; set; }
 }
 
 public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetailsDto PromptTokensDetails);

@@ -26,8 +26,7 @@ public static class RequestValidation
         if (r.ToolChoice is { ValueKind: not JsonValueKind.Null } tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() == "none"))
             throw ApiError.Invalid("tool_choice is not supported by this server.", "tool_choice");
         if (r.FunctionCall is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("function_call is not supported by this server.", "function_call");
-        if (r.ResponseFormat?.Type is { } format && format != "text")
-            throw ApiError.Invalid($"response_format type '{format}' is not supported; only 'text' is.", "response_format.type");
+
         if (r.Messages is null) throw ApiError.Invalid("messages is required.", "messages");
         if (r.Messages.Count == 0) throw ApiError.Invalid("messages must contain at least one message.", "messages");
         var messages = r.Messages.Select((m, i) => Message(m, i)).ToList();
@@ -45,7 +44,7 @@ public static class RequestValidation
             Messages = messages, MaxTokens = maxTokens, N = Choices(r.N, limits),
             Sampling = Sampling(r, limits),
             Stop = Stops(r.Stop), Logprobs = logprobs, TopLogprobs = top,
-            SessionId = Session(r.SessionId, headerSession), Owner = owner,
+            SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = Format(r.ResponseFormat),
         };
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
         return new ValidatedRequest([generation], stream, usage);
@@ -64,14 +63,39 @@ public static class RequestValidation
         int maxTokens = MaxTokens(r.MaxTokens, "max_tokens", 16, limits);   // OpenAI's default for completions
         var stops = Stops(r.Stop);
         var session = Session(r.SessionId, headerSession);
+        var format = Format(r.ResponseFormat);
         if (session is not null && prompts.Count > 1) throw ApiError.Invalid("session_id needs a single prompt.", "session_id");
         var generations = prompts.Select(p => new TextGenerationRequest
         {
             Prompt = p, MaxTokens = maxTokens, N = n, Sampling = sampling, Stop = stops,
-            Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, SessionId = session, Owner = owner,
+            Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, SessionId = session, Owner = owner, Format = format,
         }).ToList();
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
         return new ValidatedRequest(generations, stream, usage);
+    }
+
+    static readonly System.Text.RegularExpressions.Regex SchemaName = new("^[a-zA-Z0-9_-]{1,64}$");
+
+    /// <summary>response_format → what the output must be (null: free text). The schema itself
+    /// is compiled by the inference layer, which names any keyword it cannot enforce.</summary>
+    static Inference.Constraints.OutputFormat? Format(ResponseFormatDto? f)
+    {
+        if (f is null) return null;
+        switch (f.Type)
+        {
+            case null: throw ApiError.Invalid("response_format.type is required (text, json_object or json_schema).", "response_format.type");
+            case "text": return null;
+            case "json_object": return new(Inference.Constraints.OutputFormatKind.JsonObject);
+            case "json_schema":
+                var js = f.JsonSchema ?? throw ApiError.Invalid("response_format.json_schema is required when type is json_schema.", "response_format.json_schema");
+                if (js.Name is null || !SchemaName.IsMatch(js.Name))
+                    throw ApiError.Invalid("response_format.json_schema.name must match ^[a-zA-Z0-9_-]{1,64}$.", "response_format.json_schema.name");
+                if (js.Schema is not { ValueKind: JsonValueKind.Object or JsonValueKind.True } schema)
+                    throw ApiError.Invalid("response_format.json_schema.schema must be a JSON Schema object.", "response_format.json_schema.schema");
+                return new(Inference.Constraints.OutputFormatKind.JsonSchema, schema, js.Strict ?? false);
+            default:
+                throw ApiError.Invalid($"response_format type '{f.Type}' is not supported; use text, json_object or json_schema.", "response_format.type");
+        }
     }
 
     static void CheckModel(string? model, ValidationLimits limits)

@@ -1,0 +1,142 @@
+namespace RecurrentGemma.Text.Grammar;
+
+/// <summary>
+/// Where a parse can be: a set of stacks, each a chain of positions inside rule alternatives whose
+/// top is the next terminal to match (a pushdown automaton run on all alternatives at once, so
+/// ambiguity such as anyOf costs stacks, not backtracking). <see cref="Complete"/>: some parse
+/// has consumed the whole root rule. States are interned per grammar, so equal states are the
+/// same object and the matcher can cache per state — what makes masks cheap for the long runs
+/// of identical states inside a JSON string.
+/// </summary>
+public sealed class MatchState
+{
+    internal MatchState(int id, GrammarMatcher.Frame[] tops, bool complete)
+    {
+        Id = id;
+        Tops = tops;
+        Complete = complete;
+    }
+
+    internal int Id { get; }
+    internal GrammarMatcher.Frame[] Tops { get; }
+    /// <summary>The input so far is a whole sentence of the grammar.</summary>
+    public bool Complete { get; }
+    /// <summary>Some byte may still follow.</summary>
+    public bool CanContinue => Tops.Length > 0;
+    /// <summary>No parse is left: the input so far is not a prefix of any sentence.</summary>
+    public bool IsDead => Tops.Length == 0 && !Complete;
+}
+
+/// <summary>
+/// Runs a <see cref="ByteGrammar"/> over bytes. Thread-safe: the engine advances rows while masks
+/// for others are computed in the background, so the intern tables take a lock.
+/// </summary>
+public sealed class GrammarMatcher
+{
+    /// <summary>A position in a rule alternative, with the position to return to (interned).</summary>
+    internal sealed class Frame(int id, int rule, int alt, int pos, Frame? parent)
+    {
+        public readonly int Id = id, Rule = rule, Alt = alt, Pos = pos;
+        public readonly Frame? Parent = parent;
+    }
+
+    const int MaxExpansionDepth = 4096;
+    const int MaxCachedStates = 200_000;
+
+    readonly ByteGrammar _grammar;
+    readonly object _gate = new();
+    readonly Dictionary<(int Rule, int Alt, int Pos, int Parent), Frame> _frames = [];
+    readonly Dictionary<string, MatchState> _states = [];
+    readonly Dictionary<(int State, byte Byte), MatchState> _steps = [];
+    int _nextStateId;
+
+    public GrammarMatcher(ByteGrammar grammar)
+    {
+        if (grammar.Root < 0) throw new ArgumentException("the grammar has no root rule", nameof(grammar));
+        _grammar = grammar;
+        Start = Expand([Intern(-1, -1, 0, null)]);   // a virtual frame whose one symbol is the root
+    }
+
+    public ByteGrammar Grammar => _grammar;
+    public MatchState Start { get; }
+
+    /// <summary>The state after one more byte (dead if the byte cannot come next).</summary>
+    public MatchState Advance(MatchState state, byte b)
+    {
+        lock (_gate)
+        {
+            if (_steps.TryGetValue((state.Id, b), out var known)) return known;
+            var next = new List<Frame>();
+            foreach (var top in state.Tops)
+                if (_grammar.TerminalSet(SymbolAt(top)).Contains(b))
+                    next.Add(Intern(top.Rule, top.Alt, top.Pos + 1, top.Parent));
+            var result = Expand(next);
+            if (_steps.Count > MaxCachedStates) _steps.Clear();
+            _steps[(state.Id, b)] = result;
+            return result;
+        }
+    }
+
+    public MatchState Advance(MatchState state, ReadOnlySpan<byte> bytes)
+    {
+        foreach (var b in bytes)
+        {
+            state = Advance(state, b);
+            if (state.IsDead) break;
+        }
+        return state;
+    }
+
+    public bool Accepts(ReadOnlySpan<byte> bytes) => Advance(Start, bytes).Complete;
+
+    int SymbolAt(Frame f) => f.Rule < 0 ? _grammar.Root : _grammar.Rules[f.Rule][f.Alt][f.Pos];
+
+    int AltLength(Frame f) => f.Rule < 0 ? 1 : _grammar.Rules[f.Rule][f.Alt].Length;
+
+    Frame Intern(int rule, int alt, int pos, Frame? parent)
+    {
+        var key = (rule, alt, pos, parent?.Id ?? -1);
+        if (!_frames.TryGetValue(key, out var f))
+        {
+            f = new Frame(_frames.Count, rule, alt, pos, parent);
+            _frames[key] = f;
+        }
+        return f;
+    }
+
+    /// <summary>Closes a set of frames over rule expansion and returns: the interned state whose
+    /// tops all point at terminals.</summary>
+    MatchState Expand(List<Frame> frames)
+    {
+        var tops = new HashSet<Frame>();
+        bool complete = false;
+        var visiting = new HashSet<Frame>();
+        foreach (var f in frames) Close(f, tops, ref complete, visiting, 0);
+        var sorted = tops.OrderBy(f => f.Id).ToArray();
+        var key = (complete ? "c:" : "o:") + string.Join(',', sorted.Select(f => f.Id));
+        if (!_states.TryGetValue(key, out var state))
+        {
+            if (_states.Count > MaxCachedStates) { _states.Clear(); _steps.Clear(); }
+            state = new MatchState(++_nextStateId, sorted, complete);
+            _states[key] = state;
+        }
+        return state;
+    }
+
+    void Close(Frame f, HashSet<Frame> tops, ref bool complete, HashSet<Frame> visiting, int depth)
+    {
+        if (depth > MaxExpansionDepth) throw new GrammarException("the grammar nests too deeply (a rule that can repeat without consuming input?)", "");
+        if (!visiting.Add(f)) return;   // already expanded in this closure (left recursion or a shared path)
+        if (f.Pos == AltLength(f))
+        {
+            if (f.Parent is null) complete = true;
+            else Close(Intern(f.Parent.Rule, f.Parent.Alt, f.Parent.Pos + 1, f.Parent.Parent), tops, ref complete, visiting, depth + 1);
+            return;
+        }
+        int symbol = SymbolAt(f);
+        if (symbol < 0) { tops.Add(f); return; }
+        var alternatives = _grammar.Rules[symbol];
+        for (int a = 0; a < alternatives.Length; a++)
+            Close(Intern(symbol, a, 0, f), tops, ref complete, visiting, depth + 1);
+    }
+}

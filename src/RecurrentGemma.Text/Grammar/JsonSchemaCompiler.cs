@@ -1,0 +1,288 @@
+using System.Text.Json;
+
+namespace RecurrentGemma.Text.Grammar;
+
+/// <summary>Limits on what a schema may compile to.</summary>
+public sealed record SchemaLimits
+{
+    public int MaxRules { get; init; } = 20_000;
+    public int MaxDepth { get; init; } = 32;
+    /// <summary>Largest minLength/maxLength/minItems/maxItems that is unrolled.</summary>
+    public int MaxRepeat { get; init; } = 1000;
+}
+
+/// <summary>
+/// Compiles a JSON Schema into a <see cref="ByteGrammar"/> whose sentences are exactly compact
+/// JSON documents valid against it (a subset of them where noted). Supported: type (and type
+/// arrays), properties (emitted in schema order; required ones always, optional ones may be left
+/// out), required, additionalProperties (only the listed properties are written; with none listed
+/// and additionalProperties not false, any members), items, prefixItems, minItems/maxItems, enum,
+/// const, anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/…
+/// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email), and
+/// minimum/maximum (also exclusive) for integers. Annotations (title, description, default,
+/// examples…) are ignored. Any other keyword: with strict, a <see cref="GrammarException"/>
+/// naming it and its path; without, ignored.
+/// </summary>
+public sealed class JsonSchemaCompiler
+{
+    static readonly HashSet<string> Annotations =
+    [
+        "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly",
+        "$defs", "definitions", "strict", "name", "contentMediaType", "contentEncoding",
+    ];
+
+    static readonly HashSet<string> Supported =
+    [
+        "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const",
+        "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    ];
+
+    readonly ByteGrammar _g = new();
+    readonly JsonGrammar _json;
+    readonly JsonElement _root;
+    readonly bool _strict;
+    readonly SchemaLimits _limits;
+    readonly Dictionary<string, int> _refs = [];
+
+    JsonSchemaCompiler(JsonElement root, bool strict, SchemaLimits limits)
+    {
+        _json = new JsonGrammar(_g);
+        _root = root;
+        _strict = strict;
+        _limits = limits;
+    }
+
+    public static ByteGrammar Compile(JsonElement schema, bool strict, SchemaLimits? limits = null)
+    {
+        var c = new JsonSchemaCompiler(schema, strict, limits ?? new SchemaLimits());
+        c._g.Root = c.Schema(schema, "", 0);
+        return c._g;
+    }
+
+    /// <summary>Any JSON object (response_format json_object).</summary>
+    public static ByteGrammar AnyObject()
+    {
+        var g = new ByteGrammar();
+        g.Root = new JsonGrammar(g).AnyObject();
+        return g;
+    }
+
+    int Schema(JsonElement s, string path, int depth)
+    {
+        if (depth > _limits.MaxDepth) throw new GrammarException($"the schema nests deeper than {_limits.MaxDepth} levels", path);
+        if (_g.RuleCount > _limits.MaxRules) throw new GrammarException($"the schema is too large (over {_limits.MaxRules} grammar rules)", path);
+        if (s.ValueKind == JsonValueKind.True) return _json.Value;
+        if (s.ValueKind == JsonValueKind.False) throw new GrammarException("a schema of false accepts nothing", path);
+        if (s.ValueKind != JsonValueKind.Object) throw new GrammarException("a schema must be an object or a boolean", path);
+
+        foreach (var p in s.EnumerateObject())
+            if (!Supported.Contains(p.Name) && !Annotations.Contains(p.Name) && _strict)
+                throw new GrammarException($"the keyword '{p.Name}' is not supported in strict mode", Join(path, p.Name));
+        if (s.TryGetProperty("pattern", out _) && _strict)
+            throw new GrammarException("the keyword 'pattern' is not supported in strict mode", Join(path, "pattern"));
+
+        if (s.TryGetProperty("$ref", out var reference)) return Ref(reference, Join(path, "$ref"), depth);
+        if (s.TryGetProperty("const", out var constant)) return Literal(constant);
+        if (s.TryGetProperty("enum", out var values))
+        {
+            if (values.ValueKind != JsonValueKind.Array || values.GetArrayLength() == 0)
+                throw new GrammarException("enum must be a non-empty array", Join(path, "enum"));
+            return _g.Choice(values.EnumerateArray().Select(Literal).ToArray());
+        }
+        foreach (var key in new[] { "anyOf", "oneOf" })
+            if (s.TryGetProperty(key, out var options))
+            {
+                if (options.ValueKind != JsonValueKind.Array || options.GetArrayLength() == 0)
+                    throw new GrammarException($"{key} must be a non-empty array", Join(path, key));
+                return _g.Choice(options.EnumerateArray().Select((o, i) => Schema(o, $"{Join(path, key)}[{i}]", depth + 1)).ToArray());
+            }
+        if (s.TryGetProperty("allOf", out var all))
+        {
+            if (all.ValueKind == JsonValueKind.Array && all.GetArrayLength() == 1) return Schema(all[0], Join(path, "allOf") + "[0]", depth + 1);
+            if (_strict) throw new GrammarException("allOf is supported with one member only", Join(path, "allOf"));
+        }
+
+        if (!s.TryGetProperty("type", out var type)) return Untyped(s, path, depth);
+        if (type.ValueKind == JsonValueKind.String) return Typed(type.GetString()!, s, path, depth);
+        if (type.ValueKind == JsonValueKind.Array && type.GetArrayLength() > 0)
+            return _g.Choice(type.EnumerateArray().Select(t => t.ValueKind == JsonValueKind.String
+                ? Typed(t.GetString()!, s, path, depth)
+                : throw new GrammarException("type must be a string or an array of strings", Join(path, "type"))).ToArray());
+        throw new GrammarException("type must be a string or an array of strings", Join(path, "type"));
+    }
+
+    /// <summary>No type: guess from the keywords present, else any value.</summary>
+    int Untyped(JsonElement s, string path, int depth)
+    {
+        if (s.TryGetProperty("properties", out _) || s.TryGetProperty("additionalProperties", out _)) return Typed("object", s, path, depth);
+        if (s.TryGetProperty("items", out _) || s.TryGetProperty("prefixItems", out _)) return Typed("array", s, path, depth);
+        return _json.Value;
+    }
+
+    int Typed(string type, JsonElement s, string path, int depth) => type switch
+    {
+        "object" => Object(s, path, depth),
+        "array" => Array(s, path, depth),
+        "string" => String(s, path),
+        "integer" => Integer(s, path),
+        "number" => Number(s, path),
+        "boolean" => _g.Choice(_g.Literal("true"), _g.Literal("false")),
+        "null" => _g.Literal("null"),
+        _ => throw new GrammarException($"unknown type '{type}'", Join(path, "type")),
+    };
+
+    int Object(JsonElement s, string path, int depth)
+    {
+        var required = s.TryGetProperty("required", out var req) && req.ValueKind == JsonValueKind.Array
+            ? req.EnumerateArray().Where(r => r.ValueKind == JsonValueKind.String).Select(r => r.GetString()!).ToHashSet()
+            : [];
+        var props = new List<(string Name, bool Required, int Rule)>();
+        if (s.TryGetProperty("properties", out var properties))
+        {
+            if (properties.ValueKind != JsonValueKind.Object) throw new GrammarException("properties must be an object", Join(path, "properties"));
+            foreach (var p in properties.EnumerateObject())
+            {
+                int value = Schema(p.Value, Join(Join(path, "properties"), p.Name), depth + 1);
+                int member = _g.Seq(Literal(JsonSerializer.SerializeToElement(p.Name)), _g.Byte((byte)':'), value);
+                props.Add((p.Name, required.Contains(p.Name), member));
+            }
+        }
+        foreach (var r in required)
+            if (!props.Any(p => p.Name == r))
+                throw new GrammarException($"'{r}' is required but not among the properties", Join(path, "required"));
+
+        bool closed = s.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False;
+        if (props.Count == 0 && !closed)
+        {
+            // No listed properties: any members, their values as additionalProperties says.
+            int value = extra.ValueKind is JsonValueKind.Object ? Schema(extra, Join(path, "additionalProperties"), depth + 1) : _json.Value;
+            int member = _g.Seq(_json.String(), _g.Byte((byte)':'), value);
+            return _g.Seq(_g.Byte((byte)'{'), _g.Repeat(member, 0, null, _g.Byte((byte)',')), _g.Byte((byte)'}'));
+        }
+        // Members in schema order; each optional one may be skipped. Tail(i, first) is the rest
+        // from property i, knowing whether anything has been written yet (for the commas).
+        var memo = new Dictionary<(int, bool), int>();
+        int comma = _g.Byte((byte)',');
+        int Tail(int i, bool first)
+        {
+            if (i == props.Count) return _g.Empty();
+            if (memo.TryGetValue((i, first), out var known)) return known;
+            var (_, isRequired, member) = props[i];
+            int write = first ? _g.Seq(member, Tail(i + 1, false)) : _g.Seq(comma, member, Tail(i + 1, false));
+            int rule = isRequired ? write : _g.Choice(write, Tail(i + 1, first));
+            memo[(i, first)] = rule;
+            return rule;
+        }
+        return _g.Seq(_g.Byte((byte)'{'), Tail(0, true), _g.Byte((byte)'}'));
+    }
+
+    int Array(JsonElement s, string path, int depth)
+    {
+        int min = Count(s, "minItems", path) ?? 0;
+        int? max = Count(s, "maxItems", path);
+        var prefix = new List<int>();
+        if (s.TryGetProperty("prefixItems", out var pre) && pre.ValueKind == JsonValueKind.Array)
+            prefix.AddRange(pre.EnumerateArray().Select((p, i) => Schema(p, $"{Join(path, "prefixItems")}[{i}]", depth + 1)));
+        int item = s.TryGetProperty("items", out var items) && items.ValueKind != JsonValueKind.Undefined
+            ? items.ValueKind == JsonValueKind.False ? -1 : Schema(items, Join(path, "items"), depth + 1)
+            : _json.Value;
+        int comma = _g.Byte((byte)',');
+        if (prefix.Count == 0)
+        {
+            if (item < 0) return _g.Literal("[]");
+            return _g.Seq(_g.Byte((byte)'['), _g.Repeat(item, min, max, comma), _g.Byte((byte)']'));
+        }
+        // prefixItems: the first items in order (all of them: a subset of valid arrays), then more of `items`.
+        var seq = new List<int> { _g.Byte((byte)'[') };
+        for (int i = 0; i < prefix.Count; i++) { if (i > 0) seq.Add(comma); seq.Add(prefix[i]); }
+        if (max is { } m && m < prefix.Count) throw new GrammarException("maxItems is smaller than the number of prefixItems", Join(path, "maxItems"));
+        if (item >= 0 && max != prefix.Count)
+            seq.Add(_g.Repeat(_g.Seq(comma, item), Math.Max(0, min - prefix.Count), max is null ? null : max - prefix.Count));
+        else if (min > prefix.Count) throw new GrammarException("minItems needs more items than prefixItems allows", Join(path, "minItems"));
+        seq.Add(_g.Byte((byte)']'));
+        return _g.Seq([.. seq]);
+    }
+
+    int String(JsonElement s, string path)
+    {
+        if (s.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.String)
+        {
+            int? body = format.GetString() switch
+            {
+                "date" => _json.Date(),
+                "time" => _json.Time(),
+                "date-time" => _json.DateTime(),
+                "uuid" => _json.Uuid(),
+                "email" => _json.Email(),
+                _ when _strict => throw new GrammarException($"the format '{format.GetString()}' is not supported in strict mode", Join(path, "format")),
+                _ => null,
+            };
+            if (body is { } b) return _g.Seq(_json.Quote, b, _json.Quote);
+        }
+        return _json.String(Count(s, "minLength", path) ?? 0, Count(s, "maxLength", path));
+    }
+
+    int Integer(JsonElement s, string path)
+    {
+        long? lo = Bound(s, "minimum", path), hi = Bound(s, "maximum", path);
+        if (Bound(s, "exclusiveMinimum", path) is { } xlo) lo = Math.Max(lo ?? long.MinValue, xlo + 1);
+        if (Bound(s, "exclusiveMaximum", path) is { } xhi) hi = Math.Min(hi ?? long.MaxValue, xhi - 1);
+        if (lo is null && hi is null) return _json.Integer;
+        try { return _json.IntegerRange(lo, hi); }
+        catch (GrammarException e) { throw new GrammarException(e.Message, path); }
+    }
+
+    int Number(JsonElement s, string path)
+    {
+        foreach (var key in new[] { "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum" })
+            if (s.TryGetProperty(key, out _) && _strict)
+                throw new GrammarException($"'{key}' is supported for integers only in strict mode", Join(path, key));
+        return _json.Number;
+    }
+
+    /// <summary>A bound as an integer: minimum rounds up, maximum down; an exclusive minimum
+    /// rounds down and an exclusive maximum up (the caller then steps past them).</summary>
+    long? Bound(JsonElement s, string key, string path)
+    {
+        if (!s.TryGetProperty(key, out var v)) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d) || Math.Abs(d) >= 1e15)
+            throw new GrammarException($"{key} must be a number below 1e15 in size", Join(path, key));
+        return key is "minimum" or "exclusiveMaximum" ? (long)Math.Ceiling(d) : (long)Math.Floor(d);
+    }
+
+    int? Count(JsonElement s, string key, string path)
+    {
+        if (!s.TryGetProperty(key, out var v)) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var n) || n < 0)
+            throw new GrammarException($"{key} must be a non-negative integer", Join(path, key));
+        if (n > _limits.MaxRepeat) throw new GrammarException($"{key} above {_limits.MaxRepeat} is not supported", Join(path, key));
+        return n;
+    }
+
+    int Ref(JsonElement reference, string path, int depth)
+    {
+        var target = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : throw new GrammarException("$ref must be a string", path);
+        if (_refs.TryGetValue(target, out var rule)) return rule;   // recursion: the rule is declared before it is defined
+        JsonElement node = _root;
+        if (target != "#")
+        {
+            if (!target.StartsWith("#/")) throw new GrammarException($"only local references (#/$defs/…) are supported, not '{target}'", path);
+            foreach (var raw in target[2..].Split('/'))
+            {
+                var part = raw.Replace("~1", "/").Replace("~0", "~");
+                if (node.ValueKind != JsonValueKind.Object || !node.TryGetProperty(part, out node))
+                    throw new GrammarException($"the reference '{target}' points to nothing", path);
+            }
+        }
+        rule = _g.Declare();
+        _refs[target] = rule;
+        int body = Schema(node, target, depth + 1);
+        _g.Define(rule, [body]);
+        return rule;
+    }
+
+    /// <summary>A JSON value written compactly, as a literal.</summary>
+    int Literal(JsonElement value) => _g.Literal(JsonSerializer.SerializeToUtf8Bytes(value));
+
+    static string Join(string path, string key) => path.Length == 0 ? key : $"{path}.{key}";
+}

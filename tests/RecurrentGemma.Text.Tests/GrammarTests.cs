@@ -1,0 +1,156 @@
+using System.Text;
+using System.Text.Json;
+using RecurrentGemma.Text.Grammar;
+
+namespace RecurrentGemma.Text.Tests;
+
+public class GrammarTests
+{
+    static GrammarMatcher Compile(string schema, bool strict = false) =>
+        new(JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement, strict));
+
+    static bool Accepts(GrammarMatcher m, string text) => m.Accepts(Encoding.UTF8.GetBytes(text));
+
+    [Fact]
+    public void Objects_follow_the_schema_order_with_optional_members_and_compact_output()
+    {
+        var m = Compile("""{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"string"},"c":{"type":"boolean"}},"required":["a","c"],"additionalProperties":false}""");
+        Assert.True(Accepts(m, """{"a":1,"b":"x","c":true}"""));
+        Assert.True(Accepts(m, """{"a":-20,"c":false}"""));
+        Assert.False(Accepts(m, """{"a":1}"""));                   // c is required
+        Assert.False(Accepts(m, """{"c":true,"a":1}"""));          // schema order
+        Assert.False(Accepts(m, """{"a":1, "c":true}"""));         // compact
+        Assert.False(Accepts(m, """{"a":01,"c":true}"""));         // no leading zeros
+        Assert.False(Accepts(m, """{"a":1,"c":true,"d":1}"""));
+        Assert.False(Accepts(m, """{,"c":true}"""));
+    }
+
+    [Fact]
+    public void Strings_are_valid_utf8_with_escapes_that_decode_and_counted_in_characters()
+    {
+        var m = Compile("""{"type":"string","minLength":2,"maxLength":3}""");
+        Assert.True(Accepts(m, "\"ab\""));
+        Assert.True(Accepts(m, "\"日本\""));                        // two characters, six bytes
+        Assert.True(Accepts(m, "\"a\\n\\u00e9\""));
+        Assert.False(Accepts(m, "\"a\""));
+        Assert.False(Accepts(m, "\"abcd\""));
+        Assert.False(Accepts(m, "\"a\\ud800\""));                 // a lone surrogate escape never decodes
+        Assert.False(m.Advance(m.Start, [(byte)'"', 0xC0, 0xAF]).Complete);
+        Assert.True(m.Advance(m.Start, [(byte)'"', 0xC0]).IsDead);          // overlong lead byte
+        Assert.True(m.Advance(m.Start, [(byte)'"', 0xED, 0xA0]).IsDead);    // UTF-8 surrogate
+        Assert.True(m.Advance(m.Start, "\"a\u0001"u8.ToArray()).IsDead);    // raw control character
+    }
+
+    [Theory]
+    [InlineData(0, 100, new[] { "0", "7", "42", "99", "100" }, new[] { "-1", "101", "007", "1000" })]
+    [InlineData(-15, 7, new[] { "-15", "-9", "-1", "0", "7" }, new[] { "-16", "8", "-0", "-20" })]
+    [InlineData(123, 4567, new[] { "123", "199", "999", "1000", "4567", "4099" }, new[] { "122", "4568", "5000", "0123" })]
+    [InlineData(-300, -120, new[] { "-300", "-299", "-200", "-120", "-150" }, new[] { "-301", "-119", "0", "-99" })]
+    public void Integer_ranges_are_exact(int min, int max, string[] inside, string[] outside)
+    {
+        var m = Compile($$"""{"type":"integer","minimum":{{min}},"maximum":{{max}}}""");
+        foreach (var s in inside) Assert.True(Accepts(m, s), s);
+        foreach (var s in outside) Assert.False(Accepts(m, s), s);
+        for (int v = min - 30; v <= max + 30; v++) Assert.Equal(v >= min && v <= max, Accepts(m, v.ToString()));
+    }
+
+    [Fact]
+    public void Refs_recurse_and_enums_consts_anyof_arrays_and_formats_compile()
+    {
+        var m = Compile("""
+        {"$defs":{"node":{"type":"object","properties":{"v":{"enum":["x",2,null]},"kids":{"type":"array","items":{"$ref":"#/$defs/node"},"maxItems":2}},"required":["v"],"additionalProperties":false}},
+         "$ref":"#/$defs/node"}
+        """);
+        Assert.True(Accepts(m, """{"v":"x"}"""));
+        Assert.True(Accepts(m, """{"v":2,"kids":[{"v":null},{"v":"x","kids":[]}]}"""));
+        Assert.False(Accepts(m, """{"v":3}"""));
+        Assert.False(Accepts(m, """{"v":2,"kids":[{"v":null},{"v":null},{"v":null}]}"""));
+
+        var f = Compile("""{"type":"object","properties":{"d":{"type":"string","format":"date"},"t":{"type":"string","format":"date-time"},"u":{"type":"string","format":"uuid"},"k":{"const":"fixed"},"n":{"anyOf":[{"type":"number"},{"type":"null"}]},"p":{"type":"array","prefixItems":[{"type":"boolean"},{"type":"string","maxLength":1}],"items":false}},"required":["d","t","u","k","n","p"]}""");
+        Assert.True(Accepts(f, """{"d":"2024-02-28","t":"2024-12-31T23:59:59.5Z","u":"123e4567-e89b-12d3-a456-426614174000","k":"fixed","n":-1.5e3,"p":[true,"z"]}"""));
+        Assert.False(Accepts(f, """{"d":"2024-02-30","t":"2024-12-31T23:59:59Z","u":"123e4567-e89b-12d3-a456-426614174000","k":"fixed","n":null,"p":[true,"z"]}"""));
+    }
+
+    [Theory]
+    [InlineData("""{"type":"string","pattern":"^a+$"}""", "pattern")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"hostname"}}}""", "properties.x.format")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"number","minimum":0}}}""", "properties.x.minimum")]
+    [InlineData("""{"type":"object","properties":{"x":{"not":{"type":"null"}}}}""", "properties.x.not")]
+    public void Strict_mode_names_the_keyword_it_cannot_enforce_and_non_strict_ignores_it(string schema, string path)
+    {
+        var e = Assert.Throws<GrammarException>(() => Compile(schema, strict: true));
+        Assert.Equal(path, e.Path);
+        Compile(schema, strict: false);
+    }
+
+    [Fact]
+    public void Schemas_over_the_limits_are_refused()
+    {
+        var deep = string.Concat(Enumerable.Repeat("""{"type":"array","items":""", 40)) + "{}" + new string('}', 40);
+        Assert.Throws<GrammarException>(() => JsonSchemaCompiler.Compile(JsonDocument.Parse(deep).RootElement, false));
+        Assert.Throws<GrammarException>(() => Compile("""{"type":"string","maxLength":100000}"""));
+    }
+
+    /// <summary>Brute force: an id is allowed iff the grammar accepts its bytes from the state.</summary>
+    static void AssertMaskExact(GemmaTokenizer tok, GrammarMatcher m, string prefix)
+    {
+        var index = TokenIndex.For(tok);
+        var state = m.Advance(m.Start, Encoding.UTF8.GetBytes(prefix));
+        Assert.False(state.IsDead, prefix);
+        var mask = index.Allowed(m, state);
+        int allowed = 0;
+        for (int id = 0; id < tok.VocabSize; id++)
+        {
+            var bytes = index.Bytes(id);
+            bool expected = !bytes.IsEmpty && !m.Advance(state, bytes).IsDead;
+            bool actual = (mask[id >> 6] >> (id & 63) & 1) != 0;
+            Assert.True(expected == actual, $"after '{prefix}': id {id} ('{tok.PieceText(id)}') expected {(expected ? "allowed" : "refused")}");
+            if (actual) allowed++;
+        }
+        Assert.True(allowed > 0, $"after '{prefix}' nothing is allowed");
+    }
+
+    public static TheoryData<string> Prefixes => new() { "", "{", "{\"name\":", "{\"name\":\"ab", "{\"name\":\"x\\", "{\"name\":\"x\",\"age\":4", "{\"name\":\"x\",\"age\":42,\"tags\":[", "{\"name\":\"x\",\"age\":42,\"tags\":[\"a\"" };
+
+    const string PersonSchema = """{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"maximum":150},"tags":{"type":"array","items":{"type":"string"}}},"required":["name","age"],"additionalProperties":false}""";
+
+    [Theory, MemberData(nameof(Prefixes))]
+    public void Masks_are_exact_on_the_small_vocabulary(string prefix) => AssertMaskExact(TokenizerFixtures.Tiny, Compile(PersonSchema), prefix);
+
+    [Theory]
+    [InlineData("{\"name\":\"")]
+    [InlineData("{\"name\":\"x\",\"age\":1")]
+    public void Masks_are_exact_on_gemmas_vocabulary(string prefix) => AssertMaskExact(TokenizerFixtures.Gemma, Compile(PersonSchema), prefix);
+
+    [Fact]
+    public void Ids_that_span_structure_and_byte_fallback_pieces_are_allowed_when_they_fit()
+    {
+        var tok = TokenizerFixtures.Gemma;
+        var m = Compile(PersonSchema);
+        var index = TokenIndex.For(tok);
+        bool Allowed(string prefix, string piece)
+        {
+            var state = m.Advance(m.Start, Encoding.UTF8.GetBytes(prefix));
+            var ids = tok.Encode(piece);
+            Assert.Single(ids);
+            var mask = index.Allowed(m, state);
+            return (mask[ids[0] >> 6] >> (ids[0] & 63) & 1) != 0;
+        }
+        int Byte(byte b) => Enumerable.Range(0, tok.VocabSize).First(id => tok.PieceText(id) == $"<0x{b:X2}>");
+        // Multi-byte characters through byte-fallback ids: the lead byte fits inside a string, not outside.
+        var inString = m.Advance(m.Start, Encoding.UTF8.GetBytes("{\"name\":\""));
+        var mask = index.Allowed(m, inString);
+        Assert.True((mask[Byte(0xE6) >> 6] >> (Byte(0xE6) & 63) & 1) != 0);
+        Assert.False((mask[Byte(0x80) >> 6] >> (Byte(0x80) & 63) & 1) != 0);   // a continuation byte cannot start a character
+        var afterLead = m.Advance(inString, [0xE6]);
+        var mask2 = index.Allowed(m, afterLead);
+        Assert.True((mask2[Byte(0x97) >> 6] >> (Byte(0x97) & 63) & 1) != 0);
+        Assert.False((mask2[Byte(0x41) >> 6] >> (Byte(0x41) & 63) & 1) != 0);
+        // Ids that span structure: one covering the end of a key and the colon is allowed there.
+        var spanning = Enumerable.Range(0, tok.VocabSize).Where(id => index.Bytes(id).SequenceEqual("\":"u8)).ToList();
+        Assert.NotEmpty(spanning);
+        var afterKey = m.Advance(m.Start, Encoding.UTF8.GetBytes("{\"name"));
+        Assert.All(spanning, id => Assert.True((index.Allowed(m, afterKey)[id >> 6] >> (id & 63) & 1) != 0));
+        Assert.False(Allowed("{", "{"));   // a second brace cannot open here
+    }
+}
