@@ -27,6 +27,32 @@ public class OpenAiClientTests(DemoServer server) : IClassFixture<DemoServer>
     }
 
     [Fact]
+    public async Task Structured_output_through_the_clients_json_schema_format_parses_into_a_type()
+    {
+        var chat = (await Client()).GetChatClient("recurrentgemma-demo");
+        var schema = BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string","maxLength":10},"population":{"type":"integer","minimum":0,"maximum":40000000},"capital":{"type":"boolean"}},"required":["city","population","capital"],"additionalProperties":false}""");
+        var options = new ChatCompletionOptions
+        {
+            ResponseFormat = ChatResponseFormat.CreateJsonSchemaFormat("city_info", schema, jsonSchemaIsStrict: true),
+            MaxOutputTokenCount = 300, Seed = 11, Temperature = 1.0f,
+        };
+        var result = (await chat.CompleteChatAsync([new UserChatMessage("Describe a city.")], options)).Value;
+        Assert.Equal(ChatFinishReason.Stop, result.FinishReason);
+        var city = System.Text.Json.JsonSerializer.Deserialize<CityInfo>(result.Content[0].Text, new System.Text.Json.JsonSerializerOptions { PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase })!;
+        Assert.InRange(city.Population, 0, 40000000);
+        Assert.True(city.City.Length <= 10);
+
+        var json = (await chat.CompleteChatAsync([new UserChatMessage("JSON")], new ChatCompletionOptions
+        {
+            ResponseFormat = ChatResponseFormat.CreateJsonObjectFormat(), MaxOutputTokenCount = 400, Seed = 2,
+        })).Value;
+        if (json.FinishReason == ChatFinishReason.Stop)
+            Assert.Equal(System.Text.Json.JsonValueKind.Object, System.Text.Json.JsonDocument.Parse(json.Content[0].Text).RootElement.ValueKind);
+    }
+
+    sealed record CityInfo(string City, long Population, bool Capital);
+
+    [Fact]
     public async Task Chats_without_streaming()
     {
         var chat = (await Client()).GetChatClient("recurrentgemma-demo");

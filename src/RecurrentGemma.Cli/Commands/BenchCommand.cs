@@ -34,10 +34,21 @@ public static class BenchCommand
             if (output is not null) WriteSection(output, "tokenizer", text);
             return Task.FromResult(0);
         }
+        if (suite == "grammar")
+        {
+            var tokenizer = args.Get("tokenizer") ?? "tests/fixtures/gemma-tokenizer/tokenizer.model";
+            int steps = args.Int("steps", 400);
+            var output = args.Get("out");
+            args.EnsureAllRead();
+            var text = GrammarBenchmark.Run(tokenizer, steps, stderr);
+            stdout.WriteLine(text);
+            if (output is not null) WriteSection(output, "grammar", text);
+            return Task.FromResult(0);
+        }
         if (suite == "engine") return RunEngine(args, stdout, stderr);
         if (suite == "step") return RunStep(args, stdout, stderr);
         if (suite == "profile") return RunProfile(args, stdout, stderr);
-        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, engine, step or profile, got '{suite}'");
+        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, grammar, engine, step or profile, got '{suite}'");
 
         var shapes = (args.Get("shape") ?? "all") switch
         {

@@ -135,8 +135,12 @@ public sealed class GrammarMatcher
         }
         int symbol = SymbolAt(f);
         if (symbol < 0) { tops.Add(f); return; }
+        // Tail call: a rule referenced last in its alternative returns straight to our caller,
+        // so right recursion (S → x S) keeps the stack flat and a string's states repeat — which
+        // is what lets the per-state mask cache hit.
+        var returnTo = f.Pos == AltLength(f) - 1 ? f.Parent : f;
         var alternatives = _grammar.Rules[symbol];
         for (int a = 0; a < alternatives.Length; a++)
-            Close(Intern(symbol, a, 0, f), tops, ref complete, visiting, depth + 1);
+            Close(Intern(symbol, a, 0, returnTo), tops, ref complete, visiting, depth + 1);
     }
 }
