@@ -28,7 +28,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         {
             try
             {
-                var turns = GemmaChatTemplate.Turns(messages);
+                var turns = GemmaChatTemplate.Turns(messages, request.Tools);
                 return ChatPromptIds(turns, request.Owner);
             }
             catch (ChatTemplateException e) { throw new InvalidRequestException(e.Message, e.Param); }
@@ -84,14 +84,19 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
     {
         StopSequenceMatcher[] matchers;
         // A constrained answer is never cut by a stop string (it would no longer parse).
-        var stops = request.Format is null ? request.Stop : [];
+        var stops = request.Format is null && request.Tools is null ? request.Stop : [];
         try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(stops)).ToArray(); }
         catch (ArgumentException e) { throw new InvalidRequestException(e.Message.Split(" (Parameter")[0], "stop"); }
         var prompt = PromptTokens(request);
         var stopIds = new HashSet<int> { Tokenizer.EosId };
         if (Tokenizer.EndOfTurnId >= 0) stopIds.Add(Tokenizer.EndOfTurnId);
         ITokenConstraint? constraint = null;
-        if (request.Format is { } format)
+        if (request.Tools is { } tools)
+        {
+            try { constraint = _constraints.Constraint(tools, Tokenizer, stopIds); }
+            catch (Text.Grammar.GrammarException e) { throw new InvalidRequestException($"The tools cannot be used: {e.Message}.", e.Path); }
+        }
+        else if (request.Format is { } format)
         {
             try { constraint = _constraints.Constraint(format, Tokenizer, stopIds); }
             catch (Text.Grammar.GrammarException e)

@@ -22,6 +22,9 @@ public sealed record TextGenerationRequest
     public bool Echo { get; init; }
     /// <summary>Structured output: the text must be JSON of this form (stop strings then do not apply).</summary>
     public Constraints.OutputFormat? Format { get; init; }
+    /// <summary>Tools offered to the model (null: none, or tool_choice none). The answer is then
+    /// calls in <see cref="ToolFormat"/> (or, with tool_choice auto, text).</summary>
+    public ToolPrompt? Tools { get; init; }
 }
 
 /// <summary>One token's log-probability with its text, for OpenAI's logprobs objects.</summary>

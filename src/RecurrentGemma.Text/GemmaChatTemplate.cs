@@ -5,9 +5,15 @@ namespace RecurrentGemma.Text;
 /// <summary>One part of a message's content (OpenAI's content-part array); only "text" renders.</summary>
 public sealed record ChatContentPart(string Type, string? Text);
 
-/// <summary>A chat message as clients send it: a role and either a string or content parts.</summary>
+/// <summary>A chat message as clients send it: a role and either a string or content parts; an
+/// assistant message may carry tool calls, a tool message answers one (<see cref="ToolCallId"/>).</summary>
 public sealed record ChatMessage(string Role, string? Content, IReadOnlyList<ChatContentPart>? Parts = null)
 {
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+    public string? ToolCallId { get; init; }
+    /// <summary>The function's name on a tool or legacy function message.</summary>
+    public string? Name { get; init; }
+
     public static ChatMessage User(string text) => new("user", text);
     public static ChatMessage Assistant(string text) => new("assistant", text);
     public static ChatMessage System(string text) => new("system", text);
@@ -34,9 +40,9 @@ public static class GemmaChatTemplate
     public const string EndOfTurn = "<end_of_turn>";
 
     /// <summary>The prompt text (without BOS) ending in the generation prompt for the model.</summary>
-    public static string Render(IReadOnlyList<ChatMessage> messages)
+    public static string Render(IReadOnlyList<ChatMessage> messages, ToolPrompt? tools = null)
     {
-        var turns = Turns(messages);
+        var turns = Turns(messages, tools);
         var sb = new StringBuilder();
         foreach (var (role, text) in turns)
             sb.Append(StartOfTurn).Append(role).Append('\n').Append(text).Append(EndOfTurn).Append('\n');
@@ -48,13 +54,18 @@ public static class GemmaChatTemplate
     public static List<int> Encode(GemmaTokenizer tokenizer, IReadOnlyList<ChatMessage> messages) =>
         tokenizer.EncodeWithBos(Render(messages));
 
-    /// <summary>Validated, merged (role, text) turns in order; the last one is the user's.</summary>
-    public static List<(string Role, string Text)> Turns(IReadOnlyList<ChatMessage> messages)
+    /// <summary>Validated, merged (role, text) turns in order; the last one is the user's. With
+    /// <paramref name="tools"/>, their description joins the first user turn (after any system
+    /// text), assistant tool calls render as call blocks and tool results as a user turn
+    /// (<see cref="ToolFormat"/>).</summary>
+    public static List<(string Role, string Text)> Turns(IReadOnlyList<ChatMessage> messages, ToolPrompt? tools = null)
     {
         if (messages is null || messages.Count == 0)
             throw new ChatTemplateException("messages must contain at least one message", "messages");
         var turns = new List<(string Role, string Text)>();
         var pendingSystem = new List<string>();
+        var callIds = new Dictionary<string, string>();   // tool call id → function name, from earlier assistant messages
+        bool toolsDescribed = tools is null;
         for (int i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
@@ -67,6 +78,11 @@ public static class GemmaChatTemplate
                 case "user":
                     if (text.Length == 0 && pendingSystem.Count == 0)
                         throw new ChatTemplateException($"messages[{i}].content must not be empty", $"messages[{i}].content");
+                    if (!toolsDescribed)
+                    {
+                        pendingSystem.Add(ToolFormat.Describe(tools!));
+                        toolsDescribed = true;
+                    }
                     if (pendingSystem.Count > 0)
                     {
                         text = string.Join("\n\n", pendingSystem.Append(text).Where(t => t.Length > 0));
@@ -75,16 +91,28 @@ public static class GemmaChatTemplate
                     Add(turns, "user", text);
                     break;
                 case "assistant":
+                    if (m.ToolCalls is { Count: > 0 } calls)
+                    {
+                        foreach (var c in calls) callIds[c.Id] = c.Name;
+                        var blocks = string.Join("\n", calls.Select(c => ToolFormat.RenderCall(c.Name, c.Arguments)));
+                        text = text.Length == 0 ? blocks : text + "\n" + blocks;
+                    }
                     Add(turns, "model", text);
                     break;
-                case "tool" or "function":
-                    throw new ChatTemplateException($"messages[{i}] has role '{m.Role}': tool and function messages are not supported", $"messages[{i}].role");
+                case "tool":
+                    if (m.ToolCallId is null || !callIds.TryGetValue(m.ToolCallId, out var called))
+                        throw new ChatTemplateException($"messages[{i}].tool_call_id '{m.ToolCallId}' matches no tool call of an earlier assistant message", $"messages[{i}].tool_call_id");
+                    Add(turns, "user", ToolFormat.RenderResult(m.ToolCallId, called, text));
+                    break;
+                case "function":
+                    Add(turns, "user", ToolFormat.RenderResult(null, m.Name ?? "function", text));
+                    break;
                 default:
                     throw new ChatTemplateException($"messages[{i}].role '{m.Role}' is not one of system, developer, user, assistant", $"messages[{i}].role");
             }
         }
         if (turns.Count == 0 || turns[^1].Role != "user" || pendingSystem.Count > 0)
-            throw new ChatTemplateException("the conversation must end with a user message (the model answers the last user turn)", "messages");
+            throw new ChatTemplateException("the conversation must end with a user or tool message (the model answers the last user turn)", "messages");
         return turns;
     }
 

@@ -53,6 +53,27 @@ public class OpenAiClientTests(DemoServer server) : IClassFixture<DemoServer>
     sealed record CityInfo(string City, long Population, bool Capital);
 
     [Fact]
+    public async Task Tool_calls_round_trip_through_the_clients_tool_api()
+    {
+        var chat = (await Client()).GetChatClient("recurrentgemma-demo");
+        var weather = ChatTool.CreateFunctionTool("get_weather", "Weather in a city",
+            BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string","maxLength":12}},"required":["city"],"additionalProperties":false}"""), functionSchemaIsStrict: true);
+        var options = new ChatCompletionOptions { Tools = { weather }, ToolChoice = ChatToolChoice.CreateRequiredChoice(), MaxOutputTokenCount = 200, Seed = 4 };
+        List<ChatMessage> messages = [new UserChatMessage("Weather in Paris?")];
+        var first = (await chat.CompleteChatAsync(messages, options)).Value;
+        Assert.Equal(ChatFinishReason.ToolCalls, first.FinishReason);
+        var call = Assert.Single(first.ToolCalls.Take(1));
+        Assert.Equal("get_weather", call.FunctionName);
+        using (var args = System.Text.Json.JsonDocument.Parse(call.FunctionArguments))
+            Assert.True(args.RootElement.GetProperty("city").GetString()!.Length <= 12);
+
+        messages.Add(new AssistantChatMessage(first));
+        foreach (var c in first.ToolCalls) messages.Add(new ToolChatMessage(c.Id, "{\"temp\":18}"));
+        var answer = (await chat.CompleteChatAsync(messages, new ChatCompletionOptions { Tools = { weather }, MaxOutputTokenCount = 8, Seed = 5 })).Value;
+        Assert.True(answer.Usage.InputTokenDetails.CachedTokenCount > 0);
+    }
+
+    [Fact]
     public async Task Chats_without_streaming()
     {
         var chat = (await Client()).GetChatClient("recurrentgemma-demo");

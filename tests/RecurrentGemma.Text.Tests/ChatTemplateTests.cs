@@ -63,10 +63,10 @@ public class ChatTemplateTests
     public static IEnumerable<object[]> BadConversations() =>
     [
         [new List<ChatMessage>(), "messages", "at least one message"],
-        [new List<ChatMessage> { new("tool", "42") }, "messages[0].role", "tool and function messages are not supported"],
+        [new List<ChatMessage> { new("tool", "42") }, "messages[0].tool_call_id", "matches no tool call of an earlier assistant message"],
         [new List<ChatMessage> { ChatMessage.User("hi"), new("user", null, [new("image_url", null)]) }, "messages[1].content[0].type", "only text content"],
-        [new List<ChatMessage> { ChatMessage.User("hi"), ChatMessage.Assistant("hello") }, "messages", "must end with a user message"],
-        [new List<ChatMessage> { ChatMessage.User("hi"), ChatMessage.System("be brief") }, "messages", "must end with a user message"],
+        [new List<ChatMessage> { ChatMessage.User("hi"), ChatMessage.Assistant("hello") }, "messages", "must end with a user or tool message"],
+        [new List<ChatMessage> { ChatMessage.User("hi"), ChatMessage.System("be brief") }, "messages", "must end with a user or tool message"],
         [new List<ChatMessage> { ChatMessage.User("   ") }, "messages[0].content", "must not be empty"],
         [new List<ChatMessage> { new("wizard", "hi") }, "messages[0].role", "'wizard' is not one of"],
         [new List<ChatMessage> { new("user", null, [new("text", null)]) }, "messages[0].content[0].text", "is required"],
@@ -78,5 +78,39 @@ public class ChatTemplateTests
         var e = Assert.Throws<ChatTemplateException>(() => GemmaChatTemplate.Render(messages));
         Assert.Equal(param, e.Param);
         Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void Tools_are_described_in_the_first_user_turn_and_calls_and_results_render_as_blocks()
+    {
+        var tools = new ToolPrompt([new ToolDefinition("get_time", "Time in a zone", System.Text.Json.JsonDocument.Parse("""{"type":"object"}""").RootElement)]);
+        var messages = new List<ChatMessage>
+        {
+            ChatMessage.System("Be brief."),
+            ChatMessage.User("Time?"),
+            new("assistant", null) { ToolCalls = [new ToolCall("call_1", "get_time", """{"zone":"UTC"}""")] },
+            new("tool", "12:00") { ToolCallId = "call_1" },
+        };
+        var text = GemmaChatTemplate.Render(messages, tools);
+        Assert.StartsWith("<start_of_turn>user\nBe brief.\n\nYou can call functions.", text);
+        Assert.Contains("{\"name\":\"get_time\",\"description\":\"Time in a zone\",\"parameters\":{\"type\":\"object\"}}\n\nTime?<end_of_turn>", text);
+        Assert.Contains("<start_of_turn>model\n<tool_call>\n{\"name\":\"get_time\",\"arguments\":{\"zone\":\"UTC\"}}\n</tool_call><end_of_turn>", text);
+        Assert.EndsWith("<start_of_turn>user\n<tool_response>\n{\"tool_call_id\":\"call_1\",\"name\":\"get_time\",\"content\":\"12:00\"}\n</tool_response><end_of_turn>\n<start_of_turn>model\n", text);
+        // Without tools the same conversation's tool message has nothing to answer.
+        var e = Assert.Throws<ChatTemplateException>(() => GemmaChatTemplate.Render([ChatMessage.User("x"), new("tool", "y") { ToolCallId = "nope" }]));
+        Assert.Equal("messages[1].tool_call_id", e.Param);
+    }
+
+    [Theory]
+    [InlineData("<tool_call>\n{\"name\":\"f\",\"arguments\":{}}\n</tool_call>", 1)]
+    [InlineData("<tool_call>\n{\"name\":\"f\",\"arguments\":{\"a\":1}}\n</tool_call>\n<tool_call>\n{\"name\":\"g\",\"arguments\":{\"b\":\"x\\n</tool_call>\"}}\n</tool_call>", 2)]
+    [InlineData("Sure: <tool_call>\n{\"name\":\"f\",\"arguments\":{}}\n</tool_call>", 0)]
+    [InlineData("<tool_call>\n{\"name\":\"f\",\"arguments\":{}", 0)]
+    [InlineData("<tool_call>\n{\"name\":\"f\",\"arguments\":{}}\n</tool_call> trailing", 0)]
+    public void Answers_parse_as_calls_only_when_they_are_all_calls(string text, int calls)
+    {
+        Assert.Equal(calls > 0, ToolFormat.TryParse(text, out var parsed));
+        Assert.Equal(calls, parsed.Count);
+        if (calls > 0) Assert.Equal(text, string.Join(ToolFormat.CallSeparator, parsed.Select(c => ToolFormat.RenderCall(c.Name, c.Arguments))));
     }
 }

@@ -28,7 +28,22 @@ public sealed class ConstraintCompiler(int capacity = 64)
     public GrammarMatcher Matcher(OutputFormat format)
     {
         var text = format.Kind == OutputFormatKind.JsonObject ? "json_object" : format.Schema!.Value.GetRawText();
-        var key = $"{format.Kind}:{format.Strict}:{Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))}";
+        return Cached($"{format.Kind}:{format.Strict}:{Hash(text)}", () => format.Kind == OutputFormatKind.JsonObject
+            ? JsonSchemaCompiler.AnyObject()
+            : JsonSchemaCompiler.Compile(format.Schema!.Value, format.Strict, Limits));
+    }
+
+    /// <summary>The matcher for a tool-calling answer (<see cref="ToolCallGrammar"/>).</summary>
+    public GrammarMatcher Matcher(ToolPrompt tools)
+    {
+        var text = string.Join("\n", tools.Tools.Select(t => $"{t.Name}|{t.Strict}|{t.Parameters?.GetRawText()}"));
+        return Cached($"tools:{tools.Required}:{tools.Only}:{tools.Parallel}:{Hash(text)}", () => ToolCallGrammar.Build(tools, Limits));
+    }
+
+    static string Hash(string text) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+
+    GrammarMatcher Cached(string key, Func<ByteGrammar> build)
+    {
         lock (_gate)
         {
             if (_map.TryGetValue(key, out var node))
@@ -38,10 +53,7 @@ public sealed class ConstraintCompiler(int capacity = 64)
                 return node.Value.Matcher;
             }
         }
-        var grammar = format.Kind == OutputFormatKind.JsonObject
-            ? JsonSchemaCompiler.AnyObject()
-            : JsonSchemaCompiler.Compile(format.Schema!.Value, format.Strict, Limits);
-        var matcher = new GrammarMatcher(grammar);
+        var matcher = new GrammarMatcher(build());
         lock (_gate)
         {
             if (!_map.ContainsKey(key))
@@ -56,4 +68,7 @@ public sealed class ConstraintCompiler(int capacity = 64)
     /// <summary>A fresh constraint for one request.</summary>
     internal GrammarConstraint Constraint(OutputFormat format, GemmaTokenizer tokenizer, IReadOnlyCollection<int> stopIds) =>
         new(Matcher(format), TokenIndex.For(tokenizer), stopIds);
+
+    internal GrammarConstraint Constraint(ToolPrompt tools, GemmaTokenizer tokenizer, IReadOnlyCollection<int> stopIds) =>
+        new(Matcher(tools), TokenIndex.For(tokenizer), stopIds);
 }

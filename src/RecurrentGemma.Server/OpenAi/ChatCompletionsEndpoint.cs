@@ -1,4 +1,5 @@
 using RecurrentGemma.Inference;
+using RecurrentGemma.Text;
 using RecurrentGemma.Server.Hosting;
 
 namespace RecurrentGemma.Server.OpenAi;
@@ -34,8 +35,17 @@ public static class ChatCompletionsEndpoint
                 }
             }
             api.Record(usage, finish.FirstOrDefault(), texts[0].ToString());
-            var choices = Enumerable.Range(0, generation.N).Select(i => new ChatChoiceDto(i, new AssistantMessageDto("assistant", texts[i].ToString()),
-                generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop")).ToList();
+            var choices = Enumerable.Range(0, generation.N).Select(i =>
+            {
+                var text = texts[i].ToString();
+                // With tools offered, an answer made of calls becomes message.tool_calls.
+                if (generation.Tools is not null && ToolFormat.TryParse(text, out var calls))
+                    return new ChatChoiceDto(i, new AssistantMessageDto("assistant", null,
+                        calls.Select(c => new ToolCallDto(ServerSentEvents.NewId("call_"), "function", new FunctionCallDto(c.Name, c.Arguments))).ToList()),
+                        generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, "tool_calls");
+                return new ChatChoiceDto(i, new AssistantMessageDto("assistant", text),
+                    generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop");
+            }).ToList();
             await context.Response.WriteAsJsonAsync(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(usage)),
                 OpenAiJson.Default.ChatCompletionResponse, contentType: "application/json", ct);
             return;
@@ -52,10 +62,24 @@ public static class ChatCompletionsEndpoint
             UsageReport? usage = null;
             string? firstFinish = null;
             var streamedText = new System.Text.StringBuilder();
+            var toolStreams = generation.Tools is null ? null : Enumerable.Range(0, generation.N).Select(_ => new ToolCallStream()).ToArray();
             for (bool more = await sse.NextAsync(events, ct); more; more = await sse.NextAsync(events, ct))
             {
                 switch (events.Current)
                 {
+                    case TextDelta d when toolStreams is not null:
+                        api.MarkFirstToken();
+                        streamedText.Append(d.Text);
+                        foreach (var delta in toolStreams[d.Index].Push(d.Text))
+                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, delta, null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                        break;
+                    case ChoiceFinished f when toolStreams is not null && f.FinishReason != "cancelled":
+                        foreach (var delta in toolStreams[f.Index].Finish())
+                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, delta, null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                        var reason = toolStreams[f.Index].MadeCalls ? "tool_calls" : f.FinishReason;
+                        firstFinish ??= reason;
+                        await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, new DeltaDto(null, null), null, reason)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                        break;
                     case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
                         api.MarkFirstToken();
                         streamedText.Append(d.Text);

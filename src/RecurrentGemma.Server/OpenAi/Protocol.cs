@@ -48,6 +48,7 @@ public sealed class ChatCompletionRequest : GenerationRequestBase
     public JsonElement? ToolChoice { get; set; }
     public JsonElement? Functions { get; set; }
     public JsonElement? FunctionCall { get; set; }
+    public bool? ParallelToolCalls { get; set; }
 }
 
 public sealed class ChatMessageDto
@@ -56,6 +57,10 @@ public sealed class ChatMessageDto
     /// <summary>A string, or an array of {type: "text", text} parts.</summary>
     public JsonElement? Content { get; set; }
     public string? Name { get; set; }
+    /// <summary>An assistant message's calls: [{id, type: "function", function: {name, arguments}}].</summary>
+    public JsonElement? ToolCalls { get; set; }
+    /// <summary>A tool message: the call it answers.</summary>
+    public string? ToolCallId { get; set; }
 }
 
 public sealed class StreamOptionsDto
@@ -101,7 +106,13 @@ public sealed record ChatCompletionResponse(string Id, string Object, long Creat
 public sealed record ChatChoiceDto(int Index, AssistantMessageDto Message,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs, string FinishReason);
 
-public sealed record AssistantMessageDto(string Role, string Content);
+public sealed record AssistantMessageDto(string Role,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Content, List<ToolCallDto>? ToolCalls = null);
+
+public sealed record ToolCallDto(string Id, string Type, FunctionCallDto Function);
+public sealed record FunctionCallDto(string Name, string Arguments);
+public sealed record ToolCallDeltaDto(int Index, string? Id, string? Type, FunctionDeltaDto Function);
+public sealed record FunctionDeltaDto(string? Name, string? Arguments);
 
 public sealed record ChatLogprobsDto(List<ChatTokenLogprobDto> Content);
 public sealed record ChatTokenLogprobDto(string Token, float Logprob, int[] Bytes, List<ChatTopLogprobDto> TopLogprobs);
@@ -114,7 +125,7 @@ public sealed record ChatChunkChoiceDto(int Index, DeltaDto Delta,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
 
-public sealed record DeltaDto(string? Role, string? Content);
+public sealed record DeltaDto(string? Role, string? Content, List<ToolCallDeltaDto>? ToolCalls = null);
 
 public sealed record CompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint,
     List<CompletionChoiceDto> Choices, UsageDto? Usage);

@@ -6,7 +6,7 @@ using RecurrentGemma.Text;
 namespace RecurrentGemma.Server.OpenAi;
 
 /// <summary>Limits that validation needs from configuration and the served model.</summary>
-public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewTokens, int DefaultMaxTokens, int MaxChoices, int MaxPrompts = 64);
+public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewTokens, int DefaultMaxTokens, int MaxChoices, int MaxPrompts = 64, int MaxTools = 128);
 
 /// <summary>A validated request, protocol-free, plus how to answer it.</summary>
 public sealed record ValidatedRequest(IReadOnlyList<TextGenerationRequest> Generations, bool Stream, bool IncludeUsage);
@@ -21,11 +21,9 @@ public static class RequestValidation
     public static ValidatedRequest Chat(ChatCompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
     {
         CheckModel(r.Model, limits);
-        if (r.Tools is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("tools are not supported by this server (RecurrentGemma has no tool-calling format).", "tools");
-        if (r.Functions is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("functions are not supported by this server.", "functions");
-        if (r.ToolChoice is { ValueKind: not JsonValueKind.Null } tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() == "none"))
-            throw ApiError.Invalid("tool_choice is not supported by this server.", "tool_choice");
-        if (r.FunctionCall is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("function_call is not supported by this server.", "function_call");
+        var tools = ToolValidation.Tools(r, limits);
+        if (tools is not null && r.ResponseFormat?.Type is "json_object" or "json_schema")
+            throw ApiError.Invalid("response_format together with tools is not supported; use one of them.", "response_format");
 
         if (r.Messages is null) throw ApiError.Invalid("messages is required.", "messages");
         if (r.Messages.Count == 0) throw ApiError.Invalid("messages must contain at least one message.", "messages");
@@ -44,7 +42,7 @@ public static class RequestValidation
             Messages = messages, MaxTokens = maxTokens, N = Choices(r.N, limits),
             Sampling = Sampling(r, limits),
             Stop = Stops(r.Stop), Logprobs = logprobs, TopLogprobs = top,
-            SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = Format(r.ResponseFormat),
+            SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = Format(r.ResponseFormat), Tools = tools,
         };
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
         return new ValidatedRequest([generation], stream, usage);
@@ -103,7 +101,12 @@ public static class RequestValidation
         if (model is not null && model != limits.ModelId) throw ApiError.ModelNotFound(model);
     }
 
-    static ChatMessage Message(ChatMessageDto m, int i)
+    static ChatMessage Message(ChatMessageDto m, int i) => Plain(m, i) with
+    {
+        ToolCalls = ToolValidation.Calls(m, i), ToolCallId = m.ToolCallId, Name = m.Name,
+    };
+
+    static ChatMessage Plain(ChatMessageDto m, int i)
     {
         if (string.IsNullOrEmpty(m.Role)) throw ApiError.Invalid($"messages[{i}].role is required.", $"messages[{i}].role");
         var content = m.Content;

@@ -37,15 +37,16 @@ public sealed class JsonSchemaCompiler
         "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     ];
 
-    readonly ByteGrammar _g = new();
+    readonly ByteGrammar _g;
     readonly JsonGrammar _json;
     readonly JsonElement _root;
     readonly bool _strict;
     readonly SchemaLimits _limits;
     readonly Dictionary<string, int> _refs = [];
 
-    JsonSchemaCompiler(JsonElement root, bool strict, SchemaLimits limits)
+    JsonSchemaCompiler(ByteGrammar g, JsonElement root, bool strict, SchemaLimits limits)
     {
+        _g = g;
         _json = new JsonGrammar(_g);
         _root = root;
         _strict = strict;
@@ -54,10 +55,15 @@ public sealed class JsonSchemaCompiler
 
     public static ByteGrammar Compile(JsonElement schema, bool strict, SchemaLimits? limits = null)
     {
-        var c = new JsonSchemaCompiler(schema, strict, limits ?? new SchemaLimits());
-        c._g.Root = c.Schema(schema, "", 0);
-        return c._g;
+        var g = new ByteGrammar();
+        g.Root = CompileInto(g, schema, strict, limits);
+        return g;
     }
+
+    /// <summary>Adds the schema's rules to an existing grammar (a tool's arguments inside the
+    /// call format) and returns the rule for one valid document.</summary>
+    public static int CompileInto(ByteGrammar g, JsonElement schema, bool strict, SchemaLimits? limits = null) =>
+        new JsonSchemaCompiler(g, schema, strict, limits ?? new SchemaLimits()).Schema(schema, "", 0);
 
     /// <summary>Any JSON object (response_format json_object).</summary>
     public static ByteGrammar AnyObject()
