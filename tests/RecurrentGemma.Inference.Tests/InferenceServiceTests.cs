@@ -154,7 +154,8 @@ public class InferenceServiceTests
     public void Request_errors_are_typed_and_name_the_field()
     {
         var service = new InferenceService(new FakeEngine(), Tok, "m");
-        Assert.Equal("messages[0].role", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest { Messages = [new("tool", "x")] })).Param);
+        Assert.Equal("messages[0].role", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest { Messages = [new("wizard", "x")] })).Param);
+        Assert.Equal("messages[0].tool_call_id", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest { Messages = [new("tool", "x")] })).Param);
         Assert.Equal("stop", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest { Prompt = "x", Stop = ["a", "b", "c", "d", "e"] })).Param);
         Assert.Equal("prompt", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest())).Param);
     }

@@ -127,7 +127,7 @@ public class JavaScriptClientTests
     {
         var root = ServerFactory.RepoRoot;
         var dir = Path.Combine(root, "tests", "clients", "js");
-        if (!Directory.Exists(Path.Combine(dir, "node_modules", "openai")))
+        if (!Directory.Exists(Path.Combine(dir, "node_modules", "openai")) || !Directory.Exists(Path.Combine(dir, "node_modules", "zod")))
         {
             var (installed, log) = Run("npm", "ci --no-audit --no-fund", dir, TimeSpan.FromMinutes(5));
             Assert.True(installed == 0, $"npm ci failed (needs the npm registry once):\n{log}");
@@ -140,6 +140,8 @@ public class JavaScriptClientTests
         var (code, output) = await Task.Run(() => Run("node", $"check.mjs {url}", dir, TimeSpan.FromMinutes(2)));
         Assert.True(code == 0, output);
         Assert.Contains("ok BadRequestError carries status 400 and param", output);
+        Assert.Contains("ok chat.completions.parse with zodResponseFormat", output);
+        Assert.Contains("ok streamed tool calls (same call as non-stream)", output);
     }
 
     static (int Code, string Output) Run(string file, string args, string cwd, TimeSpan timeout)

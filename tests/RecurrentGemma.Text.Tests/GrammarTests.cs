@@ -72,7 +72,8 @@ public class GrammarTests
     }
 
     [Theory]
-    [InlineData("""{"type":"string","pattern":"^a+$"}""", "pattern")]
+    [InlineData("""{"type":"string","pattern":"^(a)\\1$"}""", "pattern")]
+    [InlineData("""{"type":"string","pattern":"(?=x)y"}""", "pattern")]
     [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"hostname"}}}""", "properties.x.format")]
     [InlineData("""{"type":"object","properties":{"x":{"type":"number","minimum":0}}}""", "properties.x.minimum")]
     [InlineData("""{"type":"object","properties":{"x":{"not":{"type":"null"}}}}""", "properties.x.not")]
@@ -81,6 +82,21 @@ public class GrammarTests
         var e = Assert.Throws<GrammarException>(() => Compile(schema, strict: true));
         Assert.Equal(path, e.Path);
         Compile(schema, strict: false);
+    }
+
+    [Theory]
+    [InlineData("^[a-z]{2,4}-\\d+$", new[] { "ab-1", "abcd-42" }, new[] { "a-1", "abcde-1", "ab-", "Ab-1", "1ab-1" })]
+    [InlineData("^(cat|dog)s?$", new[] { "cat", "dogs" }, new[] { "cow", "cats!", "" })]
+    [InlineData("x\\.y", new[] { "x.y", "aax.ybb" }, new[] { "xzy", "x.", "" })]
+    [InlineData("^[^0-9\"]+$", new[] { "abc", "日本", "a b" }, new[] { "a1", "", "a\\\"" })]
+    [InlineData("^\\w+@\\w+\\.com$", new[] { "me@site.com" }, new[] { "me@site.org", "@site.com" })]
+    [InlineData("^a\"b$", new[] { "a\\\"b" }, new[] { "a\"b", "ab" })]
+    public void Patterns_match_as_regexes_do(string pattern, string[] inside, string[] outside)
+    {
+        var m = Compile($$"""{"type":"string","pattern":{{JsonSerializer.Serialize(pattern)}}}""", strict: true);
+        // Inputs are JSON string bodies: what appears between the quotes.
+        foreach (var s in inside) Assert.True(Accepts(m, "\"" + s + "\""), s);
+        foreach (var s in outside) Assert.False(Accepts(m, "\"" + s + "\""), s);
     }
 
     [Fact]

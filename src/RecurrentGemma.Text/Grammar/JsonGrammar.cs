@@ -50,6 +50,27 @@ internal sealed class JsonGrammar(ByteGrammar g)
 
     public int Quote => g.Byte((byte)'"');
 
+    int? _plainChar;
+
+    /// <summary>One character written as itself in a JSON string (no escape, no control, not '"'
+    /// or '\'): what a pattern's characters are made of, so each means exactly itself.</summary>
+    public int PlainChar() => _plainChar ??= PlainCharExcept(ByteSet.Of());
+
+    /// <summary><see cref="PlainChar"/> except some ASCII characters.</summary>
+    public int PlainCharExcept(ByteSet excludedAscii)
+    {
+        var ascii = ByteSet.Range([], [(0x20, 0x7F)]).Except(ByteSet.Of((byte)'"', (byte)'\\')).Except(excludedAscii);
+        int cont = g.Terminal(ByteSet.Range(0x80, 0xBF));
+        int T(byte from, byte to) => g.Terminal(ByteSet.Range(from, to));
+        List<int[]> alternatives =
+        [
+            [T(0xC2, 0xDF), cont], [g.Byte(0xE0), T(0xA0, 0xBF), cont], [T(0xE1, 0xEC), cont, cont], [g.Byte(0xED), T(0x80, 0x9F), cont],
+            [T(0xEE, 0xEF), cont, cont], [g.Byte(0xF0), T(0x90, 0xBF), cont, cont], [T(0xF1, 0xF3), cont, cont, cont], [g.Byte(0xF4), T(0x80, 0x8F), cont, cont],
+        ];
+        if (!ascii.IsEmpty) alternatives.Insert(0, [g.Terminal(ascii)]);
+        return g.Rule([.. alternatives]);
+    }
+
     /// <summary>A JSON string of <paramref name="min"/>..<paramref name="max"/> characters.</summary>
     public int String(int min = 0, int? max = null) =>
         min == 0 && max is null ? _string ??= g.Seq(Quote, g.Star(Char), Quote) : g.Seq(Quote, g.Repeat(Char, min, max), Quote);

@@ -35,6 +35,7 @@ public sealed class JsonSchemaCompiler
     [
         "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const",
         "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        "pattern",
     ];
 
     readonly ByteGrammar _g;
@@ -84,8 +85,6 @@ public sealed class JsonSchemaCompiler
         foreach (var p in s.EnumerateObject())
             if (!Supported.Contains(p.Name) && !Annotations.Contains(p.Name) && _strict)
                 throw new GrammarException($"the keyword '{p.Name}' is not supported in strict mode", Join(path, p.Name));
-        if (s.TryGetProperty("pattern", out _) && _strict)
-            throw new GrammarException("the keyword 'pattern' is not supported in strict mode", Join(path, "pattern"));
 
         if (s.TryGetProperty("$ref", out var reference)) return Ref(reference, Join(path, "$ref"), depth);
         if (s.TryGetProperty("const", out var constant)) return Literal(constant);
@@ -225,6 +224,19 @@ public sealed class JsonSchemaCompiler
             };
             if (body is { } b) return _g.Seq(_json.Quote, b, _json.Quote);
         }
+        if (s.TryGetProperty("pattern", out var pattern) && pattern.ValueKind == JsonValueKind.String)
+        {
+            if (s.TryGetProperty("minLength", out _) || s.TryGetProperty("maxLength", out _))
+            {
+                if (_strict) throw new GrammarException("pattern together with minLength/maxLength is not supported in strict mode", Join(path, "pattern"));
+            }
+            else
+            {
+                try { return _g.Seq(_json.Quote, PatternGrammar.Compile(_g, _json, pattern.GetString()!, _limits.MaxRepeat), _json.Quote); }
+                catch (GrammarException e) when (!_strict) { _ = e; }   // not strict: the pattern is ignored
+                catch (GrammarException e) { throw new GrammarException(e.Message, Join(path, "pattern")); }
+            }
+        }
         return _json.String(Count(s, "minLength", path) ?? 0, Count(s, "maxLength", path));
     }
 
@@ -251,8 +263,11 @@ public sealed class JsonSchemaCompiler
     long? Bound(JsonElement s, string key, string path)
     {
         if (!s.TryGetProperty(key, out var v)) return null;
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d) || Math.Abs(d) >= 1e15)
-            throw new GrammarException($"{key} must be a number below 1e15 in size", Join(path, key));
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d))
+            throw new GrammarException($"{key} must be a number", Join(path, key));
+        // Integers are written with at most 15 digits, so bounds beyond that (Zod's safe-integer
+        // ±2⁵³−1) cut nothing: clamp them.
+        d = Math.Clamp(d, -1e15, 1e15);
         return key is "minimum" or "exclusiveMaximum" ? (long)Math.Ceiling(d) : (long)Math.Floor(d);
     }
 

@@ -34,3 +34,41 @@ try {
 } catch (e) {
   ok(e.status === 400 && e.error?.param === "temperature", "BadRequestError carries status 400 and param");
 }
+
+// Structured output: a Zod schema through the client's own helper, parsed back into an object.
+const { zodResponseFormat } = await import("openai/helpers/zod");
+const { z } = await import("zod");
+const City = z.object({ city: z.string().max(12), population: z.number().int().min(0).max(100000000), capital: z.boolean(), tags: z.array(z.enum(["old", "new", "big"])).max(3) });
+const parsed = await client.chat.completions.parse({
+  model: "recurrentgemma-demo", messages: [{ role: "user", content: "Describe a city." }], max_tokens: 300, seed: 6, temperature: 1,
+  response_format: zodResponseFormat(City, "city"),
+});
+const value = parsed.choices[0].message.parsed;
+ok(parsed.choices[0].finish_reason === "stop" && City.safeParse(value).success, "chat.completions.parse with zodResponseFormat");
+
+// Tools: a required call, the result sent back, the answer continues the parked state.
+const tools = [{ type: "function", function: { name: "get_weather", description: "Weather in a city", strict: true,
+  parameters: { type: "object", properties: { city: { type: "string", maxLength: 12 } }, required: ["city"], additionalProperties: false } } }];
+const messages = [{ role: "user", content: "Weather in Rome?" }];
+const called = await client.chat.completions.create({ model: "recurrentgemma-demo", messages, tools, tool_choice: "required", max_tokens: 200, seed: 2 });
+const call = called.choices[0].message.tool_calls?.[0];
+ok(called.choices[0].finish_reason === "tool_calls" && call?.function.name === "get_weather" && typeof JSON.parse(call.function.arguments).city === "string", "tool call (required)");
+messages.push(called.choices[0].message);
+for (const c of called.choices[0].message.tool_calls) messages.push({ role: "tool", tool_call_id: c.id, content: "{\"temp\":25}" });
+const answered = await client.chat.completions.create({ model: "recurrentgemma-demo", messages, tools, max_tokens: 8, seed: 3 });
+ok(answered.usage.prompt_tokens_details.cached_tokens > called.usage.prompt_tokens, "tool round trip continues the parked state");
+
+// Streamed tool calls: deltas carry the id and name once, then the arguments in pieces.
+const toolStream = await client.chat.completions.create({ model: "recurrentgemma-demo", messages: [{ role: "user", content: "Weather in Rome?" }], tools, tool_choice: "required", max_tokens: 200, seed: 2, stream: true });
+const acc = {}; let streamFinish = null;
+for await (const chunk of toolStream) {
+  const choice = chunk.choices[0]; if (!choice) continue;
+  streamFinish = choice.finish_reason ?? streamFinish;
+  for (const d of choice.delta.tool_calls ?? []) {
+    acc[d.index] ??= { id: null, name: null, args: "" };
+    if (d.id) acc[d.index].id = d.id;
+    if (d.function?.name) acc[d.index].name = d.function.name;
+    acc[d.index].args += d.function?.arguments ?? "";
+  }
+}
+ok(streamFinish === "tool_calls" && acc[0]?.name === "get_weather" && acc[0].args === call.function.arguments, "streamed tool calls (same call as non-stream)");
