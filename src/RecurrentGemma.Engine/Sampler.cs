@@ -179,6 +179,14 @@ internal static class Sampler
     /// (waited for here, after the forward they overlapped) and copied to the device: the one extra
     /// host→device copy of a step that has constrained rows.
     /// </summary>
+    /// <summary>For each byte of a bit mask, its eight ids as flags (1 = not allowed), little-endian.</summary>
+    static readonly ulong[] Disallowed = Enumerable.Range(0, 256).Select(b =>
+    {
+        ulong word = 0;
+        for (int j = 0; j < 8; j++) if ((b >> j & 1) == 0) word |= 1UL << (8 * j);
+        return word;
+    }).ToArray();
+
     static Tensor DisallowedMask(SamplerPlan plan, int v, Device device, TransferCounter counter)
     {
         var bytes = new byte[plan.Rows * (long)v];
@@ -187,7 +195,11 @@ internal static class Sampler
             if (plan.Masks[i] is not { } task) continue;
             var bits = task.GetAwaiter().GetResult();
             var row = bytes.AsSpan(i * v, v);
-            for (int id = 0; id < v; id++) row[id] = (byte)(((bits[id >> 6] >> (id & 63)) & 1) ^ 1);
+            // Eight ids at a time: each byte of the bit mask becomes eight "disallowed" flags.
+            int full = v / 8;
+            var eights = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(row[..(full * 8)]);
+            for (int k = 0; k < full; k++) eights[k] = Disallowed[(int)(bits[k >> 3] >> ((k & 7) * 8)) & 0xFF];
+            for (int id = full * 8; id < v; id++) row[id] = (byte)(((bits[id >> 6] >> (id & 63)) & 1) ^ 1);
         }
         counter.CountUpload();
         return tensor(bytes, [plan.Rows, v], ScalarType.Byte).to(ScalarType.Bool).to(device);

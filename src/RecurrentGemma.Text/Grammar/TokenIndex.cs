@@ -92,7 +92,7 @@ public sealed class TokenIndex
         if (state.CanContinue) Walk(matcher, state, mask);
         lock (cache)
         {
-            if (cache.Count >= 512) cache.Clear();
+            if (cache.Count >= 1024) cache.Clear();   // 1024 masks of a 256k vocabulary: 32 MiB
             cache[state.Id] = mask;
         }
         return mask;
