@@ -240,14 +240,19 @@ internal sealed partial class EngineLoop
             SamplerSeconds: _executor?.SamplerSeconds ?? 0,
             HostTransfers: _executor?.Transfers.Total ?? 0,
             Forwards: _executor?.Forwards ?? 0,
-            BusySeconds: _busySeconds);
+            BusySeconds: _busySeconds,
+            HostStates: store?.HostTierStats.Count ?? 0,
+            HostBytes: store?.HostTierStats.Bytes ?? 0,
+            Demotions: store?.HostTierStats.Demotions ?? 0,
+            HostRestores: store?.HostTierStats.Restores ?? 0);
     }
 }
 
 /// <summary>What the engine looks like right now (published after every step).</summary>
 public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, int SlotsTotal, int SlotsUsed, int SlotsParked,
     int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps,
-    double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0, long Forwards = 0)
+    double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0, long Forwards = 0,
+    int HostStates = 0, long HostBytes = 0, long Demotions = 0, long HostRestores = 0)
 {
     public static EngineSnapshot Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     public double SlotUsageRatio => SlotsTotal == 0 ? 0 : (double)SlotsUsed / SlotsTotal;

@@ -68,7 +68,7 @@ internal sealed partial class EngineLoop
         {
             var (slots, reason) = _options.ResolveSlots(GriffinState.BytesPerSequence(_model.Config, _model.DType), DeviceMemory.Query(_model.Device));
             SlotSizing = reason;
-            _store = new StateStore(_model, slots, _options.ParkedCapFor(slots));
+            _store = new StateStore(_model, slots, _options.ParkedCapFor(slots), (long)_options.HostMemoryMiB * 1024 * 1024);
             _executor = new StepExecutor(_model);
             if (_options.CalibrateThreads) _executor.Calibrate();
             ThreadChoice = _executor.ThreadChoice;
@@ -158,7 +158,7 @@ internal sealed partial class EngineLoop
             var req = r.Request;
             int running = _active.Sum(a => a.Choices.Count(c => c.Phase != SequencePhase.Finished));
             var reuse = _options.ParkFinishedStates ? store.FindMatch(req.PromptTokens, req.SessionId, req.Owner) : null;
-            if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is not null))
+            if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is { OnDevice: true }))
                 return;
             _waiting.Dequeue();
             var main = r.Choices[0];

@@ -36,6 +36,10 @@ public sealed class EngineMetrics : IDisposable
         _meter.CreateObservableGauge("rgemma.engine.state_slots_usage_ratio", () => Snapshot().SlotUsageRatio, null, "Used ÷ total state slots (the autoscaling signal)");
         _meter.CreateObservableGauge("rgemma.engine.parked_sessions", () => Snapshot().SlotsParked, "{state}", "Finished states parked for reuse");
         _meter.CreateObservableCounter("rgemma.engine.evictions", () => Snapshot().Evictions, "{state}", "Parked states evicted to make room");
+        _meter.CreateObservableGauge("rgemma.engine.host_states", () => Snapshot().HostStates, "{state}", "Parked states held in host memory");
+        _meter.CreateObservableGauge("rgemma.engine.host_state_bytes", () => Snapshot().HostBytes, "By", "Bytes of parked states in host memory");
+        _meter.CreateObservableCounter("rgemma.engine.state_demotions", () => Snapshot().Demotions, "{state}", "Parked states moved from the device pool to host memory");
+        _meter.CreateObservableCounter("rgemma.engine.state_restores", () => Snapshot().HostRestores, "{state}", "Parked states restored from host memory into a slot");
         _meter.CreateObservableCounter("rgemma.engine.session_hits", () => Snapshot().SessionHits, "{request}", "Requests that continued a parked state");
     }
 

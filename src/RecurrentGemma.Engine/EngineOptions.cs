@@ -38,6 +38,9 @@ public sealed record EngineOptions
         < 0 => throw new ArgumentException("Sessions:MaxParkedPerOwner must be 0 (no limit) or positive"),
         var n => n.Value,
     };
+    /// <summary>Host memory in MiB for parked states the device pool evicts (restored on demand
+    /// instead of prefilled again); 0 turns the tier off. The server binds Sessions:HostMemoryMiB.</summary>
+    public int HostMemoryMiB { get; init; } = 256;
     /// <summary>Also park a copy of the state at the end of each prompt (the turn boundary).</summary>
     public bool SnapshotAtPromptEnd { get; init; } = true;
 

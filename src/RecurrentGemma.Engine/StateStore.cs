@@ -6,6 +6,9 @@ namespace RecurrentGemma.Engine;
 internal sealed record ParkedState(int Slot, int[] Tokens, string? SessionId, string? Owner)
 {
     public long LastUsed { get; set; }
+    /// <summary>Set when the state is in host memory, not in a device slot (Slot is then −1).</summary>
+    public HostEntry? Host { get; init; }
+    public bool OnDevice => Host is null;
 }
 
 /// <summary>
@@ -23,6 +26,7 @@ internal sealed class StateStore : IDisposable
     readonly Stack<int> _free;
     readonly List<ParkedState> _parked = [];
     readonly int _maxParkedPerOwner;
+    readonly HostTier? _host;
     long _clock;
 
     public GriffinState State { get; }
@@ -36,9 +40,11 @@ internal sealed class StateStore : IDisposable
 
     /// <param name="maxParkedPerOwner">Parked states one owner may hold; 0: no limit. The shared
     /// owner of requests without an API key (null) is not capped.</param>
-    public StateStore(GriffinForCausalLM model, int capacity, int maxParkedPerOwner = 0)
+    /// <param name="hostBytes">Host memory for states evicted from the pool (0: they are dropped).</param>
+    public StateStore(GriffinForCausalLM model, int capacity, int maxParkedPerOwner = 0, long hostBytes = 0)
     {
         _maxParkedPerOwner = Math.Max(0, maxParkedPerOwner);
+        if (hostBytes > 0) _host = new HostTier(hostBytes, _maxParkedPerOwner);
         State = model.CreateState(capacity);
         _free = new Stack<int>(Enumerable.Range(0, capacity).Reverse());
     }
@@ -56,6 +62,7 @@ internal sealed class StateStore : IDisposable
             var victim = Victim();
             _parked.Remove(victim);
             Evictions++;
+            Demote(victim);
             slot = victim.Slot;
         }
         else return null;
@@ -64,6 +71,13 @@ internal sealed class StateStore : IDisposable
     }
 
     public void Release(int slot) => _free.Push(slot);
+
+    /// <summary>Host-memory tier figures (zeros without one).</summary>
+    public (int Count, long Bytes, long Demotions, long Restores) HostTierStats =>
+        _host is null ? default : (_host.Count, _host.Bytes, _host.Demotions, _host.Restores);
+
+    /// <summary>A state leaving the pool goes to host memory, if there is a host tier.</summary>
+    void Demote(ParkedState p) => _host?.Add(new HostEntry(State.ExportSlot(p.Slot), p.Tokens, p.SessionId, p.Owner));
 
     /// <summary>The least recently used parked state of the owner holding the most parked states.</summary>
     ParkedState Victim()
@@ -86,12 +100,25 @@ internal sealed class StateStore : IDisposable
             if (!IsPrefix(p.Tokens, prompt)) continue;
             best = p;
         }
+        // A longer match in host memory beats the pool's (restoring is a copy; prefill is compute).
+        if (_host?.FindMatch(prompt, sessionId, owner, best?.Tokens.Length ?? 0) is { } h)
+            return new ParkedState(-1, h.Tokens, h.SessionId, h.Owner) { Host = h };
         return best;
     }
 
     /// <summary>Takes a parked state over for a running sequence (it will be mutated).</summary>
     public int Take(ParkedState parked)
     {
+        if (parked.Host is { } h)
+        {
+            // Out of the tier first, so that the slot we take (which may demote another state) cannot evict it.
+            using var entry = _host!.Take(h);
+            var slot = TryAcquire() ?? throw new InvalidOperationException("no slot to restore into");
+            State.ImportSlot(slot, entry.Snapshot);
+            SessionHits++;
+            ReusedTokens += parked.Tokens.Length;
+            return slot;
+        }
         if (!_parked.Remove(parked)) throw new InvalidOperationException("that state is no longer parked");
         SessionHits++;
         ReusedTokens += parked.Tokens.Length;
@@ -111,7 +138,7 @@ internal sealed class StateStore : IDisposable
         if (_maxParkedPerOwner > 0 && owner is not null)
         {
             var over = _parked.Where(p => p.Owner == owner).OrderByDescending(p => p.LastUsed).Skip(_maxParkedPerOwner).ToList();
-            foreach (var old in over) { _parked.Remove(old); Release(old.Slot); Evictions++; }
+            foreach (var old in over) { _parked.Remove(old); Demote(old); Release(old.Slot); Evictions++; }
         }
     }
 
@@ -131,5 +158,9 @@ internal sealed class StateStore : IDisposable
         return true;
     }
 
-    public void Dispose() => State.Dispose();
+    public void Dispose()
+    {
+        _host?.Dispose();
+        State.Dispose();
+    }
 }

@@ -116,6 +116,35 @@ public sealed class GriffinState : IDisposable
     }
 
     /// <summary>Named per-layer tensors of one slot (views), for inspection and tests.</summary>
+    /// <summary>
+    /// A copy of one slot in host memory (every state tensor's row, and the token count): what a
+    /// parked state becomes when it leaves the device pool. <see cref="ImportSlot"/> puts it back,
+    /// into any slot.
+    /// </summary>
+    public SlotSnapshot ExportSlot(int slot)
+    {
+        CheckSlot(slot);
+        var rows = new List<Tensor>();
+        foreach (var t in AllTensors())
+        {
+            using var row = t[slot];
+            rows.Add(row.to(CPU).clone().DetachFromDisposeScope());
+        }
+        return new SlotSnapshot(rows, _tokenCount[slot]);
+    }
+
+    public void ImportSlot(int slot, SlotSnapshot snapshot)
+    {
+        CheckSlot(slot);
+        int i = 0;
+        foreach (var t in AllTensors())
+        {
+            using var row = t[slot];
+            row.copy_(snapshot.Rows[i++]);
+        }
+        _tokenCount[slot] = snapshot.TokenCount;
+    }
+
     public Tensor RnnOf(int layer, int slot) => Rnn[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not recurrent");
     public Tensor ConvOf(int layer, int slot) => Conv[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not recurrent");
     public Tensor KeysOf(int layer, int slot) => Keys[layer]?[slot] ?? throw new ArgumentException($"layer {layer} is not an attention layer");
@@ -149,5 +178,18 @@ public sealed class GriffinState : IDisposable
     {
         foreach (var t in AllTensors().ToList()) t.Dispose();
         foreach (var v in RnnBlocks.Concat(FlatKeys).Concat(FlatValues)) v?.Dispose();
+    }
+}
+
+/// <summary>One slot's state held in host memory (see <see cref="GriffinState.ExportSlot"/>).</summary>
+public sealed class SlotSnapshot(IReadOnlyList<Tensor> rows, long tokenCount) : IDisposable
+{
+    public IReadOnlyList<Tensor> Rows { get; } = rows;
+    public long TokenCount { get; } = tokenCount;
+    public long Bytes { get; } = rows.Sum(r => r.numel() * r.ElementSize);
+
+    public void Dispose()
+    {
+        foreach (var r in Rows) r.Dispose();
     }
 }

@@ -83,4 +83,37 @@ public class StateStoreTests
         Assert.Equal(3, store.ReusedTokens);
         Assert.Throws<InvalidOperationException>(() => store.Take(match));
     }
+
+    [Fact]
+    public void Evicted_states_go_to_host_memory_within_its_budget_and_come_back_intact()
+    {
+        var model = EngineHarness.FixtureModel();
+        long perState = RecurrentGemma.Model.GriffinState.BytesPerSequence(model.Config, model.DType);
+        using var store = new StateStore(model, 2, maxParkedPerOwner: 0, hostBytes: 3 * perState);
+        // Mark each parked state's tensors with its own number, to see that the restored one is the same.
+        for (int k = 0; k < 8; k++)
+        {
+            var slot = store.TryAcquire()!.Value;
+            foreach (var t in store.State.AllTensors()) { using var row = t[slot]; row.fill_(RecurrentGemma.Model.Scalars.Of((double)k)); }
+            store.Park(slot, [2, 100 + k], null, "a");
+        }
+        var (count, bytes, demotions, _) = store.HostTierStats;
+        Assert.Equal(3, count);                 // the budget holds three
+        Assert.Equal(3 * perState, bytes);
+        Assert.Equal(6, demotions);             // eight parked into two slots: six left the pool
+        Assert.Null(store.FindMatch([2, 100, 9], null, "a"));   // the oldest fell out of host memory too
+        var match = store.FindMatch([2, 105, 9], null, "a")!;
+        Assert.False(match.OnDevice);
+        int restored = store.Take(match);
+        foreach (var t in store.State.AllTensors())
+        {
+            using var row = t[restored];
+            Assert.Equal(5.0, row.max().to(TorchSharp.torch.ScalarType.Float64).item<double>());
+            Assert.Equal(5.0, row.min().to(TorchSharp.torch.ScalarType.Float64).item<double>());
+        }
+        // Restoring took a slot: the pool's least recently used state went down to host memory in its place.
+        Assert.Equal(3, store.HostTierStats.Count);
+        Assert.Equal(7, store.HostTierStats.Demotions);
+        Assert.Equal(1, store.HostTierStats.Restores);
+    }
 }

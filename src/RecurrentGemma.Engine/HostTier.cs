@@ -1,0 +1,105 @@
+using RecurrentGemma.Model;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>A parked state demoted to host memory: its copy and exactly the ids it consumed.</summary>
+internal sealed class HostEntry(SlotSnapshot snapshot, int[] tokens, string? sessionId, string? owner) : IDisposable
+{
+    public SlotSnapshot Snapshot { get; } = snapshot;
+    public int[] Tokens { get; } = tokens;
+    public string? SessionId { get; } = sessionId;
+    public string? Owner { get; } = owner;
+    public long LastUsed { get; set; }
+    public void Dispose() => Snapshot.Dispose();
+}
+
+/// <summary>
+/// The second tier of parked states: when the device pool evicts one, it is copied here
+/// (Sessions:HostMemoryMiB) instead of being dropped, and a later prompt that extends it is
+/// restored into a slot — a copy back, far cheaper than prefilling the conversation again.
+/// Same matching rules as the pool (same owner and session, strictly shorter exact prefix,
+/// longest first); least recently used goes first when over budget, and an owner keeps at most
+/// its cap here too. Entries are grouped by owner, so a lookup scans only the caller's states.
+/// Owned by the engine thread.
+/// </summary>
+internal sealed class HostTier(long budgetBytes, int maxPerOwner) : IDisposable
+{
+    readonly Dictionary<string, List<HostEntry>> _byOwner = [];
+    long _clock;
+
+    public long Bytes { get; private set; }
+    public int Count { get; private set; }
+    public long Demotions { get; private set; }
+    public long Restores { get; private set; }
+    public long Dropped { get; private set; }
+
+    static string Key(string? owner) => owner ?? "";
+
+    /// <summary>Keeps a copy of a parked state; false (nothing kept) when it cannot fit at all.</summary>
+    public bool Add(HostEntry entry)
+    {
+        if (entry.Snapshot.Bytes > budgetBytes) { entry.Dispose(); Dropped++; return false; }
+        entry.LastUsed = ++_clock;
+        var list = _byOwner.TryGetValue(Key(entry.Owner), out var l) ? l : _byOwner[Key(entry.Owner)] = [];
+        // One conversation keeps its newest state here: an older one of the same session goes.
+        if (entry.SessionId is not null)
+            foreach (var old in list.Where(e => e.SessionId == entry.SessionId).ToList()) Remove(list, old);
+        list.Add(entry);
+        Bytes += entry.Snapshot.Bytes;
+        Count++;
+        Demotions++;
+        if (maxPerOwner > 0 && entry.Owner is not null)
+            while (list.Count > maxPerOwner) Remove(list, list.MinBy(e => e.LastUsed)!);
+        while (Bytes > budgetBytes)
+        {
+            var victim = _byOwner.Values.SelectMany(v => v).MinBy(e => e.LastUsed)!;
+            Remove(_byOwner[Key(victim.Owner)], victim);
+        }
+        return true;
+    }
+
+    /// <summary>The longest state here that this prompt strictly extends (same owner and session).</summary>
+    public HostEntry? FindMatch(IReadOnlyList<int> prompt, string? sessionId, string? owner, int longerThan)
+    {
+        if (!_byOwner.TryGetValue(Key(owner), out var list)) return null;
+        HostEntry? best = null;
+        foreach (var e in list)
+        {
+            if (e.SessionId != sessionId || e.Owner != owner) continue;
+            int n = e.Tokens.Length;
+            if (n >= prompt.Count || n <= longerThan || (best is not null && n <= best.Tokens.Length)) continue;
+            bool prefix = true;
+            for (int i = 0; i < n && prefix; i++) prefix = e.Tokens[i] == prompt[i];
+            if (prefix) best = e;
+        }
+        return best;
+    }
+
+    /// <summary>Takes an entry out to restore it (the caller disposes it after the copy).</summary>
+    public HostEntry Take(HostEntry entry)
+    {
+        var list = _byOwner[Key(entry.Owner)];
+        if (!list.Remove(entry)) throw new InvalidOperationException("that state is no longer in host memory");
+        Bytes -= entry.Snapshot.Bytes;
+        Count--;
+        Restores++;
+        return entry;
+    }
+
+    void Remove(List<HostEntry> list, HostEntry e)
+    {
+        list.Remove(e);
+        Bytes -= e.Snapshot.Bytes;
+        Count--;
+        Dropped++;
+        e.Dispose();
+    }
+
+    public void Dispose()
+    {
+        foreach (var e in _byOwner.Values.SelectMany(v => v)) e.Dispose();
+        _byOwner.Clear();
+        Bytes = 0;
+        Count = 0;
+    }
+}
