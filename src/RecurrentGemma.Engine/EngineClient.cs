@@ -54,6 +54,11 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
     /// <summary>Called on the engine thread for every row a step prepares or post-processes;
     /// tests throw from it to check that one request's failure stays its own.</summary>
     internal Action<GenerationRequest>? RowHook { set => _loop.RowHook = value; }
+    /// <summary>The persistent tier, when configured (tests and metrics).</summary>
+    internal DiskTier? Disk => _loop.Disk;
+    /// <summary>Completes when the persistent tier's index has been read (at once without one).
+    /// Until then a prompt that extends a stored state is simply prefilled.</summary>
+    public Task StoreIndexed => _loop.Disk?.Scanned ?? Task.CompletedTask;
     public EngineSnapshot Snapshot => _loop.Snapshot;
 
     public RequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default)
@@ -66,6 +71,13 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
         {
             TraceParent = System.Diagnostics.Activity.Current?.Context ?? default,
         }.Init();
+        // A prompt that extends a state stored on disk: read it here, on the caller's thread, so
+        // the engine only copies it in. A missing, corrupt or foreign file means a plain prefill.
+        if (_loop.Disk is { } disk && request.PromptTokens.Count > 1 && disk.FindMatch(request.PromptTokens, request.SessionId, request.Owner) is { } stored)
+        {
+            active.Restored = disk.Load(stored);
+            if (active.Restored is not null) disk.Forget(stored);
+        }
         var handle = new RequestHandle(this, active, cancellationToken);
         if (!_loop.Post(new EngineLoop.Submit(active)))
         {

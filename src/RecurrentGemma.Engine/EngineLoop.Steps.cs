@@ -185,6 +185,8 @@ internal sealed partial class EngineLoop
 
     void CancelRequest(ActiveRequest r)
     {
+        r.Restored?.Dispose();
+        r.Restored = null;
         if (r.Done) return;
         r.Cancelled = true;
         if (!r.Admitted)

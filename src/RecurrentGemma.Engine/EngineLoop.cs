@@ -51,9 +51,14 @@ internal sealed partial class EngineLoop
         _model = model;
         _options = options;
         Metrics = metrics;
+        if (options.StorePath is { Length: > 0 } path)
+            Disk = new DiskTier(path, options.StateFingerprint, GriffinState.SlotLayout(model.Config, model.DType), options.StateTimeToLive);
         _thread = new Thread(Run) { IsBackground = true, Name = "rgemma-engine" };
         _thread.Start();
     }
+
+    /// <summary>The persistent tier, when Sessions:Path is set (thread-safe; read by submitters too).</summary>
+    public DiskTier? Disk { get; }
 
     public Task Ready => _ready.Task;
     public Task Exited => _exited.Task;
@@ -68,7 +73,7 @@ internal sealed partial class EngineLoop
         {
             var (slots, reason) = _options.ResolveSlots(GriffinState.BytesPerSequence(_model.Config, _model.DType), DeviceMemory.Query(_model.Device));
             SlotSizing = reason;
-            _store = new StateStore(_model, slots, _options.ParkedCapFor(slots), (long)_options.HostMemoryMiB * 1024 * 1024);
+            _store = new StateStore(_model, slots, _options.ParkedCapFor(slots), (long)_options.HostMemoryMiB * 1024 * 1024, Disk);
             _executor = new StepExecutor(_model);
             if (_options.CalibrateThreads) _executor.Calibrate();
             ThreadChoice = _executor.ThreadChoice;
@@ -157,6 +162,7 @@ internal sealed partial class EngineLoop
             var r = _waiting.Peek();
             var req = r.Request;
             int running = _active.Sum(a => a.Choices.Count(c => c.Phase != SequencePhase.Finished));
+            if (r.Restored is { } restored) { r.Restored = null; store.Adopt(restored); }   // read from disk before it was queued
             var reuse = _options.ParkFinishedStates ? store.FindMatch(req.PromptTokens, req.SessionId, req.Owner) : null;
             if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is { OnDevice: true }))
                 return;

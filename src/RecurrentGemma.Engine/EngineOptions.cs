@@ -41,6 +41,13 @@ public sealed record EngineOptions
     /// <summary>Host memory in MiB for parked states the device pool evicts (restored on demand
     /// instead of prefilled again); 0 turns the tier off. The server binds Sessions:HostMemoryMiB.</summary>
     public int HostMemoryMiB { get; init; } = 256;
+    /// <summary>A directory for the persistent tier (Sessions:Path): parked states are written there
+    /// when they leave host memory and at shutdown, and restored from there. Null: no persistent tier.</summary>
+    public string? StorePath { get; init; }
+    /// <summary>Identifies the model, its weights and dtype: a stored state is used only by the same one.</summary>
+    public string StateFingerprint { get; init; } = "";
+    /// <summary>Stored states older than this are not used (Sessions:TimeToLive). Null: no limit.</summary>
+    public TimeSpan? StateTimeToLive { get; init; }
     /// <summary>Also park a copy of the state at the end of each prompt (the turn boundary).</summary>
     public bool SnapshotAtPromptEnd { get; init; } = true;
 

@@ -22,7 +22,8 @@ internal sealed class HostEntry(SlotSnapshot snapshot, int[] tokens, string? ses
 /// its cap here too. Entries are grouped by owner, so a lookup scans only the caller's states.
 /// Owned by the engine thread.
 /// </summary>
-internal sealed class HostTier(long budgetBytes, int maxPerOwner) : IDisposable
+/// <param name="spill">Takes the entries evicted from here (the persistent tier); null: they are dropped.</param>
+internal sealed class HostTier(long budgetBytes, int maxPerOwner, Action<HostEntry>? spill = null) : IDisposable
 {
     readonly Dictionary<string, List<HostEntry>> _byOwner = [];
     long _clock;
@@ -38,12 +39,12 @@ internal sealed class HostTier(long budgetBytes, int maxPerOwner) : IDisposable
     /// <summary>Keeps a copy of a parked state; false (nothing kept) when it cannot fit at all.</summary>
     public bool Add(HostEntry entry)
     {
-        if (entry.Snapshot.Bytes > budgetBytes) { entry.Dispose(); Dropped++; return false; }
+        if (entry.Snapshot.Bytes > budgetBytes) { Drop(entry); return false; }
         entry.LastUsed = ++_clock;
         var list = _byOwner.TryGetValue(Key(entry.Owner), out var l) ? l : _byOwner[Key(entry.Owner)] = [];
         // One conversation keeps its newest state here: an older one of the same session goes.
         if (entry.SessionId is not null)
-            foreach (var old in list.Where(e => e.SessionId == entry.SessionId).ToList()) Remove(list, old);
+            foreach (var old in list.Where(e => e.SessionId == entry.SessionId).ToList()) Remove(list, old, superseded: true);
         list.Add(entry);
         Bytes += entry.Snapshot.Bytes;
         Count++;
@@ -86,13 +87,30 @@ internal sealed class HostTier(long budgetBytes, int maxPerOwner) : IDisposable
         return entry;
     }
 
-    void Remove(List<HostEntry> list, HostEntry e)
+    void Remove(List<HostEntry> list, HostEntry e, bool superseded = false)
     {
         list.Remove(e);
         Bytes -= e.Snapshot.Bytes;
         Count--;
+        if (superseded) { Dropped++; e.Dispose(); }
+        else Drop(e);
+    }
+
+    void Drop(HostEntry e)
+    {
         Dropped++;
-        e.Dispose();
+        if (spill is not null) spill(e);
+        else e.Dispose();
+    }
+
+    /// <summary>Every entry, handed over (to be written out at shutdown).</summary>
+    public List<HostEntry> TakeAll()
+    {
+        var all = _byOwner.Values.SelectMany(v => v).ToList();
+        _byOwner.Clear();
+        Bytes = 0;
+        Count = 0;
+        return all;
     }
 
     public void Dispose()

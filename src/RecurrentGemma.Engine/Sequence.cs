@@ -43,6 +43,9 @@ internal sealed class ActiveRequest(long id, GenerationRequest request)
     public bool Admitted { get; set; }
     public bool Done { get; set; }
     public bool Cancelled { get; set; }
+    /// <summary>A stored state this request extends, read from the persistent tier on the caller's
+    /// thread before queueing (so the engine thread never waits on disk); adopted at admission.</summary>
+    public HostEntry? Restored { get; set; }
     /// <summary>The caller's trace context (the HTTP request span), for the engine's spans.</summary>
     public System.Diagnostics.ActivityContext TraceParent { get; init; }
     public DateTimeOffset SubmittedAt { get; } = DateTimeOffset.UtcNow;

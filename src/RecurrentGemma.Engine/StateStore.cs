@@ -27,6 +27,7 @@ internal sealed class StateStore : IDisposable
     readonly List<ParkedState> _parked = [];
     readonly int _maxParkedPerOwner;
     readonly HostTier? _host;
+    readonly DiskTier? _disk;
     long _clock;
 
     public GriffinState State { get; }
@@ -41,10 +42,16 @@ internal sealed class StateStore : IDisposable
     /// <param name="maxParkedPerOwner">Parked states one owner may hold; 0: no limit. The shared
     /// owner of requests without an API key (null) is not capped.</param>
     /// <param name="hostBytes">Host memory for states evicted from the pool (0: they are dropped).</param>
-    public StateStore(GriffinForCausalLM model, int capacity, int maxParkedPerOwner = 0, long hostBytes = 0)
+    /// <param name="disk">The persistent tier: states leaving host memory go there, and all parked
+    /// states are written there when the store is disposed (shutdown).</param>
+    public StateStore(GriffinForCausalLM model, int capacity, int maxParkedPerOwner = 0, long hostBytes = 0, DiskTier? disk = null)
     {
         _maxParkedPerOwner = Math.Max(0, maxParkedPerOwner);
-        if (hostBytes > 0) _host = new HostTier(hostBytes, _maxParkedPerOwner);
+        _disk = disk;
+        // With a persistent tier there is always a host tier: restored states come in through it.
+        long perState = GriffinState.BytesPerSequence(model.Config, model.DType);
+        if (disk is not null) hostBytes = Math.Max(hostBytes, 4 * perState);
+        if (hostBytes > 0) _host = new HostTier(hostBytes, _maxParkedPerOwner, disk is null ? null : disk.Save);
         State = model.CreateState(capacity);
         _free = new Stack<int>(Enumerable.Range(0, capacity).Reverse());
     }
@@ -75,6 +82,13 @@ internal sealed class StateStore : IDisposable
     /// <summary>Host-memory tier figures (zeros without one).</summary>
     public (int Count, long Bytes, long Demotions, long Restores) HostTierStats =>
         _host is null ? default : (_host.Count, _host.Bytes, _host.Demotions, _host.Restores);
+
+    /// <summary>A state read back from the persistent tier joins host memory, to be found by FindMatch.</summary>
+    public void Adopt(HostEntry entry)
+    {
+        if (_host is null) { entry.Dispose(); return; }
+        _host.Add(entry);
+    }
 
     /// <summary>A state leaving the pool goes to host memory, if there is a host tier.</summary>
     void Demote(ParkedState p) => _host?.Add(new HostEntry(State.ExportSlot(p.Slot), p.Tokens, p.SessionId, p.Owner));
@@ -160,6 +174,14 @@ internal sealed class StateStore : IDisposable
 
     public void Dispose()
     {
+        if (_disk is not null)
+        {
+            // Shutdown: every parked state — in the pool and in host memory — goes to disk, so a
+            // restarted server (or another one on the same directory) resumes the conversations.
+            foreach (var p in _parked) _disk.Save(new HostEntry(State.ExportSlot(p.Slot), p.Tokens, p.SessionId, p.Owner));
+            foreach (var e in _host!.TakeAll()) _disk.Save(e);
+            _disk.Dispose();   // waits for the writes
+        }
         _host?.Dispose();
         State.Dispose();
     }

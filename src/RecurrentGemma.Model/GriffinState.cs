@@ -61,6 +61,26 @@ public sealed class GriffinState : IDisposable
     /// Bytes of one slot: n_rec·(4L + (K−1)·L·b) + n_att·2·W·hd·b with b the state dtype's size
     /// (docs/model.md, "Decode state"; the per-slot token counter is not counted there).
     /// </summary>
+    /// <summary>The shape and type of each state tensor's row, in <see cref="AllTensors"/> order.</summary>
+    public static List<(long[] Shape, ScalarType Type)> SlotLayout(GriffinConfig c, ScalarType dtype)
+    {
+        var layout = new List<(long[], ScalarType)>();
+        for (int l = 0; l < c.NumHiddenLayers; l++)
+        {
+            if (c.KindOf(l) == BlockKind.Recurrent)
+            {
+                layout.Add(([c.LruWidth], ScalarType.Float32));
+                layout.Add(([c.Conv1dWidth - 1, c.LruWidth], dtype));
+            }
+            else
+            {
+                layout.Add(([c.AttentionWindowSize, c.HeadDim], dtype));
+                layout.Add(([c.AttentionWindowSize, c.HeadDim], dtype));
+            }
+        }
+        return layout;
+    }
+
     public static long BytesPerSequence(GriffinConfig c, ScalarType dtype)
     {
         long b = ElementSize(dtype);
@@ -124,11 +144,12 @@ public sealed class GriffinState : IDisposable
     public SlotSnapshot ExportSlot(int slot)
     {
         CheckSlot(slot);
-        var rows = new List<Tensor>();
+        var rows = new List<byte[]>();
         foreach (var t in AllTensors())
         {
             using var row = t[slot];
-            rows.Add(row.to(CPU).clone().DetachFromDisposeScope());
+            using var host = row.to(CPU).contiguous();
+            rows.Add(host.bytes.ToArray());
         }
         return new SlotSnapshot(rows, _tokenCount[slot]);
     }
@@ -140,7 +161,11 @@ public sealed class GriffinState : IDisposable
         foreach (var t in AllTensors())
         {
             using var row = t[slot];
-            row.copy_(snapshot.Rows[i++]);
+            using var host = empty(row.shape, row.dtype, CPU);
+            var bytes = snapshot.Rows[i++];
+            if (bytes.Length != host.numel() * host.ElementSize) throw new ArgumentException("the snapshot does not fit this state's layout");
+            host.bytes = bytes;
+            row.copy_(host);
         }
         _tokenCount[slot] = snapshot.TokenCount;
     }
@@ -181,15 +206,14 @@ public sealed class GriffinState : IDisposable
     }
 }
 
-/// <summary>One slot's state held in host memory (see <see cref="GriffinState.ExportSlot"/>).</summary>
-public sealed class SlotSnapshot(IReadOnlyList<Tensor> rows, long tokenCount) : IDisposable
+/// <summary>One slot's state held in host memory as plain bytes, one array per state tensor in
+/// <see cref="GriffinState.AllTensors"/> order (see <see cref="GriffinState.ExportSlot"/>). Plain
+/// managed memory, not tensors: it holds no native handle and is exactly what the disk tier writes.</summary>
+public sealed class SlotSnapshot(IReadOnlyList<byte[]> rows, long tokenCount) : IDisposable
 {
-    public IReadOnlyList<Tensor> Rows { get; } = rows;
+    public IReadOnlyList<byte[]> Rows { get; } = rows;
     public long TokenCount { get; } = tokenCount;
-    public long Bytes { get; } = rows.Sum(r => r.numel() * r.ElementSize);
+    public long Bytes { get; } = rows.Sum(r => (long)r.Length);
 
-    public void Dispose()
-    {
-        foreach (var r in Rows) r.Dispose();
-    }
+    public void Dispose() { }
 }

@@ -16,7 +16,8 @@ public enum ModelStatus { Loading, Ready, Failed, Draining }
 /// finish for the grace period before cancelling them and stopping the engine.
 /// </summary>
 public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<EngineOptions> engineOptions, IOptions<ApiOptions> apiOptions,
-    EngineMetrics metrics, InFlightRequests inFlight, IEngineFactory engines, ILogger<ModelHost> log) : IHostedLifecycleService, IAsyncDisposable
+    IOptions<SessionsOptions> sessionOptions, EngineMetrics metrics, InFlightRequests inFlight, IEngineFactory engines, ILogger<ModelHost> log)
+    : IHostedLifecycleService, IAsyncDisposable
 {
     public const string DemoModelId = "recurrentgemma-demo";
 
@@ -88,7 +89,15 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                     throw new InvalidDataException($"tokenizer.model has {tokenizer.VocabSize} pieces, the model only {_model.Config.VocabSize}");
                 log.LogInformation("Loaded {ModelId} in {Seconds:F1} s ({Params:F2}B parameters)", ModelId, clock.Elapsed.TotalSeconds, _model.Config.ParameterCount / 1e9);
             }
-            _engine = engines.Create(_model, engineOptions.Value, metrics);
+            var sessions = sessionOptions.Value;
+            var engineSettings = engineOptions.Value with
+            {
+                StorePath = string.IsNullOrWhiteSpace(sessions.Path) ? null : sessions.Path,
+                StateFingerprint = Fingerprint(_model, options.Path),
+                StateTimeToLive = sessions.TimeToLive,
+            };
+            if (engineSettings.StorePath is not null) log.LogInformation("Parked states persist in {StorePath}", engineSettings.StorePath);
+            _engine = engines.Create(_model, engineSettings, metrics);
             Inference = new InferenceService(_engine, tokenizer, ModelId, new InferenceOptions
             {
                 AllowSpecialTokensInContent = apiOptions.Value.AllowSpecialTokensInContent,
@@ -106,6 +115,22 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             Status = ModelStatus.Failed;
             log.LogError(e, "Loading model {ModelId} failed (reference {Reference}): {Message}", ModelId, FailureReference, e.Message);
         }
+    }
+
+    /// <summary>
+    /// Identifies the served weights for stored states: the config, the dtype, and the checkpoint's
+    /// files (names, sizes, modification times) — or the demo's fixed seed. A state stored by any
+    /// other model is never restored.
+    /// </summary>
+    static string Fingerprint(GriffinForCausalLM model, string? path)
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.Append(System.Text.Json.JsonSerializer.Serialize(model.Config)).Append('|').Append(model.DType);
+        if (string.IsNullOrWhiteSpace(path)) sb.Append("|demo:20240411");
+        else
+            foreach (var f in new DirectoryInfo(path).EnumerateFiles("*.safetensors").OrderBy(f => f.Name, StringComparer.Ordinal))
+                sb.Append('|').Append(f.Name).Append(':').Append(f.Length).Append(':').Append(f.LastWriteTimeUtc.Ticks);
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(sb.ToString())));
     }
 
     /// <summary>The demo model's shape: small enough to build in a moment on any machine.</summary>

@@ -39,6 +39,16 @@ public sealed class ApiOptions
     public int MaxPromptsPerRequest { get; set; } = 64;
 }
 
+/// <summary>"Sessions" section: where parked conversations live beyond the device pool
+/// (MaxParkedPerOwner and HostMemoryMiB are engine settings bound from here too).</summary>
+public sealed class SessionsOptions
+{
+    /// <summary>A private directory for the persistent tier; empty: none (states live in memory only).</summary>
+    public string? Path { get; set; }
+    /// <summary>Stored states older than this are not used (e.g. "7.00:00:00"); null: no limit.</summary>
+    public TimeSpan? TimeToLive { get; set; }
+}
+
 /// <summary>"Auth" section. With no keys, the API is open.</summary>
 public sealed class AuthOptions
 {

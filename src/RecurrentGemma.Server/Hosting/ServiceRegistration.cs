@@ -18,6 +18,7 @@ public static class ServiceRegistration
         services.Configure<EngineOptions>(config.GetSection("Engine"));
         // Sessions:MaxParkedPerOwner is an engine setting grouped with the session options.
         services.Configure<EngineOptions>(config.GetSection("Sessions"));
+        services.Configure<SessionsOptions>(config.GetSection("Sessions"));
         services.Configure<ApiOptions>(config.GetSection("Api"));
         services.Configure<AuthOptions>(config.GetSection("Auth"));
         services.PostConfigure<AuthOptions>(o => ApiKeyAuth.DropBlankKeys(o));
