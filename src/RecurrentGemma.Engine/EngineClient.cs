@@ -55,7 +55,7 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
     /// tests throw from it to check that one request's failure stays its own.</summary>
     internal Action<GenerationRequest>? RowHook { set => _loop.RowHook = value; }
     /// <summary>The persistent tier, when configured (tests and metrics).</summary>
-    internal DiskTier? Disk => _loop.Disk;
+    internal PersistentTier? Disk => _loop.Disk;
     /// <summary>Completes when the persistent tier's index has been read (at once without one).
     /// Until then a prompt that extends a stored state is simply prefilled.</summary>
     public Task StoreIndexed => _loop.Disk?.Scanned ?? Task.CompletedTask;

@@ -51,14 +51,16 @@ internal sealed partial class EngineLoop
         _model = model;
         _options = options;
         Metrics = metrics;
-        if (options.StorePath is { Length: > 0 } path)
-            Disk = new DiskTier(path, options.StateFingerprint, GriffinState.SlotLayout(model.Config, model.DType), options.StateTimeToLive);
+        IStateBackend? backend = options.StoreRedis is { Length: > 0 } redis ? new RedisStateBackend(redis)
+            : options.StorePath is { Length: > 0 } path ? new FileStateBackend(path) : null;
+        if (backend is not null)
+            Disk = new PersistentTier(backend, options.StateFingerprint, GriffinState.SlotLayout(model.Config, model.DType), options.StateTimeToLive);
         _thread = new Thread(Run) { IsBackground = true, Name = "rgemma-engine" };
         _thread.Start();
     }
 
     /// <summary>The persistent tier, when Sessions:Path is set (thread-safe; read by submitters too).</summary>
-    public DiskTier? Disk { get; }
+    public PersistentTier? Disk { get; }
 
     public Task Ready => _ready.Task;
     public Task Exited => _exited.Task;

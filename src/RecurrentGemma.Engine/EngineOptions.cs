@@ -44,6 +44,9 @@ public sealed record EngineOptions
     /// <summary>A directory for the persistent tier (Sessions:Path): parked states are written there
     /// when they leave host memory and at shutdown, and restored from there. Null: no persistent tier.</summary>
     public string? StorePath { get; init; }
+    /// <summary>A Redis connection string for a persistent tier shared by every replica
+    /// (Sessions:Store=redis); takes precedence over <see cref="StorePath"/>.</summary>
+    public string? StoreRedis { get; init; }
     /// <summary>Identifies the model, its weights and dtype: a stored state is used only by the same one.</summary>
     public string StateFingerprint { get; init; } = "";
     /// <summary>Stored states older than this are not used (Sessions:TimeToLive). Null: no limit.</summary>

@@ -27,7 +27,7 @@ internal sealed class StateStore : IDisposable
     readonly List<ParkedState> _parked = [];
     readonly int _maxParkedPerOwner;
     readonly HostTier? _host;
-    readonly DiskTier? _disk;
+    readonly PersistentTier? _disk;
     long _clock;
 
     public GriffinState State { get; }
@@ -44,7 +44,7 @@ internal sealed class StateStore : IDisposable
     /// <param name="hostBytes">Host memory for states evicted from the pool (0: they are dropped).</param>
     /// <param name="disk">The persistent tier: states leaving host memory go there, and all parked
     /// states are written there when the store is disposed (shutdown).</param>
-    public StateStore(GriffinForCausalLM model, int capacity, int maxParkedPerOwner = 0, long hostBytes = 0, DiskTier? disk = null)
+    public StateStore(GriffinForCausalLM model, int capacity, int maxParkedPerOwner = 0, long hostBytes = 0, PersistentTier? disk = null)
     {
         _maxParkedPerOwner = Math.Max(0, maxParkedPerOwner);
         _disk = disk;
@@ -144,6 +144,9 @@ internal sealed class StateStore : IDisposable
     {
         if (tokens.Count == 0) { Release(slot); return; }
         _parked.Add(new ParkedState(slot, [.. tokens], sessionId, owner) { LastUsed = ++_clock });
+        // A conversation's newest state also goes to the persistent tier now (written in the
+        // background), so another replica — or this server after a crash — can continue it.
+        if (sessionId is not null && _disk is not null) _disk.Save(new HostEntry(State.ExportSlot(slot), [.. tokens], sessionId, owner));
         if (sessionId is not null)
         {
             var same = _parked.Where(p => p.SessionId == sessionId && p.Owner == owner).OrderByDescending(p => p.LastUsed).Skip(PerSession).ToList();

@@ -93,10 +93,14 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             var engineSettings = engineOptions.Value with
             {
                 StorePath = string.IsNullOrWhiteSpace(sessions.Path) ? null : sessions.Path,
+                StoreRedis = sessions.Store?.Equals("redis", StringComparison.OrdinalIgnoreCase) == true
+                    ? (string.IsNullOrWhiteSpace(sessions.Redis) ? throw new InvalidOperationException("Sessions:Store=redis needs Sessions:Redis (a connection string)") : sessions.Redis)
+                    : null,
                 StateFingerprint = Fingerprint(_model, options.Path),
                 StateTimeToLive = sessions.TimeToLive,
             };
-            if (engineSettings.StorePath is not null) log.LogInformation("Parked states persist in {StorePath}", engineSettings.StorePath);
+            if (engineSettings.StoreRedis is not null) log.LogInformation("Parked states persist in Redis (shared by replicas)");
+            else if (engineSettings.StorePath is not null) log.LogInformation("Parked states persist in {StorePath}", engineSettings.StorePath);
             _engine = engines.Create(_model, engineSettings, metrics);
             Inference = new InferenceService(_engine, tokenizer, ModelId, new InferenceOptions
             {

@@ -47,6 +47,10 @@ public sealed class SessionsOptions
     public string? Path { get; set; }
     /// <summary>Stored states older than this are not used (e.g. "7.00:00:00"); null: no limit.</summary>
     public TimeSpan? TimeToLive { get; set; }
+    /// <summary>disk (the default when Path is set) or redis (shared by every replica).</summary>
+    public string? Store { get; set; }
+    /// <summary>The Redis connection string for Store=redis (e.g. "redis:6379").</summary>
+    public string? Redis { get; set; }
 }
 
 /// <summary>"Auth" section. With no keys, the API is open.</summary>

@@ -1,0 +1,82 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Text.Json;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>
+/// Records as files in a private directory (created 0700, files 0600), each written to a
+/// temporary name and renamed into place, so a reader never sees half a record. The index of
+/// headers lives in memory and is rebuilt from the files by a background scan at start-up.
+/// </summary>
+internal sealed class FileStateBackend : IStateBackend
+{
+    readonly string _dir;
+    readonly ConcurrentDictionary<string, StoredEntry> _index = new();
+
+    public FileStateBackend(string directory)
+    {
+        _dir = Path.GetFullPath(directory);
+        if (OperatingSystem.IsWindows()) Directory.CreateDirectory(_dir);
+        else Directory.CreateDirectory(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        Indexed = Task.Run(Scan);
+    }
+
+    public Task Indexed { get; }
+    public long ScanErrors;
+
+    string FileOf(string id) => Path.Combine(_dir, id + ".state");
+
+    public void Put(StoredEntry entry, byte[] blob, TimeSpan? timeToLive)
+    {
+        var file = FileOf(entry.Id);
+        var temp = file + ".tmp-" + Guid.NewGuid().ToString("N");
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var f = new FileStream(temp, options))
+        {
+            f.Write(blob);
+            f.Flush(flushToDisk: true);
+        }
+        File.Move(temp, file, overwrite: true);
+        _index[entry.Id] = entry;
+    }
+
+    public byte[]? Get(string id)
+    {
+        var file = FileOf(id);
+        return File.Exists(file) ? File.ReadAllBytes(file) : null;
+    }
+
+    public void Delete(string id)
+    {
+        _index.TryRemove(id, out _);
+        try { File.Delete(FileOf(id)); } catch (IOException) { }
+    }
+
+    public IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId) =>
+        _index.Values.Where(e => e.Owner == owner && e.SessionId == sessionId).ToList();
+
+    void Scan()
+    {
+        var head = new byte[PersistentTier.Magic.Length + 4];
+        foreach (var file in Directory.EnumerateFiles(_dir, "*.state"))
+        {
+            try
+            {
+                using var f = File.OpenRead(file);
+                if (f.Read(head) != head.Length || !head.AsSpan(0, PersistentTier.Magic.Length).SequenceEqual(PersistentTier.Magic)) continue;
+                int n = BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(PersistentTier.Magic.Length));
+                if (n <= 0 || n > 64 << 20) continue;
+                var json = new byte[n];
+                f.ReadExactly(json);
+                var h = JsonSerializer.Deserialize<PersistentTier.Header>(json)!;
+                var id = Path.GetFileNameWithoutExtension(file);
+                _index.TryAdd(id, new StoredEntry(id, h.Fingerprint, h.Owner, h.SessionId, h.Tokens, h.Created));
+            }
+            catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { Interlocked.Increment(ref ScanErrors); }
+        }
+    }
+
+    public void Dispose() { }
+}

@@ -1,0 +1,21 @@
+namespace RecurrentGemma.Engine;
+
+/// <summary>What a stored state says about itself (its header): enough to match a prompt.</summary>
+internal sealed record StoredEntry(string Id, string Fingerprint, string? Owner, string? SessionId, int[] Tokens, DateTimeOffset Created);
+
+/// <summary>
+/// Where the persistent tier keeps its records: a private directory (<see cref="FileStateBackend"/>)
+/// or a Redis shared by every replica (<see cref="RedisStateBackend"/>). A record is one opaque
+/// blob (header, tensors, checksum: <see cref="PersistentTier"/> writes and checks it) plus its
+/// header for lookups. Every method may throw on I/O; the tier turns that into a fallback.
+/// </summary>
+internal interface IStateBackend : IDisposable
+{
+    /// <summary>Completes once lookups see what was stored before this process started.</summary>
+    Task Indexed { get; }
+    void Put(StoredEntry entry, byte[] blob, TimeSpan? timeToLive);
+    byte[]? Get(string id);
+    void Delete(string id);
+    /// <summary>The records of one owner and session (null session: the automatic prefix states).</summary>
+    IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId);
+}

@@ -1,0 +1,166 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Engine;
+
+/// <summary>
+/// The persistent tier of parked states, over a file directory or a shared Redis
+/// (<see cref="IStateBackend"/>). A record holds a JSON header (the model fingerprint, owner,
+/// session, the exact consumed ids, the tensor shapes), the state tensors' bytes, and a SHA-256 of
+/// all that. Records are written by a background writer: states leaving host memory, a
+/// conversation's newest state as it is parked (so another replica, or a server that crashed,
+/// has it), and everything parked at shutdown. A record whose fingerprint is another model's, or
+/// whose checksum fails, is never used: the request prefills instead and the error is counted.
+/// Thread-safe: lookups and loads run on request threads, writes on the writer.
+/// </summary>
+internal sealed class PersistentTier : IDisposable
+{
+    internal static readonly byte[] Magic = "RGSTATE1"u8.ToArray();
+
+    internal sealed record Header(string Fingerprint, string? Owner, string? SessionId, int[] Tokens, long TokenCount, long[][] Shapes, DateTimeOffset Created);
+
+    readonly IStateBackend _backend;
+    readonly string _fingerprint;
+    readonly TimeSpan? _timeToLive;
+    readonly List<(long[] Shape, ScalarType Type)> _layout;
+    readonly System.Threading.Channels.Channel<HostEntry> _writes =
+        System.Threading.Channels.Channel.CreateUnbounded<HostEntry>(new() { SingleReader = true });
+    readonly Task _writer;
+    long _errors, _writesDone, _loads;
+
+    public PersistentTier(IStateBackend backend, string fingerprint, List<(long[] Shape, ScalarType Type)> layout, TimeSpan? timeToLive = null)
+    {
+        _backend = backend;
+        _fingerprint = fingerprint;
+        _layout = layout;
+        _timeToLive = timeToLive;
+        _writer = Task.Run(WriteLoop);
+    }
+
+    public long Errors => Interlocked.Read(ref _errors);
+    public long Writes => Interlocked.Read(ref _writesDone);
+    public long Loads => Interlocked.Read(ref _loads);
+    public Task Scanned => _backend.Indexed;
+
+    /// <summary>Queues a state to be written (the tier owns the entry from here).</summary>
+    public void Save(HostEntry entry) => _writes.Writer.TryWrite(entry);
+
+    /// <summary>The longest stored state this prompt strictly extends (same owner and session), or
+    /// null — also when the store cannot be reached (counted; the request prefills).</summary>
+    public StoredEntry? FindMatch(IReadOnlyList<int> prompt, string? sessionId, string? owner)
+    {
+        IReadOnlyList<StoredEntry> candidates;
+        try { candidates = _backend.Candidates(owner, sessionId); }
+        catch (Exception e) when (IsStoreFailure(e)) { Interlocked.Increment(ref _errors); return null; }
+        StoredEntry? best = null;
+        var now = DateTimeOffset.UtcNow;
+        foreach (var e in candidates)
+        {
+            if (e.Fingerprint != _fingerprint || (_timeToLive is { } ttl && now - e.Created > ttl)) continue;
+            int n = e.Tokens.Length;
+            if (n >= prompt.Count || (best is not null && n <= best.Tokens.Length)) continue;
+            bool prefix = true;
+            for (int i = 0; i < n && prefix; i++) prefix = e.Tokens[i] == prompt[i];
+            if (prefix) best = e;
+        }
+        return best;
+    }
+
+    /// <summary>Reads a stored state back into host memory, or null if it is gone, truncated,
+    /// corrupt, another model's, or the store is down (counted; the request prefills).</summary>
+    public HostEntry? Load(StoredEntry entry)
+    {
+        try
+        {
+            var bytes = _backend.Get(entry.Id) ?? throw new InvalidDataException("gone");
+            if (bytes.Length < Magic.Length + 4 + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("not a state record");
+            var body = bytes.AsSpan(0, bytes.Length - 32);
+            if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32))) throw new InvalidDataException("checksum mismatch");
+            int headerLength = BinaryPrimitives.ReadInt32LittleEndian(body[Magic.Length..]);
+            var header = JsonSerializer.Deserialize<Header>(body.Slice(Magic.Length + 4, headerLength))!;
+            if (header.Fingerprint != _fingerprint) throw new InvalidDataException("written by another model or dtype");
+            if (header.Shapes.Length != _layout.Count) throw new InvalidDataException("tensor count differs");
+            var rows = new List<byte[]>();
+            int at = Magic.Length + 4 + headerLength;
+            for (int i = 0; i < _layout.Count; i++)
+            {
+                var (shape, type) = _layout[i];
+                if (!header.Shapes[i].SequenceEqual(shape)) throw new InvalidDataException("tensor shapes differ");
+                long n = shape.Aggregate(1L, (a, b) => a * b) * (type == ScalarType.Float32 ? 4 : 2);
+                if (at + n > body.Length) throw new InvalidDataException("truncated");
+                rows.Add(body.Slice(at, (int)n).ToArray());
+                at += (int)n;
+            }
+            if (at != body.Length) throw new InvalidDataException("longer than its header says");
+            Interlocked.Increment(ref _loads);
+            return new HostEntry(new Model.SlotSnapshot(rows, header.TokenCount), header.Tokens, header.SessionId, header.Owner);
+        }
+        catch (Exception e) when (e is InvalidDataException or JsonException or ArgumentException || IsStoreFailure(e))
+        {
+            Interlocked.Increment(ref _errors);
+            try { if (e is InvalidDataException or JsonException) _backend.Delete(entry.Id); } catch (Exception d) when (IsStoreFailure(d)) { }
+            return null;
+        }
+    }
+
+    /// <summary>Removes a stored state (it was restored; its conversation's next state replaces it).</summary>
+    public void Forget(StoredEntry entry)
+    {
+        try { _backend.Delete(entry.Id); }
+        catch (Exception e) when (IsStoreFailure(e)) { Interlocked.Increment(ref _errors); }
+    }
+
+    static bool IsStoreFailure(Exception e) =>
+        e is IOException or UnauthorizedAccessException or TimeoutException or StackExchange.Redis.RedisException;
+
+    static string IdOf(HostEntry e) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{e.Owner}\u0000{e.SessionId}\u0000{string.Join(',', e.Tokens)}")))[..32].ToLowerInvariant();
+
+    async Task WriteLoop()
+    {
+        await foreach (var entry in _writes.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            try { Write(entry); Interlocked.Increment(ref _writesDone); }
+            catch (Exception e) when (IsStoreFailure(e)) { Interlocked.Increment(ref _errors); }
+            finally { entry.Dispose(); }
+        }
+    }
+
+    void Write(HostEntry e)
+    {
+        var created = DateTimeOffset.UtcNow;
+        var header = new Header(_fingerprint, e.Owner, e.SessionId, e.Tokens, e.Snapshot.TokenCount, _layout.Select(l => l.Shape).ToArray(), created);
+        var headerBytes = JsonSerializer.SerializeToUtf8Bytes(header);
+        using var buffer = new MemoryStream();
+        buffer.Write(Magic);
+        Span<byte> length = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(length, headerBytes.Length);
+        buffer.Write(length);
+        buffer.Write(headerBytes);
+        foreach (var row in e.Snapshot.Rows) buffer.Write(row);
+        buffer.Write(SHA256.HashData(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)));
+        var stored = new StoredEntry(IdOf(e), _fingerprint, e.Owner, e.SessionId, e.Tokens, created);
+        _backend.Put(stored, buffer.ToArray(), _timeToLive);
+        // A conversation keeps its two newest states along this path — the turn-boundary snapshot
+        // (which a re-tokenized transcript still extends) and the final state; older ones go.
+        if (e.SessionId is not null)
+        {
+            var older = _backend.Candidates(e.Owner, e.SessionId)
+                .Where(o => o.Id != stored.Id && o.Fingerprint == _fingerprint && o.Tokens.Length < e.Tokens.Length
+                    && e.Tokens.AsSpan(0, o.Tokens.Length).SequenceEqual(o.Tokens))
+                .OrderByDescending(o => o.Tokens.Length).Skip(1);
+            foreach (var old in older) _backend.Delete(old.Id);
+        }
+    }
+
+    /// <summary>Finishes the queued writes, then closes the backend.</summary>
+    public void Dispose()
+    {
+        _writes.Writer.TryComplete();
+        try { _writer.Wait(TimeSpan.FromSeconds(30)); } catch (AggregateException) { }
+        _backend.Dispose();
+    }
+}
