@@ -246,7 +246,10 @@ internal sealed partial class EngineLoop
             HostStates: store?.HostTierStats.Count ?? 0,
             HostBytes: store?.HostTierStats.Bytes ?? 0,
             Demotions: store?.HostTierStats.Demotions ?? 0,
-            HostRestores: store?.HostTierStats.Restores ?? 0);
+            HostRestores: store?.HostTierStats.Restores ?? 0,
+            StoreWrites: Disk?.Writes ?? 0,
+            StoreLoads: Disk?.Loads ?? 0,
+            StoreErrors: Disk?.Errors ?? 0);
     }
 }
 
@@ -254,7 +257,8 @@ internal sealed partial class EngineLoop
 public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, int SlotsTotal, int SlotsUsed, int SlotsParked,
     int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps,
     double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0, long Forwards = 0,
-    int HostStates = 0, long HostBytes = 0, long Demotions = 0, long HostRestores = 0)
+    int HostStates = 0, long HostBytes = 0, long Demotions = 0, long HostRestores = 0,
+    long StoreWrites = 0, long StoreLoads = 0, long StoreErrors = 0)
 {
     public static EngineSnapshot Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     public double SlotUsageRatio => SlotsTotal == 0 ? 0 : (double)SlotsUsed / SlotsTotal;

@@ -40,6 +40,9 @@ public sealed class EngineMetrics : IDisposable
         _meter.CreateObservableGauge("rgemma.engine.host_state_bytes", () => Snapshot().HostBytes, "By", "Bytes of parked states in host memory");
         _meter.CreateObservableCounter("rgemma.engine.state_demotions", () => Snapshot().Demotions, "{state}", "Parked states moved from the device pool to host memory");
         _meter.CreateObservableCounter("rgemma.engine.state_restores", () => Snapshot().HostRestores, "{state}", "Parked states restored from host memory into a slot");
+        _meter.CreateObservableCounter("rgemma.engine.store_writes", () => Snapshot().StoreWrites, "{state}", "States written to the persistent tier (disk or Redis)");
+        _meter.CreateObservableCounter("rgemma.engine.store_loads", () => Snapshot().StoreLoads, "{state}", "States read back from the persistent tier");
+        _meter.CreateObservableCounter("rgemma.engine.store_errors", () => Snapshot().StoreErrors, "{error}", "Persistent-tier failures (unreachable, corrupt, foreign): each turn prefilled instead");
         _meter.CreateObservableCounter("rgemma.engine.session_hits", () => Snapshot().SessionHits, "{request}", "Requests that continued a parked state");
     }
 

@@ -7,12 +7,20 @@ namespace RecurrentGemma.Engine;
 /// <summary>
 /// Records as files in a private directory (created 0700, files 0600), each written to a
 /// temporary name and renamed into place, so a reader never sees half a record. The index of
-/// headers lives in memory and is rebuilt from the files by a background scan at start-up.
+/// headers lives in memory, grouped by owner and session (a lookup reads only that
+/// conversation's records), and is rebuilt from the files by a background scan at start-up.
 /// </summary>
 internal sealed class FileStateBackend : IStateBackend
 {
     readonly string _dir;
-    readonly ConcurrentDictionary<string, StoredEntry> _index = new();
+    readonly ConcurrentDictionary<(string?, string?), ConcurrentDictionary<string, StoredEntry>> _index = new();
+    readonly ConcurrentDictionary<string, (string?, string?)> _groupOf = new();
+
+    void Index(StoredEntry e)
+    {
+        _index.GetOrAdd((e.Owner, e.SessionId), _ => new())[e.Id] = e;
+        _groupOf[e.Id] = (e.Owner, e.SessionId);
+    }
 
     public FileStateBackend(string directory)
     {
@@ -39,7 +47,7 @@ internal sealed class FileStateBackend : IStateBackend
             f.Flush(flushToDisk: true);
         }
         File.Move(temp, file, overwrite: true);
-        _index[entry.Id] = entry;
+        Index(entry);
     }
 
     public byte[]? Get(string id)
@@ -50,12 +58,12 @@ internal sealed class FileStateBackend : IStateBackend
 
     public void Delete(string id)
     {
-        _index.TryRemove(id, out _);
+        if (_groupOf.TryRemove(id, out var group) && _index.TryGetValue(group, out var entries)) entries.TryRemove(id, out _);
         try { File.Delete(FileOf(id)); } catch (IOException) { }
     }
 
     public IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId) =>
-        _index.Values.Where(e => e.Owner == owner && e.SessionId == sessionId).ToList();
+        _index.TryGetValue((owner, sessionId), out var entries) ? entries.Values.ToList() : [];
 
     void Scan()
     {
@@ -72,7 +80,7 @@ internal sealed class FileStateBackend : IStateBackend
                 f.ReadExactly(json);
                 var h = JsonSerializer.Deserialize<PersistentTier.Header>(json)!;
                 var id = Path.GetFileNameWithoutExtension(file);
-                _index.TryAdd(id, new StoredEntry(id, h.Fingerprint, h.Owner, h.SessionId, h.Tokens, h.Created));
+                if (!_groupOf.ContainsKey(id)) Index(new StoredEntry(id, h.Fingerprint, h.Owner, h.SessionId, h.Tokens, h.Created));
             }
             catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { Interlocked.Increment(ref ScanErrors); }
         }
