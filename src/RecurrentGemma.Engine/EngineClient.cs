@@ -56,6 +56,13 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
     internal Action<GenerationRequest>? RowHook { set => _loop.RowHook = value; }
     /// <summary>The persistent tier, when configured (tests and metrics).</summary>
     internal PersistentTier? Disk => _loop.Disk;
+    /// <summary>Raised with a reason whenever the persistent tier fails (the turn is prefilled instead).</summary>
+    public event Action<string>? StoreFailed
+    {
+        add { if (_loop.Disk is { } d) d.Failed += value; }
+        remove { if (_loop.Disk is { } d) d.Failed -= value; }
+    }
+
     /// <summary>Completes when the persistent tier's index has been read (at once without one).
     /// Until then a prompt that extends a stored state is simply prefilled.</summary>
     public Task StoreIndexed => _loop.Disk?.Scanned ?? Task.CompletedTask;

@@ -117,6 +117,7 @@ public sealed class GriffinState : IDisposable
     public void Reset(int slot)
     {
         CheckSlot(slot);
+        using var scope = NewDisposeScope();   // indexing makes temporaries: gone with the scope
         foreach (var t in AllTensors()) { using var row = t[slot]; row.zero_(); }
         _tokenCount[slot] = 0;
     }
@@ -126,6 +127,7 @@ public sealed class GriffinState : IDisposable
     {
         CheckSlot(from); CheckSlot(to);
         if (from == to) return;
+        using var scope = NewDisposeScope();
         foreach (var t in AllTensors())
         {
             using var src = t[from];
@@ -144,6 +146,7 @@ public sealed class GriffinState : IDisposable
     public SlotSnapshot ExportSlot(int slot)
     {
         CheckSlot(slot);
+        using var scope = NewDisposeScope();   // every view and host copy made here goes with it
         var rows = new List<byte[]>();
         foreach (var t in AllTensors())
         {
@@ -157,6 +160,7 @@ public sealed class GriffinState : IDisposable
     public void ImportSlot(int slot, SlotSnapshot snapshot)
     {
         CheckSlot(slot);
+        using var scope = NewDisposeScope();
         int i = 0;
         foreach (var t in AllTensors())
         {

@@ -65,6 +65,15 @@ internal sealed class FileStateBackend : IStateBackend
     public IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId) =>
         _index.TryGetValue((owner, sessionId), out var entries) ? entries.Values.ToList() : [];
 
+    public int Count => _groupOf.Count;
+
+    public void Trim(int capacity)
+    {
+        int over = _groupOf.Count - capacity;
+        if (over <= 0) return;
+        foreach (var old in _index.Values.SelectMany(g => g.Values).OrderBy(e => e.Created).Take(over).ToList()) Delete(old.Id);
+    }
+
     void Scan()
     {
         var head = new byte[PersistentTier.Magic.Length + 4];

@@ -18,4 +18,6 @@ internal interface IStateBackend : IDisposable
     void Delete(string id);
     /// <summary>The records of one owner and session (null session: the automatic prefix states).</summary>
     IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId);
+    /// <summary>Deletes the oldest records beyond this many (Redis relies on expiry and its own eviction).</summary>
+    void Trim(int capacity);
 }

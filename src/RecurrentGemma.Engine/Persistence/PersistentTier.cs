@@ -31,8 +31,12 @@ internal sealed class PersistentTier : IDisposable
     readonly Task _writer;
     long _errors, _writesDone, _loads;
 
-    public PersistentTier(IStateBackend backend, string fingerprint, List<(long[] Shape, ScalarType Type)> layout, TimeSpan? timeToLive = null)
+    readonly int _capacity;
+
+    /// <param name="capacity">Most records kept (0: no limit); the oldest go first.</param>
+    public PersistentTier(IStateBackend backend, string fingerprint, List<(long[] Shape, ScalarType Type)> layout, TimeSpan? timeToLive = null, int capacity = 0)
     {
+        _capacity = capacity;
         _backend = backend;
         _fingerprint = fingerprint;
         _layout = layout;
@@ -41,6 +45,15 @@ internal sealed class PersistentTier : IDisposable
     }
 
     public long Errors => Interlocked.Read(ref _errors);
+    /// <summary>Raised (on any thread) with a reason for each failure: the server logs it as a
+    /// warning. Never carries state contents, keys or ids.</summary>
+    public event Action<string>? Failed;
+
+    void Fail(string reason)
+    {
+        Interlocked.Increment(ref _errors);
+        try { Failed?.Invoke(reason); } catch (Exception) { }   // a logger must not break the tier
+    }
     public long Writes => Interlocked.Read(ref _writesDone);
     public long Loads => Interlocked.Read(ref _loads);
     public Task Scanned => _backend.Indexed;
@@ -54,7 +67,7 @@ internal sealed class PersistentTier : IDisposable
     {
         IReadOnlyList<StoredEntry> candidates;
         try { candidates = _backend.Candidates(owner, sessionId); }
-        catch (Exception e) when (IsStoreFailure(e)) { Interlocked.Increment(ref _errors); return null; }
+        catch (Exception e) when (IsStoreFailure(e)) { Fail($"lookup failed ({e.GetType().Name}); the turn is prefilled"); return null; }
         StoredEntry? best = null;
         var now = DateTimeOffset.UtcNow;
         foreach (var e in candidates)
@@ -100,7 +113,7 @@ internal sealed class PersistentTier : IDisposable
         }
         catch (Exception e) when (e is InvalidDataException or JsonException or ArgumentException || IsStoreFailure(e))
         {
-            Interlocked.Increment(ref _errors);
+            Fail($"a stored state could not be used ({e.Message}); the turn is prefilled");
             try { if (e is InvalidDataException or JsonException) _backend.Delete(entry.Id); } catch (Exception d) when (IsStoreFailure(d)) { }
             return null;
         }
@@ -110,7 +123,7 @@ internal sealed class PersistentTier : IDisposable
     public void Forget(StoredEntry entry)
     {
         try { _backend.Delete(entry.Id); }
-        catch (Exception e) when (IsStoreFailure(e)) { Interlocked.Increment(ref _errors); }
+        catch (Exception e) when (IsStoreFailure(e)) { Fail($"delete failed ({e.GetType().Name})"); }
     }
 
     static bool IsStoreFailure(Exception e) =>
@@ -124,7 +137,7 @@ internal sealed class PersistentTier : IDisposable
         await foreach (var entry in _writes.Reader.ReadAllAsync().ConfigureAwait(false))
         {
             try { Write(entry); Interlocked.Increment(ref _writesDone); }
-            catch (Exception e) when (IsStoreFailure(e)) { Interlocked.Increment(ref _errors); }
+            catch (Exception e) when (IsStoreFailure(e)) { Fail($"write failed ({e.GetType().Name}: {e.Message})"); }
             finally { entry.Dispose(); }
         }
     }
@@ -154,6 +167,7 @@ internal sealed class PersistentTier : IDisposable
                 .OrderByDescending(o => o.Tokens.Length).Skip(1);
             foreach (var old in older) _backend.Delete(old.Id);
         }
+        if (_capacity > 0) _backend.Trim(_capacity);
     }
 
     /// <summary>Finishes the queued writes, then closes the backend.</summary>

@@ -70,5 +70,7 @@ internal sealed class RedisStateBackend : IStateBackend
         return list;
     }
 
+    public void Trim(int capacity) { }   // bounded by expiry and Redis's maxmemory policy
+
     public void Dispose() => _redis.Dispose();
 }

@@ -102,6 +102,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             if (engineSettings.StoreRedis is not null) log.LogInformation("Parked states persist in Redis (shared by replicas)");
             else if (engineSettings.StorePath is not null) log.LogInformation("Parked states persist in {StorePath}", engineSettings.StorePath);
             _engine = engines.Create(_model, engineSettings, metrics);
+            if (_engine is EngineClient withStore) withStore.StoreFailed += reason => log.LogWarning("Session store: {Reason}", reason);
             Inference = new InferenceService(_engine, tokenizer, ModelId, new InferenceOptions
             {
                 AllowSpecialTokensInContent = apiOptions.Value.AllowSpecialTokensInContent,
