@@ -54,7 +54,7 @@ internal sealed partial class EngineLoop
         IStateBackend? backend = options.StoreRedis is { Length: > 0 } redis ? new RedisStateBackend(redis)
             : options.StorePath is { Length: > 0 } path ? new FileStateBackend(path) : null;
         if (backend is not null)
-            Disk = new PersistentTier(backend, options.StateFingerprint, GriffinState.SlotLayout(model.Config, model.DType), options.StateTimeToLive, options.MaxStoredStates);
+            Disk = new PersistentTier(backend, options.StateFingerprint, GriffinState.SlotLayout(model.Config, model.DType), options.StateTimeToLive, options.MaxStoredStates, options.StoreEncryptionKey);
         _thread = new Thread(Run) { IsBackground = true, Name = "rgemma-engine" };
         _thread.Start();
     }

@@ -49,6 +49,9 @@ public sealed record EngineOptions
     public string? StoreRedis { get; init; }
     /// <summary>Identifies the model, its weights and dtype: a stored state is used only by the same one.</summary>
     public string StateFingerprint { get; init; } = "";
+    /// <summary>32 bytes: seal stored states and their headers with AES-GCM (Sessions:EncryptionKey,
+    /// base64). Null: stored as they are.</summary>
+    public byte[]? StoreEncryptionKey { get; init; }
     /// <summary>Most states kept on disk (Sessions:MaxStoredStates); the oldest go first. 0: no limit.</summary>
     public int MaxStoredStates { get; init; } = 100_000;
     /// <summary>Stored states older than this are not used (Sessions:TimeToLive). Null: no limit.</summary>

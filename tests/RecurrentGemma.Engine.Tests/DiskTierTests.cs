@@ -78,3 +78,45 @@ public sealed class DiskTierTests : IDisposable
             Assert.Equal(0, (await Run(d, Greedy(next, 2, "chat", owner: "alice"))).Usage!.CachedTokens);
     }
 }
+
+/// <summary>Stored states encrypted at rest (AES-GCM): unreadable without the key, unusable with another.</summary>
+public sealed class EncryptedTierTests : IDisposable
+{
+    static readonly int[] Prompt = Ids("tiny", "d", "prompt");
+    readonly string _dir = Path.Combine(Path.GetTempPath(), "rg-sealed-" + Guid.NewGuid().ToString("N"));
+    static readonly byte[] KeyA = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray();
+    static readonly byte[] KeyB = Enumerable.Range(0, 32).Select(i => (byte)(255 - i)).ToArray();
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    EngineClient Engine(byte[]? key)
+    {
+        var engine = NewEngine(new EngineOptions { MaxSlots = 4, StorePath = _dir, StateFingerprint = "fp", StoreEncryptionKey = key, SnapshotAtPromptEnd = false });
+        engine.Disk!.Scanned.Wait(TimeSpan.FromSeconds(30));
+        return engine;
+    }
+
+    [Fact]
+    public async Task Sealed_states_hide_their_contents_and_open_only_with_the_same_key()
+    {
+        RunResult first;
+        await using (var a = Engine(KeyA)) first = await Run(a, Greedy([.. Prompt, 1], 4, "secret", owner: "alice"));
+        int[] next = [.. Prompt, 1, .. first.Tokens[0], 77, 78];
+        foreach (var file in Directory.GetFiles(_dir, "*.state"))
+        {
+            var bytes = File.ReadAllBytes(file);
+            Assert.True(bytes.AsSpan(0, 8).SequenceEqual("RGSEAL01"u8));
+            Assert.DoesNotContain("alice", System.Text.Encoding.Latin1.GetString(bytes));   // owner and ids are sealed too
+            Assert.DoesNotContain("secret", System.Text.Encoding.Latin1.GetString(bytes));
+        }
+        await using (var wrong = Engine(KeyB))
+            Assert.Equal(0, (await Run(wrong, Greedy(next, 2, "secret", owner: "alice"))).Usage!.CachedTokens);
+        await using (var none = Engine(null))
+            Assert.Equal(0, (await Run(none, Greedy(next, 2, "secret", owner: "alice"))).Usage!.CachedTokens);
+        await using var right = Engine(KeyA);
+        Assert.True((await Run(right, Greedy(next, 2, "secret", owner: "alice"))).Usage!.CachedTokens > 0);
+    }
+}

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Text.Json;
 
@@ -22,12 +21,21 @@ internal sealed class FileStateBackend : IStateBackend
         _groupOf[e.Id] = (e.Owner, e.SessionId);
     }
 
+    readonly TaskCompletionSource _attached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    PersistentTier? _tier;
+
     public FileStateBackend(string directory)
     {
         _dir = Path.GetFullPath(directory);
         if (OperatingSystem.IsWindows()) Directory.CreateDirectory(_dir);
         else Directory.CreateDirectory(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        Indexed = Task.Run(Scan);
+        Indexed = _attached.Task.ContinueWith(_ => Scan(), TaskScheduler.Default);
+    }
+
+    public void Attach(PersistentTier tier)
+    {
+        _tier = tier;
+        _attached.TrySetResult();
     }
 
     public Task Indexed { get; }
@@ -74,24 +82,21 @@ internal sealed class FileStateBackend : IStateBackend
         foreach (var old in _index.Values.SelectMany(g => g.Values).OrderBy(e => e.Created).Take(over).ToList()) Delete(old.Id);
     }
 
+    /// <summary>Reads every record's header (decrypting whole records when they are sealed).</summary>
     void Scan()
     {
-        var head = new byte[PersistentTier.Magic.Length + 4];
         foreach (var file in Directory.EnumerateFiles(_dir, "*.state"))
         {
+            var id = Path.GetFileNameWithoutExtension(file);
+            if (_groupOf.ContainsKey(id)) continue;
             try
             {
-                using var f = File.OpenRead(file);
-                if (f.Read(head) != head.Length || !head.AsSpan(0, PersistentTier.Magic.Length).SequenceEqual(PersistentTier.Magic)) continue;
-                int n = BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(PersistentTier.Magic.Length));
-                if (n <= 0 || n > 64 << 20) continue;
-                var json = new byte[n];
-                f.ReadExactly(json);
-                var h = JsonSerializer.Deserialize<PersistentTier.Header>(json)!;
-                var id = Path.GetFileNameWithoutExtension(file);
-                if (!_groupOf.ContainsKey(id)) Index(new StoredEntry(id, h.Fingerprint, h.Owner, h.SessionId, h.Tokens, h.Created));
+                if (_tier!.ParseRecord(id, File.ReadAllBytes(file)) is { } entry) Index(entry);
             }
-            catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { Interlocked.Increment(ref ScanErrors); }
+            catch (Exception e) when (e is IOException or JsonException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
+            {
+                Interlocked.Increment(ref ScanErrors);
+            }
         }
     }
 

@@ -11,6 +11,8 @@ internal sealed record StoredEntry(string Id, string Fingerprint, string? Owner,
 /// </summary>
 internal interface IStateBackend : IDisposable
 {
+    /// <summary>Connects the backend to its tier (which seals and parses records and headers).</summary>
+    void Attach(PersistentTier tier);
     /// <summary>Completes once lookups see what was stored before this process started.</summary>
     Task Indexed { get; }
     void Put(StoredEntry entry, byte[] blob, TimeSpan? timeToLive);

@@ -19,6 +19,50 @@ namespace RecurrentGemma.Engine;
 internal sealed class PersistentTier : IDisposable
 {
     internal static readonly byte[] Magic = "RGSTATE1"u8.ToArray();
+    static readonly byte[] SealedMagic = "RGSEAL01"u8.ToArray();
+
+    readonly byte[]? _key;
+
+    /// <summary>With an encryption key (Sessions:EncryptionKey, 32 bytes), records and their
+    /// headers are sealed with AES-GCM: "RGSEAL01", a random 12-byte nonce, the 16-byte tag, then
+    /// the ciphertext. A record that does not open (wrong key, tampering) is a failure like a bad
+    /// checksum: the turn prefills.</summary>
+    internal byte[] Seal(byte[] plain)
+    {
+        if (_key is null) return plain;
+        var sealedBytes = new byte[SealedMagic.Length + 12 + 16 + plain.Length];
+        SealedMagic.CopyTo(sealedBytes, 0);
+        var nonce = sealedBytes.AsSpan(SealedMagic.Length, 12);
+        RandomNumberGenerator.Fill(nonce);
+        using var aes = new AesGcm(_key, 16);
+        aes.Encrypt(nonce, plain, sealedBytes.AsSpan(SealedMagic.Length + 28), sealedBytes.AsSpan(SealedMagic.Length + 12, 16));
+        return sealedBytes;
+    }
+
+    internal byte[] Open(byte[] stored)
+    {
+        bool isSealed = stored.Length >= SealedMagic.Length + 28 && stored.AsSpan(0, SealedMagic.Length).SequenceEqual(SealedMagic);
+        if (_key is null) return isSealed ? throw new InvalidDataException("encrypted, and no key is configured") : stored;
+        if (!isSealed) throw new InvalidDataException("not encrypted, but a key is configured");
+        var plain = new byte[stored.Length - SealedMagic.Length - 28];
+        try
+        {
+            using var aes = new AesGcm(_key, 16);
+            aes.Decrypt(stored.AsSpan(SealedMagic.Length, 12), stored.AsSpan(SealedMagic.Length + 28), stored.AsSpan(SealedMagic.Length + 12, 16), plain);
+        }
+        catch (AuthenticationTagMismatchException) { throw new InvalidDataException("does not decrypt with this key"); }
+        return plain;
+    }
+
+    /// <summary>A header from a whole stored record (the file backend's start-up scan).</summary>
+    internal StoredEntry? ParseRecord(string id, byte[] stored)
+    {
+        var bytes = Open(stored);
+        if (bytes.Length < Magic.Length + 4 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) return null;
+        int n = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(Magic.Length));
+        var h = JsonSerializer.Deserialize<Header>(bytes.AsSpan(Magic.Length + 4, n))!;
+        return new StoredEntry(id, h.Fingerprint, h.Owner, h.SessionId, h.Tokens, h.Created);
+    }
 
     internal sealed record Header(string Fingerprint, string? Owner, string? SessionId, int[] Tokens, long TokenCount, long[][] Shapes, DateTimeOffset Created);
 
@@ -34,9 +78,13 @@ internal sealed class PersistentTier : IDisposable
     readonly int _capacity;
 
     /// <param name="capacity">Most records kept (0: no limit); the oldest go first.</param>
-    public PersistentTier(IStateBackend backend, string fingerprint, List<(long[] Shape, ScalarType Type)> layout, TimeSpan? timeToLive = null, int capacity = 0)
+    public PersistentTier(IStateBackend backend, string fingerprint, List<(long[] Shape, ScalarType Type)> layout, TimeSpan? timeToLive = null, int capacity = 0,
+        byte[]? encryptionKey = null)
     {
+        if (encryptionKey is not null && encryptionKey.Length != 32) throw new ArgumentException("the session encryption key must be 32 bytes (base64 of 32 random bytes)");
+        _key = encryptionKey;
         _capacity = capacity;
+        backend.Attach(this);
         _backend = backend;
         _fingerprint = fingerprint;
         _layout = layout;
@@ -88,7 +136,7 @@ internal sealed class PersistentTier : IDisposable
     {
         try
         {
-            var bytes = _backend.Get(entry.Id) ?? throw new InvalidDataException("gone");
+            var bytes = Open(_backend.Get(entry.Id) ?? throw new InvalidDataException("gone"));
             if (bytes.Length < Magic.Length + 4 + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("not a state record");
             var body = bytes.AsSpan(0, bytes.Length - 32);
             if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32))) throw new InvalidDataException("checksum mismatch");
@@ -111,7 +159,7 @@ internal sealed class PersistentTier : IDisposable
             Interlocked.Increment(ref _loads);
             return new HostEntry(new Model.SlotSnapshot(rows, header.TokenCount), header.Tokens, header.SessionId, header.Owner);
         }
-        catch (Exception e) when (e is InvalidDataException or JsonException or ArgumentException || IsStoreFailure(e))
+        catch (Exception e) when (e is InvalidDataException or JsonException or ArgumentException or CryptographicException || IsStoreFailure(e))
         {
             Fail($"a stored state could not be used ({e.Message}); the turn is prefilled");
             try { if (e is InvalidDataException or JsonException) _backend.Delete(entry.Id); } catch (Exception d) when (IsStoreFailure(d)) { }
@@ -156,7 +204,7 @@ internal sealed class PersistentTier : IDisposable
         foreach (var row in e.Snapshot.Rows) buffer.Write(row);
         buffer.Write(SHA256.HashData(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)));
         var stored = new StoredEntry(IdOf(e), _fingerprint, e.Owner, e.SessionId, e.Tokens, created);
-        _backend.Put(stored, buffer.ToArray(), _timeToLive);
+        _backend.Put(stored, Seal(buffer.ToArray()), _timeToLive);
         // A conversation keeps its two newest states along this path — the turn-boundary snapshot
         // (which a re-tokenized transcript still extends) and the final state; older ones go.
         if (e.SessionId is not null)

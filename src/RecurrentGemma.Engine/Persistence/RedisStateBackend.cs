@@ -26,6 +26,10 @@ internal sealed class RedisStateBackend : IStateBackend
         _db = _redis.GetDatabase();
     }
 
+    PersistentTier? _tier;
+
+    public void Attach(PersistentTier tier) => _tier = tier;
+
     public Task Indexed => Task.CompletedTask;   // the index is in Redis: nothing to rebuild
 
     static string SetKey(string? owner, string? sessionId) =>
@@ -35,7 +39,7 @@ internal sealed class RedisStateBackend : IStateBackend
     {
         var batch = _db.CreateTransaction();
         _ = batch.StringSetAsync("rg:state:" + entry.Id, blob);
-        _ = batch.StringSetAsync("rg:head:" + entry.Id, JsonSerializer.SerializeToUtf8Bytes(entry));
+        _ = batch.StringSetAsync("rg:head:" + entry.Id, _tier!.Seal(JsonSerializer.SerializeToUtf8Bytes(entry)));
         if (timeToLive is { } expiry)
         {
             _ = batch.KeyExpireAsync("rg:state:" + entry.Id, expiry);
@@ -52,7 +56,7 @@ internal sealed class RedisStateBackend : IStateBackend
     {
         var head = (byte[]?)_db.StringGet("rg:head:" + id);
         _db.KeyDelete(["rg:state:" + id, "rg:head:" + id]);
-        if (head is not null && JsonSerializer.Deserialize<StoredEntry>(head) is { } e) _db.SetRemove(SetKey(e.Owner, e.SessionId), id);
+        if (head is not null && JsonSerializer.Deserialize<StoredEntry>(_tier!.Open(head)) is { } e) _db.SetRemove(SetKey(e.Owner, e.SessionId), id);
     }
 
     public IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId)
@@ -65,7 +69,11 @@ internal sealed class RedisStateBackend : IStateBackend
         for (int i = 0; i < ids.Length; i++)
         {
             if (heads[i].IsNull) { _db.SetRemove(key, ids[i]); continue; }   // expired
-            if (JsonSerializer.Deserialize<StoredEntry>((byte[])heads[i]!) is { } e) list.Add(e);
+            try
+            {
+                if (JsonSerializer.Deserialize<StoredEntry>(_tier!.Open((byte[])heads[i]!)) is { } e) list.Add(e);
+            }
+            catch (Exception x) when (x is InvalidDataException or JsonException) { }   // another key's or a damaged header: not ours to use
         }
         return list;
     }

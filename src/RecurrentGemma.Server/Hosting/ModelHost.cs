@@ -98,6 +98,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                     : null,
                 StateFingerprint = Fingerprint(_model, options.Path),
                 StateTimeToLive = sessions.TimeToLive,
+                StoreEncryptionKey = string.IsNullOrWhiteSpace(sessions.EncryptionKey) ? null : Convert.FromBase64String(sessions.EncryptionKey.Trim()),
             };
             if (engineSettings.StoreRedis is not null) log.LogInformation("Parked states persist in Redis (shared by replicas)");
             else if (engineSettings.StorePath is not null) log.LogInformation("Parked states persist in {StorePath}", engineSettings.StorePath);

@@ -51,6 +51,9 @@ public sealed class SessionsOptions
     public string? Store { get; set; }
     /// <summary>The Redis connection string for Store=redis (e.g. "redis:6379").</summary>
     public string? Redis { get; set; }
+    /// <summary>Base64 of 32 random bytes: stored states are encrypted at rest (AES-GCM). Keep it in
+    /// a secret; every replica sharing a store needs the same key.</summary>
+    public string? EncryptionKey { get; set; }
 }
 
 /// <summary>"Auth" section. With no keys, the API is open.</summary>
