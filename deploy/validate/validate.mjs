@@ -63,7 +63,7 @@ async function kubernetes() {
     check(pod.initContainers?.some((c) => (c.args || []).join(" ").includes("huggingface-cli download")), `${overlay}: model download init container missing`);
     check(pod.securityContext?.runAsNonRoot === true, `${overlay}: must run as non-root`);
     const gpu = server?.resources?.limits?.["nvidia.com/gpu"];
-    check(overlay === "gpu" ? gpu === "1" || gpu === 1 : gpu === undefined, `${overlay}: nvidia.com/gpu ${overlay === "gpu" ? "must be requested" : "must not be requested"}`);
+    check(overlay.startsWith("gpu") ? gpu === "1" || gpu === 1 : gpu === undefined, `${overlay}: nvidia.com/gpu ${overlay.startsWith("gpu") ? "must be requested" : "must not be requested"}`);
     const hpa = byKind.HorizontalPodAutoscaler;
     check(JSON.stringify(hpa?.spec?.metrics ?? []).includes("rgemma_engine_state_slots_usage_ratio"), `${overlay}: HPA must scale on state slot usage`);
     check(byKind.Ingress?.metadata?.annotations?.["nginx.ingress.kubernetes.io/upstream-hash-by"], `${overlay}: session affinity annotation missing`);

@@ -51,7 +51,7 @@ internal sealed class StateStore : IDisposable
         // With a persistent tier there is always a host tier: restored states come in through it.
         long perState = GriffinState.BytesPerSequence(model.Config, model.DType);
         if (disk is not null) hostBytes = Math.Max(hostBytes, 4 * perState);
-        if (hostBytes > 0) _host = new HostTier(hostBytes, _maxParkedPerOwner, disk is null ? null : disk.Save);
+        if (hostBytes > 0) _host = new HostTier(hostBytes, _maxParkedPerOwner, disk is null ? null : e => disk.Save(e));
         State = model.CreateState(capacity);
         _free = new Stack<int>(Enumerable.Range(0, capacity).Reverse());
     }
@@ -181,8 +181,8 @@ internal sealed class StateStore : IDisposable
         {
             // Shutdown: every parked state — in the pool and in host memory — goes to disk, so a
             // restarted server (or another one on the same directory) resumes the conversations.
-            foreach (var p in _parked) _disk.Save(new HostEntry(State.ExportSlot(p.Slot), p.Tokens, p.SessionId, p.Owner));
-            foreach (var e in _host!.TakeAll()) _disk.Save(e);
+            foreach (var p in _parked) _disk.Save(new HostEntry(State.ExportSlot(p.Slot), p.Tokens, p.SessionId, p.Owner), wait: true);
+            foreach (var e in _host!.TakeAll()) _disk.Save(e, wait: true);
             _disk.Dispose();   // waits for the writes
         }
         _host?.Dispose();

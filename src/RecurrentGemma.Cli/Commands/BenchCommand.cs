@@ -45,10 +45,20 @@ public static class BenchCommand
             if (output is not null) WriteSection(output, "grammar", text);
             return Task.FromResult(0);
         }
+        if (suite == "tiers")
+        {
+            int repeats = args.Int("repeats", 5);
+            var output = args.Get("out");
+            args.EnsureAllRead();
+            var text = TierBenchmark.Run(repeats, stderr);
+            stdout.WriteLine(text);
+            if (output is not null) WriteSection(output, "tiers", text);
+            return Task.FromResult(0);
+        }
         if (suite == "engine") return RunEngine(args, stdout, stderr);
         if (suite == "step") return RunStep(args, stdout, stderr);
         if (suite == "profile") return RunProfile(args, stdout, stderr);
-        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, grammar, engine, step or profile, got '{suite}'");
+        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, grammar, tiers, engine, step or profile, got '{suite}'");
 
         var shapes = (args.Get("shape") ?? "all") switch
         {

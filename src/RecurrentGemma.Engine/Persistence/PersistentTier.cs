@@ -70,8 +70,13 @@ internal sealed class PersistentTier : IDisposable
     readonly string _fingerprint;
     readonly TimeSpan? _timeToLive;
     readonly List<(long[] Shape, ScalarType Type)> _layout;
+    // Bounded: a writer that falls behind drops new records (counted) rather than holding an
+    // unbounded number of states in memory or making the engine thread wait.
     readonly System.Threading.Channels.Channel<HostEntry> _writes =
-        System.Threading.Channels.Channel.CreateUnbounded<HostEntry>(new() { SingleReader = true });
+        System.Threading.Channels.Channel.CreateBounded<HostEntry>(new System.Threading.Channels.BoundedChannelOptions(32)
+        { SingleReader = true, FullMode = System.Threading.Channels.BoundedChannelFullMode.Wait });
+    long _dropped;
+    public long Dropped => Interlocked.Read(ref _dropped);
     readonly Task _writer;
     long _errors, _writesDone, _loads;
 
@@ -107,7 +112,18 @@ internal sealed class PersistentTier : IDisposable
     public Task Scanned => _backend.Indexed;
 
     /// <summary>Queues a state to be written (the tier owns the entry from here).</summary>
-    public void Save(HostEntry entry) => _writes.Writer.TryWrite(entry);
+    /// <param name="wait">Wait for room in the queue (shutdown) instead of dropping the record when the writer is behind.</param>
+    public void Save(HostEntry entry, bool wait = false)
+    {
+        if (_writes.Writer.TryWrite(entry)) return;
+        if (wait)
+        {
+            try { _writes.Writer.WriteAsync(entry).AsTask().GetAwaiter().GetResult(); return; }
+            catch (System.Threading.Channels.ChannelClosedException) { }
+        }
+        Interlocked.Increment(ref _dropped);
+        entry.Dispose();
+    }
 
     /// <summary>The longest stored state this prompt strictly extends (same owner and session), or
     /// null — also when the store cannot be reached (counted; the request prefills).</summary>
