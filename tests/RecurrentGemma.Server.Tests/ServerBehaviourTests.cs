@@ -246,7 +246,10 @@ public class ServerBehaviourTests
             var host = factory.Services.GetRequiredService<ModelHost>();
             await host.Loaded;
             Assert.False(host.IsDemo);
-            var log = string.Join("\n", logs.Lines);
+            // Progress is reported through Progress<T>, whose callbacks run on the thread pool and
+            // may land after loading has finished: wait for them (bounded).
+            string log = "";
+            for (int i = 0; i < 100 && !((log = string.Join("\n", logs.Lines)).Contains("MB/s") && log.Contains("Loaded")); i++) await Task.Delay(50);
             Assert.Contains("tensors", log);                 // progress: tensors and bytes done, MB/s
             Assert.Contains("MB/s", log);
             Assert.Matches("Loaded \"?my-griffin\"? in [0-9.]+ s", log);   // Serilog quotes string values
