@@ -16,15 +16,6 @@ public sealed class PersistentSessionTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
-    static async Task<JsonElement> Chat(HttpClient client, object[] messages, string? session)
-    {
-        var body = JsonSerializer.Serialize(new { messages, max_tokens = 6, temperature = 0, session_id = session });
-        var r = await client.PostAsync("/v1/chat/completions", JsonBody(body));
-        var text = await r.Content.ReadAsStringAsync();
-        Assert.True(r.StatusCode == HttpStatusCode.OK, text);
-        return JsonDocument.Parse(text).RootElement;
-    }
-
     [Fact]
     public async Task A_conversation_continues_on_a_new_server_from_the_stored_state()
     {
@@ -32,7 +23,7 @@ public sealed class PersistentSessionTests : IDisposable
         string answer;
         await using (var a = new ServerFactory().With("Sessions:Path", _dir))
         {
-            var first = await Chat(await a.ReadyClientAsync(), turn1, "trip");
+            var first = await GreedyChat(await a.ReadyClientAsync(), turn1, "trip");
             answer = first.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
         }   // host stop: parked states are written out
         Assert.NotEmpty(Directory.GetFiles(_dir, "*.state"));
@@ -41,12 +32,12 @@ public sealed class PersistentSessionTests : IDisposable
         await using var b = new ServerFactory().With("Sessions:Path", _dir);
         var clientB = await b.ReadyClientAsync();
         await ((EngineClient)b.Host.Inference!.Engine).StoreIndexed;
-        var resumed = await Chat(clientB, turn2, "trip");
+        var resumed = await GreedyChat(clientB, turn2, "trip");
         Assert.True(resumed.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32() > 0);
 
         // The same tokens a fresh server gives for the whole conversation.
         await using var fresh = new ServerFactory().With("Engine:ParkFinishedStates", "false");
-        var expected = await Chat(await fresh.ReadyClientAsync(), turn2, null);
+        var expected = await GreedyChat(await fresh.ReadyClientAsync(), turn2, null);
         Assert.Equal(expected.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString(),
             resumed.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
     }

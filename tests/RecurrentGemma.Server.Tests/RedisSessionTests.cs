@@ -7,15 +7,6 @@ namespace RecurrentGemma.Server.Tests;
 /// <summary>Two servers share a real Redis: a conversation begun on one continues on the other.</summary>
 public class RedisSessionTests
 {
-    static async Task<JsonElement> Chat(HttpClient client, object[] messages, string? session)
-    {
-        var body = JsonSerializer.Serialize(new { messages, max_tokens = 6, temperature = 0, session_id = session });
-        var r = await client.PostAsync("/v1/chat/completions", JsonBody(body));
-        var text = await r.Content.ReadAsStringAsync();
-        Assert.True(r.StatusCode == HttpStatusCode.OK, text);
-        return JsonDocument.Parse(text).RootElement;
-    }
-
     static int Cached(JsonElement r) => r.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32();
     static string Text(JsonElement r) => r.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
 
@@ -29,7 +20,7 @@ public class RedisSessionTests
         var clientB = await b.ReadyClientAsync();
 
         object[] turn1 = [new { role = "user", content = "Tell me about rivers." }];
-        var first = await Chat(clientA, turn1, "shared");
+        var first = await GreedyChat(clientA, turn1, "shared");
         object[] turn2 = [.. turn1, new { role = "assistant", content = Text(first) }, new { role = "user", content = "And lakes?" }];
         // The newest state is written in the background as it is parked: wait for it to land.
         using (var probe = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.ConnectionString))
@@ -38,16 +29,16 @@ public class RedisSessionTests
             for (int i = 0; i < 100 && !server.Keys(pattern: "rg:state:*").Any(); i++) await Task.Delay(50);
             Assert.True(server.Keys(pattern: "rg:state:*").Any(), "nothing was written to Redis");
         }
-        var onB = await Chat(clientB, turn2, "shared");
+        var onB = await GreedyChat(clientB, turn2, "shared");
         Assert.True(Cached(onB) > 0, "replica B did not continue the state replica A stored");
 
         await using var fresh = new ServerFactory().With("Engine:ParkFinishedStates", "false");
-        Assert.Equal(Text(await Chat(await fresh.ReadyClientAsync(), turn2, null)), Text(onB));
+        Assert.Equal(Text(await GreedyChat(await fresh.ReadyClientAsync(), turn2, null)), Text(onB));
 
         // Redis goes away: the next turn on B still answers (a plain prefill), nothing crashes.
         redis.Stop();
         object[] turn3 = [.. turn2, new { role = "assistant", content = Text(onB) }, new { role = "user", content = "And seas?" }];
-        var afterLoss = await Chat(clientB, turn3, "elsewhere");
+        var afterLoss = await GreedyChat(clientB, turn3, "elsewhere");
         Assert.Equal(0, Cached(afterLoss));
     }
 }

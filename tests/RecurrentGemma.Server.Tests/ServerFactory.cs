@@ -50,6 +50,16 @@ public class ServerFactory : WebApplicationFactory<Program>
 
     public static StringContent JsonBody(string json) => new(json, Encoding.UTF8, "application/json");
 
+    /// <summary>A short greedy chat turn (6 tokens), optionally under a session id; asserts 200.</summary>
+    public static async Task<JsonElement> GreedyChat(HttpClient client, object[] messages, string? session)
+    {
+        var body = JsonSerializer.Serialize(new { messages, max_tokens = 6, temperature = 0, session_id = session });
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody(body));
+        var text = await r.Content.ReadAsStringAsync();
+        Assert.True(r.StatusCode == System.Net.HttpStatusCode.OK, text);
+        return JsonDocument.Parse(text).RootElement;
+    }
+
     public static async Task<JsonElement> ReadJson(HttpResponseMessage r) =>
         JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
 

@@ -26,8 +26,6 @@ internal sealed class JsonGrammar(ByteGrammar g)
     int BuildChar()
     {
         var ascii = ByteSet.Range([], [(0x20, 0x7F)]).Except(ByteSet.Of((byte)'"', (byte)'\\'));
-        int cont = g.Terminal(ByteSet.Range(0x80, 0xBF));
-        int T(byte from, byte to) => g.Terminal(ByteSet.Range(from, to));
         int nonSurrogateHex4 = g.Rule(
             [g.Terminal(ByteSet.Range("0123456789abcABC"u8.ToArray(), [])), Hex, Hex, Hex],
             [g.Terminal(ByteSet.Of((byte)'d', (byte)'D')), g.Terminal(ByteSet.Range("01234567"u8.ToArray(), [])), Hex, Hex],
@@ -35,17 +33,7 @@ internal sealed class JsonGrammar(ByteGrammar g)
         int escape = g.Rule(
             [g.Byte((byte)'\\'), g.Terminal(ByteSet.Of((byte)'"', (byte)'\\', (byte)'/', (byte)'b', (byte)'f', (byte)'n', (byte)'r', (byte)'t'))],
             [g.Byte((byte)'\\'), g.Byte((byte)'u'), nonSurrogateHex4]);
-        return g.Rule(
-            [g.Terminal(ascii)],
-            [T(0xC2, 0xDF), cont],
-            [g.Byte(0xE0), T(0xA0, 0xBF), cont],
-            [T(0xE1, 0xEC), cont, cont],
-            [g.Byte(0xED), T(0x80, 0x9F), cont],
-            [T(0xEE, 0xEF), cont, cont],
-            [g.Byte(0xF0), T(0x90, 0xBF), cont, cont],
-            [T(0xF1, 0xF3), cont, cont, cont],
-            [g.Byte(0xF4), T(0x80, 0x8F), cont, cont],
-            [escape]);
+        return Utf8Char(g, ascii, [escape]);
     }
 
     public int Quote => g.Byte((byte)'"');
@@ -60,6 +48,16 @@ internal sealed class JsonGrammar(ByteGrammar g)
     public int PlainCharExcept(ByteSet excludedAscii)
     {
         var ascii = ByteSet.Range([], [(0x20, 0x7F)]).Except(ByteSet.Of((byte)'"', (byte)'\\')).Except(excludedAscii);
+        return Utf8Char(g, ascii);
+    }
+
+    /// <summary>
+    /// One character: a byte of <paramref name="ascii"/>, or a well-formed multi-byte UTF-8
+    /// sequence (no overlong forms, no surrogates, nothing above U+10FFFF), or one of the
+    /// <paramref name="extra"/> alternatives. Every text rule is built on this one.
+    /// </summary>
+    internal static int Utf8Char(ByteGrammar g, ByteSet ascii, params int[][] extra)
+    {
         int cont = g.Terminal(ByteSet.Range(0x80, 0xBF));
         int T(byte from, byte to) => g.Terminal(ByteSet.Range(from, to));
         List<int[]> alternatives =
@@ -68,6 +66,7 @@ internal sealed class JsonGrammar(ByteGrammar g)
             [T(0xEE, 0xEF), cont, cont], [g.Byte(0xF0), T(0x90, 0xBF), cont, cont], [T(0xF1, 0xF3), cont, cont, cont], [g.Byte(0xF4), T(0x80, 0x8F), cont, cont],
         ];
         if (!ascii.IsEmpty) alternatives.Insert(0, [g.Terminal(ascii)]);
+        alternatives.AddRange(extra);
         return g.Rule([.. alternatives]);
     }
 

@@ -45,20 +45,5 @@ public static class ToolCallGrammar
     }
 
     /// <summary>Any valid UTF-8 text (the auto mode's plain answer).</summary>
-    static int AnyText(ByteGrammar g)
-    {
-        int cont = g.Terminal(ByteSet.Range(0x80, 0xBF));
-        int T(byte from, byte to) => g.Terminal(ByteSet.Range(from, to));
-        int ch = g.Rule(
-            [T(0x00, 0x7F)],
-            [T(0xC2, 0xDF), cont],
-            [g.Byte(0xE0), T(0xA0, 0xBF), cont],
-            [T(0xE1, 0xEC), cont, cont],
-            [g.Byte(0xED), T(0x80, 0x9F), cont],
-            [T(0xEE, 0xEF), cont, cont],
-            [g.Byte(0xF0), T(0x90, 0xBF), cont, cont],
-            [T(0xF1, 0xF3), cont, cont, cont],
-            [g.Byte(0xF4), T(0x80, 0x8F), cont, cont]);
-        return g.Star(ch);
-    }
+    static int AnyText(ByteGrammar g) => g.Star(JsonGrammar.Utf8Char(g, ByteSet.Range(0x00, 0x7F)));
 }
