@@ -13,6 +13,8 @@ public interface IEngineClient
 {
     IRequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default);
     EngineSnapshot Snapshot { get; }
+    /// <summary>Forgets one conversation's parked states in every tier; how many were dropped.</summary>
+    Task<int> DropSessionAsync(string sessionId, string? owner);
 }
 
 /// <summary>A submitted request as its caller sees it (a seam: the inference layer's tests fake it).</summary>
@@ -80,10 +82,12 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
         }.Init();
         // A prompt that extends a state stored on disk: read it here, on the caller's thread, so
         // the engine only copies it in. A missing, corrupt or foreign file means a plain prefill.
-        if (_loop.Disk is { } disk && request.PromptTokens.Count > 1 && disk.FindMatch(request.PromptTokens, request.SessionId, request.Owner) is { } stored)
+        // A continued stored response reads its parent's record and leaves it there (it may branch again).
+        if (_loop.Disk is { } disk && request.PromptTokens.Count > 1
+            && disk.FindMatch(request.PromptTokens, request.ParentSessionId ?? request.SessionId, request.Owner) is { } stored)
         {
             active.Restored = disk.Load(stored);
-            if (active.Restored is not null) disk.Forget(stored);
+            if (active.Restored is not null && request.ParentSessionId is null) disk.Forget(stored);
         }
         var handle = new RequestHandle(this, active, cancellationToken);
         if (!_loop.Post(new EngineLoop.Submit(active)))
@@ -117,6 +121,21 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
     }
 
     IRequestHandle IEngineClient.Submit(GenerationRequest request, CancellationToken cancellationToken) => Submit(request, cancellationToken);
+
+    /// <summary>
+    /// Forgets one conversation's parked states in every tier — device pool, host memory and the
+    /// persistent store — and completes with how many were dropped (a deleted stored response).
+    /// </summary>
+    public Task<int> DropSessionAsync(string sessionId, string? owner)
+    {
+        var done = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_loop.Post(new EngineLoop.DropSession(sessionId, owner, done)))
+        {
+            if (_loop.Disk is { } disk) disk.DeleteSession(sessionId, owner, done, 0);
+            else done.TrySetResult(0);
+        }
+        return done.Task;
+    }
 
     internal void Abort(long id) => _loop.Post(new EngineLoop.Abort(id));
     internal void StopChoice(long id, int index) => _loop.Post(new EngineLoop.StopChoice(id, index));

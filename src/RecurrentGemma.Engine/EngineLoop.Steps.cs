@@ -69,7 +69,7 @@ internal sealed partial class EngineLoop
 
             // The prompt is in: snapshot the turn boundary, fork for n > 1 (device copies, no sync).
             var req = request.Request;
-            if (_options.ParkFinishedStates && _options.SnapshotAtPromptEnd)
+            if (_options.ParkFinishedStates && _options.SnapshotAtPromptEnd && req.KeepState && req.ParentSessionId is null)
                 _store!.TryParkCopy(seq.Slot, seq.Consumed, req.SessionId, req.Owner);
             foreach (var c in request.Choices)
             {
@@ -165,7 +165,7 @@ internal sealed partial class EngineLoop
         if (hadSlot)
         {
             var req = request.Request;
-            if (reason != FinishReason.Cancelled && s.Index == 0 && _options.ParkFinishedStates)
+            if (reason != FinishReason.Cancelled && s.Index == 0 && _options.ParkFinishedStates && req.KeepState)
                 _store!.Park(s.Slot, s.Consumed, req.SessionId, req.Owner);
             else _store!.Release(s.Slot);
             s.Slot = -1;

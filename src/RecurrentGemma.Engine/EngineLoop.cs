@@ -38,6 +38,7 @@ internal sealed partial class EngineLoop
     internal sealed record Submit(ActiveRequest Request) : Command;
     internal sealed record Abort(long RequestId) : Command;
     internal sealed record StopChoice(long RequestId, int Index) : Command;
+    internal sealed record DropSession(string SessionId, string? Owner, TaskCompletionSource<int> Done) : Command;
 
     public EngineMetrics Metrics { get; }
     /// <summary>How the slot count was chosen (logged at start-up).</summary>
@@ -107,6 +108,9 @@ internal sealed partial class EngineLoop
         finally
         {
             _commands.Writer.TryComplete();   // later submissions fail fast (EngineStoppedException)
+            while (_commands.Reader.TryRead(out var left))
+                if (left is DropSession d) d.Done.TrySetResult(0);   // the shutdown writes nothing of it below
+            
             foreach (var r in _waiting.Concat(_active).ToList()) CancelRequest(r);
             _waiting.Clear();
             _active.Clear();
@@ -125,6 +129,12 @@ internal sealed partial class EngineLoop
             switch (command)
             {
                 case Submit s: _waiting.Enqueue(s.Request); break;
+                case DropSession d:
+                    int dropped = _store!.DropSession(d.SessionId, d.Owner);
+                    // Queued behind any write of this session still pending, so none outlives the delete.
+                    if (Disk is { } disk) disk.DeleteSession(d.SessionId, d.Owner, d.Done, dropped);
+                    else d.Done.TrySetResult(dropped);
+                    break;
                 case Abort a:
                     if (Find(a.RequestId) is { } r) CancelRequest(r);
                     break;
@@ -165,14 +175,16 @@ internal sealed partial class EngineLoop
             var req = r.Request;
             int running = _active.Sum(a => a.Choices.Count(c => c.Phase != SequencePhase.Finished));
             if (r.Restored is { } restored) { r.Restored = null; store.Adopt(restored); }   // read from disk before it was queued
-            var reuse = _options.ParkFinishedStates ? store.FindMatch(req.PromptTokens, req.SessionId, req.Owner) : null;
-            if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is { OnDevice: true }))
+            // A continuation of a stored response copies its parent's state (the parent stays parked).
+            bool copy = req.ParentSessionId is not null;
+            var reuse = _options.ParkFinishedStates ? store.FindMatch(req.PromptTokens, req.ParentSessionId ?? req.SessionId, req.Owner) : null;
+            if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is { OnDevice: true } && !copy))
                 return;
             _waiting.Dequeue();
             var main = r.Choices[0];
             if (reuse is not null)
             {
-                main.Slot = store.Take(reuse);
+                main.Slot = copy ? store.TakeCopy(reuse) : store.Take(reuse);
                 main.Consumed.AddRange(reuse.Tokens);
                 r.CachedTokens = reuse.Tokens.Length;
             }

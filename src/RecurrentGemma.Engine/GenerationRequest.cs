@@ -42,6 +42,13 @@ public sealed record GenerationRequest
     public string? SessionId { get; init; }
     /// <summary>Whose request this is (an API key); states are only reused by the same owner.</summary>
     public string? Owner { get; init; }
+    /// <summary>Continue a <em>copy</em> of the state parked under this session instead of looking
+    /// under <see cref="SessionId"/>: the parent state stays parked as it was, so it can be
+    /// continued again (a stored response continued twice branches). The new final state parks
+    /// under <see cref="SessionId"/>; no prompt-end snapshot is kept (nothing continues from it).</summary>
+    public string? ParentSessionId { get; init; }
+    /// <summary>False: the finished state is freed, not parked (a response with store: false).</summary>
+    public bool KeepState { get; init; } = true;
     /// <summary>Ids at or above this are never sampled (a tokenizer smaller than the model's
     /// padded vocabulary could not show them). Null: the whole vocabulary.</summary>
     public int? SampleableVocab { get; init; }

@@ -87,6 +87,15 @@ internal sealed class HostTier(long budgetBytes, int maxPerOwner, Action<HostEnt
         return entry;
     }
 
+    /// <summary>Forgets one conversation's states here (deleted by its owner); how many.</summary>
+    public int DropSession(string sessionId, string? owner)
+    {
+        if (!_byOwner.TryGetValue(Key(owner), out var list)) return 0;
+        var mine = list.Where(e => e.SessionId == sessionId && e.Owner == owner).ToList();
+        foreach (var e in mine) Remove(list, e, superseded: true);
+        return mine.Count;
+    }
+
     void Remove(List<HostEntry> list, HostEntry e, bool superseded = false)
     {
         list.Remove(e);

@@ -139,6 +139,52 @@ internal sealed class StateStore : IDisposable
         return parked.Slot;
     }
 
+    /// <summary>
+    /// A slot holding a copy of a parked state, which stays where it is (continuing a stored
+    /// response never changes it). If no other slot can be had, the state itself is continued and
+    /// a copy of it goes to host memory instead.
+    /// </summary>
+    public int TakeCopy(ParkedState parked)
+    {
+        int slot;
+        if (parked.Host is { } h)
+        {
+            // Out of the tier while a slot is found (finding one may demote another state into it).
+            var entry = _host!.Take(h);
+            slot = TryAcquire() ?? throw new InvalidOperationException("no slot to restore into");
+            State.ImportSlot(slot, entry.Snapshot);
+            _host.Add(entry);
+        }
+        else
+        {
+            if (!_parked.Remove(parked)) throw new InvalidOperationException("that state is no longer parked");
+            var other = TryAcquire();   // the parent, out of the list, cannot be the victim
+            if (other is { } s)
+            {
+                State.CopySlot(parked.Slot, s);
+                parked.LastUsed = ++_clock;
+                _parked.Add(parked);
+                slot = s;
+            }
+            else
+            {
+                Demote(parked);
+                slot = parked.Slot;
+            }
+        }
+        SessionHits++;
+        ReusedTokens += parked.Tokens.Length;
+        return slot;
+    }
+
+    /// <summary>Drops every state of one conversation, in the pool and in host memory; how many.</summary>
+    public int DropSession(string sessionId, string? owner)
+    {
+        var mine = _parked.Where(p => p.SessionId == sessionId && p.Owner == owner).ToList();
+        foreach (var p in mine) { _parked.Remove(p); Release(p.Slot); }
+        return mine.Count + (_host?.DropSession(sessionId, owner) ?? 0);
+    }
+
     /// <summary>Parks a running slot's state under the ids it consumed (and the session, if any).</summary>
     public void Park(int slot, IReadOnlyList<int> tokens, string? sessionId, string? owner)
     {

@@ -11,6 +11,8 @@ public sealed class FakeEngine(params int[] script) : IEngineClient
     public List<int> StoppedChoices { get; } = [];
     public int MaxNewTokens { get; set; } = int.MaxValue;
     public EngineSnapshot Snapshot => EngineSnapshot.Empty;
+    public List<(string SessionId, string? Owner)> Dropped { get; } = [];
+    public Task<int> DropSessionAsync(string sessionId, string? owner) { Dropped.Add((sessionId, owner)); return Task.FromResult(0); }
 
     public IRequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default)
     {

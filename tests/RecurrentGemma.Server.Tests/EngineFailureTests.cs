@@ -18,6 +18,7 @@ sealed class FailingEngineFactory : IEngineFactory
     sealed class Engine : IEngineClient
     {
         public EngineSnapshot Snapshot => EngineSnapshot.Empty;
+        public Task<int> DropSessionAsync(string sessionId, string? owner) => Task.FromResult(0);
         public IRequestHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default) => new Handle();
     }
 

@@ -72,9 +72,12 @@ internal sealed class PersistentTier : IDisposable
     readonly List<(long[] Shape, ScalarType Type)> _layout;
     // Bounded: a writer that falls behind drops new records (counted) rather than holding an
     // unbounded number of states in memory or making the engine thread wait.
-    readonly System.Threading.Channels.Channel<HostEntry> _writes =
-        System.Threading.Channels.Channel.CreateBounded<HostEntry>(new System.Threading.Channels.BoundedChannelOptions(32)
+    readonly System.Threading.Channels.Channel<Job> _writes =
+        System.Threading.Channels.Channel.CreateBounded<Job>(new System.Threading.Channels.BoundedChannelOptions(32)
         { SingleReader = true, FullMode = System.Threading.Channels.BoundedChannelFullMode.Wait });
+
+    /// <summary>One unit of the writer's work, in order: a state to write, or a conversation to delete.</summary>
+    sealed record Job(HostEntry? Save, string? DeleteSession = null, string? Owner = null, TaskCompletionSource<int>? Done = null, int Dropped = 0);
     long _dropped;
     public long Dropped => Interlocked.Read(ref _dropped);
     readonly Task _writer;
@@ -115,10 +118,10 @@ internal sealed class PersistentTier : IDisposable
     /// <param name="wait">Wait for room in the queue (shutdown) instead of dropping the record when the writer is behind.</param>
     public void Save(HostEntry entry, bool wait = false)
     {
-        if (_writes.Writer.TryWrite(entry)) return;
+        if (_writes.Writer.TryWrite(new Job(entry))) return;
         if (wait)
         {
-            try { _writes.Writer.WriteAsync(entry).AsTask().GetAwaiter().GetResult(); return; }
+            try { _writes.Writer.WriteAsync(new Job(entry)).AsTask().GetAwaiter().GetResult(); return; }
             catch (System.Threading.Channels.ChannelClosedException) { }
         }
         Interlocked.Increment(ref _dropped);
@@ -183,6 +186,34 @@ internal sealed class PersistentTier : IDisposable
         }
     }
 
+    /// <summary>
+    /// Deletes every stored state of one conversation. Queued behind the writes already waiting,
+    /// so a state of it written just before cannot land after the delete; <paramref name="done"/>
+    /// then gets <paramref name="dropped"/> plus the records deleted. Never drops the job: a
+    /// delete waits for room (it runs off the engine thread's hot path: a DELETE request).
+    /// </summary>
+    public void DeleteSession(string sessionId, string? owner, TaskCompletionSource<int> done, int dropped)
+    {
+        var job = new Job(null, sessionId, owner, done, dropped);
+        if (_writes.Writer.TryWrite(job)) return;
+        _ = Task.Run(async () =>
+        {
+            try { await _writes.Writer.WriteAsync(job).ConfigureAwait(false); }
+            catch (System.Threading.Channels.ChannelClosedException) { done.TrySetResult(dropped + DeleteNow(sessionId, owner)); }
+        });
+    }
+
+    int DeleteNow(string sessionId, string? owner)
+    {
+        try
+        {
+            var records = _backend.Candidates(owner, sessionId);
+            foreach (var r in records) _backend.Delete(r.Id);
+            return records.Count;
+        }
+        catch (Exception e) when (IsStoreFailure(e)) { Fail($"delete failed ({e.GetType().Name})"); return 0; }
+    }
+
     /// <summary>Removes a stored state (it was restored; its conversation's next state replaces it).</summary>
     public void Forget(StoredEntry entry)
     {
@@ -198,8 +229,13 @@ internal sealed class PersistentTier : IDisposable
 
     async Task WriteLoop()
     {
-        await foreach (var entry in _writes.Reader.ReadAllAsync().ConfigureAwait(false))
+        await foreach (var job in _writes.Reader.ReadAllAsync().ConfigureAwait(false))
         {
+            if (job.Save is not { } entry)
+            {
+                job.Done!.TrySetResult(job.Dropped + DeleteNow(job.DeleteSession!, job.Owner));
+                continue;
+            }
             try { Write(entry); Interlocked.Increment(ref _writesDone); }
             catch (Exception e) when (IsStoreFailure(e)) { Fail($"write failed ({e.GetType().Name}: {e.Message})"); }
             finally { entry.Dispose(); }
