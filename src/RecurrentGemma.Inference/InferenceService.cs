@@ -62,13 +62,15 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
     /// exactly what this server generated — so the next turn continues the parked final state
     /// instead of a re-tokenized copy of the answer.
     /// </summary>
-    List<int> ChatPromptIds(List<(string Role, string Text)> turns, string? owner)
+    List<int> ChatPromptIds(List<ChatTurn> turns, string? owner)
     {
         var ids = new List<int> { Tokenizer.BosId };
-        foreach (var (role, text) in turns)
+        foreach (var turn in turns)
         {
+            var (role, text) = (turn.Role, turn.Text);
             ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.StartOfTurn}{role}\n"));
-            if (role == "model" && _generated.TryGet(owner, text, out var sampled)) ids.AddRange(sampled);
+            if (role == "model" && turn.SampledIds is { } known) ids.AddRange(known);
+            else if (role == "model" && _generated.TryGet(owner, text, out var sampled)) ids.AddRange(sampled);
             else ids.AddRange(_options.AllowSpecialTokensInContent ? Tokenizer.Encode(text) : Tokenizer.EncodeContent(text));
             ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.EndOfTurn}\n"));
         }
@@ -112,7 +114,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             {
                 PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds,
                 N = request.N, Logprobs = request.Logprobs, TopLogprobs = request.TopLogprobs,
-                SessionId = request.SessionId, Owner = request.Owner, SampleableVocab = Tokenizer.VocabSize, Constraint = constraint,
+                SessionId = request.SessionId, Owner = request.Owner, ParentSessionId = request.ParentSessionId, KeepState = request.KeepState, SampleableVocab = Tokenizer.VocabSize, Constraint = constraint,
             }, cancellationToken);
             return new TextGeneration(this, request, handle, matchers, prompt);
         }

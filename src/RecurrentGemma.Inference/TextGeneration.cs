@@ -72,7 +72,7 @@ public sealed class TextGeneration : IAsyncDisposable
                         : stoppedByString[f.Index] || f.Reason == FinishReason.Stop ? "stop" : "length";
                     if (f.Index == 0 && f.Reason != FinishReason.Cancelled && _request.Messages is not null && !stoppedByString[0])
                         _service.RememberGenerated(_request.Owner, texts[0].ToString(), sampled[0]);
-                    yield return new ChoiceFinished(f.Index, reason);
+                    yield return new ChoiceFinished(f.Index, reason) { TokenIds = sampled[f.Index].ToArray() };
                     break;
                 }
                 case UsageEvent u:

@@ -25,6 +25,11 @@ public sealed record TextGenerationRequest
     /// <summary>Tools offered to the model (null: none, or tool_choice none). The answer is then
     /// calls in <see cref="ToolFormat"/> (or, with tool_choice auto, text).</summary>
     public ToolPrompt? Tools { get; init; }
+    /// <summary>Continue a copy of the state parked under this session (a stored response); the
+    /// new state parks under <see cref="SessionId"/>. See <see cref="GenerationRequest.ParentSessionId"/>.</summary>
+    public string? ParentSessionId { get; init; }
+    /// <summary>False: nothing is parked after the answer (a response with store: false).</summary>
+    public bool KeepState { get; init; } = true;
 }
 
 /// <summary>One token's log-probability with its text, for OpenAI's logprobs objects.</summary>
@@ -35,7 +40,11 @@ public abstract record TextEvent;
 /// <summary>New text of choice <see cref="Index"/> (never half a character, never part of a stop string).</summary>
 public sealed record TextDelta(int Index, string Text, IReadOnlyList<TokenLogprobText> Logprobs) : TextEvent;
 /// <summary>Choice <see cref="Index"/> ended: "stop" or "length".</summary>
-public sealed record ChoiceFinished(int Index, string FinishReason) : TextEvent;
+public sealed record ChoiceFinished(int Index, string FinishReason) : TextEvent
+{
+    /// <summary>Every id the choice sampled (stop ids excluded): what a stored transcript keeps.</summary>
+    public IReadOnlyList<int> TokenIds { get; init; } = [];
+}
 /// <summary>Last event: token counts.</summary>
 public sealed record UsageReport(int PromptTokens, int CompletionTokens, int CachedTokens) : TextEvent;
 

@@ -13,10 +13,21 @@ public sealed record ChatMessage(string Role, string? Content, IReadOnlyList<Cha
     public string? ToolCallId { get; init; }
     /// <summary>The function's name on a tool or legacy function message.</summary>
     public string? Name { get; init; }
+    /// <summary>On an assistant message this server generated: exactly the ids it sampled (a stored
+    /// response's transcript). The model turn is then those ids, not a re-tokenized text, so the
+    /// prompt extends the state parked after the answer.</summary>
+    public IReadOnlyList<int>? SampledIds { get; init; }
 
     public static ChatMessage User(string text) => new("user", text);
     public static ChatMessage Assistant(string text) => new("assistant", text);
     public static ChatMessage System(string text) => new("system", text);
+}
+
+/// <summary>One rendered turn: "user" or "model", its text, and the sampled ids when the turn is
+/// exactly one generated assistant message.</summary>
+public sealed record ChatTurn(string Role, string Text)
+{
+    public IReadOnlyList<int>? SampledIds { get; init; }
 }
 
 /// <summary>A conversation the template cannot render; names the offending message.</summary>
@@ -58,11 +69,11 @@ public static class GemmaChatTemplate
     /// <paramref name="tools"/>, their description joins the first user turn (after any system
     /// text), assistant tool calls render as call blocks and tool results as a user turn
     /// (<see cref="ToolFormat"/>).</summary>
-    public static List<(string Role, string Text)> Turns(IReadOnlyList<ChatMessage> messages, ToolPrompt? tools = null)
+    public static List<ChatTurn> Turns(IReadOnlyList<ChatMessage> messages, ToolPrompt? tools = null)
     {
         if (messages is null || messages.Count == 0)
             throw new ChatTemplateException("messages must contain at least one message", "messages");
-        var turns = new List<(string Role, string Text)>();
+        var turns = new List<ChatTurn>();
         var pendingSystem = new List<string>();
         var callIds = new Dictionary<string, string>();   // tool call id → function name, from earlier assistant messages
         bool toolsDescribed = tools is null;
@@ -97,7 +108,7 @@ public static class GemmaChatTemplate
                         var blocks = string.Join("\n", calls.Select(c => ToolFormat.RenderCall(c.Name, c.Arguments)));
                         text = text.Length == 0 ? blocks : text + "\n" + blocks;
                     }
-                    Add(turns, "model", text);
+                    Add(turns, "model", text, m.SampledIds);
                     break;
                 case "tool":
                     if (m.ToolCallId is null || !callIds.TryGetValue(m.ToolCallId, out var called))
@@ -116,12 +127,13 @@ public static class GemmaChatTemplate
         return turns;
     }
 
-    static void Add(List<(string Role, string Text)> turns, string role, string text)
+    static void Add(List<ChatTurn> turns, string role, string text, IReadOnlyList<int>? sampled = null)
     {
+        // A merged turn is no longer one generated message: its sampled ids no longer apply.
         if (turns.Count > 0 && turns[^1].Role == role)
-            turns[^1] = (role, turns[^1].Text.Length == 0 ? text : text.Length == 0 ? turns[^1].Text : turns[^1].Text + "\n\n" + text);
+            turns[^1] = new ChatTurn(role, turns[^1].Text.Length == 0 ? text : text.Length == 0 ? turns[^1].Text : turns[^1].Text + "\n\n" + text);
         else
-            turns.Add((role, text));
+            turns.Add(new ChatTurn(role, text) { SampledIds = sampled });
     }
 
     static string TextOf(ChatMessage m, int index)

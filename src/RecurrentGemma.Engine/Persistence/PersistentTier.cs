@@ -19,40 +19,10 @@ namespace RecurrentGemma.Engine;
 internal sealed class PersistentTier : IDisposable
 {
     internal static readonly byte[] Magic = "RGSTATE1"u8.ToArray();
-    static readonly byte[] SealedMagic = "RGSEAL01"u8.ToArray();
 
-    readonly byte[]? _key;
-
-    /// <summary>With an encryption key (Sessions:EncryptionKey, 32 bytes), records and their
-    /// headers are sealed with AES-GCM: "RGSEAL01", a random 12-byte nonce, the 16-byte tag, then
-    /// the ciphertext. A record that does not open (wrong key, tampering) is a failure like a bad
-    /// checksum: the turn prefills.</summary>
-    internal byte[] Seal(byte[] plain)
-    {
-        if (_key is null) return plain;
-        var sealedBytes = new byte[SealedMagic.Length + 12 + 16 + plain.Length];
-        SealedMagic.CopyTo(sealedBytes, 0);
-        var nonce = sealedBytes.AsSpan(SealedMagic.Length, 12);
-        RandomNumberGenerator.Fill(nonce);
-        using var aes = new AesGcm(_key, 16);
-        aes.Encrypt(nonce, plain, sealedBytes.AsSpan(SealedMagic.Length + 28), sealedBytes.AsSpan(SealedMagic.Length + 12, 16));
-        return sealedBytes;
-    }
-
-    internal byte[] Open(byte[] stored)
-    {
-        bool isSealed = stored.Length >= SealedMagic.Length + 28 && stored.AsSpan(0, SealedMagic.Length).SequenceEqual(SealedMagic);
-        if (_key is null) return isSealed ? throw new InvalidDataException("encrypted, and no key is configured") : stored;
-        if (!isSealed) throw new InvalidDataException("not encrypted, but a key is configured");
-        var plain = new byte[stored.Length - SealedMagic.Length - 28];
-        try
-        {
-            using var aes = new AesGcm(_key, 16);
-            aes.Decrypt(stored.AsSpan(SealedMagic.Length, 12), stored.AsSpan(SealedMagic.Length + 28), stored.AsSpan(SealedMagic.Length + 12, 16), plain);
-        }
-        catch (AuthenticationTagMismatchException) { throw new InvalidDataException("does not decrypt with this key"); }
-        return plain;
-    }
+    readonly RecordSeal _seal;
+    internal byte[] Seal(byte[] plain) => _seal.Seal(plain);
+    internal byte[] Open(byte[] stored) => _seal.Open(stored);
 
     /// <summary>A header from a whole stored record (the file backend's start-up scan).</summary>
     internal StoredEntry? ParseRecord(string id, byte[] stored)
@@ -89,8 +59,7 @@ internal sealed class PersistentTier : IDisposable
     public PersistentTier(IStateBackend backend, string fingerprint, List<(long[] Shape, ScalarType Type)> layout, TimeSpan? timeToLive = null, int capacity = 0,
         byte[]? encryptionKey = null)
     {
-        if (encryptionKey is not null && encryptionKey.Length != 32) throw new ArgumentException("the session encryption key must be 32 bytes (base64 of 32 random bytes)");
-        _key = encryptionKey;
+        _seal = new RecordSeal(encryptionKey);
         _capacity = capacity;
         backend.Attach(this);
         _backend = backend;

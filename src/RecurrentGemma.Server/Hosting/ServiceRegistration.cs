@@ -20,6 +20,8 @@ public static class ServiceRegistration
         services.Configure<EngineOptions>(config.GetSection("Sessions"));
         services.Configure<SessionsOptions>(config.GetSection("Sessions"));
         services.Configure<ApiOptions>(config.GetSection("Api"));
+        services.Configure<Responses.ResponsesOptions>(config.GetSection("Responses"));
+        services.AddSingleton<Responses.ResponseStore>();
         services.Configure<AuthOptions>(config.GetSection("Auth"));
         services.PostConfigure<AuthOptions>(o => ApiKeyAuth.DropBlankKeys(o));
         services.Configure<CorsOptions>(config.GetSection("Cors"));
@@ -32,7 +34,11 @@ public static class ServiceRegistration
         services.AddSingleton<ModelHost>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         services.AddScoped<ApiContext>();
-        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJson.Default));
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJson.Default);
+            o.SerializerOptions.TypeInfoResolverChain.Insert(1, Responses.ResponsesJson.Default);
+        });
 
         services.AddHealthChecks().AddCheck<ModelReadyCheck>("model", tags: ["ready"]);
         services.AddEndpointsApiExplorer();

@@ -78,6 +78,9 @@ public sealed class ApiContext : IDisposable
                 _http.TraceIdentifier, _http.Items["rg.body"] as string, completionText);
     }
 
+    /// <summary>Logs an unexpected failure with the request id (details stay in the log, never in the answer).</summary>
+    public void LogFailure(Exception e) => _log.LogError(e, "Request {RequestId} failed", _http.TraceIdentifier);
+
     /// <summary>A stream already started: an error goes out as an event with OpenAI's error
     /// object and the stream ends; a shutdown ends it cleanly with [DONE].</summary>
     public async Task EndStreamAsync(ServerSentEvents sse, Exception e)

@@ -28,6 +28,7 @@ public sealed class ApiError(int status, string message, string type, string? pa
         InvalidGenerationRequestException g => Invalid(g.Message, g.Param),
         EngineOverloadedException o => Overloaded(o.Message),
         EngineStoppedException => Unavailable("The server is shutting down."),
+        Responses.ResponseStoreUnavailableException => Unavailable("The response store is unavailable; retry shortly."),
         _ => Server(),
     };
 }

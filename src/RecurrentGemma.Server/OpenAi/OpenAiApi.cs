@@ -18,6 +18,19 @@ public static class OpenAiApi
             .Produces<CompletionResponse>(200, "application/json", "text/event-stream")
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(503)
             .WithSummary("Text completion of one or several prompts");
+        v1.MapPost("/responses", Responses.ResponsesEndpoint.Create)
+            .RequireRateLimiting(Hosting.ServiceRegistration.PerKeyPolicy)
+            .Accepts<Responses.CreateResponseRequest>("application/json")
+            .Produces<Responses.ResponseObject>(200, "application/json", "text/event-stream")
+            .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(503)
+            .WithSummary("Create a response (stream: true for named server-sent events); previous_response_id continues a stored one");
+        v1.MapGet("/responses/{id}", Responses.StoredResponsesEndpoints.Get)
+            .Produces<Responses.ResponseObject>().Produces<ErrorEnvelope>(404).WithSummary("A stored response");
+        v1.MapDelete("/responses/{id}", Responses.StoredResponsesEndpoints.Delete)
+            .Produces<Responses.ResponseDeletedDto>().Produces<ErrorEnvelope>(404).WithSummary("Delete a stored response: its transcript and its state in every tier");
+        v1.MapGet("/responses/{id}/input_items", Responses.StoredResponsesEndpoints.InputItems)
+            .Produces<Responses.ResponseItemListDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404)
+            .WithSummary("The items a stored response was generated from (newest first; limit, order, after, before)");
         v1.MapGet("/models", ModelsAndTokenizeEndpoints.List).Produces<ModelListDto>().WithSummary("The served model");
         v1.MapGet("/models/{id}", ModelsAndTokenizeEndpoints.Get).Produces<ModelDto>().Produces<ErrorEnvelope>(404);
 

@@ -5,8 +5,8 @@ using System.Text.Json.Serialization.Metadata;
 namespace RecurrentGemma.Server.OpenAi;
 
 /// <summary>
-/// OpenAI's streaming framing: each event is "data: {json}\n\n", the stream ends with
-/// "data: [DONE]\n\n". While the next event is slow (a long prefill), a comment line
+/// OpenAI's streaming framing: each event is "data: {json}\n\n" (with an "event: name" line
+/// before it on the Responses API); chat and completions streams end with "data: [DONE]\n\n". While the next event is slow (a long prefill), a comment line
 /// ": keep-alive" goes out every interval so proxies keep the connection.
 /// </summary>
 public sealed class ServerSentEvents(HttpResponse response, TimeSpan keepAlive)
@@ -31,6 +31,13 @@ public sealed class ServerSentEvents(HttpResponse response, TimeSpan keepAlive)
         await JsonSerializer.SerializeAsync(response.Body, value, type, ct);
         await response.Body.WriteAsync(EventEnd, ct);
         await response.Body.FlushAsync(ct);
+    }
+
+    /// <summary>A named event ("event: name" then the data line), as the Responses API streams them.</summary>
+    public async Task WriteEventAsync<T>(string name, T value, JsonTypeInfo<T> type, CancellationToken ct)
+    {
+        await response.Body.WriteAsync(Encoding.UTF8.GetBytes("event: " + name + "\n"), ct);
+        await WriteAsync(value, type, ct);
     }
 
     public async Task DoneAsync(CancellationToken ct)

@@ -1,0 +1,130 @@
+using System.Text;
+using RecurrentGemma.Inference;
+using RecurrentGemma.Text;
+
+namespace RecurrentGemma.Server.Responses;
+
+/// <summary>
+/// One response as it is generated: turns text deltas into output items and the stream's events
+/// (numbered in order), and ends in the final response object. The streamed and the plain
+/// endpoint both run it, so they cannot disagree about the text or the items. With tools offered,
+/// text that may still become a call is held back until it is known to be one or not; calls come
+/// out as function_call items when the answer ends.
+/// </summary>
+public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
+{
+    readonly StringBuilder _text = new();
+    readonly StringBuilder _held = new();
+    readonly List<ResponseItemDto> _output = [];
+    int _sequence;
+    string? _messageId;
+    bool _decidedText = !toolsOffered;
+
+    public ResponseObject Response { get; private set; } = initial;
+    public IReadOnlyList<ResponseItemDto> Output => _output;
+    public string Text => _text.ToString();
+
+    ResponseStreamEvent Event(string type) => new() { Type = type, SequenceNumber = _sequence++ };
+
+    /// <summary>response.created and response.in_progress.</summary>
+    public IReadOnlyList<ResponseStreamEvent> Start() =>
+        [Event("response.created") with { Response = Response }, Event("response.in_progress") with { Response = Response }];
+
+    /// <summary>The events for a piece of generated text.</summary>
+    public IReadOnlyList<ResponseStreamEvent> Push(string delta)
+    {
+        if (delta.Length == 0) return [];
+        _text.Append(delta);
+        if (!_decidedText)
+        {
+            _held.Append(delta);
+            if (ToolFormat.MayBeginCall(_held.ToString())) return [];
+            _decidedText = true;
+            delta = _held.ToString();
+            _held.Clear();
+        }
+        return TextDelta(delta);
+    }
+
+    List<ResponseStreamEvent> TextDelta(string delta)
+    {
+        var events = new List<ResponseStreamEvent>();
+        if (_messageId is null) events.AddRange(OpenMessage());
+        events.Add(Event("response.output_text.delta") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Delta = delta, Logprobs = [] });
+        return events;
+    }
+
+    IReadOnlyList<ResponseStreamEvent> OpenMessage()
+    {
+        _messageId = ResponseInput.NewId("msg_");
+        return
+        [
+            Event("response.output_item.added") with
+            {
+                OutputIndex = 0, Item = new ResponseItemDto { Type = "message", Id = _messageId, Status = "in_progress", Role = "assistant", Content = [] },
+            },
+            Event("response.content_part.added") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Part = ResponseContentPartDto.OutputText("") },
+        ];
+    }
+
+    /// <summary>The answer ended ("stop" or "length"): the closing events, ending in
+    /// response.completed or response.incomplete (the final <see cref="Response"/>).</summary>
+    public IReadOnlyList<ResponseStreamEvent> Finish(string finishReason, UsageReport? usage)
+    {
+        var events = new List<ResponseStreamEvent>();
+        bool complete = finishReason != "length";
+        string text = _text.ToString();
+        if (toolsOffered && _messageId is null && ToolFormat.TryParse(text, out var calls))
+        {
+            for (int i = 0; i < calls.Count; i++)
+            {
+                var item = new ResponseItemDto
+                {
+                    Type = "function_call", Id = ResponseInput.NewId("fc_"), Status = "in_progress",
+                    CallId = ResponseInput.NewId("call_")[..29], Name = calls[i].Name, Arguments = "",
+                };
+                events.Add(Event("response.output_item.added") with { OutputIndex = i, Item = item });
+                events.Add(Event("response.function_call_arguments.delta") with { ItemId = item.Id, OutputIndex = i, Delta = calls[i].Arguments });
+                events.Add(Event("response.function_call_arguments.done") with { ItemId = item.Id, OutputIndex = i, Name = calls[i].Name, Arguments = calls[i].Arguments });
+                var done = item with { Status = "completed", Arguments = calls[i].Arguments };
+                events.Add(Event("response.output_item.done") with { OutputIndex = i, Item = done });
+                _output.Add(done);
+            }
+        }
+        else
+        {
+            if (_held.Length > 0) { var rest = _held.ToString(); _held.Clear(); events.AddRange(TextDelta(rest)); }
+            if (_messageId is null) events.AddRange(OpenMessage());
+            var part = ResponseContentPartDto.OutputText(text);
+            events.Add(Event("response.output_text.done") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Text = text, Logprobs = [] });
+            events.Add(Event("response.content_part.done") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Part = part });
+            var message = new ResponseItemDto
+            {
+                Type = "message", Id = _messageId!, Status = complete ? "completed" : "incomplete", Role = "assistant", Content = [part],
+            };
+            events.Add(Event("response.output_item.done") with { OutputIndex = 0, Item = message });
+            _output.Add(message);
+        }
+        Response = Response with
+        {
+            Status = complete ? "completed" : "incomplete",
+            IncompleteDetails = complete ? null : new IncompleteDetailsDto("max_output_tokens"),
+            Output = [.. _output],
+            OutputText = _output.Count > 0 && _output[0].Type == "message" ? text : "",
+            Usage = Usage(usage),
+        };
+        events.Add(Event(complete ? "response.completed" : "response.incomplete") with { Response = Response });
+        return events;
+    }
+
+    /// <summary>Generation failed after it started: an error event, then response.failed.</summary>
+    public IReadOnlyList<ResponseStreamEvent> Fail(string code, string message, string? param)
+    {
+        Response = Response with { Status = "failed", Error = new ResponseErrorDto(code, message), Output = [.. _output] };
+        return [Event("error") with { Code = code, Message = message, Param = param }, Event("response.failed") with { Response = Response }];
+    }
+
+    static ResponseUsageDto Usage(UsageReport? u) => u is null
+        ? new ResponseUsageDto(0, new(0), 0, new(0), 0)
+        : new ResponseUsageDto(u.PromptTokens, new(u.CachedTokens), u.CompletionTokens, new(0), u.PromptTokens + u.CompletionTokens);
+}

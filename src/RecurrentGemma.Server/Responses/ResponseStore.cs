@@ -1,0 +1,186 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using RecurrentGemma.Engine;
+using RecurrentGemma.Server.Hosting;
+
+namespace RecurrentGemma.Server.Responses;
+
+/// <summary>Where stored responses' records live: process memory, a private directory, or Redis.</summary>
+public interface IResponseBackend : IDisposable
+{
+    void Put(string key, byte[] value, TimeSpan? timeToLive);
+    byte[]? Get(string key);
+    bool Delete(string key);
+}
+
+/// <summary>The store cannot be reached (Redis down, disk failing): a 503, the request may be retried.</summary>
+public sealed class ResponseStoreUnavailableException(Exception inner) : Exception("the response store is unavailable", inner);
+
+/// <summary>
+/// Stored responses — the object as returned plus its transcript — keyed by owner and id: a key
+/// is a hash of both, so another API key's lookup simply finds nothing (404). It sits beside the
+/// state store: with Sessions:Path the records are files under "responses/" there, with
+/// Sessions:Store=redis they are Redis keys shared by every replica, otherwise they live in
+/// process memory (Responses:MaxStored, oldest first out). Records are sealed with
+/// Sessions:EncryptionKey when one is set and expire after Sessions:TimeToLive.
+/// </summary>
+public sealed class ResponseStore : IDisposable
+{
+    readonly IResponseBackend _backend;
+    readonly RecordSeal _seal;
+    readonly TimeSpan? _timeToLive;
+    readonly ILogger<ResponseStore> _log;
+
+    public ResponseStore(IOptions<SessionsOptions> sessions, IOptions<ResponsesOptions> responses, ILogger<ResponseStore> log)
+    {
+        var s = sessions.Value;
+        _log = log;
+        _timeToLive = s.TimeToLive;
+        _seal = new RecordSeal(string.IsNullOrWhiteSpace(s.EncryptionKey) ? null : Convert.FromBase64String(s.EncryptionKey.Trim()));
+        _backend = s.Store?.Equals("redis", StringComparison.OrdinalIgnoreCase) == true && !string.IsNullOrWhiteSpace(s.Redis)
+            ? new RedisResponseBackend(s.Redis)
+            : !string.IsNullOrWhiteSpace(s.Path) ? new FileResponseBackend(Path.Combine(s.Path, "responses"))
+            : new MemoryResponseBackend(Math.Max(1, responses.Value.MaxStored));
+        Kind = _backend switch { RedisResponseBackend => "redis", FileResponseBackend => "disk", _ => "memory" };
+    }
+
+    /// <summary>memory, disk or redis.</summary>
+    public string Kind { get; }
+
+    static string Key(string? owner, string id) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{owner}\u0000{id}")))[..40].ToLowerInvariant();
+
+    public void Put(string? owner, StoredResponse response)
+    {
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ResponsesJson.Default.StoredResponse);
+        Guard(() => { _backend.Put(Key(owner, response.Response.Id), _seal.Seal(bytes), _timeToLive); return 0; });
+    }
+
+    /// <summary>The stored response, or null when there is none for this owner (or it cannot be read).</summary>
+    public StoredResponse? Get(string? owner, string id)
+    {
+        var stored = Guard(() => _backend.Get(Key(owner, id)));
+        if (stored is null) return null;
+        try { return JsonSerializer.Deserialize(_seal.Open(stored), ResponsesJson.Default.StoredResponse); }
+        catch (Exception e) when (e is InvalidDataException or JsonException)
+        {
+            // Another key's record, or a damaged one: it is not there for this server.
+            _log.LogWarning("A stored response could not be read ({Reason}); it is treated as missing", e.Message);
+            return null;
+        }
+    }
+
+    public bool Delete(string? owner, string id) => Guard(() => _backend.Delete(Key(owner, id)));
+
+    T Guard<T>(Func<T> operation)
+    {
+        try { return operation(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException or StackExchange.Redis.RedisException)
+        {
+            _log.LogWarning("The response store failed: {Error}", e.GetType().Name);
+            throw new ResponseStoreUnavailableException(e);
+        }
+    }
+
+    public void Dispose() => _backend.Dispose();
+}
+
+/// <summary>"Responses" section.</summary>
+public sealed class ResponsesOptions
+{
+    /// <summary>Stored responses kept in process memory (when there is no Sessions:Path or Redis).</summary>
+    public int MaxStored { get; set; } = 10_000;
+}
+
+/// <summary>Records in process memory; the oldest go first beyond the capacity.</summary>
+sealed class MemoryResponseBackend(int capacity) : IResponseBackend
+{
+    readonly ConcurrentDictionary<string, (byte[] Value, DateTimeOffset? Expires)> _records = new();
+    readonly ConcurrentQueue<string> _order = new();
+
+    public void Put(string key, byte[] value, TimeSpan? timeToLive)
+    {
+        if (_records.TryAdd(key, (value, DateTimeOffset.UtcNow + timeToLive))) _order.Enqueue(key);
+        else _records[key] = (value, DateTimeOffset.UtcNow + timeToLive);
+        while (_records.Count > capacity && _order.TryDequeue(out var oldest)) _records.TryRemove(oldest, out _);
+    }
+
+    public byte[]? Get(string key) =>
+        _records.TryGetValue(key, out var r) && (r.Expires is null || r.Expires > DateTimeOffset.UtcNow) ? r.Value : null;
+
+    public bool Delete(string key) => _records.TryRemove(key, out _);
+
+    public void Dispose() { }
+}
+
+/// <summary>Records as files in a private directory (0700, files 0600), written under a temporary
+/// name and renamed into place, so a reader never sees half a record.</summary>
+sealed class FileResponseBackend : IResponseBackend
+{
+    readonly string _dir;
+
+    public FileResponseBackend(string directory)
+    {
+        _dir = Path.GetFullPath(directory);
+        if (OperatingSystem.IsWindows()) Directory.CreateDirectory(_dir);
+        else Directory.CreateDirectory(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    string FileOf(string key) => Path.Combine(_dir, key + ".json");
+
+    public void Put(string key, byte[] value, TimeSpan? timeToLive)
+    {
+        var file = FileOf(key);
+        var temp = file + ".tmp-" + Guid.NewGuid().ToString("N");
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var f = new FileStream(temp, options)) f.Write(value);
+        File.Move(temp, file, overwrite: true);
+    }
+
+    public byte[]? Get(string key)
+    {
+        var file = FileOf(key);
+        try { return File.ReadAllBytes(file); }
+        catch (FileNotFoundException) { return null; }
+    }
+
+    public bool Delete(string key)
+    {
+        var file = FileOf(key);
+        if (!File.Exists(file)) return false;
+        File.Delete(file);
+        return true;
+    }
+
+    public void Dispose() { }
+}
+
+/// <summary>Records as Redis strings (rg:resp:{key}) with Redis's own expiry, shared by every replica.</summary>
+sealed class RedisResponseBackend : IResponseBackend
+{
+    readonly StackExchange.Redis.ConnectionMultiplexer _redis;
+
+    public RedisResponseBackend(string configuration)
+    {
+        var options = StackExchange.Redis.ConfigurationOptions.Parse(configuration);
+        options.AbortOnConnectFail = false;
+        options.ConnectTimeout = 2000;
+        options.SyncTimeout = 2000;
+        _redis = StackExchange.Redis.ConnectionMultiplexer.Connect(options);
+    }
+
+    public void Put(string key, byte[] value, TimeSpan? timeToLive)
+    {
+        var db = _redis.GetDatabase();
+        bool stored = timeToLive is { } ttl ? db.StringSet("rg:resp:" + key, value, ttl) : db.StringSet("rg:resp:" + key, value);
+        if (!stored) throw new IOException("Redis did not store the response");
+    }
+
+    public byte[]? Get(string key) => (byte[]?)_redis.GetDatabase().StringGet("rg:resp:" + key);
+    public bool Delete(string key) => _redis.GetDatabase().KeyDelete("rg:resp:" + key);
+    public void Dispose() => _redis.Dispose();
+}
