@@ -142,6 +142,8 @@ public class JavaScriptClientTests
         Assert.Contains("ok BadRequestError carries status 400 and param", output);
         Assert.Contains("ok chat.completions.parse with zodResponseFormat", output);
         Assert.Contains("ok streamed tool calls (same call as non-stream)", output);
+        Assert.Contains("ok responses.stream (same text as non-stream, events numbered in order)", output);
+        Assert.Contains("ok continuing a deleted response: 404 naming previous_response_id", output);
     }
 
     static (int Code, string Output) Run(string file, string args, string cwd, TimeSpan timeout)

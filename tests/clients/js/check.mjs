@@ -72,3 +72,39 @@ for await (const chunk of toolStream) {
   }
 }
 ok(streamFinish === "tool_calls" && acc[0]?.name === "get_weather" && acc[0].args === call.function.arguments, "streamed tool calls (same call as non-stream)");
+
+// The Responses API: create, a continuation by previous_response_id, a helper stream with its
+// final response, retrieve, input items (auto-paginated), delete, then 404 for the deleted id.
+const first = await client.responses.create({ model: "recurrentgemma-demo", input: "Hello!", instructions: "Be brief.", max_output_tokens: 6, seed: 4 });
+ok(first.object === "response" && first.id.startsWith("resp_") && first.output_text.length > 0 && first.usage.output_tokens === 6
+  && first.status === "incomplete" && first.incomplete_details.reason === "max_output_tokens", "responses.create");
+const second = await client.responses.create({ model: "recurrentgemma-demo", input: [{ role: "user", content: "And then?" }], instructions: "Be brief.",
+  previous_response_id: first.id, max_output_tokens: 6, seed: 4 });
+ok(second.previous_response_id === first.id && second.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens + first.usage.output_tokens - 1,
+  "responses.create with previous_response_id continues the stored state");
+const rs = client.responses.stream({ model: "recurrentgemma-demo", input: [{ role: "user", content: "And then?" }], instructions: "Be brief.",
+  previous_response_id: first.id, max_output_tokens: 6, seed: 4 });
+let deltas = "", sequence = [];
+rs.on("response.output_text.delta", (e) => { deltas += e.delta; });
+rs.on("event", (e) => sequence.push(e.sequence_number));
+const streamedResponse = await rs.finalResponse();
+ok(deltas === second.output_text && streamedResponse.output_text === second.output_text && sequence.every((n, i) => n === i),
+  "responses.stream (same text as non-stream, events numbered in order)");
+const retrieved = await client.responses.retrieve(second.id);
+ok(retrieved.id === second.id && retrieved.output_text === second.output_text, "responses.retrieve");
+const items = [];
+for await (const item of client.responses.inputItems.list(second.id, { limit: 1 })) items.push(item);
+ok(items.length === 3 && items[0].type === "message" && items[0].role === "user" && items[2].content[0].text === "Hello!", "responses.inputItems.list (paginated, newest first)");
+await client.responses.delete(second.id);
+try {
+  await client.responses.retrieve(second.id);
+  ok(false, "a deleted response is gone");
+} catch (e) {
+  ok(e.status === 404, "responses.delete, then retrieve is a 404");
+}
+try {
+  await client.responses.create({ model: "recurrentgemma-demo", input: "x", previous_response_id: second.id });
+  ok(false, "continuing a deleted response fails");
+} catch (e) {
+  ok(e.status === 404 && e.error?.param === "previous_response_id", "continuing a deleted response: 404 naming previous_response_id");
+}

@@ -1,0 +1,80 @@
+#pragma warning disable OPENAI001 // the .NET client marks its Responses API experimental; the server implements it.
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using OpenAI;
+using OpenAI.Responses;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>The official OpenAI .NET client's Responses API against the server, unchanged.</summary>
+public class ResponsesClientTests(DemoServer server) : IClassFixture<DemoServer>
+{
+    async Task<ResponsesClient> Client()
+    {
+        var http = await server.ReadyClientAsync();
+        return new OpenAIClient(new ApiKeyCredential("unused"), new OpenAIClientOptions
+        {
+            Endpoint = new Uri(http.BaseAddress!, "/v1"),
+            Transport = new HttpClientPipelineTransport(http),
+        }).GetResponsesClient();
+    }
+
+    static CreateResponseOptions Options(string text, string? previous = null) => new("recurrentgemma-demo", [ResponseItem.CreateUserMessageItem(text)])
+    {
+        Instructions = "Answer briefly.", MaxOutputTokenCount = 6, PreviousResponseId = previous, Temperature = 0,
+    };
+
+    static CreateResponseOptions Stream(CreateResponseOptions o) { o.StreamingEnabled = true; return o; }
+
+    [Fact]
+    public async Task Creates_continues_retrieves_lists_and_deletes()
+    {
+        var client = await Client();
+        ResponseResult first = await client.CreateResponseAsync(Options("Hello!"));
+        Assert.StartsWith("resp_", first.Id);
+        Assert.Equal(ResponseStatus.Incomplete, first.Status);
+        Assert.Equal(6, first.Usage.OutputTokenCount);
+        Assert.NotEmpty(first.GetOutputText());
+
+        ResponseResult second = await client.CreateResponseAsync(Options("Tell me more.", first.Id));
+        Assert.Equal(first.Id, second.PreviousResponseId);
+        // The first turn's prompt and five fed answer ids were continued, not prefilled again.
+        Assert.Equal(first.Usage.InputTokenCount + 5, second.Usage.InputTokenDetails.CachedTokenCount);
+
+        ResponseResult retrieved = await client.GetResponseAsync(second.Id);
+        Assert.Equal(second.GetOutputText(), retrieved.GetOutputText());
+
+        var items = new List<ResponseItem>();
+        await foreach (var item in client.GetResponseInputItemsAsync(second.Id)) items.Add(item);
+        Assert.Equal(3, items.Count);   // newest first: this turn's input, the first answer, the first input
+        Assert.Equal("Tell me more.", Assert.IsAssignableFrom<MessageResponseItem>(items[0]).Content[0].Text);
+        Assert.Equal(first.GetOutputText(), Assert.IsAssignableFrom<MessageResponseItem>(items[1]).Content[0].Text);
+
+        ResponseDeletionResult deleted = await client.DeleteResponseAsync(second.Id);
+        Assert.True(deleted.Deleted);
+        var gone = await Assert.ThrowsAsync<ClientResultException>(() => client.GetResponseAsync(second.Id));
+        Assert.Equal(404, gone.Status);
+        var cannot = await Assert.ThrowsAsync<ClientResultException>(() => client.CreateResponseAsync(Options("Again.", second.Id)));
+        Assert.Equal(404, cannot.Status);
+    }
+
+    [Fact]
+    public async Task Streams_the_same_text_as_without_streaming()
+    {
+        var client = await Client();
+        ResponseResult plain = await client.CreateResponseAsync(Options("Stream this."));
+        var text = new System.Text.StringBuilder();
+        ResponseResult? final = null;
+        int expectedSequence = 0;
+        await foreach (var update in await client.CreateResponseStreamingAsync(Stream(Options("Stream this."))))
+        {
+            Assert.Equal(expectedSequence++, update.SequenceNumber);
+            if (update is StreamingResponseOutputTextDeltaUpdate delta) text.Append(delta.Delta);
+            if (update is StreamingResponseIncompleteUpdate incomplete) final = incomplete.Response;
+        }
+        Assert.Equal(plain.GetOutputText(), text.ToString());
+        Assert.NotNull(final);
+        Assert.Equal(plain.GetOutputText(), final!.GetOutputText());
+        Assert.Equal(ResponseStatus.Incomplete, final.Status);
+    }
+}
