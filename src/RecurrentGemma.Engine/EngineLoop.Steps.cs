@@ -69,7 +69,7 @@ internal sealed partial class EngineLoop
 
             // The prompt is in: snapshot the turn boundary, fork for n > 1 (device copies, no sync).
             var req = request.Request;
-            if (_options.ParkFinishedStates && _options.SnapshotAtPromptEnd && req.KeepState && req.ParentSessionId is null)
+            if (_options.ParkFinishedStates && _options.SnapshotAtPromptEnd && req.KeepState && req.SnapshotPrompt)
                 _store!.TryParkCopy(seq.Slot, seq.Consumed, req.SessionId, req.Owner);
             foreach (var c in request.Choices)
             {

@@ -45,8 +45,12 @@ public sealed record GenerationRequest
     /// <summary>Continue a <em>copy</em> of the state parked under this session instead of looking
     /// under <see cref="SessionId"/>: the parent state stays parked as it was, so it can be
     /// continued again (a stored response continued twice branches). The new final state parks
-    /// under <see cref="SessionId"/>; no prompt-end snapshot is kept (nothing continues from it).</summary>
+    /// under <see cref="SessionId"/>.</summary>
     public string? ParentSessionId { get; init; }
+    /// <summary>Also park a copy of the state at the end of the prompt (the turn boundary, which a
+    /// chat client's re-tokenized answer still extends). Off for stored responses: their
+    /// continuations always extend the final state.</summary>
+    public bool SnapshotPrompt { get; init; } = true;
     /// <summary>False: the finished state is freed, not parked (a response with store: false).</summary>
     public bool KeepState { get; init; } = true;
     /// <summary>Ids at or above this are never sampled (a tokenizer smaller than the model's

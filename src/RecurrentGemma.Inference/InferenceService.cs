@@ -114,7 +114,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             {
                 PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds,
                 N = request.N, Logprobs = request.Logprobs, TopLogprobs = request.TopLogprobs,
-                SessionId = request.SessionId, Owner = request.Owner, ParentSessionId = request.ParentSessionId, KeepState = request.KeepState, SampleableVocab = Tokenizer.VocabSize, Constraint = constraint,
+                SessionId = request.SessionId, Owner = request.Owner, ParentSessionId = request.ParentSessionId, KeepState = request.KeepState, SnapshotPrompt = request.SnapshotPrompt, SampleableVocab = Tokenizer.VocabSize, Constraint = constraint,
             }, cancellationToken);
             return new TextGeneration(this, request, handle, matchers, prompt);
         }

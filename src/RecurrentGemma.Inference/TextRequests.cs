@@ -28,6 +28,8 @@ public sealed record TextGenerationRequest
     /// <summary>Continue a copy of the state parked under this session (a stored response); the
     /// new state parks under <see cref="SessionId"/>. See <see cref="GenerationRequest.ParentSessionId"/>.</summary>
     public string? ParentSessionId { get; init; }
+    /// <summary>Also keep the state at the prompt's end (see <see cref="GenerationRequest.SnapshotPrompt"/>).</summary>
+    public bool SnapshotPrompt { get; init; } = true;
     /// <summary>False: nothing is parked after the answer (a response with store: false).</summary>
     public bool KeepState { get; init; } = true;
 }

@@ -45,7 +45,7 @@ public static class ResponsesEndpoint
         {
             Messages = messages, MaxTokens = v.MaxOutputTokens, Sampling = v.Sampling, Owner = api.Owner, Format = v.Format, Tools = v.Tools,
             // Stored: the answer's state parks under the response id; a continuation copies its parent's.
-            SessionId = v.Store ? id : null, ParentSessionId = parent?.Response.Id, KeepState = v.Store,
+            SessionId = v.Store ? id : null, ParentSessionId = parent?.Response.Id, KeepState = v.Store, SnapshotPrompt = false,
         }, ct);
         await using var _ = generation;
         var events = generation.ReadAsync(ct).GetAsyncEnumerator(ct);
