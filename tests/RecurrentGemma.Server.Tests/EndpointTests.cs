@@ -147,7 +147,11 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         var paths = swagger.GetProperty("paths");
         Assert.True(paths.TryGetProperty("/v1/chat/completions", out _));
         Assert.True(paths.TryGetProperty("/v1/completions", out _));
+        Assert.True(paths.TryGetProperty("/v1/responses", out var responses) && responses.TryGetProperty("post", out _));
+        Assert.True(paths.TryGetProperty("/v1/responses/{id}", out var one) && one.TryGetProperty("get", out _) && one.TryGetProperty("delete", out _));
+        Assert.True(paths.TryGetProperty("/v1/responses/{id}/input_items", out _));
         Assert.Contains("ChatCompletionRequest", swagger.GetProperty("components").GetProperty("schemas").ToString());
+        Assert.Contains("CreateResponseRequest", swagger.GetProperty("components").GetProperty("schemas").ToString());
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/swagger/index.html")).StatusCode);
     }
 }
