@@ -23,6 +23,8 @@ public class FuzzTests(DemoServer server, ITestOutputHelper output) : IClassFixt
         ("/v1/chat/completions", """{"messages":[{"role":"user","content":"hello there"}],"max_completion_tokens":2,"stream":true,"stream_options":{"include_usage":true},"session_id":"fuzz-1"}"""),
         ("/v1/completions", """{"model":"recurrentgemma-demo","prompt":["one","two"],"max_tokens":2,"logprobs":1,"echo":true,"stop":"z","top_k":5,"min_p":0.1,"repetition_penalty":1.1,"presence_penalty":0.5}"""),
         ("/v1/completions", """{"prompt":"stream me","max_tokens":2,"stream":true,"frequency_penalty":0.2}"""),
+        ("/v1/responses", """{"model":"recurrentgemma-demo","input":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"input_text","text":"hi"}]}],"instructions":"x","max_output_tokens":2,"temperature":0.7,"top_p":0.9,"metadata":{"a":"b"},"text":{"format":{"type":"json_object"}}}"""),
+        ("/v1/responses", """{"input":"hello","max_output_tokens":2,"stream":true,"store":false,"tools":[{"type":"function","name":"f","parameters":{"type":"object","properties":{"a":{"type":"string"}}}}],"tool_choice":"auto"}"""),
         ("/tokenize", """{"prompt":"hello world","add_special_tokens":false}"""),
         ("/tokenize", """{"messages":[{"role":"user","content":"hello"}]}"""),
         ("/detokenize", """{"tokens":[2,5,6,7]}"""),
