@@ -35,18 +35,7 @@ public static class HttpBenchmark
         var dir = Directory.CreateTempSubdirectory("rg-http-bench-").FullName;
         try
         {
-            progress.WriteLine("[bench] writing a random-weight model…");
-            using (var model = new GriffinForCausalLM(Shape, ScalarType.BFloat16, CPU))
-            {
-                RandomWeights.Initialize(model, 17);
-                SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors());
-            }
-            File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(new
-            {
-                vocab_size = Shape.VocabSize, hidden_size = Shape.HiddenSize, intermediate_size = Shape.IntermediateSize,
-                num_hidden_layers = Shape.NumHiddenLayers, num_attention_heads = Shape.NumAttentionHeads, head_dim = 128, lru_width = 1024,
-            }));
-            File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), DemoTokenizer.ModelBytes());
+            WriteModel(dir, progress);
 
             var ci = CultureInfo.InvariantCulture;
             var sb = new StringBuilder();
@@ -93,6 +82,26 @@ public static class HttpBenchmark
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
+
+    /// <summary>The benchmark model as a checkpoint directory: random weights of <see cref="Shape"/>
+    /// in bf16, its config.json, and the demo tokenizer.</summary>
+    public static void WriteModel(string dir, TextWriter progress)
+    {
+        progress.WriteLine("[bench] writing a random-weight model…");
+        using (var model = new GriffinForCausalLM(Shape, ScalarType.BFloat16, CPU))
+        {
+            RandomWeights.Initialize(model, 17);
+            SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors());
+        }
+        File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(new
+        {
+            vocab_size = Shape.VocabSize, hidden_size = Shape.HiddenSize, intermediate_size = Shape.IntermediateSize,
+            num_hidden_layers = Shape.NumHiddenLayers, num_attention_heads = Shape.NumAttentionHeads, head_dim = 128, lru_width = 1024,
+        }));
+        File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), DemoTokenizer.ModelBytes());
+    }
+
+    public static GriffinConfig ModelShape => Shape;
 
     static string Prompt(int i) => $"Benchmark stream number {i}: please keep talking about the sea.";
 

@@ -6,6 +6,7 @@ namespace RecurrentGemma.Bench;
 /// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --loaders [--out docs/benchmarks.md]
 /// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --charts [--images docs/images] [--out docs/benchmarks.md]
 /// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --constrained [--out docs/benchmarks.md]
+/// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --responses [--out docs/benchmarks.md]
 /// dotnet run -c Release --project bench/RecurrentGemma.Bench -- --soak [--minutes 10] [--streams 8] [--out docs/benchmarks.md]
 /// </summary>
 public static class BenchProgram
@@ -14,7 +15,7 @@ public static class BenchProgram
     {
         int tokens = 48;
         string? output = null;
-        bool loaders = false, charts = false, soak = false, constrained = false;
+        bool loaders = false, charts = false, soak = false, constrained = false, responses = false;
         double minutes = 10;
         int streams = 8;
         string images = "docs/images";
@@ -26,17 +27,19 @@ public static class BenchProgram
             else if (args[i] == "--charts") charts = true;
             else if (args[i] == "--soak") soak = true;
             else if (args[i] == "--constrained") constrained = true;
+            else if (args[i] == "--responses") responses = true;
             else if (args[i] == "--minutes" && i + 1 < args.Length) minutes = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture);
             else if (args[i] == "--streams" && i + 1 < args.Length) streams = int.Parse(args[++i]);
             else if (args[i] == "--images" && i + 1 < args.Length) images = args[++i];
             else { Console.Error.WriteLine($"unknown argument {args[i]}"); return 2; }
         }
         RecurrentGemma.Model.MemoryTuning.Apply();
-        var report = constrained ? await ConstrainedThroughput.RunAsync(Console.Error)
+        var report = responses ? await ResponsesChain.RunAsync(Console.Error)
+            : constrained ? await ConstrainedThroughput.RunAsync(Console.Error)
             : soak ? await Soak.RunAsync(minutes, streams, Console.Error)
             : charts ? Charts.Run(images, Console.Error) : loaders ? LoaderBenchmark.Run(Console.Error) : await HttpBenchmark.RunAsync(tokens, Console.Error);
         Console.WriteLine(report);
-        if (output is not null) Cli.Commands.BenchCommand.WriteSection(output, constrained ? "constrained" : soak ? "soak" : charts ? "charts" : loaders ? "loaders" : "http", report);
+        if (output is not null) Cli.Commands.BenchCommand.WriteSection(output, responses ? "responses" : constrained ? "constrained" : soak ? "soak" : charts ? "charts" : loaders ? "loaders" : "http", report);
         return 0;
     }
 }
