@@ -249,7 +249,8 @@ internal sealed partial class EngineLoop
             HostRestores: store?.HostTierStats.Restores ?? 0,
             StoreWrites: Disk?.Writes ?? 0,
             StoreLoads: Disk?.Loads ?? 0,
-            StoreErrors: Disk?.Errors ?? 0);
+            StoreErrors: Disk?.Errors ?? 0,
+            RecentStepSeconds: _recentStepSeconds);
     }
 }
 
@@ -258,7 +259,7 @@ public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, in
     int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps,
     double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0, long Forwards = 0,
     int HostStates = 0, long HostBytes = 0, long Demotions = 0, long HostRestores = 0,
-    long StoreWrites = 0, long StoreLoads = 0, long StoreErrors = 0)
+    long StoreWrites = 0, long StoreLoads = 0, long StoreErrors = 0, double RecentStepSeconds = 0)
 {
     public static EngineSnapshot Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     public double SlotUsageRatio => SlotsTotal == 0 ? 0 : (double)SlotsUsed / SlotsTotal;

@@ -30,6 +30,7 @@ internal sealed partial class EngineLoop
     StepExecutor? _executor;
     long _step;
     double _busySeconds;   // cumulative, for the overhead benchmark
+    double _recentStepSeconds;   // a moving average of working steps (the playground's engine panel)
 
     /// <summary>Called for every row the step prepares or post-processes (tests inject faults here).</summary>
     internal Action<GenerationRequest>? RowHook { get; set; }
@@ -162,7 +163,11 @@ internal sealed partial class EngineLoop
         int prefilled = PrefillStep();
         _step++;
         _busySeconds += clock.Elapsed.TotalSeconds;
-        if (decoded + prefilled > 0) Metrics.RecordStep(clock.Elapsed.TotalSeconds, decoded, prefilled);
+        if (decoded + prefilled > 0)
+        {
+            Metrics.RecordStep(clock.Elapsed.TotalSeconds, decoded, prefilled);
+            _recentStepSeconds = _recentStepSeconds == 0 ? clock.Elapsed.TotalSeconds : 0.8 * _recentStepSeconds + 0.2 * clock.Elapsed.TotalSeconds;
+        }
     }
 
     /// <summary>Step 2: first come, first served; the queue head waits rather than being overtaken.</summary>

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using RecurrentGemma.Engine;
 using RecurrentGemma.Server.OpenAi;
+using RecurrentGemma.Server.Ui;
 
 namespace RecurrentGemma.Server.Hosting;
 
@@ -21,6 +22,7 @@ public static class ServiceRegistration
         services.Configure<SessionsOptions>(config.GetSection("Sessions"));
         services.Configure<ApiOptions>(config.GetSection("Api"));
         services.Configure<Responses.ResponsesOptions>(config.GetSection("Responses"));
+        services.Configure<Ui.UiOptions>(config.GetSection("Ui"));
         services.AddSingleton<Responses.ResponseStore>();
         services.Configure<AuthOptions>(config.GetSection("Auth"));
         services.PostConfigure<AuthOptions>(o => ApiKeyAuth.DropBlankKeys(o));
@@ -75,6 +77,7 @@ public static class ServiceRegistration
         if (app.Services.GetRequiredService<IOptions<CorsOptions>>().Value.Origins.Count > 0) app.UseCors();
         app.UseSwagger();
         app.UseSwaggerUI();
+        app.UsePlayground();   // public files only; before the key check, which lets them through anyway
         app.UseApiKeys();
         app.UseInFlightTracking();
         app.UseRateLimiter();

@@ -31,6 +31,8 @@ public static class OpenAiApi
         v1.MapGet("/responses/{id}/input_items", Responses.StoredResponsesEndpoints.InputItems)
             .Produces<Responses.ResponseItemListDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404)
             .WithSummary("The items a stored response was generated from (newest first; limit, order, after, before)");
+        v1.MapGet("/engine/status", Ui.Playground.EngineStatus).WithTags("Engine")
+            .Produces<Ui.EngineStatusDto>().WithSummary("Slots, parked states, running and waiting requests, recent step time (the playground's engine panel)");
         v1.MapGet("/models", ModelsAndTokenizeEndpoints.List).Produces<ModelListDto>().WithSummary("The served model");
         v1.MapGet("/models/{id}", ModelsAndTokenizeEndpoints.Get).Produces<ModelDto>().Produces<ErrorEnvelope>(404);
 
