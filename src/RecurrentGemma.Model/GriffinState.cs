@@ -152,7 +152,12 @@ public sealed class GriffinState : IDisposable
         {
             using var row = t[slot];
             using var host = row.to(CPU).contiguous();
-            rows.Add(host.bytes.ToArray());
+            var bytes = host.bytes;
+            // A reused buffer: fresh memory costs its first touch (≈ 5 s/GiB on small VMs),
+            // which a demotion on the engine thread would otherwise pay every time.
+            var copy = SnapshotBuffers.Rent(bytes.Length);
+            bytes.CopyTo(copy);
+            rows.Add(copy);
         }
         return new SlotSnapshot(rows, _tokenCount[slot]);
     }
@@ -165,9 +170,14 @@ public sealed class GriffinState : IDisposable
         foreach (var t in AllTensors())
         {
             using var row = t[slot];
-            using var host = empty(row.shape, row.dtype, CPU);
             var bytes = snapshot.Rows[i++];
-            if (bytes.Length != host.numel() * host.ElementSize) throw new ArgumentException("the snapshot does not fit this state's layout");
+            if (bytes.Length != row.numel() * row.ElementSize) throw new ArgumentException("the snapshot does not fit this state's layout");
+            if (row.device_type == TorchSharp.DeviceType.CPU && row.is_contiguous())
+            {
+                row.bytes = bytes;   // straight into the slot: one copy
+                continue;
+            }
+            using var host = empty(row.shape, row.dtype, CPU);
             host.bytes = bytes;
             row.copy_(host);
         }
@@ -212,12 +222,19 @@ public sealed class GriffinState : IDisposable
 
 /// <summary>One slot's state held in host memory as plain bytes, one array per state tensor in
 /// <see cref="GriffinState.AllTensors"/> order (see <see cref="GriffinState.ExportSlot"/>). Plain
-/// managed memory, not tensors: it holds no native handle and is exactly what the disk tier writes.</summary>
+/// managed memory, not tensors: it holds no native handle and is exactly what the disk tier writes.
+/// Disposing it hands its arrays back to <see cref="SnapshotBuffers"/> for the next snapshot: the
+/// owner disposes it once it has no further use for the bytes (restored, written, or dropped).</summary>
 public sealed class SlotSnapshot(IReadOnlyList<byte[]> rows, long tokenCount) : IDisposable
 {
+    int _disposed;
     public IReadOnlyList<byte[]> Rows { get; } = rows;
     public long TokenCount { get; } = tokenCount;
     public long Bytes { get; } = rows.Sum(r => (long)r.Length);
 
-    public void Dispose() { }
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;   // each array goes back once only
+        foreach (var r in Rows) SnapshotBuffers.Return(r);
+    }
 }

@@ -20,6 +20,7 @@ public sealed class TierScaleTests : IDisposable
         var layout = GriffinState.SlotLayout(model.Config, model.DType);
         long liveBefore = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         int files;
+        long dropped;
         using (var disk = new PersistentTier(new FileStateBackend(_dir), "fp", layout, capacity: 500))
         using (var store = new StateStore(model, 2, maxParkedPerOwner: 0, hostBytes: 8 * perState, disk))
         {
@@ -33,6 +34,7 @@ public sealed class TierScaleTests : IDisposable
             Assert.Equal(9_998, demotions);   // every park beyond the two slots pushed one state down
             Assert.Equal(2, store.ParkedCount);
             Assert.NotNull(store.FindMatch([2, 10 + 999, 20 + 9, 7, 5], "s9999", "o49"));   // the newest is still on the device
+            dropped = disk.Dropped;
         }   // disposing the store writes the parked states out and waits for the writer
         Assert.Equal(liveBefore, TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount);   // host states are bytes, not tensors
         files = Directory.GetFiles(_dir, "*.state").Length;
@@ -46,6 +48,9 @@ public sealed class TierScaleTests : IDisposable
         var recent = reopened.FindMatch([2, 10 + 990, 20 + 9, 7, 5], "s9990", "o40");
         Assert.NotNull(recent);
         using (var entry = reopened.Load(recent!)) Assert.Equal(perState, entry!.Snapshot.Bytes);
-        Assert.Null(reopened.FindMatch([2, 10 + 5, 20 + 0, 7, 5], "s5", "o5"));
+        // When the writer kept up with all 10 000 writes, the oldest fell to the capacity. (A writer
+        // that fell behind drops records instead — by design — and then an old one may be among
+        // the last 500 written, so the check only applies to a run that dropped nothing.)
+        if (dropped == 0) Assert.Null(reopened.FindMatch([2, 10 + 5, 20 + 0, 7, 5], "s5", "o5"));
     }
 }

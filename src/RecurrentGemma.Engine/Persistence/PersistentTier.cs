@@ -140,7 +140,9 @@ internal sealed class PersistentTier : IDisposable
                 if (!header.Shapes[i].SequenceEqual(shape)) throw new InvalidDataException("tensor shapes differ");
                 long n = shape.Aggregate(1L, (a, b) => a * b) * (type == ScalarType.Float32 ? 4 : 2);
                 if (at + n > body.Length) throw new InvalidDataException("truncated");
-                rows.Add(body.Slice(at, (int)n).ToArray());
+                var row = Model.SnapshotBuffers.Rent((int)n);
+                body.Slice(at, (int)n).CopyTo(row);
+                rows.Add(row);
                 at += (int)n;
             }
             if (at != body.Length) throw new InvalidDataException("longer than its header says");

@@ -115,7 +115,9 @@ public static class ResponseRequestValidation
                 if (ps.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{at}.parameters must be a JSON Schema object.", $"{at}.parameters");
                 parameters = ps.Clone();
             }
-            tools.Add(new ToolDefinition(name, description, parameters, item.TryGetProperty("strict", out var s) && s.ValueKind == JsonValueKind.True));
+            // The Responses API's function tools are strict unless they say otherwise (chat's are not).
+            bool strict = !item.TryGetProperty("strict", out var s) || s.ValueKind != JsonValueKind.False;
+            tools.Add(new ToolDefinition(name, description, parameters, strict));
         }
         bool required = false;
         string? only = null;
