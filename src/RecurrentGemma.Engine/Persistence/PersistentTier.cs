@@ -218,16 +218,18 @@ internal sealed class PersistentTier : IDisposable
         var created = DateTimeOffset.UtcNow;
         var header = new Header(_fingerprint, e.Owner, e.SessionId, e.Tokens, e.Snapshot.TokenCount, _layout.Select(l => l.Shape).ToArray(), created);
         var headerBytes = JsonSerializer.SerializeToUtf8Bytes(header);
-        using var buffer = new MemoryStream();
-        buffer.Write(Magic);
-        Span<byte> length = stackalloc byte[4];
-        BinaryPrimitives.WriteInt32LittleEndian(length, headerBytes.Length);
-        buffer.Write(length);
-        buffer.Write(headerBytes);
-        foreach (var row in e.Snapshot.Rows) buffer.Write(row);
-        buffer.Write(SHA256.HashData(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)));
+        // The record is laid out in one array of its exact size: a growing buffer and a final
+        // copy would each take fresh memory, which costs more than the copy on small VMs.
+        long size = Magic.Length + 4 + headerBytes.Length + e.Snapshot.Bytes + 32;
+        var record = GC.AllocateUninitializedArray<byte>(checked((int)size));
+        var at = record.AsSpan();
+        Magic.CopyTo(at); at = at[Magic.Length..];
+        BinaryPrimitives.WriteInt32LittleEndian(at, headerBytes.Length); at = at[4..];
+        headerBytes.CopyTo(at); at = at[headerBytes.Length..];
+        foreach (var row in e.Snapshot.Rows) { row.CopyTo(at); at = at[row.Length..]; }
+        SHA256.HashData(record.AsSpan(0, record.Length - 32), at);
         var stored = new StoredEntry(IdOf(e), _fingerprint, e.Owner, e.SessionId, e.Tokens, created);
-        _backend.Put(stored, Seal(buffer.ToArray()), _timeToLive);
+        _backend.Put(stored, Seal(record), _timeToLive);
         // A conversation keeps its two newest states along this path — the turn-boundary snapshot
         // (which a re-tokenized transcript still extends) and the final state; older ones go.
         if (e.SessionId is not null)
