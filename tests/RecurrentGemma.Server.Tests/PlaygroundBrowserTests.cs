@@ -167,6 +167,36 @@ public class PlaygroundBrowserTests(BrowserFixture fixture) : IClassFixture<Brow
     }
 
     [Fact]
+    public async Task Shift_enter_adds_a_line_regenerate_replaces_the_answer_and_edit_takes_the_last_turn_back()
+    {
+        var (page, problems) = await OpenAsync();
+        await page.EvaluateExpressionAsync("document.querySelector('#p-max-tokens').value = '6'");
+        await page.EvaluateExpressionAsync("document.querySelector('#p-seed').value = ''");
+        await page.FocusAsync("#composer-input");
+        await page.Keyboard.TypeAsync("first line");
+        await page.Keyboard.DownAsync(Key.Shift);
+        await page.Keyboard.PressAsync(Key.Enter);
+        await page.Keyboard.UpAsync(Key.Shift);
+        await page.Keyboard.TypeAsync("second line");
+        Assert.Equal(0, await page.EvaluateExpressionAsync<int>("document.querySelectorAll('.message').length"));   // not sent
+        Assert.Equal("first line\nsecond line", await Eval(page, "document.querySelector('#composer-input').value"));
+        await page.Keyboard.PressAsync(Key.Enter);
+        await WaitAsync(page, "document.querySelectorAll('.message.assistant .stats').length === 1");
+        Assert.Equal("first line\nsecond line", await Eval(page, "document.querySelector('.message.user .body').innerText"));
+
+        // Regenerate: the answer is replaced by a new one (sampled at temperature 0.7, unseeded).
+        await page.ClickAsync("button[aria-label='Regenerate the last answer']");
+        await WaitAsync(page, "document.querySelectorAll('.message').length === 2 && document.querySelector('.message.assistant .stats')");
+        Assert.Equal(2, await page.EvaluateExpressionAsync<int>("document.querySelectorAll('.message').length"));
+
+        // Edit: the last user turn goes back into the box, with its answer removed.
+        await page.ClickAsync("button[aria-label='Edit and resend your last message']");
+        await WaitAsync(page, "document.querySelectorAll('.message').length === 0");
+        Assert.Equal("first line\nsecond line", await Eval(page, "document.querySelector('#composer-input').value"));
+        Assert.Empty(problems);
+    }
+
+    [Fact]
     public async Task At_phone_width_the_chat_still_works()
     {
         var (page, problems) = await OpenAsync();
