@@ -80,22 +80,51 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
         {
             TraceParent = System.Diagnostics.Activity.Current?.Context ?? default,
         }.Init();
-        // A prompt that extends a state stored on disk: read it here, on the caller's thread, so
-        // the engine only copies it in. A missing, corrupt or foreign file means a plain prefill.
-        // A continued stored response reads its parent's record and leaves it there (it may branch again).
-        if (_loop.Disk is { } disk && request.PromptTokens.Count > 1
-            && disk.FindMatch(request.PromptTokens, request.ParentSessionId ?? request.SessionId, request.Owner) is { } stored)
-        {
-            active.Restored = disk.Load(stored);
-            if (active.Restored is not null && request.ParentSessionId is null) disk.Forget(stored);
-        }
         var handle = new RequestHandle(this, active, cancellationToken);
+        if (_loop.Disk is { } disk && request.PromptTokens.Count > 1)
+        {
+            // The restoring phase: the persistent store is asked, and a state this prompt extends
+            // is read back, on the thread pool — neither the engine thread (which goes on decoding
+            // everyone else) nor the caller waits on it. The request joins the queue after.
+            _ = Task.Run(() => Restore(disk, active));
+            return handle;
+        }
         if (!_loop.Post(new EngineLoop.Submit(active)))
         {
             Metrics.QueuedRequestLeft();
             throw new EngineStoppedException();
         }
         return handle;
+    }
+
+    /// <summary>Looks a prompt up in the persistent store and reads the state back, then queues the
+    /// request. A missing, corrupt, foreign or unreachable record means a plain prefill.</summary>
+    void Restore(PersistentTier disk, ActiveRequest active)
+    {
+        var request = active.Request;
+        try
+        {
+            if (!active.AbortRequested
+                && disk.FindMatch(request.PromptTokens, request.ParentSessionId ?? request.SessionId, request.Owner) is { } stored)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                active.Restored = disk.Load(stored);
+                if (active.Restored is not null)
+                {
+                    Metrics.StateRestored(disk.Kind, clock.Elapsed.TotalSeconds);
+                    // A continued stored response leaves its parent's record there (it may branch again).
+                    if (request.ParentSessionId is null) disk.Forget(stored);
+                }
+            }
+        }
+        catch (Exception) { /* the store's own failures are counted and logged by the tier; prefill */ }
+        if (_loop.Post(new EngineLoop.Submit(active))) return;
+        // The engine stopped meanwhile: end the request as a submission would have.
+        active.Restored?.Dispose();
+        active.Restored = null;
+        Metrics.QueuedRequestLeft();
+        active.Events.Writer.TryWrite(new ErrorEvent("the engine is shutting down"));
+        active.Events.Writer.TryComplete();
     }
 
     void Validate(GenerationRequest r)
@@ -192,7 +221,9 @@ public sealed class RequestHandle : IRequestHandle
 
     public void Cancel()
     {
-        if (Interlocked.Exchange(ref _finished, 1) == 0) _client.Abort(_request.Id);
+        if (Interlocked.Exchange(ref _finished, 1) != 0) return;
+        _request.AbortRequested = true;   // a request still restoring is cancelled when it reaches the engine
+        _client.Abort(_request.Id);
     }
 
     public ValueTask DisposeAsync()

@@ -129,7 +129,10 @@ internal sealed partial class EngineLoop
         {
             switch (command)
             {
-                case Submit s: _waiting.Enqueue(s.Request); break;
+                case Submit s:
+                    _waiting.Enqueue(s.Request);
+                    if (s.Request.AbortRequested) CancelRequest(s.Request);   // left while its state was restoring
+                    break;
                 case DropSession d:
                     int dropped = _store!.DropSession(d.SessionId, d.Owner);
                     // Queued behind any write of this session still pending, so none outlives the delete.
@@ -189,7 +192,9 @@ internal sealed partial class EngineLoop
             var main = r.Choices[0];
             if (reuse is not null)
             {
+                var clock = Stopwatch.StartNew();
                 main.Slot = copy ? store.TakeCopy(reuse) : store.Take(reuse);
+                if (!reuse.OnDevice) Metrics.StateRestored("host", clock.Elapsed.TotalSeconds);
                 main.Consumed.AddRange(reuse.Tokens);
                 r.CachedTokens = reuse.Tokens.Length;
             }

@@ -14,6 +14,7 @@ public sealed class EngineMetrics : IDisposable
     readonly Counter<long> _promptTokens, _generatedTokens, _cachedTokens, _requests;
     readonly Histogram<double> _stepSeconds;
     readonly Histogram<int> _batchSize;
+    readonly Histogram<double> _restoreSeconds;
     int _queued;
 
     public Func<EngineSnapshot> Snapshot { get; set; } = () => EngineSnapshot.Empty;
@@ -29,6 +30,9 @@ public sealed class EngineMetrics : IDisposable
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _batchSize = _meter.CreateHistogram("rgemma.engine.decode_batch_size", "{sequence}", "Sequences in one batched decode step",
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128] });
+        _restoreSeconds = _meter.CreateHistogram("rgemma.engine.state_restore_duration", "s",
+            "Time to bring a parked state back from a lower tier (tier: host, disk or redis)",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
         _meter.CreateObservableGauge("rgemma.engine.requests_waiting", () => Snapshot().QueuedRequests, "{request}", "Requests queued for admission");
         _meter.CreateObservableGauge("rgemma.engine.sequences_running", () => Snapshot().RunningSequences, "{sequence}", "Sequences prefilling or decoding");
         _meter.CreateObservableGauge("rgemma.engine.state_slots_used", () => Snapshot().SlotsUsed, "{slot}", "State slots held by running sequences");
@@ -67,6 +71,9 @@ public sealed class EngineMetrics : IDisposable
         _requests.Add(1);
         _cachedTokens.Add(cachedTokens);   // also 0: the series exists from the first request on
     }
+
+    internal void StateRestored(string tier, double seconds) =>
+        _restoreSeconds.Record(seconds, new KeyValuePair<string, object?>("tier", tier));
 
     internal void TokenGenerated() => _generatedTokens.Add(1);
 

@@ -40,6 +40,10 @@ internal sealed class ActiveRequest(long id, GenerationRequest request)
         return this;
     }
     public int CachedTokens { get; set; }
+    volatile bool _abortRequested;
+    /// <summary>Its caller cancelled it (set on any thread; seen by the engine when a request that
+    /// was still restoring arrives).</summary>
+    public bool AbortRequested { get => _abortRequested; set => _abortRequested = value; }
     public bool Admitted { get; set; }
     public bool Done { get; set; }
     public bool Cancelled { get; set; }

@@ -15,8 +15,9 @@ public static class SnapshotBuffers
     static readonly ConcurrentDictionary<int, ConcurrentBag<byte[]>> Free = new();
     static long _pooled;
 
-    /// <summary>Most bytes of free arrays kept (default 256 MiB: a few 2B-model states).</summary>
-    public static long MaxPooledBytes { get; set; } = 256L << 20;
+    /// <summary>Most bytes of free arrays kept (default 64 MiB: four 2B-model states in bf16, enough
+    /// for the churn of demotions, restores and writes in flight at once).</summary>
+    public static long MaxPooledBytes { get; set; } = 64L << 20;
     public static long PooledBytes => Interlocked.Read(ref _pooled);
 
     /// <summary>An array of exactly this length, reused when one is free (its contents are stale).</summary>

@@ -43,28 +43,28 @@ internal sealed class FileStateBackend : IStateBackend
 
     string FileOf(string id) => Path.Combine(_dir, id + ".state");
 
-    public void Put(StoredEntry entry, byte[] blob, TimeSpan? timeToLive)
+    public void Put(StoredEntry entry, IReadOnlyList<ReadOnlyMemory<byte>> record, TimeSpan? timeToLive)
     {
         var file = FileOf(entry.Id);
         var temp = file + ".tmp-" + Guid.NewGuid().ToString("N");
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        // Unbuffered: the pieces are large and go straight to the file.
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 0 };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         using (var f = new FileStream(temp, options))
         {
-            f.Write(blob);
+            foreach (var piece in record) f.Write(piece.Span);
             // No fsync per record: a record lost or cut short by a power failure fails its
             // checksum and that turn prefills; syncing every park would make the writer, not the
             // model, the bottleneck.
-            f.Flush(flushToDisk: false);
         }
         File.Move(temp, file, overwrite: true);
         Index(entry);
     }
 
-    public byte[]? Get(string id)
+    public Stream? OpenRead(string id)
     {
-        var file = FileOf(id);
-        return File.Exists(file) ? File.ReadAllBytes(file) : null;
+        try { return new FileStream(FileOf(id), new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Read, BufferSize = 0 }); }
+        catch (FileNotFoundException) { return null; }
     }
 
     public void Delete(string id)
@@ -94,7 +94,8 @@ internal sealed class FileStateBackend : IStateBackend
             if (_groupOf.ContainsKey(id)) continue;
             try
             {
-                if (_tier!.ParseRecord(id, File.ReadAllBytes(file)) is { } entry) Index(entry);
+                using var stream = File.OpenRead(file);
+                if (_tier!.ParseRecord(id, stream) is { } entry) Index(entry);
             }
             catch (Exception e) when (e is IOException or JsonException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
             {

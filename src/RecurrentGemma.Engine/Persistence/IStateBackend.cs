@@ -7,7 +7,9 @@ internal sealed record StoredEntry(string Id, string Fingerprint, string? Owner,
 /// Where the persistent tier keeps its records: a private directory (<see cref="FileStateBackend"/>)
 /// or a Redis shared by every replica (<see cref="RedisStateBackend"/>). A record is one opaque
 /// blob (header, tensors, checksum: <see cref="PersistentTier"/> writes and checks it) plus its
-/// header for lookups. Every method may throw on I/O; the tier turns that into a fallback.
+/// header for lookups. Records are written and read as streams, so a 2B state never needs a
+/// second whole copy in fresh memory. Every method may throw on I/O; the tier turns that into a
+/// fallback.
 /// </summary>
 internal interface IStateBackend : IDisposable
 {
@@ -15,8 +17,10 @@ internal interface IStateBackend : IDisposable
     void Attach(PersistentTier tier);
     /// <summary>Completes once lookups see what was stored before this process started.</summary>
     Task Indexed { get; }
-    void Put(StoredEntry entry, byte[] blob, TimeSpan? timeToLive);
-    byte[]? Get(string id);
+    /// <summary>Stores a record given as consecutive pieces (written in order, never joined on disk).</summary>
+    void Put(StoredEntry entry, IReadOnlyList<ReadOnlyMemory<byte>> record, TimeSpan? timeToLive);
+    /// <summary>The record to read from the start, or null when it is gone.</summary>
+    Stream? OpenRead(string id);
     void Delete(string id);
     /// <summary>The records of one owner and session (null session: the automatic prefix states).</summary>
     IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId);

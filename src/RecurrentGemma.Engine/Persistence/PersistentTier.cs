@@ -24,14 +24,48 @@ internal sealed class PersistentTier : IDisposable
     internal byte[] Seal(byte[] plain) => _seal.Seal(plain);
     internal byte[] Open(byte[] stored) => _seal.Open(stored);
 
-    /// <summary>A header from a whole stored record (the file backend's start-up scan).</summary>
-    internal StoredEntry? ParseRecord(string id, byte[] stored)
+    /// <summary>A record's header (the file backend's start-up scan): an unsealed record is read
+    /// only as far as its header; a sealed one must be opened whole.</summary>
+    internal StoredEntry? ParseRecord(string id, Stream stored)
     {
-        var bytes = Open(stored);
-        if (bytes.Length < Magic.Length + 4 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) return null;
-        int n = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(Magic.Length));
-        var h = JsonSerializer.Deserialize<Header>(bytes.AsSpan(Magic.Length + 4, n))!;
+        using var source = Plain(stored);
+        var head = new byte[Magic.Length + 4];
+        if (source.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) < head.Length || !head.AsSpan(0, Magic.Length).SequenceEqual(Magic)) return null;
+        var headerBytes = new byte[HeaderLength(head)];
+        source.ReadExactly(headerBytes);
+        var h = JsonSerializer.Deserialize<Header>(headerBytes)!;
         return new StoredEntry(id, h.Fingerprint, h.Owner, h.SessionId, h.Tokens, h.Created);
+    }
+
+    /// <summary>The record as plain bytes to read from the start: an unsealed one as it is (streamed),
+    /// a sealed one opened in memory (AES-GCM needs it whole).</summary>
+    Stream Plain(Stream stored)
+    {
+        var marker = new byte[RecordSeal.MarkerLength];
+        int got = stored.ReadAtLeast(marker, marker.Length, throwOnEndOfStream: false);
+        bool isSealed = RecordSeal.IsSealed(marker.AsSpan(0, got));
+        if (!isSealed && !_seal.Encrypts)
+            return new ConcatenatedStream(new MemoryStream(marker, 0, got, writable: false), stored);
+        using var all = new MemoryStream();
+        all.Write(marker, 0, got);
+        stored.CopyTo(all);
+        return new MemoryStream(Open(all.ToArray()), writable: false);
+    }
+
+    static int HeaderLength(ReadOnlySpan<byte> head)
+    {
+        int n = BinaryPrimitives.ReadInt32LittleEndian(head[Magic.Length..]);
+        if (n is < 2 or > 64 << 20) throw new InvalidDataException("implausible header length");
+        return n;
+    }
+
+    /// <summary>A record's pieces joined into one array (a backend that stores one value, or sealing).</summary>
+    internal static byte[] Join(IReadOnlyList<ReadOnlyMemory<byte>> pieces)
+    {
+        var all = GC.AllocateUninitializedArray<byte>(pieces.Sum(p => p.Length));
+        int at = 0;
+        foreach (var p in pieces) { p.Span.CopyTo(all.AsSpan(at)); at += p.Length; }
+        return all;
     }
 
     internal sealed record Header(string Fingerprint, string? Owner, string? SessionId, int[] Tokens, long TokenCount, long[][] Shapes, DateTimeOffset Created);
@@ -70,6 +104,8 @@ internal sealed class PersistentTier : IDisposable
     }
 
     public long Errors => Interlocked.Read(ref _errors);
+    /// <summary>disk or redis (the restore metric's tier).</summary>
+    public string Kind => _backend is RedisStateBackend ? "redis" : "disk";
     /// <summary>Raised (on any thread) with a reason for each failure: the server logs it as a
     /// warning. Never carries state contents, keys or ids.</summary>
     public event Action<string>? Failed;
@@ -122,39 +158,53 @@ internal sealed class PersistentTier : IDisposable
     /// corrupt, another model's, or the store is down (counted; the request prefills).</summary>
     public HostEntry? Load(StoredEntry entry)
     {
+        var rows = new List<byte[]>();
         try
         {
-            var bytes = Open(_backend.Get(entry.Id) ?? throw new InvalidDataException("gone"));
-            if (bytes.Length < Magic.Length + 4 + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("not a state record");
-            var body = bytes.AsSpan(0, bytes.Length - 32);
-            if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32))) throw new InvalidDataException("checksum mismatch");
-            int headerLength = BinaryPrimitives.ReadInt32LittleEndian(body[Magic.Length..]);
-            var header = JsonSerializer.Deserialize<Header>(body.Slice(Magic.Length + 4, headerLength))!;
+            // Streamed: each tensor's bytes go straight from the file into a reused snapshot
+            // buffer while the checksum is computed, with no whole copy of the record in between.
+            using var stored = _backend.OpenRead(entry.Id) ?? throw new InvalidDataException("gone");
+            using var source = Plain(stored);
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var head = new byte[Magic.Length + 4];
+            if (source.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) < head.Length || !head.AsSpan(0, Magic.Length).SequenceEqual(Magic))
+                throw new InvalidDataException("not a state record");
+            var headerBytes = new byte[HeaderLength(head)];
+            Fill(source, headerBytes);
+            hash.AppendData(head);
+            hash.AppendData(headerBytes);
+            var header = JsonSerializer.Deserialize<Header>(headerBytes)!;
             if (header.Fingerprint != _fingerprint) throw new InvalidDataException("written by another model or dtype");
             if (header.Shapes.Length != _layout.Count) throw new InvalidDataException("tensor count differs");
-            var rows = new List<byte[]>();
-            int at = Magic.Length + 4 + headerLength;
             for (int i = 0; i < _layout.Count; i++)
             {
                 var (shape, type) = _layout[i];
                 if (!header.Shapes[i].SequenceEqual(shape)) throw new InvalidDataException("tensor shapes differ");
                 long n = shape.Aggregate(1L, (a, b) => a * b) * (type == ScalarType.Float32 ? 4 : 2);
-                if (at + n > body.Length) throw new InvalidDataException("truncated");
-                var row = Model.SnapshotBuffers.Rent((int)n);
-                body.Slice(at, (int)n).CopyTo(row);
+                var row = Model.SnapshotBuffers.Rent(checked((int)n));
                 rows.Add(row);
-                at += (int)n;
+                Fill(source, row);
+                hash.AppendData(row);
             }
-            if (at != body.Length) throw new InvalidDataException("longer than its header says");
+            var digest = new byte[32];
+            Fill(source, digest);
+            if (source.ReadByte() != -1) throw new InvalidDataException("longer than its header says");
+            if (!hash.GetHashAndReset().AsSpan().SequenceEqual(digest)) throw new InvalidDataException("checksum mismatch");
             Interlocked.Increment(ref _loads);
             return new HostEntry(new Model.SlotSnapshot(rows, header.TokenCount), header.Tokens, header.SessionId, header.Owner);
         }
         catch (Exception e) when (e is InvalidDataException or JsonException or ArgumentException or CryptographicException || IsStoreFailure(e))
         {
+            foreach (var row in rows) Model.SnapshotBuffers.Return(row);
             Fail($"a stored state could not be used ({e.Message}); the turn is prefilled");
             try { if (e is InvalidDataException or JsonException) _backend.Delete(entry.Id); } catch (Exception d) when (IsStoreFailure(d)) { }
             return null;
         }
+    }
+
+    static void Fill(Stream source, byte[] into)
+    {
+        if (source.ReadAtLeast(into, into.Length, throwOnEndOfStream: false) < into.Length) throw new InvalidDataException("truncated");
     }
 
     /// <summary>
@@ -218,18 +268,22 @@ internal sealed class PersistentTier : IDisposable
         var created = DateTimeOffset.UtcNow;
         var header = new Header(_fingerprint, e.Owner, e.SessionId, e.Tokens, e.Snapshot.TokenCount, _layout.Select(l => l.Shape).ToArray(), created);
         var headerBytes = JsonSerializer.SerializeToUtf8Bytes(header);
-        // The record is laid out in one array of its exact size: a growing buffer and a final
-        // copy would each take fresh memory, which costs more than the copy on small VMs.
-        long size = Magic.Length + 4 + headerBytes.Length + e.Snapshot.Bytes + 32;
-        var record = GC.AllocateUninitializedArray<byte>(checked((int)size));
-        var at = record.AsSpan();
-        Magic.CopyTo(at); at = at[Magic.Length..];
-        BinaryPrimitives.WriteInt32LittleEndian(at, headerBytes.Length); at = at[4..];
-        headerBytes.CopyTo(at); at = at[headerBytes.Length..];
-        foreach (var row in e.Snapshot.Rows) { row.CopyTo(at); at = at[row.Length..]; }
-        SHA256.HashData(record.AsSpan(0, record.Length - 32), at);
+        // The record goes out in pieces — magic, header length, header, each tensor's bytes (the
+        // snapshot's own arrays), then the SHA-256 of all of it — so no second copy of the state is
+        // made, except when it is sealed (AES-GCM needs it whole).
+        var head = new byte[Magic.Length + 4 + headerBytes.Length];
+        Magic.CopyTo(head, 0);
+        BinaryPrimitives.WriteInt32LittleEndian(head.AsSpan(Magic.Length), headerBytes.Length);
+        headerBytes.CopyTo(head, Magic.Length + 4);
+        var pieces = new List<ReadOnlyMemory<byte>> { head };
+        using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+        {
+            hash.AppendData(head);
+            foreach (var row in e.Snapshot.Rows) { hash.AppendData(row); pieces.Add(row); }
+            pieces.Add(hash.GetHashAndReset());
+        }
         var stored = new StoredEntry(IdOf(e), _fingerprint, e.Owner, e.SessionId, e.Tokens, created);
-        _backend.Put(stored, Seal(record), _timeToLive);
+        _backend.Put(stored, _seal.Encrypts ? [Seal(Join(pieces))] : pieces, _timeToLive);
         // A conversation keeps its two newest states along this path — the turn-boundary snapshot
         // (which a re-tokenized transcript still extends) and the final state; older ones go.
         if (e.SessionId is not null)

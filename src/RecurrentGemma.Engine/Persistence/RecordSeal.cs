@@ -23,6 +23,12 @@ public sealed class RecordSeal
 
     public bool Encrypts => _key is not null;
 
+    /// <summary>The length of the marker that starts a sealed record.</summary>
+    public static int MarkerLength => SealedMagic.Length;
+
+    /// <summary>Whether a record starting with these bytes (at least <see cref="MarkerLength"/>) is sealed.</summary>
+    public static bool IsSealed(ReadOnlySpan<byte> start) => start.Length >= SealedMagic.Length && start[..SealedMagic.Length].SequenceEqual(SealedMagic);
+
     public byte[] Seal(byte[] plain)
     {
         if (_key is null) return plain;

@@ -35,8 +35,9 @@ internal sealed class RedisStateBackend : IStateBackend
     static string SetKey(string? owner, string? sessionId) =>
         "rg:set:" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{owner}\u0000{sessionId}")))[..32];
 
-    public void Put(StoredEntry entry, byte[] blob, TimeSpan? timeToLive)
+    public void Put(StoredEntry entry, IReadOnlyList<ReadOnlyMemory<byte>> record, TimeSpan? timeToLive)
     {
+        var blob = PersistentTier.Join(record);   // one Redis value
         var batch = _db.CreateTransaction();
         _ = batch.StringSetAsync("rg:state:" + entry.Id, blob);
         _ = batch.StringSetAsync("rg:head:" + entry.Id, _tier!.Seal(JsonSerializer.SerializeToUtf8Bytes(entry)));
@@ -50,7 +51,7 @@ internal sealed class RedisStateBackend : IStateBackend
         if (!batch.Execute()) throw new IOException("the Redis transaction was not applied");
     }
 
-    public byte[]? Get(string id) => (byte[]?)_db.StringGet("rg:state:" + id);
+    public Stream? OpenRead(string id) => (byte[]?)_db.StringGet("rg:state:" + id) is { } blob ? new MemoryStream(blob, writable: false) : null;
 
     public void Delete(string id)
     {
