@@ -7,6 +7,8 @@ internal sealed class HostEntry(SlotSnapshot snapshot, int[] tokens, string? ses
 {
     public SlotSnapshot Snapshot { get; } = snapshot;
     public int[] Tokens { get; } = tokens;
+    /// <summary><see cref="TokenHash.Of"/> the ids: tested against a prompt in O(1).</summary>
+    public ulong TokensHash { get; } = TokenHash.Of(tokens);
     public string? SessionId { get; } = sessionId;
     public string? Owner { get; } = owner;
     public long LastUsed { get; set; }
@@ -62,16 +64,16 @@ internal sealed class HostTier(long budgetBytes, int maxPerOwner, Action<HostEnt
     /// <summary>The longest state here that this prompt strictly extends (same owner and session).</summary>
     public HostEntry? FindMatch(IReadOnlyList<int> prompt, string? sessionId, string? owner, int longerThan)
     {
-        if (!_byOwner.TryGetValue(Key(owner), out var list)) return null;
+        if (!_byOwner.TryGetValue(Key(owner), out var list) || list.Count == 0) return null;
+        var prefixes = TokenHash.Prefixes(prompt);
         HostEntry? best = null;
         foreach (var e in list)
         {
             if (e.SessionId != sessionId || e.Owner != owner) continue;
             int n = e.Tokens.Length;
             if (n >= prompt.Count || n <= longerThan || (best is not null && n <= best.Tokens.Length)) continue;
-            bool prefix = true;
-            for (int i = 0; i < n && prefix; i++) prefix = e.Tokens[i] == prompt[i];
-            if (prefix) best = e;
+            // O(1) by hash, then confirmed id by id (only when the hash agrees).
+            if (prefixes[n] == e.TokensHash && TokenHash.IsPrefix(e.Tokens, prompt)) best = e;
         }
         return best;
     }

@@ -1,7 +1,12 @@
 namespace RecurrentGemma.Engine;
 
 /// <summary>What a stored state says about itself (its header): enough to match a prompt.</summary>
-internal sealed record StoredEntry(string Id, string Fingerprint, string? Owner, string? SessionId, int[] Tokens, DateTimeOffset Created);
+internal sealed record StoredEntry(string Id, string Fingerprint, string? Owner, string? SessionId, int[] Tokens, DateTimeOffset Created)
+{
+    /// <summary><see cref="TokenHash.Of"/> the consumed ids: a lookup tests this entry in O(1).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public ulong TokensHash { get; } = TokenHash.Of(Tokens);
+}
 
 /// <summary>
 /// Where the persistent tier keeps its records: a private directory (<see cref="FileStateBackend"/>)

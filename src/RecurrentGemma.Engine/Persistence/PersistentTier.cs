@@ -140,18 +140,19 @@ internal sealed class PersistentTier : IDisposable
         IReadOnlyList<StoredEntry> candidates;
         try { candidates = _backend.Candidates(owner, sessionId); }
         catch (Exception e) when (IsStoreFailure(e)) { Fail($"lookup failed ({e.GetType().Name}); the turn is prefilled"); return null; }
-        StoredEntry? best = null;
+        if (candidates.Count == 0) return null;
+        // Each candidate is tested in O(1) against the prompt's prefix hashes; the longest that
+        // matches is then checked id by id (a hash collision is never continued).
+        var prefixes = TokenHash.Prefixes(prompt);
         var now = DateTimeOffset.UtcNow;
+        var matches = new List<StoredEntry>();
         foreach (var e in candidates)
         {
             if (e.Fingerprint != _fingerprint || (_timeToLive is { } ttl && now - e.Created > ttl)) continue;
             int n = e.Tokens.Length;
-            if (n >= prompt.Count || (best is not null && n <= best.Tokens.Length)) continue;
-            bool prefix = true;
-            for (int i = 0; i < n && prefix; i++) prefix = e.Tokens[i] == prompt[i];
-            if (prefix) best = e;
+            if (n < prompt.Count && prefixes[n] == e.TokensHash) matches.Add(e);
         }
-        return best;
+        return matches.OrderByDescending(e => e.Tokens.Length).FirstOrDefault(e => TokenHash.IsPrefix(e.Tokens, prompt));
     }
 
     /// <summary>Reads a stored state back into host memory, or null if it is gone, truncated,
