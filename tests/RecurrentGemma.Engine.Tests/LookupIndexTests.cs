@@ -53,4 +53,20 @@ public class LookupIndexTests
         Assert.Null(tier.FindMatch([.. target[..9], 1], null, "o"));                // nothing shorter is stored
         Assert.NotEqual("e77777", tier.FindMatch(target, null, "o")?.Id);   // a state is never the whole prompt: it must leave one id to feed
     }
+
+    [Fact]
+    public void A_state_older_than_the_time_to_live_is_never_found()
+    {
+        int[] ids = [2, 10, 11, 12, 13];
+        var entries = new List<StoredEntry>
+        {
+            new("old", "fp", "o", "s", ids[..4], DateTimeOffset.UtcNow - TimeSpan.FromHours(2)),
+            new("fresh", "fp", "o", "s", ids[..3], DateTimeOffset.UtcNow - TimeSpan.FromMinutes(5)),
+        };
+        var layout = GriffinState.SlotLayout(EngineHarness.FixtureModel().Config, EngineHarness.FixtureModel().DType);
+        using var hour = new PersistentTier(new IndexOnly(entries), "fp", layout, timeToLive: TimeSpan.FromHours(1));
+        Assert.Equal("fresh", hour.FindMatch(ids, "s", "o")!.Id);   // the longer one has expired
+        using var day = new PersistentTier(new IndexOnly(entries), "fp", layout, timeToLive: TimeSpan.FromDays(1));
+        Assert.Equal("old", day.FindMatch(ids, "s", "o")!.Id);
+    }
 }

@@ -99,4 +99,16 @@ public sealed class ResponsesStoreTests : IDisposable
         // The owner still has it.
         Assert.True(Cached(await Create(client, Turn("Go on.", Id(mine)), key: "key-one")) > 0);
     }
+
+    [Fact]
+    public async Task A_stored_response_expires_after_the_sessions_time_to_live()
+    {
+        await using var server = new ServerFactory().With("Sessions:TimeToLive", "00:00:01");
+        var client = await server.ReadyClientAsync();
+        var r = await Create(client, Turn("Brief.", null));
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/v1/responses/{Id(r)}")).StatusCode);
+        await Task.Delay(1500);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/v1/responses/{Id(r)}")).StatusCode);
+        await Create(client, Turn("Still there?", Id(r)), HttpStatusCode.NotFound);
+    }
 }
