@@ -16,6 +16,7 @@ public class LookupIndexTests
         public void Put(StoredEntry entry, IReadOnlyList<ReadOnlyMemory<byte>> record, TimeSpan? timeToLive) => throw new NotSupportedException();
         public Stream? OpenRead(string id) => null;
         public void Delete(string id) { }
+        public void Touch(StoredEntry entry, TimeSpan? timeToLive) { }
         public IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId) => entries;
         public void Trim(int capacity) { }
         public void Dispose() { }
@@ -68,5 +69,48 @@ public class LookupIndexTests
         Assert.Equal("fresh", hour.FindMatch(ids, "s", "o")!.Id);   // the longer one has expired
         using var day = new PersistentTier(new IndexOnly(entries), "fp", layout, timeToLive: TimeSpan.FromDays(1));
         Assert.Equal("old", day.FindMatch(ids, "s", "o")!.Id);
+    }
+}
+
+/// <summary>The disk tier's capacity trims the least recently used record, where restoring counts as a use.</summary>
+public sealed class DiskRecencyTests : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), "rg-lru-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task A_restored_record_outlives_a_newer_one_that_was_never_used()
+    {
+        var model = EngineHarness.FixtureModel();
+        using var state = model.CreateState(1);
+        var layout = GriffinState.SlotLayout(model.Config, model.DType);
+        using var tier = new PersistentTier(new FileStateBackend(_dir), "fp", layout, capacity: 3);
+        await tier.Scanned;
+        int[] Ids(int s) => [2, 100 + s, 7];
+        async Task Write(int s, long writes)
+        {
+            tier.Save(new HostEntry(state.ExportSlot(0), Ids(s), $"s{s}", "o"));
+            for (int i = 0; i < 400 && tier.Writes < writes; i++) await Task.Delay(10);
+            Assert.Equal(writes, tier.Writes);
+        }
+        await Write(0, 1);
+        await Write(1, 2);
+        await Write(2, 3);
+        using (var restored = tier.Load(tier.FindMatch([.. Ids(0), 9], "s0", "o")!)) Assert.NotNull(restored);   // s0 is used again
+
+        await Write(3, 4);   // over capacity: the least recently used goes — s1, not s0
+        Assert.NotNull(tier.FindMatch([.. Ids(0), 9], "s0", "o"));
+        Assert.Null(tier.FindMatch([.. Ids(1), 9], "s1", "o"));
+        Assert.NotNull(tier.FindMatch([.. Ids(2), 9], "s2", "o"));
+        Assert.NotNull(tier.FindMatch([.. Ids(3), 9], "s3", "o"));
+
+        // The order survives a restart: the index is rebuilt from the files' last use.
+        using var reopened = new PersistentTier(new FileStateBackend(_dir), "fp", layout, capacity: 3);
+        await reopened.Scanned;
+        Assert.NotNull(reopened.FindMatch([.. Ids(0), 9], "s0", "o"));
     }
 }

@@ -60,8 +60,8 @@ public sealed class ResponsesStoreTests : IDisposable
     public async Task A_response_stored_on_one_replica_is_continued_on_another_through_redis()
     {
         using var redis = new RedisServer();
-        await using var a = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString);
-        await using var b = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString);
+        await using var a = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString).With("Sessions:TimeToLive", "01:00:00");
+        await using var b = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString).With("Sessions:TimeToLive", "01:00:00");
         var clientA = await a.ReadyClientAsync();
         var clientB = await b.ReadyClientAsync();
         var first = await Create(clientA, Turn("Tell me about rivers.", null));
@@ -73,6 +73,15 @@ public sealed class ResponsesStoreTests : IDisposable
         }
         var onB = await Create(clientB, Turn("And lakes?", Id(first)));
         Assert.True(Cached(onB) > 0, "replica B did not continue the state replica A stored");
+        using (var probe = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.ConnectionString))
+        {
+            // Every stored state and response carries the time to live (restoring restarts it).
+            var server = probe.GetServer(probe.GetEndPoints()[0]);
+            var keys = server.Keys(pattern: "rg:*").Where(k => !k.ToString().StartsWith("rg:set:")).ToList();
+            Assert.NotEmpty(keys);
+            foreach (var key in keys)
+                Assert.InRange((await probe.GetDatabase().KeyTimeToLiveAsync(key))!.Value, TimeSpan.FromMinutes(50), TimeSpan.FromHours(1));
+        }
         Assert.Equal(Id(first), onB.GetProperty("previous_response_id").GetString());
         Assert.Equal(HttpStatusCode.OK, (await clientA.GetAsync($"/v1/responses/{Id(onB)}")).StatusCode);
 

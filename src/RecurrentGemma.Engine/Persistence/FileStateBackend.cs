@@ -73,6 +73,16 @@ internal sealed class FileStateBackend : IStateBackend
         try { File.Delete(FileOf(id)); } catch (IOException) { }
     }
 
+    /// <summary>The file's modification time is its last use, so the order survives a restart.</summary>
+    public void Touch(StoredEntry entry, TimeSpan? timeToLive)
+    {
+        var now = DateTimeOffset.UtcNow;
+        try { File.SetLastWriteTimeUtc(FileOf(entry.Id), now.UtcDateTime); }
+        catch (FileNotFoundException) { return; }
+        if (_groupOf.TryGetValue(entry.Id, out var group) && _index.TryGetValue(group, out var entries))
+            entries[entry.Id] = entry with { LastUsed = now };
+    }
+
     public IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId) =>
         _index.TryGetValue((owner, sessionId), out var entries) ? entries.Values.ToList() : [];
 
@@ -82,7 +92,7 @@ internal sealed class FileStateBackend : IStateBackend
     {
         int over = _groupOf.Count - capacity;
         if (over <= 0) return;
-        foreach (var old in _index.Values.SelectMany(g => g.Values).OrderBy(e => e.Created).Take(over).ToList()) Delete(old.Id);
+        foreach (var old in _index.Values.SelectMany(g => g.Values).OrderBy(e => e.Used).Take(over).ToList()) Delete(old.Id);
     }
 
     /// <summary>Reads every record's header (decrypting whole records when they are sealed).</summary>
@@ -95,7 +105,7 @@ internal sealed class FileStateBackend : IStateBackend
             try
             {
                 using var stream = File.OpenRead(file);
-                if (_tier!.ParseRecord(id, stream) is { } entry) Index(entry);
+                if (_tier!.ParseRecord(id, stream) is { } entry) Index(entry with { LastUsed = File.GetLastWriteTimeUtc(file) });
             }
             catch (Exception e) when (e is IOException or JsonException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
             {

@@ -6,6 +6,12 @@ internal sealed record StoredEntry(string Id, string Fingerprint, string? Owner,
     /// <summary><see cref="TokenHash.Of"/> the consumed ids: a lookup tests this entry in O(1).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public ulong TokensHash { get; } = TokenHash.Of(Tokens);
+
+    /// <summary>When it was last written or restored (null: <see cref="Created"/>). The time to
+    /// live counts from here, and capacity trims the least recently used first.</summary>
+    public DateTimeOffset? LastUsed { get; init; }
+    [System.Text.Json.Serialization.JsonIgnore]
+    public DateTimeOffset Used => LastUsed ?? Created;
 }
 
 /// <summary>
@@ -27,6 +33,9 @@ internal interface IStateBackend : IDisposable
     /// <summary>The record to read from the start, or null when it is gone.</summary>
     Stream? OpenRead(string id);
     void Delete(string id);
+    /// <summary>Marks a record as just used (it was restored): it is the last to be trimmed, and its
+    /// time to live starts again.</summary>
+    void Touch(StoredEntry entry, TimeSpan? timeToLive);
     /// <summary>The records of one owner and session (null session: the automatic prefix states).</summary>
     IReadOnlyList<StoredEntry> Candidates(string? owner, string? sessionId);
     /// <summary>Deletes the oldest records beyond this many (Redis relies on expiry and its own eviction).</summary>

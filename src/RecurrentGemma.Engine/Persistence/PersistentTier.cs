@@ -148,7 +148,7 @@ internal sealed class PersistentTier : IDisposable
         var matches = new List<StoredEntry>();
         foreach (var e in candidates)
         {
-            if (e.Fingerprint != _fingerprint || (_timeToLive is { } ttl && now - e.Created > ttl)) continue;
+            if (e.Fingerprint != _fingerprint || (_timeToLive is { } ttl && now - e.Used > ttl)) continue;
             int n = e.Tokens.Length;
             if (n < prompt.Count && prefixes[n] == e.TokensHash) matches.Add(e);
         }
@@ -192,6 +192,7 @@ internal sealed class PersistentTier : IDisposable
             if (source.ReadByte() != -1) throw new InvalidDataException("longer than its header says");
             if (!hash.GetHashAndReset().AsSpan().SequenceEqual(digest)) throw new InvalidDataException("checksum mismatch");
             Interlocked.Increment(ref _loads);
+            try { _backend.Touch(entry, _timeToLive); } catch (Exception t) when (IsStoreFailure(t)) { }   // only the order of trimming is at stake
             return new HostEntry(new Model.SlotSnapshot(rows, header.TokenCount), header.Tokens, header.SessionId, header.Owner);
         }
         catch (Exception e) when (e is InvalidDataException or JsonException or ArgumentException or CryptographicException || IsStoreFailure(e))

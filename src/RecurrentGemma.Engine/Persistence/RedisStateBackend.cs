@@ -79,6 +79,16 @@ internal sealed class RedisStateBackend : IStateBackend
         return list;
     }
 
+    /// <summary>A read already refreshes Redis's own LRU clock (maxmemory eviction); the time to
+    /// live starts again here.</summary>
+    public void Touch(StoredEntry entry, TimeSpan? timeToLive)
+    {
+        if (timeToLive is not { } ttl) return;
+        _db.KeyExpire("rg:state:" + entry.Id, ttl, CommandFlags.FireAndForget);
+        _db.KeyExpire("rg:head:" + entry.Id, ttl, CommandFlags.FireAndForget);
+        _db.KeyExpire(SetKey(entry.Owner, entry.SessionId), ttl + TimeSpan.FromHours(1), CommandFlags.FireAndForget);
+    }
+
     public void Trim(int capacity) { }   // bounded by expiry and Redis's maxmemory policy
 
     public void Dispose() => _redis.Dispose();

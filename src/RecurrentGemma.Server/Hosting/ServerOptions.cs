@@ -45,7 +45,8 @@ public sealed class SessionsOptions
 {
     /// <summary>A private directory for the persistent tier; empty: none (states live in memory only).</summary>
     public string? Path { get; set; }
-    /// <summary>Stored states older than this are not used (e.g. "7.00:00:00"); null: no limit.</summary>
+    /// <summary>A stored state unused for longer is not used (e.g. "7.00:00:00"; restoring one
+    /// starts its time again), and stored responses expire this long after they are made; null: no limit.</summary>
     public TimeSpan? TimeToLive { get; set; }
     /// <summary>disk (the default when Path is set) or redis (shared by every replica).</summary>
     public string? Store { get; set; }
