@@ -148,11 +148,16 @@ public sealed class GriffinState : IDisposable
         CheckSlot(slot);
         using var scope = NewDisposeScope();   // every view and host copy made here goes with it
         var rows = new List<byte[]>();
+        int i = 0;
         foreach (var t in AllTensors())
         {
             using var row = t[slot];
-            using var host = row.to(CPU).contiguous();
-            var bytes = host.bytes;
+            // On a GPU the row comes down through a pinned staging buffer (a direct DMA, no
+            // pageable bounce); on the CPU the row is already host memory.
+            var staging = Staging(i++);
+            if (staging is not null) staging.copy_(row);
+            using var pageable = staging is null ? row.to(CPU).contiguous() : null;
+            var bytes = (staging ?? pageable!).bytes;
             // A reused buffer: fresh memory costs its first touch (≈ 5 s/GiB on small VMs),
             // which a demotion on the engine thread would otherwise pay every time.
             var copy = SnapshotBuffers.Rent(bytes.Length);
@@ -175,6 +180,12 @@ public sealed class GriffinState : IDisposable
             if (row.device_type == TorchSharp.DeviceType.CPU && row.is_contiguous())
             {
                 row.bytes = bytes;   // straight into the slot: one copy
+                continue;
+            }
+            if (Staging(i - 1) is { } staging)
+            {
+                staging.bytes = bytes;   // up through the pinned buffer (see ExportSlot)
+                row.copy_(staging);
                 continue;
             }
             using var host = empty(row.shape, row.dtype, CPU);
@@ -213,8 +224,29 @@ public sealed class GriffinState : IDisposable
         _ => throw new NotSupportedException($"state dtype {t}"),
     };
 
+    List<Tensor>? _staging;
+
+    /// <summary>A pinned host tensor shaped like one slot's row of state tensor <paramref name="index"/>,
+    /// made once (CUDA only: pinning needs the CUDA runtime; null elsewhere).</summary>
+    Tensor? Staging(int index)
+    {
+        if (Device.type != TorchSharp.DeviceType.CUDA) return null;
+        if (_staging is null)
+        {
+            var list = new List<Tensor>();
+            foreach (var t in AllTensors())
+            {
+                using var shaped = empty(t.shape.Skip(1).ToArray(), t.dtype, CPU);
+                list.Add(shaped.pin_memory().DetachFromDisposeScope());
+            }
+            _staging = list;
+        }
+        return _staging[index];
+    }
+
     public void Dispose()
     {
+        foreach (var t in _staging ?? []) t.Dispose();
         foreach (var t in AllTensors().ToList()) t.Dispose();
         foreach (var v in RnnBlocks.Concat(FlatKeys).Concat(FlatValues)) v?.Dispose();
     }
