@@ -228,6 +228,41 @@ public class ResponsesApiTests(DemoServer server) : IClassFixture<DemoServer>
     }
 
     [Fact]
+    public async Task Streamed_function_calls_come_as_item_and_argument_events_equal_to_the_plain_answer()
+    {
+        var client = await server.ReadyClientAsync();
+        var tools = new object[]
+        {
+            new
+            {
+                type = "function", name = "get_weather",
+                parameters = new { type = "object", properties = new { city = new { type = "string", maxLength = 40 } }, required = new[] { "city" }, additionalProperties = false },
+            },
+        };
+        var plain = await Create(client, new { input = "Weather in Rome?", tools, tool_choice = "required", max_output_tokens = 200, seed = 5 });
+        var call = plain.GetProperty("output")[0];
+
+        var r = await client.PostAsync("/v1/responses", JsonBody(JsonSerializer.Serialize(new { input = "Weather in Rome?", tools, tool_choice = "required", max_output_tokens = 200, seed = 5, stream = true })));
+        var events = (await r.Content.ReadAsStringAsync()).Split('\n').Where(l => l.StartsWith("data: ")).Select(l => JsonDocument.Parse(l[6..]).RootElement).ToList();
+        var types = events.Select(e => e.GetProperty("type").GetString()).ToList();
+        int added = types.IndexOf("response.output_item.added");
+        Assert.Equal("function_call", events[added].GetProperty("item").GetProperty("type").GetString());
+        Assert.Equal("get_weather", events[added].GetProperty("item").GetProperty("name").GetString());
+        // As many call items as the plain answer has; the first call's argument pieces add up to its arguments.
+        Assert.Equal(plain.GetProperty("output").GetArrayLength(), types.Count(t => t == "response.output_item.added"));
+        var itemId = events[added].GetProperty("item").GetProperty("id").GetString();
+        var mine = events.Where(e => e.TryGetProperty("item_id", out var id) && id.GetString() == itemId).ToList();
+        var deltas = string.Concat(mine.Where(e => e.GetProperty("type").GetString() == "response.function_call_arguments.delta").Select(e => e.GetProperty("delta").GetString()));
+        Assert.Equal(call.GetProperty("arguments").GetString(), deltas);
+        var done = mine.Single(e => e.GetProperty("type").GetString() == "response.function_call_arguments.done");
+        Assert.Equal(deltas, done.GetProperty("arguments").GetString());
+        Assert.True(types.IndexOf("response.output_item.done") > types.IndexOf("response.function_call_arguments.done"));
+        Assert.Equal("response.completed", types[^1]);
+        Assert.DoesNotContain("response.output_text.delta", types);
+        Assert.Equal(Enumerable.Range(0, events.Count), events.Select(e => e.GetProperty("sequence_number").GetInt32()));
+    }
+
+    [Fact]
     public async Task A_json_schema_format_gives_output_text_that_parses()
     {
         var client = await server.ReadyClientAsync();

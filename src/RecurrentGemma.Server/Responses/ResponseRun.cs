@@ -8,11 +8,12 @@ namespace RecurrentGemma.Server.Responses;
 /// One response as it is generated: turns text deltas into output items and the stream's events
 /// (numbered in order), and ends in the final response object. The streamed and the plain
 /// endpoint both run it, so they cannot disagree about the text or the items. With tools offered,
-/// text that may still become a call is held back until it is known to be one or not; calls come
-/// out as function_call items when the answer ends.
+/// text that may still become a call is held back until it is known to be one or not; each call
+/// comes out as a function_call item as soon as its block closes, its arguments in pieces.
 /// </summary>
 public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
 {
+    const int ArgumentPiece = 24;   // arguments stream in pieces of this many characters
     readonly StringBuilder _text = new();
     readonly StringBuilder _held = new();
     readonly List<ResponseItemDto> _output = [];
@@ -38,12 +39,41 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
         if (!_decidedText)
         {
             _held.Append(delta);
-            if (ToolFormat.MayBeginCall(_held.ToString())) return [];
+            if (ToolFormat.MayBeginCall(_held.ToString())) return ClosedCalls(_held.ToString());
             _decidedText = true;
             delta = _held.ToString();
             _held.Clear();
         }
         return TextDelta(delta);
+    }
+
+    /// <summary>The events of the calls whose blocks have closed since the last look (each call goes
+    /// out as soon as its block is complete, as chat's streamed tool calls do).</summary>
+    List<ResponseStreamEvent> ClosedCalls(string held)
+    {
+        var events = new List<ResponseStreamEvent>();
+        int end = held.LastIndexOf(ToolFormat.CallClose, StringComparison.Ordinal);
+        if (end < 0 || !ToolFormat.TryParse(held[..(end + ToolFormat.CallClose.Length)], out var calls)) return events;
+        for (int i = _output.Count; i < calls.Count; i++)
+        {
+            var item = new ResponseItemDto
+            {
+                Type = "function_call", Id = ResponseInput.NewId("fc_"), Status = "in_progress",
+                CallId = ResponseInput.NewId("call_")[..29], Name = calls[i].Name, Arguments = "",
+            };
+            events.Add(Event("response.output_item.added") with { OutputIndex = i, Item = item });
+            var arguments = calls[i].Arguments;
+            for (int at = 0; at < arguments.Length; at += ArgumentPiece)
+                events.Add(Event("response.function_call_arguments.delta") with
+                {
+                    ItemId = item.Id, OutputIndex = i, Delta = arguments.Substring(at, Math.Min(ArgumentPiece, arguments.Length - at)),
+                });
+            events.Add(Event("response.function_call_arguments.done") with { ItemId = item.Id, OutputIndex = i, Name = calls[i].Name, Arguments = arguments });
+            var done = item with { Status = "completed", Arguments = arguments };
+            events.Add(Event("response.output_item.done") with { OutputIndex = i, Item = done });
+            _output.Add(done);
+        }
+        return events;
     }
 
     List<ResponseStreamEvent> TextDelta(string delta)
@@ -74,22 +104,9 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
         var events = new List<ResponseStreamEvent>();
         bool complete = finishReason != "length";
         string text = _text.ToString();
-        if (toolsOffered && _messageId is null && ToolFormat.TryParse(text, out var calls))
+        if (toolsOffered && _messageId is null && (_output.Count > 0 || ToolFormat.TryParse(text, out _)))
         {
-            for (int i = 0; i < calls.Count; i++)
-            {
-                var item = new ResponseItemDto
-                {
-                    Type = "function_call", Id = ResponseInput.NewId("fc_"), Status = "in_progress",
-                    CallId = ResponseInput.NewId("call_")[..29], Name = calls[i].Name, Arguments = "",
-                };
-                events.Add(Event("response.output_item.added") with { OutputIndex = i, Item = item });
-                events.Add(Event("response.function_call_arguments.delta") with { ItemId = item.Id, OutputIndex = i, Delta = calls[i].Arguments });
-                events.Add(Event("response.function_call_arguments.done") with { ItemId = item.Id, OutputIndex = i, Name = calls[i].Name, Arguments = calls[i].Arguments });
-                var done = item with { Status = "completed", Arguments = calls[i].Arguments };
-                events.Add(Event("response.output_item.done") with { OutputIndex = i, Item = done });
-                _output.Add(done);
-            }
+            events.AddRange(ClosedCalls(text));   // any call not out yet
         }
         else
         {
