@@ -182,6 +182,11 @@ public class ServerBehaviourTests
         var raw = await (await client.PostAsync("/v1/chat/completions", JsonBody($$"""{"messages":[{"role":"user","content":"{{longText}}"}],"max_tokens":2,"stream":true}"""))).Content.ReadAsStringAsync();
         Assert.Contains(": keep-alive\n\n", raw);
         Assert.EndsWith("data: [DONE]\n\n", raw);
+
+        // The Responses API's stream too (it ends with its last event, not [DONE]).
+        var responses = await (await client.PostAsync("/v1/responses", JsonBody($$"""{"input":"{{longText}}","max_output_tokens":2,"stream":true}"""))).Content.ReadAsStringAsync();
+        Assert.Contains(": keep-alive\n\n", responses);
+        Assert.Matches("event: response\\.(completed|incomplete)\ndata: \\{[^\n]*\\}\n\n$", responses);
     }
 
     [Fact]
