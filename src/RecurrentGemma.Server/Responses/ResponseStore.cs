@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -95,23 +94,53 @@ public sealed class ResponsesOptions
     public int MaxStored { get; set; } = 10_000;
 }
 
-/// <summary>Records in process memory; the oldest go first beyond the capacity.</summary>
+/// <summary>Records in process memory; the oldest go first beyond the capacity. A deleted or
+/// replaced record leaves nothing behind (the order list holds only live keys).</summary>
 sealed class MemoryResponseBackend(int capacity) : IResponseBackend
 {
-    readonly ConcurrentDictionary<string, (byte[] Value, DateTimeOffset? Expires)> _records = new();
-    readonly ConcurrentQueue<string> _order = new();
+    readonly Dictionary<string, (byte[] Value, DateTimeOffset? Expires, LinkedListNode<string> Node)> _records = [];
+    readonly LinkedList<string> _order = new();
+    readonly object _gate = new();
+
+    public int Count { get { lock (_gate) return _records.Count; } }
+    /// <summary>Keys in the eviction order (always equal to <see cref="Count"/>: no stale keys).</summary>
+    public int OrderLength { get { lock (_gate) return _order.Count; } }
 
     public void Put(string key, byte[] value, TimeSpan? timeToLive)
     {
-        if (_records.TryAdd(key, (value, DateTimeOffset.UtcNow + timeToLive))) _order.Enqueue(key);
-        else _records[key] = (value, DateTimeOffset.UtcNow + timeToLive);
-        while (_records.Count > capacity && _order.TryDequeue(out var oldest)) _records.TryRemove(oldest, out _);
+        lock (_gate)
+        {
+            if (_records.Remove(key, out var old)) _order.Remove(old.Node);
+            _records[key] = (value, DateTimeOffset.UtcNow + timeToLive, _order.AddLast(key));
+            while (_records.Count > capacity)
+            {
+                _records.Remove(_order.First!.Value);
+                _order.RemoveFirst();
+            }
+        }
     }
 
-    public byte[]? Get(string key) =>
-        _records.TryGetValue(key, out var r) && (r.Expires is null || r.Expires > DateTimeOffset.UtcNow) ? r.Value : null;
+    public byte[]? Get(string key)
+    {
+        lock (_gate)
+        {
+            if (!_records.TryGetValue(key, out var r)) return null;
+            if (r.Expires is null || r.Expires > DateTimeOffset.UtcNow) return r.Value;
+            _records.Remove(key);   // expired: gone for good
+            _order.Remove(r.Node);
+            return null;
+        }
+    }
 
-    public bool Delete(string key) => _records.TryRemove(key, out _);
+    public bool Delete(string key)
+    {
+        lock (_gate)
+        {
+            if (!_records.Remove(key, out var r)) return false;
+            _order.Remove(r.Node);
+            return true;
+        }
+    }
 
     public void Dispose() { }
 }

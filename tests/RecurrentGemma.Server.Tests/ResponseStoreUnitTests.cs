@@ -1,0 +1,35 @@
+using RecurrentGemma.Server.Responses;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>The in-memory response store: bounded, oldest out first, and nothing left behind by deletes.</summary>
+public class ResponseStoreUnitTests
+{
+    [Fact]
+    public void The_memory_store_keeps_the_newest_and_deleting_leaves_nothing_behind()
+    {
+        var store = new MemoryResponseBackend(capacity: 3);
+        for (int i = 0; i < 5; i++) store.Put($"k{i}", [(byte)i], null);
+        Assert.Null(store.Get("k0"));
+        Assert.Null(store.Get("k1"));
+        Assert.Equal([2], store.Get("k2"));
+        Assert.Equal(3, store.Count);
+
+        // Replacing a record moves it to the newest place.
+        store.Put("k2", [22], null);
+        store.Put("k5", [5], null);
+        Assert.Equal([22], store.Get("k2"));
+        Assert.Null(store.Get("k3"));
+
+        // A million create-and-delete cycles hold no more than the live records.
+        for (int i = 0; i < 1_000_000; i++) { store.Put("tmp", [1], null); Assert.True(store.Delete("tmp")); }
+        Assert.Equal(2, store.Count);
+        Assert.Equal(2, store.OrderLength);
+        Assert.False(store.Delete("tmp"));
+
+        store.Put("brief", [9], TimeSpan.FromMilliseconds(-1));   // already expired
+        Assert.Null(store.Get("brief"));
+        Assert.Equal(2, store.Count);
+        Assert.Equal(2, store.OrderLength);
+    }
+}
