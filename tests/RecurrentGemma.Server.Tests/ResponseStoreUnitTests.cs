@@ -32,4 +32,21 @@ public class ResponseStoreUnitTests
         Assert.Equal(2, store.Count);
         Assert.Equal(2, store.OrderLength);
     }
+
+    [Fact]
+    public void A_sweep_deletes_only_the_files_whose_records_have_expired()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "rg-resp-sweep-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var files = new FileResponseBackend(dir);
+            files.Put("old", [1, 0, 0, 0, 0, 0, 0, 0, 42], null);
+            files.Put("new", [2, 0, 0, 0, 0, 0, 0, 0, 43], null);
+            files.Sweep(head => head[0] == 1);   // "expired" when the first byte is 1
+            Assert.Null(files.Get("old"));
+            Assert.NotNull(files.Get("new"));
+            Assert.Single(Directory.GetFiles(dir, "*.json"));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }

@@ -109,15 +109,18 @@ public sealed class ResponsesStoreTests : IDisposable
         Assert.True(Cached(await Create(client, Turn("Go on.", Id(mine)), key: "key-one")) > 0);
     }
 
-    [Fact]
-    public async Task A_stored_response_expires_after_the_sessions_time_to_live()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_stored_response_expires_after_the_sessions_time_to_live(bool onDisk)
     {
-        await using var server = new ServerFactory().With("Sessions:TimeToLive", "00:00:01");
+        await using var server = new ServerFactory().With("Sessions:TimeToLive", "00:00:01").With("Sessions:Path", onDisk ? _dir : "");
         var client = await server.ReadyClientAsync();
         var r = await Create(client, Turn("Brief.", null));
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/v1/responses/{Id(r)}")).StatusCode);
         await Task.Delay(1500);
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/v1/responses/{Id(r)}")).StatusCode);
         await Create(client, Turn("Still there?", Id(r)), HttpStatusCode.NotFound);
+        if (onDisk) Assert.Empty(Directory.GetFiles(Path.Combine(_dir, "responses"), "*.json"));   // the expired record is gone from disk too
     }
 }

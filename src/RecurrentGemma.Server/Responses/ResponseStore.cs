@@ -52,18 +52,45 @@ public sealed class ResponseStore : IDisposable
     static string Key(string? owner, string id) =>
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{owner}\u0000{id}")))[..40].ToLowerInvariant();
 
+    // Every record starts with its expiry (Unix ms, little-endian; 0: never), so each backend's
+    // records expire the same way; a file directory is also swept of expired ones now and then.
+    const int ExpiryBytes = 8;
+    int _puts;
+
     public void Put(string? owner, StoredResponse response)
     {
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ResponsesJson.Default.StoredResponse);
-        Guard(() => { _backend.Put(Key(owner, response.Response.Id), _seal.Seal(bytes), _timeToLive); return 0; });
+        var sealedJson = _seal.Seal(JsonSerializer.SerializeToUtf8Bytes(response, ResponsesJson.Default.StoredResponse));
+        var record = new byte[ExpiryBytes + sealedJson.Length];
+        long expires = _timeToLive is { } ttl ? (DateTimeOffset.UtcNow + ttl).ToUnixTimeMilliseconds() : 0;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(record, expires);
+        sealedJson.CopyTo(record, ExpiryBytes);
+        Guard(() =>
+        {
+            _backend.Put(Key(owner, response.Response.Id), record, _timeToLive);
+            if (_backend is FileResponseBackend files && _timeToLive is not null && Interlocked.Increment(ref _puts) % 256 == 0) files.Sweep(r => Expired(r));
+            return 0;
+        });
+    }
+
+    static bool Expired(ReadOnlySpan<byte> record)
+    {
+        if (record.Length < ExpiryBytes) return true;   // damaged: nothing to keep
+        long expires = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(record);
+        return expires != 0 && DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() > expires;
     }
 
     /// <summary>The stored response, or null when there is none for this owner (or it cannot be read).</summary>
     public StoredResponse? Get(string? owner, string id)
     {
-        var stored = Guard(() => _backend.Get(Key(owner, id)));
+        var key = Key(owner, id);
+        var stored = Guard(() => _backend.Get(key));
         if (stored is null) return null;
-        try { return JsonSerializer.Deserialize(_seal.Open(stored), ResponsesJson.Default.StoredResponse); }
+        if (Expired(stored))
+        {
+            Guard(() => _backend.Delete(key));
+            return null;
+        }
+        try { return JsonSerializer.Deserialize(_seal.Open(stored[ExpiryBytes..]), ResponsesJson.Default.StoredResponse); }
         catch (Exception e) when (e is InvalidDataException or JsonException)
         {
             // Another key's record, or a damaged one: it is not there for this server.
@@ -183,6 +210,22 @@ sealed class FileResponseBackend : IResponseBackend
         if (!File.Exists(file)) return false;
         File.Delete(file);
         return true;
+    }
+
+    /// <summary>Deletes the records whose first bytes say they have expired (read 8 bytes each).</summary>
+    public void Sweep(Func<byte[], bool> expired)
+    {
+        var head = new byte[8];
+        foreach (var file in Directory.EnumerateFiles(_dir, "*.json"))
+        {
+            try
+            {
+                int n;
+                using (var f = File.OpenRead(file)) n = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+                if (expired(head[..n])) File.Delete(file);
+            }
+            catch (IOException) { }   // written or deleted meanwhile: the next sweep sees it
+        }
     }
 
     public void Dispose() { }
