@@ -138,6 +138,45 @@ public class GrammarTests
     [InlineData("{\"name\":\"x\",\"age\":1")]
     public void Masks_are_exact_on_gemmas_vocabulary(string prefix) => AssertMaskExact(TokenizerFixtures.Gemma, Compile(PersonSchema), prefix);
 
+    const string BoundedSchema = """{"type":"object","properties":{"name":{"type":"string","maxLength":12},"code":{"type":"string","minLength":3,"maxLength":5},"tags":{"type":"array","items":{"type":"string","maxLength":4},"maxItems":3},"either":{"anyOf":[{"type":"string","maxLength":2},{"type":"string","maxLength":6}]}},"required":["name","code","tags","either"],"additionalProperties":false}""";
+
+    /// <summary>Inside strings with a maxLength, runs of plain characters are answered from a
+    /// table by how many characters are left (only the other ids are walked): the masks must still
+    /// be exactly the brute force's, at every count left, next to escapes and multi-byte characters.</summary>
+    public static TheoryData<string, bool> BoundedPrefixes => new()
+    {
+        { "{\"name\":\"", true },                  // the first character
+        { "{\"name\":\"a", true },
+        { "{\"name\":\"abcdef", true },
+        { "{\"name\":\"abcdefghijk", true },       // one character left
+        { "{\"name\":\"abcdefghijkl", false },     // none left: only the closing quote
+        { "{\"name\":\"a\\n", true },             // after an escape
+        { "{\"name\":\"é€", true },                // after multi-byte characters
+        { "{\"name\":\"ab\",\"code\":\"xy", true },  // still under minLength: no quote yet
+        { "{\"name\":\"ab\",\"code\":\"xyz", true },
+        { "{\"name\":\"ab\",\"code\":\"xyz\",\"tags\":[\"q", true },
+        { "{\"name\":\"ab\",\"code\":\"xyz\",\"tags\":[],\"either\":\"k", false },   // two bounds at once (anyOf)
+    };
+
+    [Fact]
+    public void An_unbounded_string_is_counted_without_limit_and_its_masks_stay_exact()
+    {
+        var m = Compile(PersonSchema);
+        Assert.Equal(int.MaxValue, m.PlainBudget(m.Advance(m.Start, Encoding.UTF8.GetBytes("{\"name\":\"ab"))));
+        Assert.Equal(-1, m.PlainBudget(m.Advance(m.Start, Encoding.UTF8.GetBytes("{\"name\":\"ab\","))));   // outside the string
+        AssertMaskExact(TokenizerFixtures.Gemma, m, "{\"name\":\"ab");
+    }
+
+    [Theory, MemberData(nameof(BoundedPrefixes))]
+    public void Masks_inside_length_bounded_strings_are_exact_on_both_vocabularies(string prefix, bool counted)
+    {
+        var m = Compile(BoundedSchema);
+        var state = m.Advance(m.Start, Encoding.UTF8.GetBytes(prefix));
+        Assert.Equal(counted, m.PlainBudget(state) >= 0);
+        AssertMaskExact(TokenizerFixtures.Tiny, m, prefix);
+        AssertMaskExact(TokenizerFixtures.Gemma, Compile(BoundedSchema), prefix);
+    }
+
     [Fact]
     public void Ids_that_span_structure_and_byte_fallback_pieces_are_allowed_when_they_fit()
     {

@@ -25,6 +25,7 @@ public readonly record struct ByteSet(ulong A, ulong B, ulong C, ulong D)
     }
 
     public ByteSet Except(ByteSet other) => new(A & ~other.A, B & ~other.B, C & ~other.C, D & ~other.D);
+    public ByteSet And(ByteSet other) => new(A & other.A, B & other.B, C & other.C, D & other.D);
     public bool IsEmpty => (A | B | C | D) == 0;
 }
 
@@ -41,6 +42,19 @@ public sealed class ByteGrammar
     readonly Dictionary<ByteSet, int> _terminalIds = [];
 
     public int Root { get; set; } = -1;
+
+    /// <summary>Rules that match one character and accept every "plain" character — a valid UTF-8
+    /// character other than '"', '\' and controls — as itself (JSON's string character is one).</summary>
+    internal readonly HashSet<int> PlainCharRules = [];
+    /// <summary>
+    /// Positions (rule, index in its first alternative) where a repetition of a plain-character
+    /// rule expects its next character, with how many characters it still allows from there
+    /// (<see cref="Unbounded"/> for no maximum). A state sitting there accepts a run of plain
+    /// characters exactly when it has at most that many, which is what lets
+    /// <see cref="TokenIndex"/> answer for most of the vocabulary at once.
+    /// </summary>
+    internal readonly Dictionary<(int Rule, int Pos), int> CharBudget = [];
+    internal const int Unbounded = int.MaxValue;
     public int RuleCount => Rules.Count;
 
     /// <summary>A symbol for a terminal byte set (encoded as a negative number).</summary>
@@ -98,6 +112,7 @@ public sealed class ByteGrammar
     {
         int s = Declare();
         Define(s, [symbol, s], []);
+        if (PlainCharRules.Contains(symbol)) CharBudget[(s, 0)] = Unbounded;
         return s;
     }
 
@@ -108,19 +123,33 @@ public sealed class ByteGrammar
         if (max is { } m && m < min) throw new GrammarException($"a maximum count ({m}) below the minimum ({min})", "");
         // After the first item each further item is [separator] item.
         int next = separator is { } sep ? Seq(sep, symbol) : symbol;
+        bool counted = separator is null && PlainCharRules.Contains(symbol);
         int tail;   // what may follow once `min` items are in
         if (max is null) tail = Star(next);
         else
         {
             int extra = max.Value - Math.Max(min, 1);
             tail = Empty();
-            for (int i = 0; i < extra; i++) tail = Rule([next, tail], []);
+            for (int i = 0; i < extra; i++)
+            {
+                tail = Rule([next, tail], []);
+                if (counted) CharBudget[(tail, 0)] = i + 1;
+            }
         }
-        if (min == 0) return max == 0 ? Empty() : Optional(Seq(symbol, tail));
+        if (min == 0)
+        {
+            if (max == 0) return Empty();
+            int first = Seq(symbol, tail);
+            if (counted) CharBudget[(first, 0)] = max ?? Unbounded;
+            return Optional(first);
+        }
         var parts = new List<int> { symbol };
         for (int i = 1; i < min; i++) parts.Add(next);
         parts.Add(tail);
-        return Seq([.. parts]);
+        int seq = Seq([.. parts]);
+        if (counted)
+            for (int i = 0; i < min; i++) CharBudget[(seq, i)] = max is { } m2 ? m2 - i : Unbounded;
+        return seq;
     }
 
     internal ByteSet TerminalSet(int symbol) => Terminals[~symbol];

@@ -23,6 +23,8 @@ public sealed class MatchState
     /// these without a lock (a reference is written whole), which keeps a walk over half a
     /// million trie nodes to a few milliseconds.</summary>
     internal readonly MatchState?[] Next = new MatchState?[256];
+    /// <summary><see cref="GrammarMatcher.PlainBudget"/>, once known (int.MinValue: not yet).</summary>
+    internal int PlainBudgetCache = int.MinValue;
     /// <summary>The input so far is a whole sentence of the grammar.</summary>
     public bool Complete { get; }
     /// <summary>Some byte may still follow.</summary>
@@ -93,6 +95,40 @@ public sealed class GrammarMatcher
     }
 
     public bool Accepts(ReadOnlySpan<byte> bytes) => Advance(Start, bytes).Complete;
+
+    /// <summary>The bytes that can begin a plain character (see <see cref="ByteGrammar.PlainCharRules"/>).</summary>
+    static readonly ByteSet PlainStart = ByteSet.Range([], [(0x20, 0x7F), (0xC2, 0xF4)]).Except(ByteSet.Of((byte)'"', (byte)'\\'));
+
+    /// <summary>
+    /// k ≥ 0 when this state is inside a string with room for k more characters (int.MaxValue:
+    /// no maximum) and a run of plain characters can only go on through that string: then a run
+    /// of c plain characters is accepted exactly when c ≤ k (each one moves to the same kind of
+    /// state with k − 1). Every top is either a plain-character rule at its start, directly under
+    /// a counted position of the repetition (<see cref="ByteGrammar.CharBudget"/>), or a terminal
+    /// no plain character can begin with (the closing quote, an escape).
+    /// −1 for any other state (the mask is then found by walking the whole vocabulary).
+    /// </summary>
+    public int PlainBudget(MatchState state)
+    {
+        int known = state.PlainBudgetCache;
+        if (known != int.MinValue) return known;
+        int budget = -1;
+        foreach (var f in state.Tops)
+        {
+            if (_grammar.TerminalSet(SymbolAt(f)).And(PlainStart).IsEmpty) continue;
+            if (f.Pos == 0 && f.Rule >= 0 && _grammar.PlainCharRules.Contains(f.Rule)
+                && f.Parent is { Alt: 0 } at && at.Rule >= 0 && _grammar.CharBudget.TryGetValue((at.Rule, at.Pos), out var k)
+                && (budget < 0 || budget == k))
+            {
+                budget = k;
+                continue;
+            }
+            budget = -1;
+            break;
+        }
+        state.PlainBudgetCache = budget;
+        return budget;
+    }
 
     int SymbolAt(Frame f) => f.Rule < 0 ? _grammar.Root : _grammar.Rules[f.Rule][f.Alt][f.Pos];
 

@@ -33,7 +33,9 @@ internal sealed class JsonGrammar(ByteGrammar g)
         int escape = g.Rule(
             [g.Byte((byte)'\\'), g.Terminal(ByteSet.Of((byte)'"', (byte)'\\', (byte)'/', (byte)'b', (byte)'f', (byte)'n', (byte)'r', (byte)'t'))],
             [g.Byte((byte)'\\'), g.Byte((byte)'u'), nonSurrogateHex4]);
-        return Utf8Char(g, ascii, [escape]);
+        int rule = Utf8Char(g, ascii, [escape]);
+        g.PlainCharRules.Add(rule);   // every plain character is one of its alternatives, as itself
+        return rule;
     }
 
     public int Quote => g.Byte((byte)'"');
