@@ -187,14 +187,25 @@ internal static class Sampler
         return word;
     }).ToArray();
 
+    /// <summary>The host tensor the flags are written into, kept per engine thread and reused
+    /// while the batch shape stays: a fresh 4 MiB array per step (16 rows of a 256k vocabulary)
+    /// cost more in first-touch page faults and conversions than the masking itself.</summary>
+    [ThreadStatic] static Tensor? _flags;
+
     static Tensor DisallowedMask(SamplerPlan plan, int v, Device device, TransferCounter counter)
     {
-        var bytes = new byte[plan.Rows * (long)v];
+        if (_flags is null || _flags.shape[0] != plan.Rows || _flags.shape[1] != v)
+        {
+            _flags?.Dispose();
+            using var fresh = zeros([plan.Rows, v], ScalarType.Bool, CPU);
+            _flags = fresh.alias().DetachFromDisposeScope();
+        }
+        var bytes = _flags.bytes;   // bool is one byte per element
         for (int i = 0; i < plan.Rows; i++)
         {
-            if (plan.Masks[i] is not { } task) continue;
+            var row = bytes.Slice(i * v, v);
+            if (plan.Masks[i] is not { } task) { row.Clear(); continue; }
             var bits = task.GetAwaiter().GetResult();
-            var row = bytes.AsSpan(i * v, v);
             // Eight ids at a time: each byte of the bit mask becomes eight "disallowed" flags.
             int full = v / 8;
             var eights = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(row[..(full * 8)]);
@@ -202,7 +213,9 @@ internal static class Sampler
             for (int id = full * 8; id < v; id++) row[id] = (byte)(((bits[id >> 6] >> (id & 63)) & 1) ^ 1);
         }
         counter.CountUpload();
-        return tensor(bytes, [plan.Rows, v], ScalarType.Byte).to(ScalarType.Bool).to(device);
+        // A new handle on the same memory for the step's scope to dispose (the kept one stays);
+        // on a GPU the copy up is synchronous from pageable memory, so the next step may rewrite it.
+        return device.type == TorchSharp.DeviceType.CPU ? _flags.alias() : _flags.to(device);
     }
 
     /// <summary>What a sampled row draws from ([R, V]): temperature, then top-k, top-p and min-p.</summary>
