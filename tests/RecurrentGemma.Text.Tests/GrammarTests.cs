@@ -167,6 +167,25 @@ public class GrammarTests
         AssertMaskExact(TokenizerFixtures.Gemma, m, "{\"name\":\"ab");
     }
 
+    [Fact]
+    public void String_states_that_behave_alike_share_one_mask_and_every_mask_stays_exact()
+    {
+        // One matcher for the whole walk, so later positions are answered from the shared masks.
+        var m = Compile("""{"type":"object","properties":{"a":{"type":"string","minLength":5,"maxLength":8},"b":{"type":"string","minLength":300}},"required":["a","b"],"additionalProperties":false}""");
+        var tiny = TokenizerFixtures.Tiny;
+        var gemma = TokenizerFixtures.Gemma;
+        var prefix = "{\"a\":\"";
+        for (int i = 0; i <= 8; i++, prefix += "x") AssertMaskExact(tiny, m, prefix);   // through min and up to max
+        var inB = "{\"a\":\"xxxxx\",\"b\":\"" + new string('y', 40);
+        var deeper = inB + new string('y', 40);
+        string? Key(string p) => m.PlainKey(m.Advance(m.Start, Encoding.UTF8.GetBytes(p)), 64);
+        Assert.Equal(Key(inB), Key(deeper));                      // far from both ends of "b": the same key
+        Assert.NotEqual(Key("{\"a\":\"xx"), Key("{\"a\":\"xxx"));   // near the minimum: not
+        AssertMaskExact(gemma, m, inB);
+        AssertMaskExact(gemma, m, deeper);                        // served from the shared mask
+        AssertMaskExact(gemma, m, "{\"a\":\"xxxxx\",\"b\":\"" + new string('y', 290));   // the minimum within reach of one id
+    }
+
     [Theory, MemberData(nameof(BoundedPrefixes))]
     public void Masks_inside_length_bounded_strings_are_exact_on_both_vocabularies(string prefix, bool counted)
     {

@@ -54,6 +54,9 @@ public sealed class ByteGrammar
     /// <see cref="TokenIndex"/> answer for most of the vocabulary at once.
     /// </summary>
     internal readonly Dictionary<(int Rule, int Pos), int> CharBudget = [];
+    /// <summary>At the same positions: how many more characters must come before the repetition
+    /// may end (its minimum still to go; 0 in the optional part).</summary>
+    internal readonly Dictionary<(int Rule, int Pos), int> CharsRequired = [];
     internal const int Unbounded = int.MaxValue;
     public int RuleCount => Rules.Count;
 
@@ -112,7 +115,7 @@ public sealed class ByteGrammar
     {
         int s = Declare();
         Define(s, [symbol, s], []);
-        if (PlainCharRules.Contains(symbol)) CharBudget[(s, 0)] = Unbounded;
+        if (PlainCharRules.Contains(symbol)) { CharBudget[(s, 0)] = Unbounded; CharsRequired[(s, 0)] = 0; }
         return s;
     }
 
@@ -133,14 +136,14 @@ public sealed class ByteGrammar
             for (int i = 0; i < extra; i++)
             {
                 tail = Rule([next, tail], []);
-                if (counted) CharBudget[(tail, 0)] = i + 1;
+                if (counted) { CharBudget[(tail, 0)] = i + 1; CharsRequired[(tail, 0)] = 0; }
             }
         }
         if (min == 0)
         {
             if (max == 0) return Empty();
             int first = Seq(symbol, tail);
-            if (counted) CharBudget[(first, 0)] = max ?? Unbounded;
+            if (counted) { CharBudget[(first, 0)] = max ?? Unbounded; CharsRequired[(first, 0)] = 0; }
             return Optional(first);
         }
         var parts = new List<int> { symbol };
@@ -148,7 +151,7 @@ public sealed class ByteGrammar
         parts.Add(tail);
         int seq = Seq([.. parts]);
         if (counted)
-            for (int i = 0; i < min; i++) CharBudget[(seq, i)] = max is { } m2 ? m2 - i : Unbounded;
+            for (int i = 0; i < min; i++) { CharBudget[(seq, i)] = max is { } m2 ? m2 - i : Unbounded; CharsRequired[(seq, i)] = min - i; }
         return seq;
     }
 

@@ -23,8 +23,8 @@ public sealed class MatchState
     /// these without a lock (a reference is written whole), which keeps a walk over half a
     /// million trie nodes to a few milliseconds.</summary>
     internal readonly MatchState?[] Next = new MatchState?[256];
-    /// <summary><see cref="GrammarMatcher.PlainBudget"/>, once known (int.MinValue: not yet).</summary>
-    internal int PlainBudgetCache = int.MinValue;
+    /// <summary>What <see cref="GrammarMatcher.PlainBudget"/> found, once asked (null: not yet).</summary>
+    internal GrammarMatcher.PlainInfo? Plain;
     /// <summary>The input so far is a whole sentence of the grammar.</summary>
     public bool Complete { get; }
     /// <summary>Some byte may still follow.</summary>
@@ -108,26 +108,65 @@ public sealed class GrammarMatcher
     /// no plain character can begin with (the closing quote, an escape).
     /// −1 for any other state (the mask is then found by walking the whole vocabulary).
     /// </summary>
-    public int PlainBudget(MatchState state)
+    public int PlainBudget(MatchState state) => Plain(state).Budget;
+
+    /// <summary>
+    /// For a state with a <see cref="PlainBudget"/>: what its mask depends on, given that no id is
+    /// longer than <paramref name="horizon"/> characters — the budget and the characters still
+    /// required (each capped at the horizon), the character rule, what follows the repetition, and
+    /// the other paths (the closing quote's). States with equal keys accept exactly the same ids,
+    /// so e.g. every position deep inside a long string shares one mask. Null without a budget.
+    /// </summary>
+    public string? PlainKey(MatchState state, int horizon)
     {
-        int known = state.PlainBudgetCache;
-        if (known != int.MinValue) return known;
-        int budget = -1;
+        var p = Plain(state);
+        if (p.Budget < 0) return null;
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{p.CharRule}|{Math.Min(p.Budget, horizon)}|{Math.Min(p.Required, horizon)}|{p.Continuation}|{p.Others}");
+    }
+
+    internal sealed record PlainInfo(int Budget, int Required, int CharRule, int Continuation, string Others);
+    static readonly PlainInfo NoPlain = new(-1, 0, -1, -1, "");
+
+    PlainInfo Plain(MatchState state)
+    {
+        if (state.Plain is { } known) return known;
+        int budget = -1, required = 0, charRule = -1, continuation = -1;
+        var others = new List<int>();
+        bool ok = true;
         foreach (var f in state.Tops)
         {
-            if (_grammar.TerminalSet(SymbolAt(f)).And(PlainStart).IsEmpty) continue;
-            if (f.Pos == 0 && f.Rule >= 0 && _grammar.PlainCharRules.Contains(f.Rule)
-                && f.Parent is { Alt: 0 } at && at.Rule >= 0 && _grammar.CharBudget.TryGetValue((at.Rule, at.Pos), out var k)
-                && (budget < 0 || budget == k))
+            if (_grammar.TerminalSet(SymbolAt(f)).And(PlainStart).IsEmpty)
             {
-                budget = k;
+                // A path no plain character can begin: part of the key unless it lies inside a
+                // counted character (an escape), whose fate the budget already decides.
+                if (!InsideCounted(f)) others.Add(f.Id);
                 continue;
             }
-            budget = -1;
+            if (f.Pos == 0 && f.Rule >= 0 && _grammar.PlainCharRules.Contains(f.Rule)
+                && f.Parent is { Alt: 0 } at && at.Rule >= 0 && _grammar.CharBudget.TryGetValue((at.Rule, at.Pos), out var k)
+                && (budget < 0 || (budget == k && charRule == f.Rule && continuation == (at.Parent?.Id ?? -1))))
+            {
+                budget = k;
+                required = _grammar.CharsRequired[(at.Rule, at.Pos)];
+                charRule = f.Rule;
+                continuation = at.Parent?.Id ?? -1;
+                continue;
+            }
+            ok = false;
             break;
         }
-        state.PlainBudgetCache = budget;
-        return budget;
+        others.Sort();
+        var info = ok && budget >= 0 ? new PlainInfo(budget, required, charRule, continuation, string.Join(',', others)) : NoPlain;
+        state.Plain = info;
+        return info;
+    }
+
+    bool InsideCounted(Frame f)
+    {
+        for (var p = f.Parent; p is not null; p = p.Parent)
+            if (p.Rule >= 0 && p.Alt == 0 && _grammar.CharBudget.ContainsKey((p.Rule, p.Pos))) return true;
+        return false;
     }
 
     int SymbolAt(Frame f) => f.Rule < 0 ? _grammar.Root : _grammar.Rules[f.Rule][f.Alt][f.Pos];

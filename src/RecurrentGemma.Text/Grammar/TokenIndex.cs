@@ -18,6 +18,10 @@ public sealed class TokenIndex
     readonly Trie _special;    // the ids that are not a run of plain characters (see PlainBudget)
     readonly ulong[][] _plainUpTo;   // [c]: the ids that are runs of 1..c plain characters
     readonly ConditionalWeakTable<GrammarMatcher, Dictionary<int, ulong[]>> _masks = new();
+    // Masks of string states by what they depend on (GrammarMatcher.PlainKey): positions deep in
+    // a long string, or at the same count left in another row, share one.
+    readonly ConditionalWeakTable<GrammarMatcher, Dictionary<string, ulong[]>> _plainMasks = new();
+    readonly int _horizon;   // no id is longer than this many characters
 
     public int Vocab { get; }
     public int Nodes => _all.Nodes;
@@ -40,6 +44,7 @@ public sealed class TokenIndex
         _all = new Trie(_bytes, carrying);
         _special = new Trie(_bytes, carrying.Where((_, j) => plain[j] < 0).ToArray());
         int longest = plain.DefaultIfEmpty(0).Max();
+        _horizon = carrying.Select(i => _bytes[i].Length).DefaultIfEmpty(0).Max() + 1;
         _plainUpTo = new ulong[Math.Max(0, longest) + 1][];
         for (int c = 0; c <= longest; c++)
         {
@@ -80,16 +85,26 @@ public sealed class TokenIndex
         int budget = state.CanContinue ? matcher.PlainBudget(state) : -1;
         if (budget >= 0)
         {
+            var key = matcher.PlainKey(state, _horizon)!;
+            var shared = _plainMasks.GetValue(matcher, _ => new Dictionary<string, ulong[]>());
+            lock (shared)
+                if (shared.TryGetValue(key, out var same)) { mask = same; goto Store; }
             // Inside a counted string: every run of at most `budget` plain characters is allowed as
             // a whole; only the other ids (quotes, escapes, controls, partial characters) are walked.
             mask = (ulong[])_plainUpTo[(int)Math.Min((long)budget, _plainUpTo.Length - 1)].Clone();
             _special.Walk(matcher, state, mask);
+            lock (shared)
+            {
+                if (shared.Count >= 1024) shared.Clear();   // as the per-state cache: at most 32 MiB
+                shared[key] = mask;
+            }
         }
         else
         {
             mask = new ulong[(Vocab + 63) / 64];
             if (state.CanContinue) _all.Walk(matcher, state, mask);
         }
+    Store:
         lock (cache)
         {
             if (cache.Count >= 1024) cache.Clear();   // 1024 masks of a 256k vocabulary: 32 MiB
