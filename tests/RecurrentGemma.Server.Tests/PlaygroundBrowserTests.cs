@@ -125,6 +125,17 @@ public class PlaygroundBrowserTests(BrowserFixture fixture) : IClassFixture<Brow
     public async Task Stop_ends_a_long_answer_and_the_engine_goes_idle()
     {
         var (page, problems) = await OpenAsync();
+        // The demo model may end an answer at any time by sampling a stop id; the request the page
+        // sends gets those ids blocked on its way (as a client's logit_bias), so the answer surely
+        // runs until Stop.
+        await page.SetRequestInterceptionAsync(true);
+        page.Request += async (_, e) =>
+        {
+            if (!e.Request.Url.EndsWith("/v1/chat/completions")) { await e.Request.ContinueAsync(); return; }
+            var body = System.Text.Json.Nodes.JsonNode.Parse(e.Request.PostData.ToString()!)!.AsObject();
+            body["logit_bias"] = new System.Text.Json.Nodes.JsonObject { ["1"] = -100, ["107"] = -100 };
+            await e.Request.ContinueAsync(new Payload { PostData = body.ToJsonString() });
+        };
         await page.EvaluateExpressionAsync("document.querySelector('#p-max-tokens').value = '4000'");
         await page.EvaluateExpressionAsync("document.querySelector('#p-temperature').value = '1'");
         await SendAsync(page, "Talk for a long time.");
