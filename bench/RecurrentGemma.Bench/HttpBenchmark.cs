@@ -47,21 +47,8 @@ public static class HttpBenchmark
             sb.AppendLine("| concurrent streams | HTTP/SSE tok/s | engine-only tok/s | HTTP ÷ engine | TTFT p50 / p90 | inter-token p50 / p90 |");
             sb.AppendLine("|---|---|---|---|---|---|");
 
-            await using var factory = new WebApplicationFactory<global::Program>().WithWebHostBuilder(b =>
-            {
-                b.UseContentRoot(AppContext.BaseDirectory);
-                b.UseSetting("Urls", "http://127.0.0.1:0");
-                b.UseSetting("Model:Path", dir);
-                b.UseSetting("Model:DType", "bf16");
-                b.UseSetting("Engine:MaxSlots", "20");
-                b.UseSetting("Engine:MaxRunningSequences", "16");
-                b.UseSetting("Engine:ParkFinishedStates", "false");
-                b.UseSetting("Logging:LogLevel:Default", "Warning");
-            });
-            factory.UseKestrel(0);
-            factory.StartServer();
+            await using var factory = await StartServer(dir, ("Engine:MaxSlots", "20"), ("Engine:MaxRunningSequences", "16"), ("Engine:ParkFinishedStates", "false"));
             var host = factory.Services.GetRequiredService<ModelHost>();
-            await host.Loaded;
             using var http = factory.CreateClient();
             http.Timeout = TimeSpan.FromMinutes(10);
             var tokenizer = host.Inference!.Tokenizer;
@@ -102,6 +89,25 @@ public static class HttpBenchmark
     }
 
     public static GriffinConfig ModelShape => Shape;
+
+    /// <summary>The server over the model in <paramref name="dir"/> on a real Kestrel socket
+    /// (loopback, any free port), loaded; <paramref name="settings"/> on top of the defaults.</summary>
+    public static async Task<WebApplicationFactory<global::Program>> StartServer(string dir, params (string Key, string Value)[] settings)
+    {
+        var factory = new WebApplicationFactory<global::Program>().WithWebHostBuilder(b =>
+        {
+            b.UseContentRoot(AppContext.BaseDirectory);
+            b.UseSetting("Urls", "http://127.0.0.1:0");
+            b.UseSetting("Model:Path", dir);
+            b.UseSetting("Model:DType", "bf16");
+            b.UseSetting("Logging:LogLevel:Default", "Warning");
+            foreach (var (key, value) in settings) b.UseSetting(key, value);
+        });
+        factory.UseKestrel(0);
+        factory.StartServer();
+        await factory.Services.GetRequiredService<ModelHost>().Loaded;
+        return factory;
+    }
 
     static string Prompt(int i) => $"Benchmark stream number {i}: please keep talking about the sea.";
 

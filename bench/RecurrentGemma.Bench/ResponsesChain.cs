@@ -2,10 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.DependencyInjection;
-using RecurrentGemma.Server.Hosting;
 
 namespace RecurrentGemma.Bench;
 
@@ -29,18 +25,7 @@ public static class ResponsesChain
         try
         {
             HttpBenchmark.WriteModel(dir, progress);
-            await using var factory = new WebApplicationFactory<global::Program>().WithWebHostBuilder(b =>
-            {
-                b.UseContentRoot(AppContext.BaseDirectory);
-                b.UseSetting("Urls", "http://127.0.0.1:0");
-                b.UseSetting("Model:Path", dir);
-                b.UseSetting("Model:DType", "bf16");
-                b.UseSetting("Engine:MaxSlots", "16");
-                b.UseSetting("Logging:LogLevel:Default", "Warning");
-            });
-            factory.UseKestrel(0);
-            factory.StartServer();
-            await factory.Services.GetRequiredService<ModelHost>().Loaded;
+            await using var factory = await HttpBenchmark.StartServer(dir, ("Engine:MaxSlots", "16"));
             using var http = factory.CreateClient();
             http.Timeout = TimeSpan.FromMinutes(10);
 

@@ -80,6 +80,14 @@ public static class ToolFormat
         return calls.Count > 0;
     }
 
+    /// <summary>The calls whose blocks have closed so far in a streamed answer (its text up to the
+    /// last closing marker parsed as calls); empty while none has, or when that text is not calls.</summary>
+    public static List<(string Name, string Arguments)> ClosedCalls(string soFar)
+    {
+        int end = soFar.LastIndexOf(CallClose, StringComparison.Ordinal);
+        return end >= 0 && TryParse(soFar[..(end + CallClose.Length)], out var calls) ? calls : [];
+    }
+
     /// <summary>Whether text could still become the start of a call (a prefix of the opening marker).</summary>
     public static bool MayBeginCall(string text) => CallOpen.StartsWith(text, StringComparison.Ordinal) || text.StartsWith(CallOpen, StringComparison.Ordinal);
 }

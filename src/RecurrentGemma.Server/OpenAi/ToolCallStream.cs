@@ -44,11 +44,8 @@ public sealed class ToolCallStream
 
     List<DeltaDto> EmitClosedCalls(string s)
     {
-        // Calls close with "\n</tool_call>"; parse the prefix made of closed blocks.
-        int end = s.LastIndexOf(ToolFormat.CallClose, StringComparison.Ordinal);
-        if (end < 0) return [];
-        var closed = s[..(end + ToolFormat.CallClose.Length)];
-        if (!ToolFormat.TryParse(closed, out var calls)) return [];
+        var calls = ToolFormat.ClosedCalls(s);
+        if (calls.Count == 0) return [];
         var deltas = new List<DeltaDto>();
         for (int i = _emittedCalls; i < calls.Count; i++)
         {

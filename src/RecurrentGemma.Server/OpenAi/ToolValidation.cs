@@ -50,19 +50,7 @@ public static class ToolValidation
                 at += ".function";
             }
             if (fn.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{at} must be an object.", at);
-            var name = fn.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : null;
-            if (name is null || !NamePattern.IsMatch(name))
-                throw ApiError.Invalid($"{at}.name must match ^[a-zA-Z0-9_-]{{1,64}}$.", $"{at}.name");
-            if (tools.Any(x => x.Name == name)) throw ApiError.Invalid($"{at}.name '{name}' is given twice.", $"{at}.name");
-            string? description = fn.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
-            JsonElement? parameters = null;
-            if (fn.TryGetProperty("parameters", out var p) && p.ValueKind != JsonValueKind.Null)
-            {
-                if (p.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{at}.parameters must be a JSON Schema object.", $"{at}.parameters");
-                parameters = p.Clone();
-            }
-            bool strict = fn.TryGetProperty("strict", out var s) && s.ValueKind == JsonValueKind.True;
-            tools.Add(new ToolDefinition(name, description, parameters, strict));
+            tools.Add(Definition(fn, at, tools, strictByDefault: false));
             i++;
         }
 
@@ -91,6 +79,25 @@ public static class ToolValidation
             default: throw ApiError.Invalid($"{choiceName} must be a string or an object.", choiceName);
         }
         return new ToolPrompt(tools, required, only, r.ParallelToolCalls ?? true);
+    }
+
+    /// <summary>One function's name, description, parameters and strictness, checked (the chat API
+    /// nests them under "function", the Responses API has them on the tool itself).</summary>
+    internal static ToolDefinition Definition(JsonElement fn, string at, IReadOnlyList<ToolDefinition> earlier, bool strictByDefault)
+    {
+        var name = fn.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : null;
+        if (name is null || !NamePattern.IsMatch(name))
+            throw ApiError.Invalid($"{at}.name must match ^[a-zA-Z0-9_-]{{1,64}}$.", $"{at}.name");
+        if (earlier.Any(x => x.Name == name)) throw ApiError.Invalid($"{at}.name '{name}' is given twice.", $"{at}.name");
+        string? description = fn.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
+        JsonElement? parameters = null;
+        if (fn.TryGetProperty("parameters", out var p) && p.ValueKind != JsonValueKind.Null)
+        {
+            if (p.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{at}.parameters must be a JSON Schema object.", $"{at}.parameters");
+            parameters = p.Clone();
+        }
+        bool strict = fn.TryGetProperty("strict", out var st) && st.ValueKind is JsonValueKind.True or JsonValueKind.False ? st.ValueKind == JsonValueKind.True : strictByDefault;
+        return new ToolDefinition(name, description, parameters, strict);
     }
 
     /// <summary>An assistant message's tool_calls, checked (null when it has none).</summary>

@@ -105,19 +105,8 @@ public static class ResponseRequestValidation
                 throw ApiError.Invalid($"{at}.type is required.", $"{at}.type");
             if (type.GetString() != "function")
                 throw ApiError.Invalid($"{at}.type '{type.GetString()}' is not supported: this server runs only function tools (no built-in tools such as web search, file search or code interpreter).", $"{at}.type");
-            var name = item.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : null;
-            if (name is null || !NamePattern.IsMatch(name)) throw ApiError.Invalid($"{at}.name must match ^[a-zA-Z0-9_-]{{1,64}}$.", $"{at}.name");
-            if (tools.Any(x => x.Name == name)) throw ApiError.Invalid($"{at}.name '{name}' is given twice.", $"{at}.name");
-            string? description = item.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
-            JsonElement? parameters = null;
-            if (item.TryGetProperty("parameters", out var ps) && ps.ValueKind != JsonValueKind.Null)
-            {
-                if (ps.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{at}.parameters must be a JSON Schema object.", $"{at}.parameters");
-                parameters = ps.Clone();
-            }
             // The Responses API's function tools are strict unless they say otherwise (chat's are not).
-            bool strict = !item.TryGetProperty("strict", out var s) || s.ValueKind != JsonValueKind.False;
-            tools.Add(new ToolDefinition(name, description, parameters, strict));
+            tools.Add(ToolValidation.Definition(item, at, tools, strictByDefault: true));
         }
         bool required = false;
         string? only = null;

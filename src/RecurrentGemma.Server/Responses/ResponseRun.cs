@@ -52,8 +52,7 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
     List<ResponseStreamEvent> ClosedCalls(string held)
     {
         var events = new List<ResponseStreamEvent>();
-        int end = held.LastIndexOf(ToolFormat.CallClose, StringComparison.Ordinal);
-        if (end < 0 || !ToolFormat.TryParse(held[..(end + ToolFormat.CallClose.Length)], out var calls)) return events;
+        var calls = ToolFormat.ClosedCalls(held);
         for (int i = _output.Count; i < calls.Count; i++)
         {
             var item = new ResponseItemDto
