@@ -128,3 +128,78 @@ public class SampleableVocabTests
         Assert.All(Sampler.SampleOnce(many, rows).Tokens, t => Assert.InRange(t, 0, 2));
     }
 }
+
+/// <summary>
+/// The two-level inverse-CDF draw against the definition computed in double precision on the
+/// host: the id taken is the first whose cumulative weight reaches u · total (up to float
+/// rounding at the boundary), and an id of weight zero is never taken, whatever u.
+/// </summary>
+public class InverseCdfTests
+{
+    static long Draw(float[] weights, double u)
+    {
+        using var scope = NewDisposeScope();
+        using var w = tensor(weights).unsqueeze(0);
+        using var uniform = tensor(new[] { (float)u }).unsqueeze(0);
+        return Sampler.InverseCdf(w, uniform).item<long>();
+    }
+
+    [Theory]
+    [InlineData(1000, 1)]     // blocks of 1000: one block
+    [InlineData(4096, 2)]     // blocks of 1024
+    [InlineData(997, 3)]      // a prime: blocks of one id
+    [InlineData(2310, 4)]     // blocks of 770
+    public void Takes_the_first_id_whose_running_total_reaches_the_target(int vocab, int seed)
+    {
+        var random = new Random(seed);
+        // Weights with zeros scattered and whole zero stretches (as a mask leaves them).
+        var weights = new float[vocab];
+        for (int i = 0; i < vocab; i++)
+            weights[i] = random.NextDouble() < 0.3 || (i / 97) % 3 == 1 ? 0f : (float)Math.Exp(random.NextDouble() * 8 - 4);
+        var running = new double[vocab];
+        double sum = 0;
+        for (int i = 0; i < vocab; i++) running[i] = sum += weights[i];
+        foreach (var u in Enumerable.Range(0, 300).Select(_ => random.NextDouble()).Append(1.0).Append(1e-9).Append(0.5))
+        {
+            long id = Draw(weights, u);
+            Assert.True(weights[id] > 0, $"u={u}: drew id {id} of weight zero");
+            double target = u * sum, slack = 1e-5 * sum;
+            Assert.True(running[id] >= target - slack, $"u={u}: id {id} ends at {running[id]}, before the target {target}");
+            double start = id == 0 ? 0 : running[id - 1];
+            Assert.True(start <= target + slack, $"u={u}: id {id} starts at {start}, past the target {target}");
+        }
+    }
+
+    [Fact]
+    public void Never_takes_a_zero_weight_id_at_the_edges()
+    {
+        // One allowed id at the very end, one at the very start, and one in the middle of a block.
+        foreach (int only in new[] { 0, 255_999, 123_457 })
+        {
+            var weights = new float[256_000];
+            weights[only] = 1e-30f;
+            foreach (var u in new[] { 1.0, 1e-12, 0.5, 0.999999 }) Assert.Equal(only, Draw(weights, u));
+        }
+    }
+
+    [Fact]
+    public void A_constrained_row_at_a_low_temperature_draws_only_allowed_ids()
+    {
+        // Temperature 0.05 underflows nearly every weight; the allowed ids are scattered.
+        const int vocab = 5000;
+        var random = new Random(7);
+        var logits = Enumerable.Range(0, vocab).Select(_ => (float)(random.NextDouble() * 60 - 30)).ToArray();
+        var bits = new ulong[(vocab + 63) / 64];
+        var allowed = new HashSet<int>();
+        for (int id = 0; id < vocab; id++)
+            if (random.NextDouble() < 0.1) { allowed.Add(id); bits[id >> 6] |= 1UL << (id & 63); }
+        var rows = Enumerable.Range(0, 64).Select(i => new SamplingRow(new SamplingParams { Temperature = 0.05f }, SeededUniform.Draw(3, i), [], [], 0, false,
+            Mask: Task.FromResult(bits))).ToList();
+        using var many = tensor(logits).unsqueeze(0).expand(rows.Count, -1).contiguous();
+        var tokens = Sampler.SampleOnce(many, rows).Tokens;
+        Assert.All(tokens, t => Assert.Contains(t, allowed));
+        // At that temperature the draw is nearly greedy over the allowed ids.
+        int best = allowed.MaxBy(id => logits[id]);
+        Assert.True(tokens.Count(t => t == best) > rows.Count / 2, $"the best allowed id {best} was drawn {tokens.Count(t => t == best)} times");
+    }
+}
