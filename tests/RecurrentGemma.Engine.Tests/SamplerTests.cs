@@ -203,3 +203,38 @@ public class InverseCdfTests
         Assert.True(tokens.Count(t => t == best) > rows.Count / 2, $"the best allowed id {best} was drawn {tokens.Count(t => t == best)} times");
     }
 }
+
+/// <summary>
+/// The sampler works in place only on its own copies: the forward's logits come out as they went
+/// in, whatever the rows ask for, so a failed batched pass can re-sample each row from them.
+/// </summary>
+public class SamplerInPlaceTests
+{
+    public static TheoryData<string> Kinds => new() { "sampled", "greedy", "masked", "masked-greedy", "penalties", "top-p" };
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public void The_forward_logits_are_left_as_they_came(string kind)
+    {
+        const int vocab = 3000;
+        var random = new Random(11);
+        using var logits = tensor(Enumerable.Range(0, 4 * vocab).Select(_ => (float)(random.NextDouble() * 20 - 10)).ToArray()).reshape(4, 1, vocab);
+        using var before = logits.clone();
+        var bits = new ulong[(vocab + 63) / 64];
+        for (int id = 0; id < vocab; id += 7) bits[id >> 6] |= 1UL << (id & 63);
+        SamplingRow Row(SamplingParams p, int i, bool masked = false) =>
+            new(p, SeededUniform.Draw(5, i), [1, 2, 3], [4, 5], 0, false, Mask: masked ? Task.FromResult(bits) : null);
+        var p = kind switch
+        {
+            "greedy" or "masked-greedy" => SamplingParams.Greedy,
+            "penalties" => new SamplingParams { PresencePenalty = 0.5f, RepetitionPenalty = 1.2f },
+            "top-p" => new SamplingParams { Temperature = 0.7f, TopP = 0.9f },
+            _ => new SamplingParams { Temperature = 0.8f },
+        };
+        bool masked = kind.StartsWith("masked", StringComparison.Ordinal);
+        var rows = Enumerable.Range(0, 4).Select(i => Row(p, i, masked && i % 2 == 0)).ToList();
+        var tokens = Sampler.SampleOnce(logits, rows).Tokens;
+        Assert.True(logits.eq(before).all().item<bool>(), $"{kind}: the sampler changed the forward's logits");
+        if (masked) Assert.All(new[] { tokens[0], tokens[2] }, t => Assert.Equal(0, t % 7));
+    }
+}
