@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using RecurrentGemma.Cli.Bench;
 using RecurrentGemma.Engine;
 using RecurrentGemma.Inference;
 using RecurrentGemma.Inference.Constraints;
@@ -82,7 +83,6 @@ public static class ConstrainedThroughput
                 counts[k].Tokens += constrained.Lengths.Sum(l => l.Sum());
                 progress.WriteLine($"[bench] round {round} {(k == 0 ? "four fields" : "long text")}: free {free.TokensPerSecond:F0} tok/s, constrained {constrained.TokensPerSecond:F0}");
             }
-        double Median(List<double> xs) { var s = xs.Order().ToList(); return s[s.Count / 2]; }
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.AppendLine("## Structured outputs (issue #11): engine throughput at 16 constrained streams");
@@ -95,8 +95,8 @@ public static class ConstrainedThroughput
         string[] names = ["four fields (ends early)", "long text (runs to the limit)"];
         for (int k = 0; k < formats.Length; k++)
         {
-            var (f, c) = rates[k];
-            sb.AppendLine(ci, $"| {names[k]} | {counts[k].Requests} / {counts[k].Tokens} | {Median(f):F0} ({f.Min():F0}–{f.Max():F0}) | {Median(c):F0} ({c.Min():F0}–{c.Max():F0}) | **{Median(ratios[k]):F2}** ({ratios[k].Min():F2}–{ratios[k].Max():F2}) |");
+            var (f, c, ratio) = (Spread.Of(rates[k].Free), Spread.Of(rates[k].Constrained), Spread.Of(ratios[k]));
+            sb.AppendLine(ci, $"| {names[k]} | {counts[k].Requests} / {counts[k].Tokens} | {f.Format("F0")} | {c.Format("F0")} | **{ratio.Median:F2}** ({ratio.Min:F2}–{ratio.Max:F2}) |");
         }
         sb.AppendLine();
         sb.AppendLine("Goal: ratio ≥ 0.9.");

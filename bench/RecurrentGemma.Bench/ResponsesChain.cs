@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
+using RecurrentGemma.Cli.Bench;
+
 namespace RecurrentGemma.Bench;
 
 /// <summary>
@@ -56,7 +58,7 @@ public static class ResponsesChain
             }
 
             var ci = CultureInfo.InvariantCulture;
-            double Median(List<double> xs) { var s = xs.Order().ToList(); return s[s.Count / 2]; }
+            static double Median(List<double> xs) => Spread.Of(xs).Median;
             var sb = new StringBuilder();
             sb.AppendLine("## Responses API (issue #13): a ten-turn conversation continued by previous_response_id vs a stateless client");
             sb.AppendLine();
