@@ -11,12 +11,15 @@ namespace RecurrentGemma.Engine;
 /// 1 — docs/benchmarks.md); more rows per step, or a larger model, make the matmuls worth
 /// splitting. So the engine times decode steps at batch 1, 2, 4, … 16 on a scratch state with one
 /// thread and with all, and stops at the first batch where all threads win. Prefill always uses
-/// every thread. Skipped on a GPU, or when a batch-1 step is so long that dispatch cannot matter.
+/// every thread. Large models are calibrated too: their batch-1 projections run on the model's own
+/// SIMD kernel split over every core (<see cref="RecurrentGemma.Model.Modules.SimdGemv"/>), and
+/// libtorch's OpenMP workers, spinning between its ops, take those cores from it (2B bf16 recurrent
+/// layer 8.6 vs 6.1 ms, docs/benchmarks.md). Skipped on a GPU.
 /// </summary>
-internal static class ThreadCalibration
+public static class ThreadCalibration
 {
-    /// <summary>Decode steps longer than this are dominated by compute: no calibration.</summary>
-    const double DispatchBoundMs = 20;
+    /// <summary>Steps longer than this are timed 3 times instead of 5 (a 2B model: seconds, not tens of them).</summary>
+    const double LongStepMs = 20;
     const int LargestBatch = 16;
 
     /// <summary>The process's intra-op thread count before any engine changed it.</summary>
@@ -30,24 +33,26 @@ internal static class ThreadCalibration
         using var state = model.CreateState(LargestBatch);
         var slots = Enumerable.Range(0, LargestBatch).Select(i => (long)i).ToArray();
         using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)new long[] { 2, 3, 4, 5 }).ToList(), state, slots)) { }
+        int repeats = 5;
         double Time(int threads, int batch)
         {
             set_num_threads(threads);
             var rows = Enumerable.Range(0, batch).Select(i => (IReadOnlyList<long>)new long[] { 6 + i }).ToList();
             var times = new List<double>();
-            for (int i = 0; i < 5; i++)
+            for (int i = 0; i < repeats; i++)
             {
                 var clock = Stopwatch.StartNew();
                 using (model.Forward(rows, state, slots[..batch])) { }
                 times.Add(clock.Elapsed.TotalMilliseconds);
             }
             times.Sort();
-            return times[2];
+            return times[times.Count / 2];
         }
         try
         {
-            Time(all, 1);   // warm-up
-            if (Time(all, 1) > DispatchBoundMs) { reason = $"all threads (a batch-1 decode step takes over {DispatchBoundMs} ms: compute-bound)"; return 0; }
+            repeats = 1;
+            if (Time(all, 1) > LongStepMs) repeats = 3;   // also the warm-up
+            else repeats = 5;
             int upTo = 0;
             var seen = new List<string>();
             for (int batch = 1; batch <= LargestBatch; batch *= 2)

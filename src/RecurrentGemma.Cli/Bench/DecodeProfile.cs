@@ -10,11 +10,14 @@ namespace RecurrentGemma.Cli.Bench;
 /// Where a batch-1 decode step spends its time, per layer type, against the time it takes just
 /// to stream that part's weights once (its memory floor: weight bytes ÷ measured copy bandwidth).
 /// Times come from marks at part boundaries (<see cref="GriffinForCausalLM.PartDone"/>) over
-/// many steps; the median per part is reported.
+/// many steps; the median per part is reported. The step runs on the torch thread count the engine
+/// would choose (<see cref="RecurrentGemma.Engine.ThreadCalibration"/>), and the copy bandwidth is
+/// measured again before every step: on a shared VM it swings 2× within minutes, so each step is
+/// held against the bandwidth of its own moment and the ratio's median and range are reported.
 /// </summary>
 public sealed class DecodeProfile(string shapeName, GriffinConfig config, ScalarType dtype, int steps, TextWriter progress)
 {
-    public string Run(double bandwidthBytesPerSecond)
+    public string Run()
     {
         var ci = CultureInfo.InvariantCulture;
         string dt = dtype == ScalarType.BFloat16 ? "bf16" : "f32";
@@ -23,58 +26,83 @@ public sealed class DecodeProfile(string shapeName, GriffinConfig config, Scalar
         RandomWeights.Initialize(model, seed: 5);
         using var state = model.CreateState(1);
         using (model.Forward([[2L, 3, 4, 5, 6, 7, 8, 9]], state, [0])) { }
+        int all = RecurrentGemma.Engine.ThreadCalibration.AllThreads;
+        int upTo = RecurrentGemma.Engine.ThreadCalibration.SingleThreadUpTo(model, out var threadChoice);
+        progress.WriteLine($"[bench] profile {shapeName}/{dt}: threads {threadChoice}");
+        using var probe = new BandwidthProbe();
 
         var perPart = new Dictionary<string, List<double>>();
+        var gemvPerPart = new Dictionary<string, List<double>>();   // of which in the SIMD projections
         var clock = new Stopwatch();
-        double last = 0;
-        model.PartDone = name =>
+        double last = 0, lastGemv = 0;
+        double GemvMs() => RecurrentGemma.Model.Modules.SimdGemv.Totals.Elapsed.TotalMilliseconds;
+        void Mark(string name, double now)
         {
-            double now = clock.Elapsed.TotalMilliseconds;
+            double gemv = GemvMs();
             if (!perPart.TryGetValue(name, out var list)) perPart[name] = list = [];
+            if (!gemvPerPart.TryGetValue(name, out var glist)) gemvPerPart[name] = glist = [];
             list.Add(now - last);
+            glist.Add(gemv - lastGemv);
             last = now;
-        };
+            lastGemv = gemv;
+        }
+        model.PartDone = name => Mark(name, clock.Elapsed.TotalMilliseconds);
         var totals = new List<double>();
-        long faults0 = 0;
+        var ratios = new List<double>();
+        var bandwidths = new List<double>();
+        long faults0 = 0, faults = 0;
         for (int s = 0; s < steps + 1; s++)
         {
-            if (s == 1) faults0 = ProcessStats.PageFaults();
-            clock.Restart(); last = 0;
+            double bw = probe.Measure();
+            if (s >= 1) faults0 = ProcessStats.PageFaults();
+            set_num_threads(upTo >= 1 ? 1 : all);
+            clock.Restart(); last = 0; lastGemv = GemvMs();
             using (model.Forward([[(long)(10 + s)]], state, [0])) { }
             double total = clock.Elapsed.TotalMilliseconds;
-            if (!perPart.TryGetValue("head", out var head)) perPart["head"] = head = [];
-            head.Add(total - last);
+            Mark("head", total);
+            set_num_threads(all);
+            if (s >= 1)
+            {
+                faults += ProcessStats.PageFaults() - faults0;
+                ratios.Add(total / (model.ParameterBytes / bw * 1000));
+                bandwidths.Add(bw);
+            }
             totals.Add(total);
         }
         model.PartDone = null;
-        double faultsPerStep = (double)(ProcessStats.PageFaults() - faults0) / steps;
+        double faultsPerStep = (double)faults / steps;
 
         // Weight bytes per part (the tied head reads the embedding table; the embedding lookup reads rows only).
         long Bytes(string prefix) => model.NamedTensors().Where(t => t.Name.StartsWith(prefix, StringComparison.Ordinal)).Sum(t => t.Tensor.numel() * t.Tensor.ElementSize);
         double Median(IEnumerable<double> xs) { var s = xs.Skip(1).Order().ToList(); return s[s.Count / 2]; }   // the first step warms up
-        var rows = new List<(string Part, int Count, double Ms, long Bytes)>();
+        var rows = new List<(string Part, int Count, double Ms, double GemvMs, long Bytes)>();
         foreach (var kind in new[] { BlockKind.Recurrent, BlockKind.Attention })
         {
             var layers = Enumerable.Range(0, config.NumHiddenLayers).Where(l => config.KindOf(l) == kind).ToList();
             if (layers.Count == 0) continue;
             double ms = layers.Average(l => Median(perPart[$"block{l}"]));
+            double gemv = layers.Average(l => Median(gemvPerPart[$"block{l}"]));
             long bytes = (long)layers.Average(l => Bytes($"model.layers.{l}."));
-            rows.Add((kind == BlockKind.Recurrent ? "recurrent layer" : "attention layer", layers.Count, ms, bytes));
+            rows.Add((kind == BlockKind.Recurrent ? "recurrent layer" : "attention layer", layers.Count, ms, gemv, bytes));
         }
-        rows.Add(("embedding + setup", 1, Median(perPart["embed"]), 0));
-        rows.Add(("final norm + tied head", 1, Median(perPart["head"]), Bytes("model.embed_tokens.") + Bytes("model.final_norm.")));
+        rows.Add(("embedding + setup", 1, Median(perPart["embed"]), Median(gemvPerPart["embed"]), 0));
+        rows.Add(("final norm + tied head", 1, Median(perPart["head"]), Median(gemvPerPart["head"]), Bytes("model.embed_tokens.") + Bytes("model.final_norm.")));
 
         var sb = new StringBuilder();
+        double bandwidthBytesPerSecond;
         double step = Median(totals);
+        var ratio = Spread.Of(ratios);
+        var bwNow = Spread.Of(bandwidths);
+        bandwidthBytesPerSecond = bwNow.Median;
         long allBytes = model.ParameterBytes;
-        sb.AppendLine(ci, $"**{shapeName} {dt}**, batch-1 decode step {step:F1} ms (median of {steps}) vs memory floor {allBytes / bandwidthBytesPerSecond * 1000:F1} ms ({step / (allBytes / bandwidthBytesPerSecond * 1000):F2}×), {faultsPerStep:F0} page faults per step:");
+        sb.AppendLine(ci, $"**{shapeName} {dt}**, batch-1 decode step {step:F1} ms (median of {steps}; torch threads: {threadChoice}); copy bandwidth before each step {bwNow.Map(b => b / 1e9).Format("F1")} GB/s; step ÷ the floor of its moment **{ratio.Format("F2")}×**; {faultsPerStep:F0} page faults per step:");
         sb.AppendLine();
-        sb.AppendLine("| part | count | ms each | weight MB each | floor ms each | ÷ floor | share of the step |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
-        foreach (var (part, count, ms, bytes) in rows)
+        sb.AppendLine("| part | count | ms each | of which SIMD projections | weight MB each | floor ms each | ÷ floor | share of the step |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|");
+        foreach (var (part, count, ms, gemv, bytes) in rows)
         {
             double floor = bytes / bandwidthBytesPerSecond * 1000;
-            sb.AppendLine(ci, $"| {part} | {count} | {ms:F2} | {bytes / 1e6:F1} | {floor:F2} | {(floor > 0 ? (ms / floor).ToString("F2", ci) + "×" : "–")} | {ms * count / step * 100:F0} % |");
+            sb.AppendLine(ci, $"| {part} | {count} | {ms:F2} | {gemv:F2} | {bytes / 1e6:F1} | {floor:F2} | {(floor > 0 ? (ms / floor).ToString("F2", ci) + "×" : "–")} | {ms * count / step * 100:F0} % |");
         }
         progress.WriteLine($"[bench] profile {shapeName}/{dt}: {step:F1} ms per step");
         return sb.ToString();

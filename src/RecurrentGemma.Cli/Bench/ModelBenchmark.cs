@@ -27,7 +27,8 @@ public sealed record ModelBenchResult(
     IReadOnlyList<(int Batch, Spread StepMs)> Decode,
     double StepMsAtShortContext, double StepMsAtLongContext, long ShortPosition, long LongPosition,
     double CopyBandwidthGBs, double MemoryFloorMs,
-    double PrefillFaultsPerToken, double DecodeFaultsPerStep, long RssAfterLoad, long PeakRss)
+    double PrefillFaultsPerToken, double DecodeFaultsPerStep, long RssAfterLoad, long PeakRss,
+    double GemmGflops, double PrefillCeiling, string DecodeThreads)
 {
     public double LoadRatio => LoadSeconds / RawReadSeconds;
     public double LoadRatioFresh => LoadSeconds / FreshReadSeconds;
@@ -96,9 +97,16 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
                 prefillFaults += ProcessStats.PageFaults() - f0;
             }
             var prefill = Spread.Of(prefillRates);
+            var (gemm, ceiling) = GemmCeiling(model, prefillT);
+            Say($"GEMM {gemm:F0} GFLOP/s → prefill ceiling {ceiling:F1} tok/s");
             Say($"prefill {prefillT} tokens: {prefill.Format("F1")} tok/s, {(double)prefillFaults / prefillRepeats / prefillT:F1} page faults per token");
 
-            // 3. Batched decode: every sequence one token per step.
+            // 3. Batched decode: every sequence one token per step, on the torch thread count the
+            //    engine would choose for that batch (ThreadCalibration: one thread where it wins).
+            int all = RecurrentGemma.Engine.ThreadCalibration.AllThreads;
+            int singleUpTo = RecurrentGemma.Engine.ThreadCalibration.SingleThreadUpTo(model, out var threadChoice);
+            Say($"decode threads: {threadChoice}");
+            void UseThreads(int batch) => set_num_threads(batch <= singleUpTo ? 1 : all);
             int[] batches = [1, 4, 16, 64];
             int steps = big ? (quick ? 3 : 7) : (quick ? 10 : 40);
             var decode = new List<(int, Spread)>();
@@ -113,11 +121,13 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
                     using (model.Forward(Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList(), state, slots)) { } // warm-up
                     var times = new List<double>();
                     long f0 = ProcessStats.PageFaults();
+                    UseThreads(b);
                     for (int s = 0; s < steps; s++)
                     {
                         var next = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList();
                         times.Add(Time(() => { using var _ = model.Forward(next, state, slots); }) * 1000);
                     }
+                    set_num_threads(all);
                     if (b == 1) decodeFaults = (double)(ProcessStats.PageFaults() - f0) / steps;
                     var step = Spread.Of(times);
                     decode.Add((b, step));
@@ -126,7 +136,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             }
 
             // 4. Step time near the start vs deep into a long context (must be flat: fixed-size state).
-            double shortMs = StepAt(model, ShortPosition, big, steps), longMs = StepAt(model, LongPosition, big, steps);
+            double shortMs = StepAt(model, ShortPosition, big, steps, singleUpTo >= 1 ? 1 : all), longMs = StepAt(model, LongPosition, big, steps, singleUpTo >= 1 ? 1 : all);
             Say($"decode step at position {ShortPosition}: {shortMs:F2} ms, at {LongPosition}: {longMs:F2} ms");
 
             // 5. The memory floor for batch-1 decode: every weight byte read once per token.
@@ -137,7 +147,8 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             var (_, peak) = ProcessStats.Memory();
             return new ModelBenchResult(shapeName, dt, model.ParameterBytes, GriffinState.BytesPerSequence(config, dtype),
                 rawRead, freshRead, load, prefillT, prefill, decode, shortMs, longMs, ShortPosition, LongPosition,
-                bandwidth / 1e9, floorMs, (double)prefillFaults / prefillRepeats / prefillT, decodeFaults, rssAfterLoad, peak);
+                bandwidth / 1e9, floorMs, (double)prefillFaults / prefillRepeats / prefillT, decodeFaults, rssAfterLoad, peak,
+                gemm, ceiling, threadChoice);
         }
     }
 
@@ -147,7 +158,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
     /// set directly (the step's cost depends on the position and the fixed-size state, not on
     /// what the state holds), since prefilling 4000 tokens of a 2B model takes minutes here.
     /// </summary>
-    double StepAt(GriffinForCausalLM model, long position, bool big, int steps)
+    double StepAt(GriffinForCausalLM model, long position, bool big, int steps, int threads)
     {
         using var state = model.CreateState(1);
         if (big)
@@ -167,9 +178,32 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             }
         }
         var times = new List<double>();
+        int all = get_num_threads();
+        set_num_threads(threads);
         for (int s = 0; s < Math.Max(steps, 3) + 1; s++)
             times.Add(Time(() => { using var _ = model.Forward([new long[] { 5 }], state, [0]); }));
+        set_num_threads(all);
         return Spread.Of(times.Skip(1).ToList()).Median * 1000;
+    }
+
+    /// <summary>
+    /// The prefill ceiling this machine's matrix multiply allows: libtorch's rate on one [T, D]·[D, 3D]
+    /// product in the model's dtype (every thread, median of 5), divided by the 2 FLOPs per weight
+    /// per token of every projection (all parameters but the embedding table, which a prefill reads
+    /// only for the last position's logits).
+    /// </summary>
+    static (double Gflops, double TokensPerSecond) GemmCeiling(GriffinForCausalLM model, int tokens)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        long d = model.Config.HiddenSize;
+        var x = empty(tokens, d, model.DType).fill_(Scalars.Of(0.5));
+        var w = empty(3 * d, d, model.DType).fill_(Scalars.Of(0.01));
+        nn.functional.linear(x, w, null).Dispose();
+        var times = Enumerable.Range(0, 5).Select(_ => Time(() => nn.functional.linear(x, w, null).Dispose())).Order().ToList();
+        double flops = 2.0 * tokens * d * 3 * d / times[2];
+        double perToken = 2.0 * (model.Config.ParameterCount - (long)model.Config.VocabSize * d);
+        return (flops / 1e9, flops / perToken);
     }
 
     public static double CopyBandwidth()

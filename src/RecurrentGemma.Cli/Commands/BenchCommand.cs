@@ -84,6 +84,7 @@ public static class BenchCommand
         var upcast = args.Get("bf16-upcast");   // auto | on | off: measure the bf16-on-CPU strategy
         if (upcast is "on" or "off") RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu = upcast == "on";
         else if (upcast is not (null or "auto")) throw new UsageException($"--bf16-upcast must be auto, on or off, got '{upcast}'");
+        ReadSimdGemv(args);
         args.EnsureAllRead();
         if (threads > 0) set_num_threads(threads);
 
@@ -123,20 +124,35 @@ public static class BenchCommand
         return Task.FromResult(0);
     }
 
+    /// <summary>--simd-gemv auto | on | off: the batch-1 SIMD projection (auto = timed against libtorch per dtype).</summary>
+    static string ReadSimdGemv(CliArgs args)
+    {
+        var simd = args.Get("simd-gemv");
+        if (simd is "on" or "off")
+        {
+            RecurrentGemma.Model.Modules.SimdGemv.Enabled = simd == "on";
+            RecurrentGemma.Model.Modules.SimdGemv.Forced = simd == "on";
+        }
+        else if (simd is not (null or "auto")) throw new UsageException($"--simd-gemv must be auto, on or off, got '{simd}'");
+        return simd is null ? "" : $" --simd-gemv {simd}";
+    }
+
+    static string SimdGemvSummary() => RecurrentGemma.Model.Modules.SimdGemv.Describe(decide: true);
+
     static Task<int> RunProfile(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         var dtypes = (args.Get("dtype") ?? "all") switch { "all" => new[] { ScalarType.BFloat16, ScalarType.Float32 }, var d => [TorchDevices.ParseDType(d)] };
         int steps = args.Int("steps", 9);
+        var simdArg = ReadSimdGemv(args);
         var output = args.Get("out");
         args.EnsureAllRead();
-        double bandwidth = ModelBenchmark.CopyBandwidth();
         var sb = new StringBuilder();
         sb.AppendLine("## Where a 2B batch-1 decode step goes (issue #9)");
         sb.AppendLine();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite profile --steps {steps}{(dtypes.Length == 1 ? $" --dtype {(dtypes[0] == ScalarType.BFloat16 ? "bf16" : "f32")}" : "")} --out docs/benchmarks.md`  ");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, copy bandwidth {bandwidth / 1e9:F1} GB/s (read + write, best of 4), malloc tuning {MemoryTuning.Applied}; random weights. Floor = the part's weight bytes ÷ that bandwidth.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite profile --steps {steps}{(dtypes.Length == 1 ? $" --dtype {(dtypes[0] == ScalarType.BFloat16 ? "bf16" : "f32")}" : "")}{simdArg} --out docs/benchmarks.md`  ");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc tuning {MemoryTuning.Applied}, {SimdGemvSummary()}; random weights. Floor = the part's weight bytes ÷ the copy bandwidth (read + write) measured just before each step; the table's floor column uses the median of those.");
         sb.AppendLine();
-        foreach (var dtype in dtypes) sb.AppendLine(new DecodeProfile("2b", GriffinConfig.RecurrentGemma2B, dtype, steps, stderr).Run(bandwidth));
+        foreach (var dtype in dtypes) sb.AppendLine(new DecodeProfile("2b", GriffinConfig.RecurrentGemma2B, dtype, steps, stderr).Run());
         stdout.WriteLine(sb);
         if (output is not null) WriteSection(output, "profile", sb.ToString());
         return Task.FromResult(0);
@@ -169,7 +185,7 @@ public static class BenchCommand
         sb.AppendLine();
         sb.AppendLine(ci, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- {command.Replace("rgemma ", "")}`  ");
         var touch = ProcessStats.TouchCost();
-        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, native bf16 {CpuFeatures.HasNativeBf16}, bf16 up-cast {RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, malloc tuning {MemoryTuning.Applied}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
+        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, native bf16 {CpuFeatures.HasNativeBf16}, bf16 up-cast {RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, {SimdGemvSummary()}, malloc tuning {MemoryTuning.Applied}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
         sb.AppendLine();
         sb.AppendLine("Figures are medians with (min–max) over the repeats given in the columns; tok/s = tokens ÷ step time.");
         sb.AppendLine();
@@ -181,6 +197,9 @@ public static class BenchCommand
             var b1 = r.Decode[0].StepMs;
             sb.AppendLine(ci, $"| {r.Shape} | {r.DType} | {r.ParameterBytes / 1e9:F2} GB | {r.StateBytesPerSequence / 1048576.0:F2} MiB | {r.RawReadSeconds:F2} s / {r.FreshReadSeconds:F2} s | {r.LoadSeconds:F2} s | {r.LoadRatio:F2}× / {r.LoadRatioFresh:F2}× | {r.PrefillTokensPerSecond.Format("F1")} ({r.PrefillTokens}, {r.PrefillTokensPerSecond.Count}) | {b1.Format("F1")} ({b1.Count}) | {dec} | {r.StepMsAtShortContext:F1} @{r.ShortPosition} / {r.StepMsAtLongContext:F1} @{r.LongPosition} ({r.FlatnessRatio:F3}) | {b1.Median:F0} ms vs {r.MemoryFloorMs:F0} ms ({r.FloorRatio:F2}×, copy {r.CopyBandwidthGBs:F1} GB/s) | {r.PrefillFaultsPerToken:F1} / {r.DecodeFaultsPerStep:F1} | {r.RssAfterLoad / 1e9:F1} / {r.PeakRss / 1e9:F1} GB |");
         }
+        sb.AppendLine();
+        foreach (var r in rs)
+            sb.AppendLine(ci, $"- {r.Shape} {r.DType}: prefill {r.PrefillTokensPerSecond.Median:F1} tok/s is {r.PrefillTokensPerSecond.Median / r.PrefillCeiling * 100:F0} % of the ceiling this machine's GEMM allows ({r.GemmGflops:F0} GFLOP/s on [T, D]·[D, 3D] → {r.PrefillCeiling:F1} tok/s); decode threads: {r.DecodeThreads}.");
         return sb.ToString();
     }
 

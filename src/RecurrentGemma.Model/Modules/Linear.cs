@@ -49,6 +49,7 @@ public sealed class Linear : nn.Module
             var y = nn.functional.linear(x.to(ScalarType.Float32), weight.to(ScalarType.Float32), bias?.to(ScalarType.Float32));
             return y.to(ScalarType.BFloat16).MoveToOuterDisposeScope();
         }
+        if (SimdGemv.Applies(x, weight, bias)) return SimdGemv.Linear(x, weight, bias);
         return SplitGemv.Applies(x, weight) ? SplitGemv.Linear(x, weight, bias) : nn.functional.linear(x, weight, bias);
     }
 }

@@ -113,6 +113,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB, sized by {Sizing}", ModelId, _engine.Snapshot.SlotsTotal,
                 _engine.Snapshot.StateBytesPerSlot / 1048576.0, (_engine as EngineClient)?.SlotSizing ?? "the engine");
             if (_engine is EngineClient client) log.LogInformation("Engine threads: {ThreadChoice}", client.ThreadChoice);
+            log.LogInformation("Batch-1 projections: {SimdGemv}", RecurrentGemma.Model.Modules.SimdGemv.Describe());
         }
         catch (Exception e)
         {

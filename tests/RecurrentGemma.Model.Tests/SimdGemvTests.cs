@@ -1,0 +1,111 @@
+using RecurrentGemma.Model.Modules;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Tests;
+
+/// <summary>
+/// The batch-1 SIMD projection equals libtorch's (f32) and libtorch's f32 math rounded to bf16
+/// (bf16), on shapes that leave tails at every level (rows not a multiple of 4, K not a multiple
+/// of the vector width, uneven thread parts); and the fixture models still match the reference
+/// with every projection forced through it (their weights are below its size threshold).
+/// </summary>
+[Collection(nameof(SimdGemvTests))]   // flips process-wide switches: never alongside the other model tests
+[CollectionDefinition(nameof(SimdGemvTests), DisableParallelization = true)]
+public class SimdGemvTests
+{
+    static bool Vectors => SimdGemv.Supported;
+
+    [Theory]
+    [InlineData(1027, 1000, true)]
+    [InlineData(3000, 2560, false)]
+    [InlineData(5, 37, true)]
+    [InlineData(1, 16, false)]
+    public void F32_equals_libtorch(int n, int k, bool withBias)
+    {
+        if (!Vectors) return;
+        using var gen = new Generator(5);
+        using var w = empty(n, k).normal_(0, 0.05, gen);
+        using var b = empty(n).normal_(0, 0.1, gen);
+        using var x = empty(1, 1, k).normal_(0, 1, gen);
+        using var expected = nn.functional.linear(x, w, withBias ? b : null);
+        using var actual = SimdGemv.Linear(x, w, withBias ? b : null);
+        Assert.Equal(expected.shape, actual.shape);
+        Compare.Close(Compare.Floats(expected), Compare.Floats(actual), 1e-4, "f32 gemv");
+    }
+
+    [Theory]
+    [InlineData(1027, 1001, true)]
+    [InlineData(4096, 2560, false)]
+    [InlineData(7, 33, true)]
+    public void Bf16_equals_f32_math_rounded_once(int n, int k, bool withBias)
+    {
+        if (!Vectors) return;
+        using var gen = new Generator(6);
+        using var w = empty(n, k).normal_(0, 0.05, gen).to(ScalarType.BFloat16);
+        using var b = empty(n).normal_(0, 0.1, gen).to(ScalarType.BFloat16);
+        using var x = empty(1, k).normal_(0, 1, gen).to(ScalarType.BFloat16);
+        using var exact = nn.functional.linear(x.to(ScalarType.Float32), w.to(ScalarType.Float32), withBias ? b.to(ScalarType.Float32) : null);
+        using var actual = SimdGemv.Linear(x, w, withBias ? b : null);
+        Assert.Equal(ScalarType.BFloat16, actual.dtype);
+        var e = Compare.Floats(exact);
+        var a = Compare.Floats(actual.to(ScalarType.Float32));
+        // Only the order of the float32 sum differs, so each output is within one bf16 step (2⁻⁸ relative) of the exact sum.
+        for (int i = 0; i < n; i++)
+            Assert.True(Math.Abs(a[i] - e[i]) <= Math.Abs(e[i]) / 256 + 1e-5, $"row {i}: {a[i]} vs {e[i]}");
+        // And libtorch's own bf16 product agrees to bf16 precision.
+        using var torchBf16 = nn.functional.linear(x, w, withBias ? b : null);
+        Compare.Close(Compare.Floats(torchBf16.to(ScalarType.Float32)), a, 0.05, "bf16 gemv vs libtorch bf16");
+    }
+
+    [Fact]
+    public void Only_one_row_of_a_contiguous_cpu_weight_takes_the_kernel()
+    {
+        if (!Vectors) return;
+        bool forced = SimdGemv.Forced;
+        SimdGemv.Forced = true;
+        try
+        {
+            using var w = zeros(2048, 1024);
+            using var wb = zeros(new long[] { 2048, 1024 }, ScalarType.BFloat16);
+            Assert.True(SimdGemv.Applies(zeros(1, 1024), w, null));
+            Assert.True(SimdGemv.Applies(zeros(new long[] { 1, 1, 1024 }, ScalarType.BFloat16), wb, null));
+            Assert.False(SimdGemv.Applies(zeros(2, 1024), w, null));                        // two rows: libtorch's GEMM
+            Assert.False(SimdGemv.Applies(zeros(1, 2048), w.t(), null));                    // transposed view
+            Assert.False(SimdGemv.Applies(zeros(new long[] { 1, 1024 }, ScalarType.BFloat16), w, null));   // mixed dtypes
+            Assert.False(SimdGemv.Applies(zeros(1, 64), zeros(64, 64), null));              // below the size threshold
+        }
+        finally { SimdGemv.Forced = forced; }
+    }
+
+    [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
+    public void Fixture_models_match_the_reference_with_every_projection_through_the_kernel(string name)
+    {
+        if (!Vectors) return;
+        (bool forced, long min) = (SimdGemv.Forced, SimdGemv.MinElements);
+        SimdGemv.Forced = true;
+        SimdGemv.MinElements = 0;
+        try
+        {
+            var fx = GriffinFixture.Get(name);
+            var d = fx.Cases.GetProperty("d");
+            using (var model = fx.LoadModel())
+                ReferenceLogitsTests.AssertGreedy(fx, model, fx.Ids(d.GetProperty("prompt")), fx.Ids(d.GetProperty("generated")), fx.Array("d.step_logits").Data);
+            // bf16 arithmetic: one decode step through the kernel against libtorch's bf16 path, within
+            // a fraction of the drift the reference's own bf16 run shows against f32 (~1.0).
+            float[] BfStep()
+            {
+                using var model = fx.LoadModel("model.bf16.safetensors", ScalarType.BFloat16);
+                using var state = model.CreateState(1);
+                var prompt = fx.Ids(d.GetProperty("prompt"));
+                using (model.Forward([prompt], state, [0])) { }
+                using var step = model.Forward([new long[] { prompt[^1] }], state, [0]);
+                return Compare.Floats(step);
+            }
+            var kernel = BfStep();
+            SimdGemv.Enabled = false;
+            try { Compare.Close(BfStep(), kernel, 0.25, $"{name} bf16 step, kernel vs libtorch"); }
+            finally { SimdGemv.Enabled = true; }
+        }
+        finally { (SimdGemv.Forced, SimdGemv.MinElements) = (forced, min); }
+    }
+}
