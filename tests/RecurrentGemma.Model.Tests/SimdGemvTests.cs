@@ -16,17 +16,22 @@ public class SimdGemvTests
     static bool Vectors => SimdGemv.Supported;
 
     [Theory]
-    [InlineData(1027, 1000, true)]
-    [InlineData(3000, 2560, false)]
-    [InlineData(5, 37, true)]
-    [InlineData(1, 16, false)]
-    public void F32_equals_libtorch(int n, int k, bool withBias)
+    [InlineData(1027, 1000, true, 1)]
+    [InlineData(3000, 2560, false, 1)]
+    [InlineData(5, 37, true, 1)]
+    [InlineData(1, 16, false, 1)]
+    [InlineData(1027, 1000, true, 2)]
+    [InlineData(3001, 2560, false, 3)]
+    [InlineData(5, 37, true, 4)]
+    [InlineData(515, 130, true, 5)]
+    [InlineData(1024, 2560, false, 8)]
+    public void F32_equals_libtorch(int n, int k, bool withBias, int rows)
     {
-        if (!Vectors) return;
+        if (!Vectors || rows > SimdGemv.RowsSupported) return;
         using var gen = new Generator(5);
         using var w = empty(n, k).normal_(0, 0.05, gen);
         using var b = empty(n).normal_(0, 0.1, gen);
-        using var x = empty(1, 1, k).normal_(0, 1, gen);
+        using var x = empty(rows, 1, k).normal_(0, 1, gen);
         using var expected = nn.functional.linear(x, w, withBias ? b : null);
         using var actual = SimdGemv.Linear(x, w, withBias ? b : null);
         Assert.Equal(expected.shape, actual.shape);
@@ -34,23 +39,28 @@ public class SimdGemvTests
     }
 
     [Theory]
-    [InlineData(1027, 1001, true)]
-    [InlineData(4096, 2560, false)]
-    [InlineData(7, 33, true)]
-    public void Bf16_equals_f32_math_rounded_once(int n, int k, bool withBias)
+    [InlineData(1027, 1001, true, 1)]
+    [InlineData(4096, 2560, false, 1)]
+    [InlineData(7, 33, true, 1)]
+    [InlineData(1027, 1001, true, 2)]
+    [InlineData(4095, 2560, false, 3)]
+    [InlineData(7, 33, true, 4)]
+    [InlineData(515, 130, false, 6)]
+    [InlineData(1024, 2560, true, 8)]
+    public void Bf16_equals_f32_math_rounded_once(int n, int k, bool withBias, int rows)
     {
-        if (!Vectors) return;
+        if (!Vectors || rows > SimdGemv.RowsSupported) return;
         using var gen = new Generator(6);
         using var w = empty(n, k).normal_(0, 0.05, gen).to(ScalarType.BFloat16);
         using var b = empty(n).normal_(0, 0.1, gen).to(ScalarType.BFloat16);
-        using var x = empty(1, k).normal_(0, 1, gen).to(ScalarType.BFloat16);
+        using var x = empty(rows, k).normal_(0, 1, gen).to(ScalarType.BFloat16);
         using var exact = nn.functional.linear(x.to(ScalarType.Float32), w.to(ScalarType.Float32), withBias ? b.to(ScalarType.Float32) : null);
         using var actual = SimdGemv.Linear(x, w, withBias ? b : null);
         Assert.Equal(ScalarType.BFloat16, actual.dtype);
         var e = Compare.Floats(exact);
         var a = Compare.Floats(actual.to(ScalarType.Float32));
         // Only the order of the float32 sum differs, so each output is within one bf16 step (2⁻⁸ relative) of the exact sum.
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < rows * n; i++)
             Assert.True(Math.Abs(a[i] - e[i]) <= Math.Abs(e[i]) / 256 + 1e-5, $"row {i}: {a[i]} vs {e[i]}");
         // And libtorch's own bf16 product agrees to bf16 precision.
         using var torchBf16 = nn.functional.linear(x, w, withBias ? b : null);
@@ -58,7 +68,7 @@ public class SimdGemvTests
     }
 
     [Fact]
-    public void Only_one_row_of_a_contiguous_cpu_weight_takes_the_kernel()
+    public void Only_few_rows_of_a_contiguous_cpu_weight_take_the_kernel()
     {
         if (!Vectors) return;
         bool forced = SimdGemv.Forced;
@@ -69,7 +79,9 @@ public class SimdGemvTests
             using var wb = zeros(new long[] { 2048, 1024 }, ScalarType.BFloat16);
             Assert.True(SimdGemv.Applies(zeros(1, 1024), w, null));
             Assert.True(SimdGemv.Applies(zeros(new long[] { 1, 1, 1024 }, ScalarType.BFloat16), wb, null));
-            Assert.False(SimdGemv.Applies(zeros(2, 1024), w, null));                        // two rows: libtorch's GEMM
+            Assert.Equal(SimdGemv.RowsSupported >= 2, SimdGemv.Applies(zeros(2, 1024), w, null));   // few rows: AVX-512 only
+            Assert.Equal(SimdGemv.RowsSupported >= 8, SimdGemv.Applies(zeros(8, 1, 1024), w, null));
+            Assert.False(SimdGemv.Applies(zeros(9, 1024), w, null));                        // nine rows: libtorch's GEMM
             Assert.False(SimdGemv.Applies(zeros(1, 2048), w.t(), null));                    // transposed view
             Assert.False(SimdGemv.Applies(zeros(new long[] { 1, 1024 }, ScalarType.BFloat16), w, null));   // mixed dtypes
             Assert.False(SimdGemv.Applies(zeros(1, 64), zeros(64, 64), null));              // below the size threshold
@@ -90,6 +102,8 @@ public class SimdGemvTests
             var d = fx.Cases.GetProperty("d");
             using (var model = fx.LoadModel())
                 ReferenceLogitsTests.AssertGreedy(fx, model, fx.Ids(d.GetProperty("prompt")), fx.Ids(d.GetProperty("generated")), fx.Array("d.step_logits").Data);
+            // Batched decode of rows at different positions: the few-row kernels.
+            new ReferenceLogitsTests().B_prefill_prefix_then_batched_decode_of_sequences_at_different_positions(name);
             // bf16 arithmetic: one decode step through the kernel against libtorch's bf16 path, within
             // a fraction of the drift the reference's own bf16 run shows against f32 (~1.0).
             float[] BfStep()

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TorchSharp;
@@ -7,18 +8,22 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
-/// Batch-1 projections (one row of x) on the CPU through <see cref="GemvKernels"/>, split by
-/// output rows over every core. A batch-1 decode step is a single pass over the weights, and
-/// libtorch's matrix–vector path streams them well below memory speed on the machines measured
-/// (2B: ~18 GB/s bf16, ~31 GB/s f32 against ~60 GB/s that two cores can read; docs/benchmarks.md).
-/// Whether it is used is decided per dtype by timing it against libtorch on this machine the
-/// first time a large enough weight comes by (<see cref="Wins"/>), never by CPU model.
+/// Small-batch projections (1–8 rows of x) on the CPU through <see cref="GemvKernels"/> and
+/// <see cref="GemvRowsKernels"/>, split by output rows over every core. A decode step of a few
+/// sequences is about one pass over the weights, and libtorch's one-row and few-row paths stream
+/// them well below memory speed on the machines measured (2B: ~18 GB/s bf16, ~18–31 GB/s f32
+/// against ~60 GB/s that two cores can read; docs/benchmarks.md). Whether it is used is decided per
+/// dtype and row count by timing it against libtorch on this machine the first time a large
+/// enough weight comes by (<see cref="Wins"/>), never by CPU model.
 /// The kernels run on .NET's thread pool, so they want libtorch on one thread around them: its
 /// OpenMP workers spin for a while after each op and would take the cores (the engine's
 /// ThreadCalibration times exactly that choice).
 /// </summary>
 public static unsafe class SimdGemv
 {
+    /// <summary>Most rows of x handled (more than 4 take two passes over the weight).</summary>
+    public const int MaxRows = 8;
+
     /// <summary>Below this many weight elements the split and the call cost more than they save.</summary>
     public static long MinElements { get; set; } = 1 << 20;
 
@@ -28,11 +33,14 @@ public static unsafe class SimdGemv
     /// <summary>Off switch for benchmarks and comparisons.</summary>
     public static bool Enabled { get; set; } = true;
 
-    /// <summary>Skips the timing and uses the kernels for every dtype they handle (tests).</summary>
+    /// <summary>Skips the timing and uses the kernels wherever they apply (tests).</summary>
     public static bool Forced { get; set; }
 
     [DllImport("LibTorchSharp")]
     static extern IntPtr THSTensor_data(IntPtr handle);
+
+    /// <summary>The most rows of x the kernels take on this CPU (several rows: AVX-512 only).</summary>
+    public static int RowsSupported => GemvKernels.Has512 ? MaxRows : 1;
 
     public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
     {
@@ -40,13 +48,15 @@ public static unsafe class SimdGemv
         var dtype = weight.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || x.dtype != dtype) return false;
         long k = weight.shape[1];
-        if (x.shape[^1] != k || x.numel() != k || weight.numel() < MinElements) return false;
+        if (x.shape[^1] != k || weight.numel() < MinElements) return false;
+        long rows = x.numel() / k;
+        if (rows < 1 || rows > RowsSupported) return false;
         if (weight.stride(1) != 1 || weight.stride(0) != k || !x.is_contiguous()) return false;
         if (bias is not null && (bias.dtype != dtype || !bias.is_contiguous())) return false;
-        return Forced || Wins(dtype);
+        return Forced || Wins(dtype, (int)rows);
     }
 
-    /// <summary>x·Wᵀ + b for one row of x: [.., K] → [.., N] in x's dtype (bf16 rounded once, from float32 sums).</summary>
+    /// <summary>x·Wᵀ + b for 1–8 rows of x: [.., K] → [.., N] in x's dtype (bf16 rounded once, from float32 sums).</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
     {
         long start = Stopwatch.GetTimestamp();
@@ -54,7 +64,7 @@ public static unsafe class SimdGemv
         var shape = (long[])x.shape.Clone();   // host metadata only: this path never runs on a GPU
         shape[^1] = n;
         var y = empty(shape, x.dtype, x.device);
-        Run(x, weight, bias, y, n, k);
+        Run(x, weight, bias, y, (int)(x.numel() / k), n, k);
         Interlocked.Add(ref _ticks, Stopwatch.GetTimestamp() - start);
         Interlocked.Add(ref _bytes, n * k * weight.ElementSize);
         return y;
@@ -66,136 +76,109 @@ public static unsafe class SimdGemv
     public static (TimeSpan Elapsed, long WeightBytes) Totals =>
         (Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _ticks)), Interlocked.Read(ref _bytes));
 
-    static void Run(Tensor x, Tensor weight, Tensor? bias, Tensor y, long n, long k)
+    static void Run(Tensor x, Tensor weight, Tensor? bias, Tensor y, int rows, long n, long k)
     {
         void* w = (void*)THSTensor_data(weight.Handle);
         void* xp = (void*)THSTensor_data(x.Handle);
         void* yp = (void*)THSTensor_data(y.Handle);
         void* bp = bias is null ? null : (void*)THSTensor_data(bias.Handle);
         bool bf16 = weight.dtype == ScalarType.BFloat16;
+        long half = (k + 1) / 2;
 
-        float[] sums = ArrayPool<float>.Shared.Rent((int)n + (bf16 ? (int)k + 2 : 0));
+        float[] scratch = ArrayPool<float>.Shared.Rent((int)(rows * n + (bf16 ? 2 * rows * half : 0)));
         try
         {
-            fixed (float* s = sums)
+            fixed (float* s = scratch)
             {
-                float* xEven = s + n, xOdd = xEven + (k + 1) / 2;
+                float* xEven = s + rows * n, xOdd = xEven + rows * half;
                 if (bf16)
                 {
                     var xs = (ushort*)xp;
-                    for (long i = 0; i < k; i++) ((i & 1) == 0 ? xEven : xOdd)[i / 2] = GemvKernels.ToFloat(xs[i]);
+                    for (int b = 0; b < rows; b++)
+                        for (long i = 0; i < k; i++)
+                            ((i & 1) == 0 ? xEven : xOdd)[b * half + i / 2] = GemvKernels.ToFloat(xs[b * k + i]);
                 }
                 // Parts of whole row groups; the calling thread takes one of them (Parallel.For).
                 int parts = (int)Math.Clamp(n / 256, 1, Environment.ProcessorCount);
-                long size = (n / parts + 3) & ~3L;
+                long size = ((n + parts - 1) / parts + 3) & ~3L;   // whole groups of 4 rows, covering n
                 float* sp = s, xe = xEven, xo = xOdd, xf = (float*)xp;
                 void Part(int p)
                 {
-                    long n0 = p * size, n1 = Math.Min(n, n0 + size);
-                    if (bf16) GemvKernels.Bf16((ushort*)w, k, xe, xo, sp, n0, n1);
-                    else GemvKernels.F32((float*)w, k, xf, sp, n0, n1);
+                    long n0 = Math.Min(n, p * size), n1 = p == parts - 1 ? n : Math.Min(n, n0 + size);
+                    for (int b0 = 0; b0 < rows; b0 += 4)
+                        Pass(bf16, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, sp + b0 * n, n, n0, n1, Math.Min(4, rows - b0));
                 }
                 if (parts == 1) Part(0);
                 else Parallel.For(0, parts, Part);
 
+                long count = rows * n;
                 if (bf16)
                 {
                     var yo = (ushort*)yp;
                     var b = (ushort*)bp;
-                    for (long i = 0; i < n; i++) yo[i] = GemvKernels.ToBf16(b is null ? s[i] : s[i] + GemvKernels.ToFloat(b[i]));
+                    for (long i = 0; i < count; i++) yo[i] = GemvKernels.ToBf16(b is null ? s[i] : s[i] + GemvKernels.ToFloat(b[i % n]));
                 }
                 else
                 {
                     var yo = (float*)yp;
                     var b = (float*)bp;
-                    for (long i = 0; i < n; i++) yo[i] = b is null ? s[i] : s[i] + b[i];
+                    for (long i = 0; i < count; i++) yo[i] = b is null ? s[i] : s[i] + b[i % n];
                 }
             }
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(sums);
+            ArrayPool<float>.Shared.Return(scratch);
         }
     }
 
-    static readonly Lazy<bool> F32Wins = new(() => Measure(ScalarType.Float32));
-    static readonly Lazy<bool> Bf16Wins = new(() => Measure(ScalarType.BFloat16));
-
-    /// <summary>Whether the kernels beat libtorch for this dtype on this machine (timed once per process).</summary>
-    public static bool Wins(ScalarType dtype) => dtype == ScalarType.BFloat16 ? Bf16Wins.Value : F32Wins.Value;
-
-    /// <summary>Last timing per dtype (ms per 64 MiB: libtorch, kernels, medians), for the start-up log and the bench.</summary>
-    public static IReadOnlyDictionary<ScalarType, (double Torch, double Simd)> Timings => _timings;
-    static readonly System.Collections.Concurrent.ConcurrentDictionary<ScalarType, (double, double)> _timings = new();
-
-    /// <summary>
-    /// Seven rounds over four 64 MiB weights (256 MiB, beyond the caches, so both read memory as a
-    /// decode step does), each round timing libtorch and then the kernels on the same weights; the
-    /// decision is the median of the per-round ratios, so a noisy neighbour that slows a whole
-    /// round slows both sides of it alike.
-    /// </summary>
-    static bool Measure(ScalarType dtype)
+    /// <summary>One pass over weight rows [n0, n1) for up to four rows of x.</summary>
+    static void Pass(bool bf16, void* w, long k, float* x, float* xEven, float* xOdd, float* y, long n, long n0, long n1, int rows)
     {
-        using var noGrad = no_grad();
-        using var scope = NewDisposeScope();
-        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4));
-        var ws = new Tensor[4];
-        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, dtype).fill_(Scalars.Of(0.01));
-        var x = empty(1, k, dtype).fill_(Scalars.One);
-        var torchMs = new List<double>();
-        var simdMs = new List<double>();
-        var ratios = new List<double>();
-        int threads = get_num_threads();
-        try
+        switch (rows, bf16)
         {
-            for (int r = 0; r < 8; r++)
-            {
-                // Each side as it runs best: libtorch on every thread; the kernels with libtorch on
-                // one, after its workers have stopped spinning (the engine's decode steps do this).
-                var sw = Stopwatch.StartNew();
-                foreach (var w in ws) nn.functional.linear(x, w, null).Dispose();
-                double t = sw.Elapsed.TotalMilliseconds / ws.Length;
-                set_num_threads(1);
-                Thread.Sleep(5);
-                sw.Restart();
-                foreach (var w in ws) Linear(x, w, null).Dispose();
-                double s = sw.Elapsed.TotalMilliseconds / ws.Length;
-                set_num_threads(threads);
-                if (r == 0) continue;   // the first round warms both paths
-                torchMs.Add(t);
-                simdMs.Add(s);
-                ratios.Add(s / t);
-            }
+            case (1, false): GemvKernels.F32((float*)w, k, x, y, n0, n1); break;
+            case (1, true): GemvKernels.Bf16((ushort*)w, k, xEven, xOdd, y, n0, n1); break;
+            case (2, false): GemvRowsKernels.F32<TwoRows>((float*)w, k, x, y, n, n0, n1); break;
+            case (2, true): GemvRowsKernels.Bf16<TwoRows>((ushort*)w, k, xEven, xOdd, y, n, n0, n1); break;
+            case (3, false): GemvRowsKernels.F32<ThreeRows>((float*)w, k, x, y, n, n0, n1); break;
+            case (3, true): GemvRowsKernels.Bf16<ThreeRows>((ushort*)w, k, xEven, xOdd, y, n, n0, n1); break;
+            case (_, false): GemvRowsKernels.F32<FourRows>((float*)w, k, x, y, n, n0, n1); break;
+            case (_, true): GemvRowsKernels.Bf16<FourRows>((ushort*)w, k, xEven, xOdd, y, n, n0, n1); break;
         }
-        finally { set_num_threads(threads); }
-        _timings[dtype] = (Median(torchMs), Median(simdMs));
-        return Median(ratios) < 1;
     }
 
+    /// <summary>Row counts timed together: 1; 2–4 (one pass); 5–8 (two passes).</summary>
+    static int Bucket(int rows) => rows <= 1 ? 1 : rows <= 4 ? 4 : 8;
+
+    static readonly ConcurrentDictionary<(ScalarType, int), Lazy<bool>> Decisions = new();
+    static readonly ConcurrentDictionary<(ScalarType, int), (double, double)> _timings = new();
+
+    /// <summary>Whether the kernels beat libtorch for this dtype and row count on this machine (timed once per process).</summary>
+    public static bool Wins(ScalarType dtype, int rows = 1) =>
+        Decisions.GetOrAdd((dtype, Bucket(rows)), key => new Lazy<bool>(() => GemvCalibration.Measure(key.Item1, key.Item2, _timings))).Value;
+
     /// <summary>
-    /// What was decided for the dtypes decided so far, with the timings it was decided by (start-up
-    /// log, benchmark headers); <paramref name="decide"/> times the dtypes not yet timed.
+    /// What was decided so far, with the timings it was decided by (start-up log, benchmark
+    /// headers); <paramref name="decide"/> first times every dtype and row count not yet timed.
     /// </summary>
     public static string Describe(bool decide = false)
     {
         if (!Supported) return "SIMD GEMV unsupported on this CPU";
         if (!Enabled) return "SIMD GEMV off";
         if (Forced) return "SIMD GEMV forced on";
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
         var parts = new List<string>();
-        foreach (var (dtype, name, lazy) in new[] { (ScalarType.Float32, "f32", F32Wins), (ScalarType.BFloat16, "bf16", Bf16Wins) })
-        {
-            if (!lazy.IsValueCreated && !decide) continue;
-            bool wins = lazy.Value;   // times it now when asked to decide
-            var (t, s) = _timings.GetValueOrDefault(dtype);
-            parts.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"{name} {(wins ? "on" : "off")} ({s:F2} vs libtorch {t:F2} ms per 64 MiB)"));
-        }
-        return parts.Count == 0 ? "SIMD GEMV not yet timed (no batch-1 projection large enough so far)" : "SIMD GEMV " + string.Join(", ", parts);
-    }
-
-    static double Median(List<double> v)
-    {
-        v.Sort();
-        return v[v.Count / 2];
+        foreach (var (dtype, name) in new[] { (ScalarType.Float32, "f32"), (ScalarType.BFloat16, "bf16") })
+            foreach (int bucket in new[] { 1, 4, 8 }.Where(b => b <= RowsSupported))
+            {
+                if (!decide && !Decisions.ContainsKey((dtype, bucket))) continue;
+                bool wins = Wins(dtype, bucket);
+                var (t, s) = _timings.GetValueOrDefault((dtype, bucket));
+                parts.Add(string.Create(ci, $"{name}×{bucket} {(wins ? "on" : "off")} ({s:F2} vs {t:F2} ms)"));
+            }
+        return parts.Count == 0
+            ? "SIMD GEMV not yet timed (no small-batch projection large enough so far)"
+            : "SIMD GEMV per dtype × rows of x, kernels vs libtorch per 64 MiB weight: " + string.Join(", ", parts);
     }
 }

@@ -1,0 +1,62 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Modules;
+
+/// <summary>
+/// Times <see cref="SimdGemv"/> against what the model would otherwise run (libtorch, or
+/// <see cref="SplitGemv"/> for f32) for one dtype and row count on this machine.
+/// </summary>
+internal static class GemvCalibration
+{
+    /// <summary>
+    /// Seven rounds over four 64 MiB weights (256 MiB, beyond the caches, so both read memory as a
+    /// decode step does), each round timing libtorch and then the kernels on the same weights; the
+    /// decision is the median of the per-round ratios, so a noisy neighbour that slows a whole
+    /// round slows both sides of it alike. Each side runs as it runs best: libtorch on every
+    /// thread; the kernels with libtorch on one, after its workers have stopped spinning (the
+    /// engine's decode steps do this).
+    /// </summary>
+    public static bool Measure(ScalarType dtype, int rows, ConcurrentDictionary<(ScalarType, int), (double, double)> timings)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4));
+        var ws = new Tensor[4];
+        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, dtype).fill_(Scalars.Of(0.01));
+        var x = empty(rows, k, dtype).fill_(Scalars.One);
+        var torchMs = new List<double>();
+        var simdMs = new List<double>();
+        var ratios = new List<double>();
+        int threads = get_num_threads();
+        try
+        {
+            for (int r = 0; r < 8; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                foreach (var w in ws) (SplitGemv.Applies(x, w) ? SplitGemv.Linear(x, w, null) : nn.functional.linear(x, w, null)).Dispose();
+                double t = sw.Elapsed.TotalMilliseconds / ws.Length;
+                set_num_threads(1);
+                Thread.Sleep(5);
+                sw.Restart();
+                foreach (var w in ws) SimdGemv.Linear(x, w, null).Dispose();
+                double s = sw.Elapsed.TotalMilliseconds / ws.Length;
+                set_num_threads(threads);
+                if (r == 0) continue;   // the first round warms both paths
+                torchMs.Add(t);
+                simdMs.Add(s);
+                ratios.Add(s / t);
+            }
+        }
+        finally { set_num_threads(threads); }
+        timings[(dtype, rows)] = (Median(torchMs), Median(simdMs));
+        return Median(ratios) < 1;
+    }
+
+    static double Median(List<double> v)
+    {
+        v.Sort();
+        return v[v.Count / 2];
+    }
+}
