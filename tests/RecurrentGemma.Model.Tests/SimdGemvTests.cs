@@ -40,6 +40,7 @@ public class SimdGemvTests
 
     [Theory]
     [InlineData(1027, 1001, true, 1)]
+    [InlineData(1029, 1000, true, 1)]      // even K: eight-row groups with a tail in K and in rows
     [InlineData(4096, 2560, false, 1)]
     [InlineData(7, 33, true, 1)]
     [InlineData(1027, 1001, true, 2)]
