@@ -87,8 +87,12 @@ internal static unsafe class GemvRowsKernels
             ushort* row0 = w + at * k;
             uint* r0 = (uint*)row0, r1 = (uint*)(row0 + k);
             byte* ahead = (byte*)row0 + 4 * k * sizeof(ushort);
+            // Even and odd products in separate accumulators: two independent FMA chains per
+            // (row of x, weight row) instead of one chain of two, so the FMA latency never waits.
             var a00 = Vector512<float>.Zero; var a01 = a00; var a10 = a00; var a11 = a00;
             var a20 = a00; var a21 = a00; var a30 = a00; var a31 = a00;
+            var b00 = a00; var b01 = a00; var b10 = a00; var b11 = a00;
+            var b20 = a00; var b21 = a00; var b30 = a00; var b31 = a00;
             long j = 0;
             for (; j + 16 <= pairs; j += 16, ahead += 128)
             {
@@ -97,24 +101,25 @@ internal static unsafe class GemvRowsKernels
                 var e0 = Avx512F.ShiftLeftLogical(v0, 16).AsSingle(); var o0 = (v0 & high).AsSingle();
                 var e1 = Avx512F.ShiftLeftLogical(v1, 16).AsSingle(); var o1 = (v1 & high).AsSingle();
                 var xe = Vector512.Load(xEven + j); var xo = Vector512.Load(xOdd + j);
-                a00 = Avx512F.FusedMultiplyAdd(o0, xo, Avx512F.FusedMultiplyAdd(e0, xe, a00));
-                a01 = Avx512F.FusedMultiplyAdd(o1, xo, Avx512F.FusedMultiplyAdd(e1, xe, a01));
+                a00 = Avx512F.FusedMultiplyAdd(e0, xe, a00); b00 = Avx512F.FusedMultiplyAdd(o0, xo, b00);
+                a01 = Avx512F.FusedMultiplyAdd(e1, xe, a01); b01 = Avx512F.FusedMultiplyAdd(o1, xo, b01);
                 xe = Vector512.Load(xEven + half + j); xo = Vector512.Load(xOdd + half + j);
-                a10 = Avx512F.FusedMultiplyAdd(o0, xo, Avx512F.FusedMultiplyAdd(e0, xe, a10));
-                a11 = Avx512F.FusedMultiplyAdd(o1, xo, Avx512F.FusedMultiplyAdd(e1, xe, a11));
+                a10 = Avx512F.FusedMultiplyAdd(e0, xe, a10); b10 = Avx512F.FusedMultiplyAdd(o0, xo, b10);
+                a11 = Avx512F.FusedMultiplyAdd(e1, xe, a11); b11 = Avx512F.FusedMultiplyAdd(o1, xo, b11);
                 if (rows > 2)
                 {
                     xe = Vector512.Load(xEven + 2 * half + j); xo = Vector512.Load(xOdd + 2 * half + j);
-                    a20 = Avx512F.FusedMultiplyAdd(o0, xo, Avx512F.FusedMultiplyAdd(e0, xe, a20));
-                    a21 = Avx512F.FusedMultiplyAdd(o1, xo, Avx512F.FusedMultiplyAdd(e1, xe, a21));
+                    a20 = Avx512F.FusedMultiplyAdd(e0, xe, a20); b20 = Avx512F.FusedMultiplyAdd(o0, xo, b20);
+                    a21 = Avx512F.FusedMultiplyAdd(e1, xe, a21); b21 = Avx512F.FusedMultiplyAdd(o1, xo, b21);
                 }
                 if (rows > 3)
                 {
                     xe = Vector512.Load(xEven + 3 * half + j); xo = Vector512.Load(xOdd + 3 * half + j);
-                    a30 = Avx512F.FusedMultiplyAdd(o0, xo, Avx512F.FusedMultiplyAdd(e0, xe, a30));
-                    a31 = Avx512F.FusedMultiplyAdd(o1, xo, Avx512F.FusedMultiplyAdd(e1, xe, a31));
+                    a30 = Avx512F.FusedMultiplyAdd(e0, xe, a30); b30 = Avx512F.FusedMultiplyAdd(o0, xo, b30);
+                    a31 = Avx512F.FusedMultiplyAdd(e1, xe, a31); b31 = Avx512F.FusedMultiplyAdd(o1, xo, b31);
                 }
             }
+            a00 += b00; a01 += b01; a10 += b10; a11 += b11; a20 += b20; a21 += b21; a30 += b30; a31 += b31;
             Span<float> s = [Vector512.Sum(a00), Vector512.Sum(a01), Vector512.Sum(a10), Vector512.Sum(a11),
                              Vector512.Sum(a20), Vector512.Sum(a21), Vector512.Sum(a30), Vector512.Sum(a31)];
             for (long i = 2 * j; i < k; i++)
