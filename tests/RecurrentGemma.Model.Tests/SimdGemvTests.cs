@@ -68,6 +68,32 @@ public class SimdGemvTests
         Compare.Close(Compare.Floats(torchBf16.to(ScalarType.Float32)), a, 0.05, "bf16 gemv vs libtorch bf16");
     }
 
+    [Theory]
+    [InlineData(1027, 1000, ScalarType.Float32)]
+    [InlineData(3000, 2560, ScalarType.Float32)]
+    [InlineData(1027, 1001, ScalarType.BFloat16)]
+    [InlineData(1029, 2560, ScalarType.BFloat16)]
+    public void The_avx2_path_equals_the_avx512_path_and_libtorch(int n, int k, ScalarType dtype)
+    {
+        if (!Vectors || !System.Runtime.Intrinsics.X86.Avx2.IsSupported || !System.Runtime.Intrinsics.X86.Fma.IsSupported) return;
+        using var gen = new Generator(7);
+        using var w = empty(n, k).normal_(0, 0.05, gen).to(dtype);
+        using var b = empty(n).normal_(0, 0.1, gen).to(dtype);
+        using var x = empty(1, k).normal_(0, 1, gen).to(dtype);
+        using var wide = SimdGemv.Linear(x, w, b);
+        SimdGemv.Avx2Only = true;
+        try
+        {
+            Assert.Equal(1, SimdGemv.RowsSupported);
+            using var narrow = SimdGemv.Linear(x, w, b);
+            var expected = Compare.Floats(nn.functional.linear(x.to(ScalarType.Float32), w.to(ScalarType.Float32), b.to(ScalarType.Float32)));
+            double tol = dtype == ScalarType.BFloat16 ? 0.05 : 1e-4;
+            Compare.Close(expected, Compare.Floats(narrow.to(ScalarType.Float32)), tol, "avx2 path vs exact");
+            Compare.Close(Compare.Floats(wide.to(ScalarType.Float32)), Compare.Floats(narrow.to(ScalarType.Float32)), tol, "avx2 path vs avx-512 path");
+        }
+        finally { SimdGemv.Avx2Only = false; }
+    }
+
     [Fact]
     public void Only_few_rows_of_a_contiguous_cpu_weight_take_the_kernel()
     {

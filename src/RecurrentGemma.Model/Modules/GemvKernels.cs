@@ -18,6 +18,9 @@ internal static unsafe class GemvKernels
     const int Rows = 4;
 
     public static bool Has512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported;
+
+    /// <summary>The 512-bit loops, unless <see cref="SimdGemv.Avx2Only"/> asks for the 256-bit ones (tests, comparisons).</summary>
+    static bool Use512 => Has512 && !SimdGemv.Avx2Only;
     public static bool Has256 => Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>Rows [n0, n1) of W·x for a float32 weight.</summary>
@@ -30,7 +33,7 @@ internal static unsafe class GemvKernels
             float* r0 = w + n * k, r1 = r0 + k, r2 = r1 + k, r3 = r2 + k;
             byte* ahead = (byte*)r0 + 2 * group;
             long i = 0;
-            if (Has512)
+            if (Use512)
             {
                 var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
                 for (; i + 16 <= k; i += 16, ahead += Rows * 64)
@@ -79,7 +82,7 @@ internal static unsafe class GemvKernels
     public static void Bf16(ushort* w, long k, float* xEven, float* xOdd, float* y, long n0, long n1)
     {
         long pairs = k / 2, n = n0;
-        if (Has512) n = Bf16Eight(w, k, xEven, xOdd, y, n0, n1);
+        if (Use512) n = Bf16Eight(w, k, xEven, xOdd, y, n0, n1);
         long group = Rows * k * sizeof(ushort);
         for (; n + Rows <= n1; n += Rows)
         {
@@ -87,7 +90,7 @@ internal static unsafe class GemvKernels
             uint* r0 = (uint*)row0, r1 = (uint*)(row0 + k), r2 = (uint*)(row0 + 2 * k), r3 = (uint*)(row0 + 3 * k);
             byte* ahead = (byte*)row0 + 2 * group;
             long j = 0;
-            if (Has512)
+            if (Use512)
             {
                 var high = Vector512.Create(0xFFFF0000u);
                 var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;

@@ -28,7 +28,7 @@ public static unsafe class SimdGemv
     public static long MinElements { get; set; } = 1 << 20;
 
     /// <summary>True where the CPU has 512-bit, or 256-bit with FMA, vectors the kernels are written for.</summary>
-    public static bool Supported => GemvKernels.Has512 || GemvKernels.Has256;
+    public static bool Supported => (GemvKernels.Has512 && !Avx2Only) || GemvKernels.Has256;
 
     /// <summary>Off switch for benchmarks and comparisons.</summary>
     public static bool Enabled { get; set; } = true;
@@ -40,7 +40,13 @@ public static unsafe class SimdGemv
     static extern IntPtr THSTensor_data(IntPtr handle);
 
     /// <summary>The most rows of x the kernels take on this CPU (several rows: AVX-512 only).</summary>
-    public static int RowsSupported => GemvKernels.Has512 ? MaxRows : 1;
+    public static int RowsSupported => GemvKernels.Has512 && !Avx2Only ? MaxRows : 1;
+
+    /// <summary>
+    /// Runs the 256-bit (AVX2 + FMA) loops on a CPU that has AVX-512 too, so that the path the
+    /// AVX2-only machines take is tested here (and can be compared); one row of x only, as there.
+    /// </summary>
+    public static bool Avx2Only { get; set; }
 
     public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
     {
