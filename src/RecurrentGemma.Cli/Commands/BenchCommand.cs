@@ -124,7 +124,7 @@ public static class BenchCommand
         return Task.FromResult(0);
     }
 
-    /// <summary>--simd-gemv auto | on | off: the batch-1 SIMD projection (auto = timed against libtorch per dtype).</summary>
+    /// <summary>--simd-gemv auto | on | off | avx2: the small-batch SIMD projections (auto and avx2 are timed against libtorch per dtype and rows).</summary>
     static string ReadSimdGemv(CliArgs args)
     {
         var simd = args.Get("simd-gemv");
@@ -133,7 +133,8 @@ public static class BenchCommand
             RecurrentGemma.Model.Modules.SimdGemv.Enabled = simd == "on";
             RecurrentGemma.Model.Modules.SimdGemv.Forced = simd == "on";
         }
-        else if (simd is not (null or "auto")) throw new UsageException($"--simd-gemv must be auto, on or off, got '{simd}'");
+        else if (simd == "avx2") RecurrentGemma.Model.Modules.SimdGemv.Avx2Only = true;   // the AVX2-only machines' path, timed like auto
+        else if (simd is not (null or "auto")) throw new UsageException($"--simd-gemv must be auto, on, off or avx2, got '{simd}'");
         return simd is null ? "" : $" --simd-gemv {simd}";
     }
 
