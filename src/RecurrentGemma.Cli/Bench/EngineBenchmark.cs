@@ -50,7 +50,7 @@ public sealed class EngineBenchmark(string shapeName, GriffinConfig config, Scal
                 double busy = after.BusySeconds - before.BusySeconds, fwd = after.ForwardSeconds - before.ForwardSeconds, smp = after.SamplerSeconds - before.SamplerSeconds;
                 double other = busy - fwd - smp;
                 sb.AppendLine(ci, $"| {c} | {tps:F2} | {decode:F2} | {decode / single:F2}× | {fwd / busy * 100:F1}% / {smp / busy * 100:F1}% / {other / busy * 100:F1}% (other ÷ forward = {other / fwd * 100:F1}%) |");
-                progress.WriteLine($"[bench] {c} concurrent: {tps:F2} tok/s end to end, {decode:F2} tok/s decoding");
+                progress.WriteLine($"[bench] {c} concurrent: {tps:F2} tok/s end to end, {decode:F2} tok/s decoding; threads {engine.ThreadChoice}");
             }
             finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
         }
