@@ -7,8 +7,9 @@ namespace RecurrentGemma.Model.Modules;
 /// y[n] = Σ_k W[n, k]·x[k] over a block of rows of a row-major [N, K] weight, with float32
 /// accumulation: the inner loop of <see cref="SimdGemv"/>. A batch-1 decode step is one pass over
 /// the weights, so these loops are written to keep memory busy rather than to save arithmetic:
-/// four rows share each load of x, and each group of rows prefetches the group two ahead (measured
-/// on the 2-core AVX-512 machine: bf16 30 → 40 GB/s with the prefetch, docs/benchmarks.md).
+/// four rows (eight for bf16 on AVX-512) share each load of x, and each group of rows prefetches
+/// ahead of itself (measured on the 2-core AVX-512 machine: bf16 ~30 GB/s without the prefetch,
+/// ~38 with it, ~45 in groups of eight; docs/platform.md).
 /// bf16 rows are read as 32-bit pairs: the high half of a pair is already the odd element as a
 /// float32 (mask the low bits), the low half shifted up by 16 is the even one, so x is split into
 /// its even and odd elements once per call and no widening shuffle is needed.
@@ -21,6 +22,7 @@ internal static unsafe class GemvKernels
 
     /// <summary>The 512-bit loops, unless <see cref="SimdGemv.Avx2Only"/> asks for the 256-bit ones (tests, comparisons).</summary>
     static bool Use512 => Has512 && !SimdGemv.Avx2Only;
+
     public static bool Has256 => Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>Rows [n0, n1) of W·x for a float32 weight.</summary>
