@@ -101,16 +101,10 @@ internal static unsafe class GemvKernels
                     Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
                     var e = Vector512.Load(xEven + j);
                     var o = Vector512.Load(xOdd + j);
-                    var v0 = Vector512.Load(r0 + j); var v1 = Vector512.Load(r1 + j);
-                    var v2 = Vector512.Load(r2 + j); var v3 = Vector512.Load(r3 + j);
-                    a0 = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v0, 16).AsSingle(), e, a0);
-                    a0 = Avx512F.FusedMultiplyAdd((v0 & high).AsSingle(), o, a0);
-                    a1 = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v1, 16).AsSingle(), e, a1);
-                    a1 = Avx512F.FusedMultiplyAdd((v1 & high).AsSingle(), o, a1);
-                    a2 = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v2, 16).AsSingle(), e, a2);
-                    a2 = Avx512F.FusedMultiplyAdd((v2 & high).AsSingle(), o, a2);
-                    a3 = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v3, 16).AsSingle(), e, a3);
-                    a3 = Avx512F.FusedMultiplyAdd((v3 & high).AsSingle(), o, a3);
+                    a0 = Step(Vector512.Load(r0 + j), e, o, high, a0);
+                    a1 = Step(Vector512.Load(r1 + j), e, o, high, a1);
+                    a2 = Step(Vector512.Load(r2 + j), e, o, high, a2);
+                    a3 = Step(Vector512.Load(r3 + j), e, o, high, a3);
                 }
                 y[n] = Vector512.Sum(a0); y[n + 1] = Vector512.Sum(a1); y[n + 2] = Vector512.Sum(a2); y[n + 3] = Vector512.Sum(a3);
             }
@@ -123,16 +117,10 @@ internal static unsafe class GemvKernels
                     Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64);
                     var e = Vector256.Load(xEven + j);
                     var o = Vector256.Load(xOdd + j);
-                    var v0 = Vector256.Load(r0 + j); var v1 = Vector256.Load(r1 + j);
-                    var v2 = Vector256.Load(r2 + j); var v3 = Vector256.Load(r3 + j);
-                    a0 = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v0, 16).AsSingle(), e, a0);
-                    a0 = Fma.MultiplyAdd((v0 & high).AsSingle(), o, a0);
-                    a1 = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v1, 16).AsSingle(), e, a1);
-                    a1 = Fma.MultiplyAdd((v1 & high).AsSingle(), o, a1);
-                    a2 = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v2, 16).AsSingle(), e, a2);
-                    a2 = Fma.MultiplyAdd((v2 & high).AsSingle(), o, a2);
-                    a3 = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v3, 16).AsSingle(), e, a3);
-                    a3 = Fma.MultiplyAdd((v3 & high).AsSingle(), o, a3);
+                    a0 = Step(Vector256.Load(r0 + j), e, o, high, a0);
+                    a1 = Step(Vector256.Load(r1 + j), e, o, high, a1);
+                    a2 = Step(Vector256.Load(r2 + j), e, o, high, a2);
+                    a3 = Step(Vector256.Load(r3 + j), e, o, high, a3);
                 }
                 y[n] = Vector256.Sum(a0); y[n + 1] = Vector256.Sum(a1); y[n + 2] = Vector256.Sum(a2); y[n + 3] = Vector256.Sum(a3);
             }
@@ -199,6 +187,11 @@ internal static unsafe class GemvKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Step(Vector512<uint> v, Vector512<float> e, Vector512<float> o, Vector512<uint> high, Vector512<float> acc) =>
         Avx512F.FusedMultiplyAdd((v & high).AsSingle(), o, Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v, 16).AsSingle(), e, acc));
+
+    /// <summary>The same with 256-bit vectors (16 bf16 weights as 8 pairs).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Step(Vector256<uint> v, Vector256<float> e, Vector256<float> o, Vector256<uint> high, Vector256<float> acc) =>
+        Fma.MultiplyAdd((v & high).AsSingle(), o, Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v, 16).AsSingle(), e, acc));
 
     public static float ToFloat(ushort bf16) => BitConverter.Int32BitsToSingle(bf16 << 16);
 
