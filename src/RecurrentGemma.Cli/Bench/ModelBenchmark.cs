@@ -206,13 +206,11 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
         return (flops / 1e9, flops / perToken);
     }
 
+    /// <summary>Copy bandwidth (read + write) over 1 GiB, best of 4.</summary>
     public static double CopyBandwidth()
     {
-        using var a = empty(256L << 20, ScalarType.Float32).fill_(1);   // 1 GiB
-        using var b = empty(256L << 20, ScalarType.Float32).fill_(2);
-        b.copy_(a);
-        var best = Enumerable.Range(0, 4).Min(_ => Time(() => b.copy_(a)));
-        return 2.0 * a.numel() * 4 / best;    // read + write, as a copy counts them
+        using var probe = new BandwidthProbe(1L << 30);
+        return probe.Measure(copies: 4);
     }
 
     static void ReadAllBytes(string path)

@@ -117,18 +117,20 @@ public static unsafe class SimdGemv
                 if (parts == 1) Part(0);
                 else Parallel.For(0, parts, Part);
 
-                long count = rows * n;
-                if (bf16)
+                // Bias and the output dtype, row by row (sums are [rows, n] like y).
+                for (int r = 0; r < rows; r++)
                 {
-                    var yo = (ushort*)yp;
-                    var b = (ushort*)bp;
-                    for (long i = 0; i < count; i++) yo[i] = GemvKernels.ToBf16(b is null ? s[i] : s[i] + GemvKernels.ToFloat(b[i % n]));
-                }
-                else
-                {
-                    var yo = (float*)yp;
-                    var b = (float*)bp;
-                    for (long i = 0; i < count; i++) yo[i] = b is null ? s[i] : s[i] + b[i % n];
+                    float* sr = s + r * n;
+                    if (bf16)
+                    {
+                        ushort* yo = (ushort*)yp + r * n, b = (ushort*)bp;
+                        for (long i = 0; i < n; i++) yo[i] = GemvKernels.ToBf16(b is null ? sr[i] : sr[i] + GemvKernels.ToFloat(b[i]));
+                    }
+                    else
+                    {
+                        float* yo = (float*)yp + r * n, b = (float*)bp;
+                        for (long i = 0; i < n; i++) yo[i] = b is null ? sr[i] : sr[i] + b[i];
+                    }
                 }
             }
         }
