@@ -9,7 +9,7 @@ namespace RecurrentGemma.Model.Modules;
 /// the weights, so these loops are written to keep memory busy rather than to save arithmetic:
 /// four rows (eight for bf16 on AVX-512) share each load of x, and each group of rows prefetches
 /// ahead of itself (measured on the 2-core AVX-512 machine: bf16 ~30 GB/s without the prefetch,
-/// ~38 with it, ~45 in groups of eight; docs/platform.md).
+/// ~38 with it, ~45 in groups of eight, in one-off timing programs; docs/platform.md).
 /// bf16 rows are read as 32-bit pairs: the high half of a pair is already the odd element as a
 /// float32 (mask the low bits), the low half shifted up by 16 is the even one, so x is split into
 /// its even and odd elements once per call and no widening shuffle is needed.
