@@ -14,8 +14,8 @@ public sealed class CausalConv1D : nn.Module
     readonly Parameter weight; // [L, 1, K]
     readonly Parameter bias;   // [L]
     readonly int _width;
-    Tensor? _taps;             // [K, L]: tap j of every channel, for a decode step
-    Tensor? _tapsByChannel;    // [L, K]: the same, for unfolded chunks
+    Tensor? _taps;             // [K, L]: tap j of every channel
+    Tensor[] _tap = [];        // row j of _taps, as views made once
 
     public CausalConv1D(long channels, int width, ScalarType dtype, Device device) : base(nameof(CausalConv1D))
     {
@@ -27,11 +27,11 @@ public sealed class CausalConv1D : nn.Module
 
     internal void Prepare()
     {
-        _taps?.Dispose(); _tapsByChannel?.Dispose();
+        DisposeTaps();
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        _tapsByChannel = weight.squeeze(1).contiguous().DetachFromDisposeScope();
         _taps = weight.squeeze(1).t().contiguous().DetachFromDisposeScope();
+        _tap = Enumerable.Range(0, _width).Select(j => _taps[j].DetachFromDisposeScope()).ToArray();
     }
 
     /// <param name="u">[B, T, L] inputs of this chunk.</param>
@@ -39,14 +39,21 @@ public sealed class CausalConv1D : nn.Module
     /// <param name="historyRows">[B, K−1, L] window rows holding each row's last K−1 valid inputs
     /// (right-padded chunks); null when every row has T tokens.</param>
     /// <param name="newHistory">[B, K−1, L] the last K−1 valid inputs, to store back.</param>
-    /// <returns>[B, T, L], or [B, L] when T = 1 (the caller knows T; one view fewer per step).</returns>
+    /// <returns>[B, T, L].</returns>
+    /// <remarks>
+    /// The sum is K shifted multiply-adds over the window, not an einsum: libtorch turns these
+    /// einsums into a batched matmul with one tiny product per channel, which measured 10–16 ms
+    /// per layer for a 512-token chunk and ~0.2 ms per decode step (2B width, one thread) against
+    /// 0.7–1.4 ms and ~0.01 ms this way (docs/benchmarks.md, issue #9). In bf16 each multiply-add
+    /// rounds once, as the reference's own loop over the taps does.
+    /// </remarks>
     public Tensor Forward(Tensor u, Tensor history, Tensor? historyRows, out Tensor newHistory)
     {
         long t = u.shape[1];
+        int last = _width - 1;
         var window = cat([history, u], 1);                                   // [B, K−1+T, L]
-        Tensor v = t == 1
-            ? einsum("bkl,kl->bl", window, _taps!)                            // [B, L] (a decode step)
-            : einsum("btlk,lk->btl", window.unfold(1, _width, 1), _tapsByChannel!);   // windows [B, T, L, K]
+        var v = window.narrow(1, last, t) * _tap[last];                      // tap K−1: the current token
+        for (int j = 0; j < last; j++) v.addcmul_(window.narrow(1, j, t), _tap[j], Scalars.One);
         v.add_(bias, Scalars.One);
         newHistory = historyRows is null ? window.narrow(1, t, _width - 1) : window.gather(1, historyRows);
         return v;
@@ -54,7 +61,14 @@ public sealed class CausalConv1D : nn.Module
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) { _taps?.Dispose(); _tapsByChannel?.Dispose(); }
+        if (disposing) DisposeTaps();
         base.Dispose(disposing);
+    }
+
+    void DisposeTaps()
+    {
+        foreach (var tap in _tap) tap.Dispose();
+        _tap = [];
+        _taps?.Dispose();
     }
 }

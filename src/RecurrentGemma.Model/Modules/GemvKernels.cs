@@ -193,6 +193,21 @@ internal static unsafe class GemvKernels
     static Vector256<float> Step(Vector256<uint> v, Vector256<float> e, Vector256<float> o, Vector256<uint> high, Vector256<float> acc) =>
         Fma.MultiplyAdd((v & high).AsSingle(), o, Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v, 16).AsSingle(), e, acc));
 
+    /// <summary>
+    /// Reads [s, e) once with no arithmetic beyond a running sum (the read ceiling the loops above
+    /// are measured against; <see cref="SimdGemv.ReadThrough"/>).
+    /// </summary>
+    public static float ReadOnly(byte* s, byte* e)
+    {
+        var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+        for (; s + 128 <= e; s += 128)
+        {
+            a0 += Vector256.Load((float*)s); a1 += Vector256.Load((float*)(s + 32));
+            a2 += Vector256.Load((float*)(s + 64)); a3 += Vector256.Load((float*)(s + 96));
+        }
+        return Vector256.Sum(a0 + a1 + a2 + a3);
+    }
+
     public static float ToFloat(ushort bf16) => BitConverter.Int32BitsToSingle(bf16 << 16);
 
     /// <summary>float32 → bf16 with round-to-nearest-even, as libtorch converts (NaN stays NaN).</summary>

@@ -65,20 +65,12 @@ public sealed class LocalAttentionBlock : TemporalBlock
 
         var keysPool = batch.State.Keys[layer]!;                             // [N, W, hd]
         var valuesPool = batch.State.Values[layer]!;
-        Tensor keys = k, values = v;
-        if (batch.HasHistory)
-        {
-            keys = cat([keysPool.index_select(0, batch.SlotIndex), k], 1);     // [B, S, hd]
-            values = cat([valuesPool.index_select(0, batch.SlotIndex), v], 1);
-        }
-
         // One shared KV head: fold heads into rows, [B, T·H, hd] × [B, hd, S].
         var rows = q.reshape(b, (long)t * nh, hd);
-        // (TorchSharp 0.107's baddbmm passes its arguments wrongly: bmm, then scale and mask in place.)
-        // A bf16 model scales and masks in bf16 and takes the softmax in float32 (its dtype argument).
-        var probs = bmm(rows, keys.transpose(1, 2)).mul_(Scalars.Of(_scale)).add_(batch.MaskBias, Scalars.One).softmax(-1, ScalarType.Float32);
-        if (probs.dtype != h.dtype) probs = probs.to(h.dtype);
-        var attended = bmm(probs, values).view(b, t, nh * hd);
+        var attended = t == 1 && batch.HasHistory
+            ? DecodeStep(rows, k, v, keysPool, valuesPool, batch)
+            : Chunk(rows, k, v, keysPool, valuesPool, batch, h.dtype);
+        attended = attended.view(b, t, nh * hd);
 
         // Now (not before) the chunk's own last W keys/values enter the ring.
         var flatKeys = batch.State.FlatKeys[layer]!;                         // [N·W, 1, hd] views
@@ -95,6 +87,59 @@ public sealed class LocalAttentionBlock : TemporalBlock
             flatValues.index_copy_(0, batch.RingDest, v);
         }
         return o_proj.Forward(attended);
+    }
+
+    /// <summary>
+    /// A prefill chunk: keys and values are the ring's window (when the rows have history)
+    /// followed by the chunk's own, [B, S, hd].
+    /// </summary>
+    Tensor Chunk(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, ForwardBatch batch, ScalarType dtype)
+    {
+        Tensor keys = k, values = v;
+        if (batch.HasHistory)
+        {
+            keys = cat([keysPool.index_select(0, batch.SlotIndex), k], 1);     // [B, S, hd]
+            values = cat([valuesPool.index_select(0, batch.SlotIndex), v], 1);
+        }
+        var probs = Attend(bmm(rows, keys.transpose(1, 2)), batch, dtype);
+        return bmm(probs, values);
+    }
+
+    /// <summary>
+    /// A decode step: the window is read where it lies (a view of the ring for one sequence, one
+    /// gather for a batch) and the new key and value are taken apart, instead of joining them
+    /// into a fresh [B, W + 1, hd] copy of the window per layer (2 × 1 MiB per 2B layer and
+    /// sequence, each step). Scores and probabilities keep the ring-then-new order the mask is
+    /// built in. In bf16 the new value's share is added to the window's rounded output, so the
+    /// output rounds twice instead of once.
+    /// </summary>
+    Tensor DecodeStep(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, ForwardBatch batch)
+    {
+        long w = keysPool.shape[1];
+        Tensor keys, values;
+        if (batch.B == 1)
+        {
+            long slot = batch.Plan.Slots[0];   // host metadata of the plan: no device read
+            keys = keysPool.narrow(0, slot, 1);
+            values = valuesPool.narrow(0, slot, 1);
+        }
+        else
+        {
+            keys = keysPool.index_select(0, batch.SlotIndex);
+            values = valuesPool.index_select(0, batch.SlotIndex);
+        }
+        var scores = cat([bmm(rows, keys.transpose(1, 2)), bmm(rows, k.transpose(1, 2))], -1);   // [B, H, W + 1]
+        var probs = Attend(scores, batch, rows.dtype);
+        return bmm(probs.narrow(-1, 0, w), values).addcmul_(probs.narrow(-1, w, 1), v, Scalars.One);
+    }
+
+    /// <summary>Scaled, masked softmax over the keys (float32 statistics), back in the model dtype.</summary>
+    Tensor Attend(Tensor scores, ForwardBatch batch, ScalarType dtype)
+    {
+        // (TorchSharp 0.107's baddbmm passes its arguments wrongly: bmm, then scale and mask in place.)
+        // A bf16 model scales and masks in bf16 and takes the softmax in float32 (its dtype argument).
+        var probs = scores.mul_(Scalars.Of(_scale)).add_(batch.MaskBias, Scalars.One).softmax(-1, ScalarType.Float32);
+        return probs.dtype == dtype ? probs : probs.to(dtype);
     }
 
     protected override void Dispose(bool disposing)

@@ -52,7 +52,7 @@ public sealed class RecurrentBlock : TemporalBlock
 
         var convPool = state.Conv[layer]!;
         var v = conv_1d.Forward(u, convPool.index_select(0, batch.SlotIndex), batch.ConvRows, out var newHistory);
-        trace?.Invoke($"layer{layer}.conv_1d.out", v.dim() == 2 ? v.unsqueeze(1) : v);
+        trace?.Invoke($"layer{layer}.conv_1d.out", v);
         convPool.index_copy_(0, batch.SlotIndex, newHistory);
 
         var rnnPool = state.RnnBlocks[layer]!;                        // [N, 1, H, L/H] view

@@ -9,8 +9,10 @@ namespace RecurrentGemma.Model.Modules;
 ///   log a_t = −8 · r_t ⊙ softplus(λ),   a_t = exp(log a_t)
 ///   h_t = ã_t ⊙ h_{t−1} + v_t ⊙ i_t ⊙ μ_t,   ã = a, μ = √(1−a²)  (at position 0: ã = 0, μ = 1)
 /// The gates and the scan run in float32 and h is kept in float32 whatever the model dtype.
-/// Both gates are one batched matmul over blocks with weights [H, L/H, 2·L/H] and the constant
-/// −8·softplus(λ) is derived once after loading (<see cref="Prepare"/>).
+/// Both gates are one batched matmul over blocks with weights [H, 2·L/H, L/H] (out × in, the
+/// layout <see cref="RgLruStep"/>'s kernel reads) and the constant −8·softplus(λ) is derived once
+/// after loading (<see cref="Prepare"/>). A batch-1 decode step on the CPU runs as one fused pass
+/// (<see cref="RgLruStep"/>) where the small-batch kernels are in use.
 /// A prefill chunk runs a parallel (Hillis–Steele) scan: log₂T rounds of whole-tensor ops
 /// instead of T steps of small ones.
 /// </summary>
@@ -22,7 +24,7 @@ public sealed class RgLru : nn.Module
     readonly Parameter recurrent_gate_weight;  // [H, L/H, L/H]
     readonly Parameter recurrent_gate_bias;    // [H, L/H]
     readonly int _blocks, _blockWidth;
-    Tensor? _gates, _gateBias, _negScale;      // [H, bw, 2bw], [H, 2bw], [H, bw] float32
+    Tensor? _gates, _gateBias, _negScale;      // [H, 2bw, bw], [H, 2bw], [H, bw] float32
 
     /// <summary>Prefill chunks use the parallel scan (false: the sequential definition; for tests and benchmarks).</summary>
     public static bool ParallelScan { get; set; } = true;
@@ -45,7 +47,7 @@ public sealed class RgLru : nn.Module
         _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose();
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        _gates = cat([input_gate_weight, recurrent_gate_weight], -1).to(ScalarType.Float32).DetachFromDisposeScope();
+        _gates = cat([input_gate_weight, recurrent_gate_weight], -1).to(ScalarType.Float32).transpose(1, 2).contiguous().DetachFromDisposeScope();
         _gateBias = cat([input_gate_bias, recurrent_gate_bias], -1).to(ScalarType.Float32).DetachFromDisposeScope();
         // softplus(λ) = max(λ, 0) + log(1 + exp(−|λ|)), written out: TorchSharp's softplus makes temporary Scalars.
         var lambda = recurrent_param.to(ScalarType.Float32);
@@ -61,8 +63,13 @@ public sealed class RgLru : nn.Module
     {
         long b = batch.B, t = batch.T, l = v.shape[^1];
         int bw = _blockWidth;
+        if (t == 1 && RgLruStep.Applies(v, h0, batch, _gates!))
+        {
+            hLast = RgLruStep.Forward(v, h0, _gates!, _gateBias!, _negScale!);
+            return hLast.view(b, t, l);
+        }
         var v32 = (v.dtype == ScalarType.Float32 ? v : v.to(ScalarType.Float32)).view(b, t, _blocks, bw);
-        var g = einsum("bthi,hij->bthj", v32, _gates!).add_(_gateBias!, Scalars.One).sigmoid_();   // [B, T, H, 2bw]
+        var g = einsum("bthi,hji->bthj", v32, _gates!).add_(_gateBias!, Scalars.One).sigmoid_();   // [B, T, H, 2bw]
         var gateX = g.narrow(-1, 0, bw);
         var logA = g.narrow(-1, bw, bw).mul_(_negScale!);
         var a = logA.exp();

@@ -62,6 +62,14 @@ public static unsafe class SimdGemv
         return Forced || Wins(dtype, (int)rows);
     }
 
+    /// <summary>
+    /// Whether a CPU product of this dtype and size with this many rows of x goes through the
+    /// kernels (the rules of <see cref="Applies"/> without the tensors; <see cref="RgLruStep"/>).
+    /// </summary>
+    internal static bool Takes(ScalarType dtype, long elements, int rows) =>
+        Enabled && Supported && elements >= MinElements && rows >= 1 && rows <= RowsSupported
+        && (Forced || Wins(dtype, rows));
+
     /// <summary>x·Wᵀ + b for 1–8 rows of x: [.., K] → [.., N] in x's dtype (bf16 rounded once, from float32 sums).</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
     {
@@ -104,39 +112,65 @@ public static unsafe class SimdGemv
                         for (long i = 0; i < k; i++)
                             ((i & 1) == 0 ? xEven : xOdd)[b * half + i / 2] = GemvKernels.ToFloat(xs[b * k + i]);
                 }
-                // Parts of whole row groups; the calling thread takes one of them (Parallel.For).
-                int parts = (int)Math.Clamp(n / 256, 1, Environment.ProcessorCount);
-                long size = ((n + parts - 1) / parts + 3) & ~3L;   // whole groups of 4 rows, covering n
+                // Parts of whole groups of 8 rows, about half a MiB of weight each and several per
+                // thread, claimed one at a time (KernelWorkers), so a late thread costs little.
+                long bytesPerRow = k * (bf16 ? 2 : 4);
+                int parts = (int)Math.Clamp(n * bytesPerRow / (512 << 10), 1, 8 * KernelWorkers.Threads);
+                long size = ((n + parts - 1) / parts + 7) & ~7L;
+                parts = (int)((n + size - 1) / size);
                 float* sp = s, xe = xEven, xo = xOdd, xf = (float*)xp;
-                void Part(int p)
+                KernelWorkers.Run(parts, p =>
                 {
-                    long n0 = Math.Min(n, p * size), n1 = p == parts - 1 ? n : Math.Min(n, n0 + size);
+                    long n0 = p * size, n1 = Math.Min(n, n0 + size);
                     for (int b0 = 0; b0 < rows; b0 += 4)
                         Pass(bf16, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, sp + b0 * n, n, n0, n1, Math.Min(4, rows - b0));
-                }
-                if (parts == 1) Part(0);
-                else Parallel.For(0, parts, Part);
-
-                // Bias and the output dtype, row by row (sums are [rows, n] like y).
-                for (int r = 0; r < rows; r++)
-                {
-                    float* sr = s + r * n;
-                    if (bf16)
-                    {
-                        ushort* yo = (ushort*)yp + r * n, b = (ushort*)bp;
-                        for (long i = 0; i < n; i++) yo[i] = GemvKernels.ToBf16(b is null ? sr[i] : sr[i] + GemvKernels.ToFloat(b[i]));
-                    }
-                    else
-                    {
-                        float* yo = (float*)yp + r * n, b = (float*)bp;
-                        for (long i = 0; i < n; i++) yo[i] = b is null ? sr[i] : sr[i] + b[i];
-                    }
-                }
+                    Finish(bf16, sp, bp, yp, rows, n, n0, n1);
+                });
             }
         }
         finally
         {
             ArrayPool<float>.Shared.Return(scratch);
+        }
+    }
+
+    /// <summary>
+    /// Reads every byte of a CPU tensor once, split and scheduled like a projection, with no
+    /// arithmetic: how fast the kernels could go if they only read (benchmarks print a decode
+    /// step against this beside the copy-bandwidth floor).
+    /// </summary>
+    public static void ReadThrough(Tensor t)
+    {
+        if (t.device_type != DeviceType.CPU || !t.is_contiguous()) throw new ArgumentException("a contiguous CPU tensor is needed", nameof(t));
+        byte* p0 = (byte*)THSTensor_data(t.Handle);
+        long bytes = t.numel() * t.ElementSize;
+        int parts = (int)Math.Clamp(bytes / (512 << 10), 1, 8 * KernelWorkers.Threads);
+        long size = (bytes / parts) & ~127L;
+        KernelWorkers.Run(parts, p =>
+        {
+            byte* s = p0 + p * size, e = p == parts - 1 ? p0 + bytes : s + size;
+            _sink = GemvKernels.ReadOnly(s, e);   // stored, so the reads are not optimised away
+        });
+    }
+
+    static float _sink;
+
+    /// <summary>Outputs [n0, n1) of every row: the float32 sums plus the bias, in the output dtype (bf16 rounded once).</summary>
+    static void Finish(bool bf16, float* sums, void* bias, void* y, int rows, long n, long n0, long n1)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* sr = sums + r * n;
+            if (bf16)
+            {
+                ushort* yo = (ushort*)y + r * n, b = (ushort*)bias;
+                for (long i = n0; i < n1; i++) yo[i] = GemvKernels.ToBf16(b is null ? sr[i] : sr[i] + GemvKernels.ToFloat(b[i]));
+            }
+            else
+            {
+                float* yo = (float*)y + r * n, b = (float*)bias;
+                for (long i = n0; i < n1; i++) yo[i] = b is null ? sr[i] : sr[i] + b[i];
+            }
         }
     }
 
