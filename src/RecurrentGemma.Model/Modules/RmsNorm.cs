@@ -32,6 +32,7 @@ public sealed class RmsNorm : nn.Module
     public Tensor Forward(Tensor x)
     {
         var gain = _gain ?? throw new InvalidOperationException("the model was not prepared after loading its weights");
+        if (RmsNormRows.Applies(x, gain)) return RmsNormRows.Forward(x, gain, _eps);
         // mean(x²) as ‖x‖²/D: one reduction instead of a square and a mean.
         long d = x.shape[^1];
         if (x.dtype == ScalarType.Float32)
