@@ -8,7 +8,8 @@ namespace RecurrentGemma.Model.Modules;
 /// previous tokens. Keys and values live in a W-slot ring per sequence; a chunk attends over
 /// ring ∪ chunk and only then writes its own last W keys (so W + 1 keys are visible).
 /// q, k and v come from one fused [(H+2)·hd, D] matmul, and RoPE rotates q and k together.
-/// Scores are computed in the model dtype from the ring as stored; the softmax runs in float32.
+/// Scores are computed in the model dtype from the ring as stored (a decode step reads it in
+/// place, <see cref="DecodeStep"/>); the softmax runs in float32.
 /// </summary>
 public sealed class LocalAttentionBlock : TemporalBlock
 {
