@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,9 +15,6 @@ namespace RecurrentGemma.Model.Modules;
 /// </summary>
 internal static unsafe class RgLruStep
 {
-    [DllImport("LibTorchSharp")]
-    static extern IntPtr THSTensor_data(IntPtr handle);
-
     /// <summary>A batch-1, one-token step with no document boundary, on contiguous CPU tensors.</summary>
     public static bool Applies(Tensor v, Tensor h0, ForwardBatch batch, Tensor gates) =>
         batch.B == 1 && batch.T == 1 && batch.GateKeep is null
@@ -36,10 +32,10 @@ internal static unsafe class RgLruStep
     {
         int blocks = (int)gates.shape[0], bw = (int)gates.shape[2];
         var h = empty_like(h0);
-        float* hp = (float*)THSTensor_data(h.Handle), h0p = (float*)THSTensor_data(h0.Handle);
-        float* gp = (float*)THSTensor_data(gates.Handle), bp = (float*)THSTensor_data(gateBias.Handle);
-        float* sp = (float*)THSTensor_data(negScale.Handle);
-        void* vp = (void*)THSTensor_data(v.Handle);
+        float* hp = (float*)SimdGemv.Data(h), h0p = (float*)SimdGemv.Data(h0);
+        float* gp = (float*)SimdGemv.Data(gates), bp = (float*)SimdGemv.Data(gateBias);
+        float* sp = (float*)SimdGemv.Data(negScale);
+        void* vp = SimdGemv.Data(v);
         bool bf16 = v.dtype == ScalarType.BFloat16;
 
         void Block(int blk)

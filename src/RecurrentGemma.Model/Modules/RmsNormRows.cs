@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,9 +13,6 @@ namespace RecurrentGemma.Model.Modules;
 /// </summary>
 internal static unsafe class RmsNormRows
 {
-    [DllImport("LibTorchSharp")]
-    static extern IntPtr THSTensor_data(IntPtr handle);
-
     public static bool Applies(Tensor x, Tensor gain) =>
         x.device_type == DeviceType.CPU && x.dtype is ScalarType.Float32 or ScalarType.BFloat16
         && x.is_contiguous() && gain.is_contiguous() && gain.dtype == ScalarType.Float32
@@ -27,9 +23,9 @@ internal static unsafe class RmsNormRows
     {
         long d = x.shape[^1], rows = x.numel() / d;
         var y = empty_like(x);
-        float* g = (float*)THSTensor_data(gain.Handle);
+        float* g = (float*)SimdGemv.Data(gain);
         bool bf16 = x.dtype == ScalarType.BFloat16;
-        void* xp = (void*)THSTensor_data(x.Handle), yp = (void*)THSTensor_data(y.Handle);
+        void* xp = SimdGemv.Data(x), yp = SimdGemv.Data(y);
         for (long r = 0; r < rows; r++)
         {
             double squares = 0;

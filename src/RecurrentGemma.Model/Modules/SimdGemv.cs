@@ -39,6 +39,9 @@ public static unsafe class SimdGemv
     [DllImport("LibTorchSharp")]
     static extern IntPtr THSTensor_data(IntPtr handle);
 
+    /// <summary>The first element of a CPU tensor's storage (callers check contiguity and dtype).</summary>
+    internal static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
+
     /// <summary>The most rows of x the kernels take on this CPU (several rows: AVX-512 only).</summary>
     public static int RowsSupported => GemvKernels.Has512 && !Avx2Only ? MaxRows : 1;
 
@@ -92,10 +95,10 @@ public static unsafe class SimdGemv
 
     static void Run(Tensor x, Tensor weight, Tensor? bias, Tensor y, int rows, long n, long k)
     {
-        void* w = (void*)THSTensor_data(weight.Handle);
-        void* xp = (void*)THSTensor_data(x.Handle);
-        void* yp = (void*)THSTensor_data(y.Handle);
-        void* bp = bias is null ? null : (void*)THSTensor_data(bias.Handle);
+        void* w = Data(weight);
+        void* xp = Data(x);
+        void* yp = Data(y);
+        void* bp = bias is null ? null : Data(bias);
         bool bf16 = weight.dtype == ScalarType.BFloat16;
         long half = (k + 1) / 2;
 
@@ -142,7 +145,7 @@ public static unsafe class SimdGemv
     public static void ReadThrough(Tensor t)
     {
         if (t.device_type != DeviceType.CPU || !t.is_contiguous()) throw new ArgumentException("a contiguous CPU tensor is needed", nameof(t));
-        byte* p0 = (byte*)THSTensor_data(t.Handle);
+        byte* p0 = (byte*)Data(t);
         long bytes = t.numel() * t.ElementSize;
         int parts = (int)Math.Clamp(bytes / (512 << 10), 1, 8 * KernelWorkers.Threads);
         long size = (bytes / parts) & ~127L;
