@@ -13,7 +13,8 @@ internal sealed partial class EngineLoop
         foreach (var s in _active.SelectMany(r => r.Choices).Where(s => s.Phase == SequencePhase.Decoding && s.Pending is not null).ToList())
             if (TryRow(s) is { } row) { batch.Add(s); rows.Add(row); }
         // A failed row fails its whole request: drop its other choices too.
-        var keep = Enumerable.Range(0, batch.Count).Where(i => !batch[i].Request.Done).ToList();
+        // Rows in slot order: consecutive slots form runs whose attention windows the model reads in place.
+        var keep = Enumerable.Range(0, batch.Count).Where(i => !batch[i].Request.Done).OrderBy(i => batch[i].Slot).ToList();
         batch = keep.Select(i => batch[i]).ToList();
         rows = keep.Select(i => rows[i]).ToList();
         if (batch.Count == 0) return 0;

@@ -23,7 +23,9 @@ internal sealed class StateStore : IDisposable
     /// <summary>Newest parked states kept per session: the turn-boundary snapshot and the final state.</summary>
     const int PerSession = 2;
 
-    readonly Stack<int> _free;
+    /// <summary>Lowest slot first: live states stay packed at the low end of the pool, so a decode
+    /// batch ordered by slot reads its attention windows as few contiguous runs (no gather).</summary>
+    readonly PriorityQueue<int, int> _free;
     readonly List<ParkedState> _parked = [];
     readonly int _maxParkedPerOwner;
     readonly HostTier? _host;
@@ -53,7 +55,7 @@ internal sealed class StateStore : IDisposable
         if (disk is not null) hostBytes = Math.Max(hostBytes, 4 * perState);
         if (hostBytes > 0) _host = new HostTier(hostBytes, _maxParkedPerOwner, disk is null ? null : e => disk.Save(e));
         State = model.CreateState(capacity);
-        _free = new Stack<int>(Enumerable.Range(0, capacity).Reverse());
+        _free = new PriorityQueue<int, int>(Enumerable.Range(0, capacity).Select(i => (i, i)));
     }
 
     /// <summary>Slots that could be handed out now (free, or parked and evictable).</summary>
@@ -63,7 +65,7 @@ internal sealed class StateStore : IDisposable
     public int? TryAcquire()
     {
         int slot;
-        if (_free.Count > 0) slot = _free.Pop();
+        if (_free.Count > 0) slot = _free.Dequeue();
         else if (_parked.Count > 0)
         {
             var victim = Victim();
@@ -77,7 +79,7 @@ internal sealed class StateStore : IDisposable
         return slot;
     }
 
-    public void Release(int slot) => _free.Push(slot);
+    public void Release(int slot) => _free.Enqueue(slot, slot);
 
     /// <summary>Host-memory tier figures (zeros without one).</summary>
     public (int Count, long Bytes, long Demotions, long Restores) HostTierStats =>

@@ -26,6 +26,11 @@ public sealed class ForwardPlan
     public int T { get; }
     internal int S { get; }
     internal long[] Slots { get; }
+    /// <summary>
+    /// The rows as runs of consecutive slots in row order (row r, r+1… on slot s, s+1…): a run's
+    /// attention window is one view of the ring, read where it lies (<see cref="Modules.LocalAttentionBlock"/>).
+    /// </summary>
+    internal IReadOnlyList<SlotRun> SlotRuns { get; }
     internal int[] Lengths { get; }
     internal bool Ragged { get; }
     internal bool HasHistory { get; }
@@ -40,6 +45,7 @@ public sealed class ForwardPlan
         State = state; Buffer = buffer; Slots = slots; Which = which;
         var c = state.Config;
         B = slots.Length;
+        SlotRuns = SlotRun.Of(slots);
         T = tokens.Max(r => r.Count);
         Lengths = tokens.Select(r => r.Count).ToArray();
         long w = c.AttentionWindowSize;

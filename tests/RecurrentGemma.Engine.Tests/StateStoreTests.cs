@@ -14,6 +14,22 @@ public class StateStoreTests
     }
 
     [Fact]
+    public void The_lowest_free_slot_is_handed_out_first_so_live_states_stay_packed()
+    {
+        // Packed slots let a decode batch in slot order read its attention windows as a few runs.
+        using var store = NewStore(5);
+        Assert.Equal([0, 1, 2, 3], Enumerable.Range(0, 4).Select(_ => store.TryAcquire()!.Value).ToArray());
+        store.Release(2);
+        store.Release(0);
+        store.Release(3);
+        Assert.Equal(0, store.TryAcquire());
+        Assert.Equal(2, store.TryAcquire());
+        Assert.Equal(3, store.TryAcquire());
+        Assert.Equal(4, store.TryAcquire());
+        Assert.Equal(0, store.FreeCount);
+    }
+
+    [Fact]
     public void A_parked_state_equal_to_the_whole_prompt_is_never_taken()
     {
         // Continuing needs at least one new token to feed: a state that consumed the whole prompt

@@ -107,32 +107,51 @@ public sealed class LocalAttentionBlock : TemporalBlock
     }
 
     /// <summary>
-    /// A decode step: the window is read where it lies (a view of the ring for one sequence, one
-    /// gather for a batch) and the new key and value are taken apart, instead of joining them
-    /// into a fresh [B, W + 1, hd] copy of the window per layer (2 × 1 MiB per 2B layer and
-    /// sequence, each step). Scores and probabilities keep the ring-then-new order the mask is
-    /// built in. In bf16 the new value's share is added to the window's rounded output, so the
-    /// output rounds twice instead of once.
+    /// A decode step: the window is read where it lies — one view of the ring per run of
+    /// consecutive slots (<see cref="SlotRun"/>) — and the new key and value are taken apart,
+    /// instead of joining them into a fresh [B, W + 1, hd] copy of the window per layer
+    /// (2 × 1 MiB per 2B layer and sequence, each step). Scores and probabilities keep the
+    /// ring-then-new order the mask is built in. In bf16 the new value's share is added to the
+    /// window's rounded output, so the output rounds twice instead of once.
     /// </summary>
     Tensor DecodeStep(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, ForwardBatch batch)
     {
         long w = keysPool.shape[1];
-        Tensor keys, values;
-        if (batch.B == 1)
+        var runs = batch.Plan.SlotRuns;   // host metadata of the plan: no device read
+        var mode = WindowRead;
+        if (mode == WindowReadMode.Auto)
+            mode = runs.Count == 1 || keysPool.device_type == TorchSharp.DeviceType.CPU ? WindowReadMode.InPlace : WindowReadMode.Gather;
+        if (mode == WindowReadMode.Gather || runs.Count == 1)
         {
-            long slot = batch.Plan.Slots[0];   // host metadata of the plan: no device read
-            keys = keysPool.narrow(0, slot, 1);
-            values = valuesPool.narrow(0, slot, 1);
+            // One run: a view. Scattered rows off the CPU: one gather launch beats a few per run.
+            var keys = runs.Count == 1 ? keysPool.narrow(0, runs[0].Slot, runs[0].Length) : keysPool.index_select(0, batch.SlotIndex);
+            var values = runs.Count == 1 ? valuesPool.narrow(0, runs[0].Slot, runs[0].Length) : valuesPool.index_select(0, batch.SlotIndex);
+            var scores = cat([bmm(rows, keys.transpose(1, 2)), bmm(rows, k.transpose(1, 2))], -1);   // [B, H, W + 1]
+            var probs = Attend(scores, batch, rows.dtype);
+            return bmm(probs.narrow(-1, 0, w), values).addcmul_(probs.narrow(-1, w, 1), v, Scalars.One);
         }
-        else
+        // Several runs on the CPU: a few ops per run cost less than copying every window
+        // (2B, 64 rows: 32–36 vs 74 ms per layer in f32; docs/benchmarks.md).
+        var windowScores = new Tensor[runs.Count + 1];
+        for (int i = 0; i < runs.Count; i++)
         {
-            keys = keysPool.index_select(0, batch.SlotIndex);
-            values = valuesPool.index_select(0, batch.SlotIndex);
+            var r = runs[i];
+            windowScores[i] = bmm(rows.narrow(0, r.Row, r.Length), keysPool.narrow(0, r.Slot, r.Length).transpose(1, 2));
         }
-        var scores = cat([bmm(rows, keys.transpose(1, 2)), bmm(rows, k.transpose(1, 2))], -1);   // [B, H, W + 1]
-        var probs = Attend(scores, batch, rows.dtype);
-        return bmm(probs.narrow(-1, 0, w), values).addcmul_(probs.narrow(-1, w, 1), v, Scalars.One);
+        windowScores[^1] = bmm(rows, k.transpose(1, 2));
+        var all = cat([cat(windowScores[..^1], 0), windowScores[^1]], -1);
+        var p = Attend(all, batch, rows.dtype);
+        var outs = new Tensor[runs.Count];
+        for (int i = 0; i < runs.Count; i++)
+        {
+            var r = runs[i];
+            outs[i] = bmm(p.narrow(0, r.Row, r.Length).narrow(-1, 0, w), valuesPool.narrow(0, r.Slot, r.Length));
+        }
+        return cat(outs, 0).addcmul_(p.narrow(-1, w, 1), v, Scalars.One);
     }
+
+    /// <summary>How a decode step reads the windows of a batch whose slots are not one run (tests pin each way).</summary>
+    public static WindowReadMode WindowRead { get; set; } = WindowReadMode.Auto;
 
     /// <summary>Scaled, masked softmax over the keys (float32 statistics), back in the model dtype.</summary>
     Tensor Attend(Tensor scores, ForwardBatch batch, ScalarType dtype)
@@ -149,3 +168,9 @@ public sealed class LocalAttentionBlock : TemporalBlock
         base.Dispose(disposing);
     }
 }
+
+/// <summary>
+/// Auto: in place per run of consecutive slots on the CPU; one gather (index_select) elsewhere
+/// when the rows are not one run. InPlace and Gather pin one way on any device.
+/// </summary>
+public enum WindowReadMode { Auto, InPlace, Gather }

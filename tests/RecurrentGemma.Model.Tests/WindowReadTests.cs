@@ -1,0 +1,87 @@
+using RecurrentGemma.Model.Modules;
+
+namespace RecurrentGemma.Model.Tests;
+
+/// <summary>
+/// A batched decode step reads each row's attention window from the ring: in place per run of
+/// consecutive slots, or by one gather. Whatever order and spacing the slots come in, every row
+/// must equal the same sequence decoded alone — on both paths.
+/// </summary>
+[Collection(nameof(WindowReadTests))]   // pins a process-wide switch: never alongside the other model tests
+[CollectionDefinition(nameof(WindowReadTests), DisableParallelization = true)]
+public class WindowReadTests
+{
+    const double Tol = 2e-4;
+
+    public static IEnumerable<object[]> Cases()
+    {
+        foreach (var f in GriffinFixture.All())
+            foreach (var mode in new[] { WindowReadMode.Auto, WindowReadMode.InPlace, WindowReadMode.Gather })
+                yield return [f[0], mode];
+    }
+
+    [Fact]
+    public void Slots_split_into_runs_of_consecutive_slots_in_row_order()
+    {
+        Assert.Equal([new SlotRunView(0, 5, 1)], Runs(5));
+        Assert.Equal([new SlotRunView(0, 4, 2), new SlotRunView(2, 1, 3), new SlotRunView(5, 0, 1)], Runs(4, 5, 1, 2, 3, 0));
+        Assert.Equal([new SlotRunView(0, 3, 1), new SlotRunView(1, 2, 1), new SlotRunView(2, 1, 1)], Runs(3, 2, 1));   // descending is no run
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void A_decode_step_over_scattered_slots_equals_each_sequence_alone(string name, WindowReadMode mode)
+    {
+        var fx = GriffinFixture.Get(name);
+        using var model = fx.LoadModel();
+        var seq = fx.Ids(fx.Cases.GetProperty("c").GetProperty("sequence"));
+        int w = fx.Config.AttentionWindowSize;
+        // Six rows on slots in an order with runs of 2, 3 and 1, at depths inside and past the window.
+        long[] slots = [4, 5, 1, 2, 3, 0];
+        int[] depth = [3, w + 2, 1, 7, w, 2];
+        using var together = model.CreateState(7);
+        using var alone = model.CreateState(7);
+        for (int i = 0; i < slots.Length; i++)
+        {
+            using (model.Forward([seq[..depth[i]]], together, [slots[i]])) { }
+            using (model.Forward([seq[..depth[i]]], alone, [slots[i]])) { }
+        }
+        var next = Enumerable.Range(0, slots.Length).Select(i => (IReadOnlyList<long>)new[] { seq[depth[i]] }).ToList();
+        var saved = LocalAttentionBlock.WindowRead;
+        try
+        {
+            LocalAttentionBlock.WindowRead = mode;
+            for (int step = 0; step < 2; step++)   // twice: the second step reads what the first wrote
+            {
+                using var batched = model.Forward(next, together, slots);
+                for (int i = 0; i < slots.Length; i++)
+                {
+                    using var single = model.Forward([next[i]], alone, [slots[i]]);
+                    Compare.Close(Compare.Floats(single), Compare.Floats(batched[i]), Tol, $"{name} {mode} step {step} row {i} (slot {slots[i]})");
+                }
+                next = Enumerable.Range(0, slots.Length).Select(i => (IReadOnlyList<long>)new[] { seq[depth[i] + 1 + step] }).ToList();
+            }
+        }
+        finally { LocalAttentionBlock.WindowRead = saved; }
+    }
+
+    public readonly record struct SlotRunView(int Row, long Slot, int Length);
+
+    static SlotRunView[] Runs(params long[] slots) =>
+        RunsOf(slots).Select(r => new SlotRunView(r.Row, r.Slot, r.Length)).ToArray();
+
+    /// <summary>The plan's runs, read from a real plan (the type is internal to the model).</summary>
+    static IEnumerable<(int Row, long Slot, int Length)> RunsOf(long[] slots)
+    {
+        var fx = GriffinFixture.Get(GriffinFixture.All().First()[0].ToString()!);
+        using var model = fx.LoadModel();
+        using var state = model.CreateState((int)slots.Max() + 1);
+        using var buffer = new StepBuffer(model.Device);
+        var plan = model.Plan(buffer, state, slots.Select(_ => (IReadOnlyList<long>)new long[] { 2 }).ToList(), slots);
+        var runs = (System.Collections.IEnumerable)typeof(ForwardPlan).GetProperty("SlotRuns", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(plan)!;
+        foreach (var r in runs)
+        {
+            var t = r.GetType();
+            yield return ((int)t.GetProperty("Row")!.GetValue(r)!, (long)t.GetProperty("Slot")!.GetValue(r)!, (int)t.GetProperty("Length")!.GetValue(r)!);
+        }
+    }
+}
