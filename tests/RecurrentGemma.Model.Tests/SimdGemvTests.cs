@@ -25,6 +25,7 @@ public class SimdGemvTests
     [InlineData(5, 37, true, 4)]
     [InlineData(515, 130, true, 5)]
     [InlineData(1024, 2560, false, 8)]
+    [InlineData(40000, 64, true, 7)]       // two passes over each of many blocks of weight rows
     public void F32_equals_libtorch(int n, int k, bool withBias, int rows)
     {
         if (!Vectors || rows > SimdGemv.RowsSupported) return;
@@ -48,6 +49,7 @@ public class SimdGemvTests
     [InlineData(7, 33, true, 4)]
     [InlineData(515, 130, false, 6)]
     [InlineData(1024, 2560, true, 8)]
+    [InlineData(40001, 64, true, 7)]
     public void Bf16_equals_f32_math_rounded_once(int n, int k, bool withBias, int rows)
     {
         if (!Vectors || rows > SimdGemv.RowsSupported) return;
@@ -92,6 +94,17 @@ public class SimdGemvTests
             Compare.Close(Compare.Floats(wide.to(ScalarType.Float32)), Compare.Floats(narrow.to(ScalarType.Float32)), tol, "avx2 path vs avx-512 path");
         }
         finally { SimdGemv.Avx2Only = false; }
+    }
+
+    [Fact]
+    public void The_l2_size_is_read_as_the_kernel_writes_it()
+    {
+        Assert.Equal(2048L << 10, CpuCache.Parse("2048K\n"));
+        Assert.Equal(1L << 20, CpuCache.Parse("1M"));
+        Assert.Equal(524288L, CpuCache.Parse("524288"));
+        Assert.Null(CpuCache.Parse("big"));
+        Assert.Null(CpuCache.Parse("0K"));
+        Assert.InRange(CpuCache.L2Bytes, 64L << 10, 1L << 30);   // read here, or the 1 MiB fallback
     }
 
     [Fact]
