@@ -30,28 +30,26 @@ public sealed class Linear : nn.Module
     }
 
     /// <summary>
-    /// On CPUs without native bf16 arithmetic (no AVX512_BF16 / AMX), bf16 GEMM runs ~7× slower
-    /// than f32 (measured on Zen 3, docs/platform.md), so from <see cref="UpcastRowsOnCpu"/> rows
-    /// on a bf16 matmul runs as f32 on up-cast copies (one pass over the weight). Where the CPU
-    /// has bf16 units, native bf16 wins at every batch size (docs/benchmarks.md), so this stays off.
+    /// Whether CPU bf16 matmuls of many rows run as float32 on up-cast copies (one extra pass over
+    /// the weight): null (default) lets <see cref="Bf16Upcast"/> time both on this machine the first
+    /// time one comes by; true or false pins it (benchmarks, tests).
     /// </summary>
-    public static bool UpcastBf16OnCpu { get; set; } = !CpuFeatures.HasNativeBf16;
+    public static bool? UpcastBf16OnCpu { get; set; }
+
+    /// <summary>Fewest rows of x a pinned up-cast applies to (below, the small-batch paths serve).</summary>
     public const long UpcastRowsOnCpu = 32;
 
     public Tensor Forward(Tensor x) => Apply(x, weight, bias);
 
     internal static Tensor Apply(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (UpcastBf16OnCpu && weight.dtype == ScalarType.BFloat16 && weight.device_type == DeviceType.CPU
-            && x.numel() / x.shape[^1] >= UpcastRowsOnCpu)
-        {
-            using var scope = NewDisposeScope();
-            var y = nn.functional.linear(x.to(ScalarType.Float32), weight.to(ScalarType.Float32), bias?.to(ScalarType.Float32));
-            return y.to(ScalarType.BFloat16).MoveToOuterDisposeScope();
-        }
+        if (weight.dtype == ScalarType.BFloat16 && weight.device_type == DeviceType.CPU && Upcasts(x.numel() / x.shape[^1]))
+            return Bf16Upcast.Upcast(x, weight, bias);
         if (SimdGemv.Applies(x, weight, bias)) return SimdGemv.Linear(x, weight, bias);
         return SplitGemv.Applies(x, weight) ? SplitGemv.Linear(x, weight, bias) : nn.functional.linear(x, weight, bias);
     }
+
+    static bool Upcasts(long rows) => rows >= UpcastRowsOnCpu && (UpcastBf16OnCpu ?? rows >= Bf16Upcast.FromRows);
 }
 
 /// <summary>

@@ -1,0 +1,67 @@
+using RecurrentGemma.Model.Modules;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Tests;
+
+/// <summary>
+/// Many-row bf16 matmuls on the CPU run natively or as float32 on up-cast copies, whichever this
+/// machine runs faster: the rule that turns timings into a row count, and both paths' results.
+/// </summary>
+[Collection(nameof(Bf16UpcastTests))]   // pins a process-wide switch: never alongside the other model tests
+[CollectionDefinition(nameof(Bf16UpcastTests), DisableParallelization = true)]
+public class Bf16UpcastTests
+{
+    [Fact]
+    public void Up_casting_starts_at_the_smallest_row_count_from_which_it_keeps_winning()
+    {
+        Assert.Equal(256, Bf16Upcast.Choose([(64, 0.99), (256, 0.8)]));
+        Assert.Equal(64, Bf16Upcast.Choose([(64, 0.7), (256, 0.8)]));
+        Assert.Equal(long.MaxValue, Bf16Upcast.Choose([(64, 0.7), (256, 1.1)]));   // losing at the largest: never
+        Assert.Equal(long.MaxValue, Bf16Upcast.Choose([(64, 0.96), (256, 0.95)]));  // a tie keeps native bf16
+        Assert.Equal(long.MaxValue, Bf16Upcast.Choose([]));
+    }
+
+    [Fact]
+    public void The_decision_is_measured_here_and_says_what_it_timed()
+    {
+        long from = Bf16Upcast.FromRows;
+        Assert.True(from is 64 or 256 or long.MaxValue, $"from {from}");
+        var text = Bf16Upcast.Describe();
+        Assert.Contains("64 rows", text);
+        Assert.Contains("256 rows", text);
+        Assert.Contains(from == long.MaxValue ? "native bf16" : $"{from}+ rows up-cast", text);
+    }
+
+    static long Created => TorchSharp.DisposeScopeManager.Statistics.CreatedInScopeCount + TorchSharp.DisposeScopeManager.Statistics.CreatedOutsideScopeCount;
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_pinned_choice_gives_float32_math_rounded_once_or_libtorchs_bf16(bool upcast)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var gen = new Generator(9);
+        var linear = new Linear(96, 200, true, ScalarType.BFloat16, CPU);
+        foreach (var p in linear.parameters()) p.copy_(empty(p.shape).normal_(0, 0.1, gen));
+        var x = empty(40, 96).normal_(0, 1, gen).to(ScalarType.BFloat16);
+        var (w, b) = (linear.parameters().First(p => p.dim() == 2), linear.parameters().First(p => p.dim() == 1));
+        var exact = nn.functional.linear(x.to(ScalarType.Float32), w.to(ScalarType.Float32), b.to(ScalarType.Float32)).to(ScalarType.BFloat16);
+        var native = nn.functional.linear(x, w, b);
+        var saved = Linear.UpcastBf16OnCpu;
+        try
+        {
+            Linear.UpcastBf16OnCpu = upcast;
+            // Both paths may round the same (libtorch sums bf16 products in float32 too), so the
+            // path is told apart by the tensors it makes: the up-cast copies x, W, b and y.
+            long before = Created;
+            var y = linear.Forward(x);
+            long made = Created - before;
+            Assert.Equal(upcast ? 5 : 1, made);
+            Assert.Equal(ScalarType.BFloat16, y.dtype);
+            if (upcast) Assert.True(y.eq(exact).all().item<bool>(), "up-cast: float32 math rounded once to bf16");
+            else Assert.True(y.eq(native).all().item<bool>(), "native: libtorch's bf16 matmul as it is");
+        }
+        finally { Linear.UpcastBf16OnCpu = saved; }
+    }
+}
