@@ -3,8 +3,8 @@ namespace RecurrentGemma.Model.Modules;
 /// <summary>
 /// The per-core L2 cache size as the kernel reports it (Linux sysfs), for sizing blocks of weight
 /// rows that several passes share (<see cref="SimdGemv"/>). Falls back to 1 MiB where it is not
-/// reported. A VM may report a size its host does not give it, so callers take a fraction: on the
-/// 2-core machine (2 MiB reported) blocks of 512 KiB–1 MiB measured alike and 2 MiB slower.
+/// reported. Callers take a fraction (a VM may also report more than it gets): on a 2-core Intel
+/// Xeon with 2 MiB of L2, blocks of 512 KiB–1 MiB measured alike and 2 MiB slower.
 /// </summary>
 public static class CpuCache
 {

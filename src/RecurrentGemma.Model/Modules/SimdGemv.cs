@@ -26,9 +26,9 @@ public static unsafe class SimdGemv
 
     /// <summary>
     /// Weight bytes per block that the two passes of a 5–8 row product share: read from memory
-    /// once, the second pass finds them in L2. A quarter of the reported L2 (512 KiB here); on
-    /// the 2-core machine this took the 256k-row head with 5 rows from 150–160 to 105–110 ms (bf16)
-    /// and 290–320 to 175–205 ms (f32), where whole parts re-read memory in each pass.
+    /// once, the second pass finds them in L2. A quarter of the reported L2 (512 KiB on a 2-core
+    /// Intel Xeon, where this took the 256k-row head with 5 rows from 150–160 to 105–110 ms in
+    /// bf16 and 290–320 to 175–205 ms in f32: whole parts had re-read memory in each pass).
     /// </summary>
     static readonly long BlockBytes = CpuCache.L2Bytes / 4;
 
