@@ -198,9 +198,11 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
         using var scope = NewDisposeScope();
         long d = model.Config.HiddenSize;
         var x = empty(tokens, d, model.DType).fill_(Scalars.Of(0.5));
-        var w = empty(3 * d, d, model.DType).fill_(Scalars.Of(0.01));
-        nn.functional.linear(x, w, null).Dispose();
-        var times = Enumerable.Range(0, 5).Select(_ => Time(() => nn.functional.linear(x, w, null).Dispose())).Order().ToList();
+        // Through the model's own projection path (a bf16 model may up-cast, RecurrentGemma.Model.Modules.Bf16Upcast).
+        using var projection = new RecurrentGemma.Model.Modules.Linear(d, 3 * d, false, model.DType, model.Device);
+        foreach (var p in projection.parameters()) p.fill_(Scalars.Of(0.01));
+        projection.Forward(x).Dispose();
+        var times = Enumerable.Range(0, 5).Select(_ => Time(() => projection.Forward(x).Dispose())).Order().ToList();
         double flops = 2.0 * tokens * d * 3 * d / times[2];
         double perToken = 2.0 * (model.Config.ParameterCount - (long)model.Config.VocabSize * d);
         return (flops / 1e9, flops / perToken);
