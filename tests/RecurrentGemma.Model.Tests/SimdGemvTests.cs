@@ -96,6 +96,50 @@ public class SimdGemvTests
         finally { SimdGemv.Avx2Only = false; }
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float32, 0)]
+    [InlineData(ScalarType.Float32, 1)]
+    [InlineData(ScalarType.BFloat16, 0)]
+    [InlineData(ScalarType.BFloat16, 1)]
+    public void Rows_of_x_that_are_a_narrow_of_a_wider_tensor_take_the_kernel_and_equal_libtorch(ScalarType dtype, int half)
+    {
+        // The MLP's gated half of [B, T, 2M] is such a view: its rows are 2M apart.
+        if (!Vectors || SimdGemv.RowsSupported < 4) return;
+        (bool forced, long min) = (SimdGemv.Forced, SimdGemv.MinElements);
+        (SimdGemv.Forced, SimdGemv.MinElements) = (true, 0);
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var gen = new Generator(11);
+            long k = 1000, n = 777;
+            var w = empty(n, k).normal_(0, 0.05, gen).to(dtype);
+            var b = empty(n).normal_(0, 0.1, gen).to(dtype);
+            var wide = empty(4, 1, 2 * k).normal_(0, 1, gen).to(dtype);
+            var x = wide.narrow(-1, half * k, k);
+            Assert.False(x.is_contiguous());
+            Assert.Equal(2 * k, SimdGemv.RowStride(x));
+            Assert.True(SimdGemv.Applies(x, w, b));
+            var expected = nn.functional.linear(x.contiguous().to(ScalarType.Float32), w.to(ScalarType.Float32), b.to(ScalarType.Float32));
+            var actual = SimdGemv.Linear(x, w, b);
+            Assert.Equal(new long[] { 4, 1, n }, actual.shape);
+            Compare.Close(Compare.Floats(expected.to(dtype).to(ScalarType.Float32)), Compare.Floats(actual.to(ScalarType.Float32)),
+                dtype == ScalarType.BFloat16 ? 0.02 : 1e-4, $"{dtype} narrow half {half}");
+        }
+        finally { (SimdGemv.Forced, SimdGemv.MinElements) = (forced, min); }
+    }
+
+    [Fact]
+    public void Row_strides_are_found_only_where_the_leading_dims_collapse_into_one()
+    {
+        using var scope = NewDisposeScope();
+        Assert.Equal(8, SimdGemv.RowStride(zeros(3, 8)));
+        Assert.Equal(8, SimdGemv.RowStride(zeros(1, 1, 8)));
+        Assert.Equal(16, SimdGemv.RowStride(zeros(3, 1, 16).narrow(-1, 8, 8)));
+        Assert.Equal(16, SimdGemv.RowStride(zeros(2, 3, 16).narrow(-1, 0, 8)));   // [2, 3] rows, 16 apart throughout
+        Assert.Equal(-1, SimdGemv.RowStride(zeros(2, 4, 8).narrow(1, 0, 3)));    // a gap between the 3rd and 4th row
+        Assert.Equal(-1, SimdGemv.RowStride(zeros(8, 3).t()));                    // columns, not rows
+    }
+
     [Fact]
     public void The_l2_size_is_read_as_the_kernel_writes_it()
     {

@@ -68,7 +68,7 @@ public static unsafe class SimdGemv
         if (x.shape[^1] != k || weight.numel() < MinElements) return false;
         long rows = x.numel() / k;
         if (rows < 1 || rows > RowsSupported) return false;
-        if (weight.stride(1) != 1 || weight.stride(0) != k || !x.is_contiguous()) return false;
+        if (weight.stride(1) != 1 || weight.stride(0) != k || RowStride(x) < k) return false;
         if (bias is not null && (bias.dtype != dtype || !bias.is_contiguous())) return false;
         return Forced || Wins(dtype, (int)rows);
     }
@@ -89,7 +89,7 @@ public static unsafe class SimdGemv
         var shape = (long[])x.shape.Clone();   // host metadata only: this path never runs on a GPU
         shape[^1] = n;
         var y = empty(shape, x.dtype, x.device);
-        Run(x, weight, bias, y, (int)(x.numel() / k), n, k);
+        Run(x, RowStride(x), weight, bias, y, (int)(x.numel() / k), n, k);
         Interlocked.Add(ref _ticks, Stopwatch.GetTimestamp() - start);
         Interlocked.Add(ref _bytes, n * k * weight.ElementSize);
         return y;
@@ -101,7 +101,30 @@ public static unsafe class SimdGemv
     public static (TimeSpan Elapsed, long WeightBytes) Totals =>
         (Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _ticks)), Interlocked.Read(ref _bytes));
 
-    static void Run(Tensor x, Tensor weight, Tensor? bias, Tensor y, int rows, long n, long k)
+    /// <summary>
+    /// The distance in elements between x's rows when x is [.., K] with unit inner stride and its
+    /// leading dims collapse into one row dimension (a contiguous tensor: K; a narrow of the last
+    /// dim such as the MLP's gate half of [B, T, 2M]: 2M); −1 when they do not.
+    /// </summary>
+    public static long RowStride(Tensor x)
+    {
+        if (x.dim() == 0) return -1;
+        long k = x.shape[^1];
+        if (k > 1 && x.stride(-1) != 1) return -1;
+        long step = -1, inner = 1;
+        for (int d = (int)x.dim() - 2; d >= 0; d--)
+        {
+            long size = x.shape[d];
+            if (size == 1) continue;
+            long stride = x.stride(d);
+            if (step < 0) step = stride;
+            else if (stride != step * inner) return -1;
+            inner *= size;
+        }
+        return step < 0 ? k : step;
+    }
+
+    static void Run(Tensor x, long xStride, Tensor weight, Tensor? bias, Tensor y, int rows, long n, long k)
     {
         void* w = Data(weight);
         void* xp = Data(x);
@@ -110,7 +133,9 @@ public static unsafe class SimdGemv
         bool bf16 = weight.dtype == ScalarType.BFloat16;
         long half = (k + 1) / 2;
 
-        float[] scratch = ArrayPool<float>.Shared.Rent(bf16 ? (int)(2 * rows * half) : 1);
+        // bf16: x split into float32 even and odd elements; f32 rows that are not packed: a packed copy.
+        bool pack = !bf16 && xStride != k;
+        float[] scratch = ArrayPool<float>.Shared.Rent(bf16 ? (int)(2 * rows * half) : pack ? (int)(rows * k) : 1);
         try
         {
             fixed (float* s = scratch)
@@ -121,8 +146,11 @@ public static unsafe class SimdGemv
                     var xs = (ushort*)xp;
                     for (int b = 0; b < rows; b++)
                         for (long i = 0; i < k; i++)
-                            ((i & 1) == 0 ? xEven : xOdd)[b * half + i / 2] = GemvKernels.ToFloat(xs[b * k + i]);
+                            ((i & 1) == 0 ? xEven : xOdd)[b * half + i / 2] = GemvKernels.ToFloat(xs[b * xStride + i]);
                 }
+                else if (pack)
+                    for (int b = 0; b < rows; b++)
+                        new ReadOnlySpan<float>((float*)xp + b * xStride, (int)k).CopyTo(new Span<float>(s + b * k, (int)k));
                 // Parts of whole groups of 8 rows, about half a MiB of weight each and several per
                 // thread, claimed one at a time (KernelWorkers), so a late thread costs little.
                 long bytesPerRow = k * (bf16 ? 2 : 4);
@@ -131,7 +159,7 @@ public static unsafe class SimdGemv
                 parts = (int)((n + size - 1) / size);
                 // Within a part, blocks of weight rows that stay in L2 while each four rows of x pass over them.
                 long block = rows <= 4 ? size : Math.Max(8, (BlockBytes / bytesPerRow) & ~7L);
-                float* xe = xEven, xo = xOdd, xf = (float*)xp;
+                float* xe = xEven, xo = xOdd, xf = pack ? s : (float*)xp;
                 KernelWorkers.Run(parts, p =>
                 {
                     long n0 = p * size, n1 = Math.Min(n, n0 + size), len = n1 - n0;
