@@ -25,10 +25,10 @@ public class Bf16UpcastTests
     public void The_decision_is_measured_here_and_says_what_it_timed()
     {
         long from = Bf16Upcast.FromRows;
-        Assert.True(from is 64 or 256 or long.MaxValue, $"from {from}");
+        Assert.True(from is 128 or 512 or long.MaxValue, $"from {from}");
         var text = Bf16Upcast.Describe();
-        Assert.Contains("64 rows", text);
-        Assert.Contains("256 rows", text);
+        Assert.Contains("128 rows", text);
+        Assert.Contains("512 rows", text);
         Assert.Contains(from == long.MaxValue ? "native bf16" : $"{from}+ rows up-cast", text);
     }
 
