@@ -11,7 +11,7 @@ namespace RecurrentGemma.Model.Modules;
 /// The gates and the scan run in float32 and h is kept in float32 whatever the model dtype.
 /// Both gates are one batched matmul over blocks with weights [H, 2·L/H, L/H] (out × in, the
 /// layout <see cref="RgLruStep"/>'s kernel reads) and the constant −8·softplus(λ) is derived once
-/// after loading (<see cref="Prepare"/>). A batch-1 decode step on the CPU runs as one fused pass
+/// after loading (<see cref="Prepare"/>). A decode step of up to 8 rows on the CPU runs as one fused pass
 /// (<see cref="RgLruStep"/>) where the small-batch kernels are in use.
 /// A prefill chunk runs a parallel (Hillis–Steele) scan: log₂T rounds of whole-tensor ops
 /// instead of T steps of small ones.
