@@ -66,9 +66,9 @@ public static class Bf16Upcast
                 if (r == 0) continue;
                 native.Add(n); upcast.Add(u); perRound.Add(u / n);
             }
-            double ratio = Median(perRound);
+            double ratio = GemvCalibration.Median(perRound);
             ratios.Add((rows, ratio));
-            parts.Add(FormattableString.Invariant($"{rows} rows {Median(native):F1} vs {Median(upcast):F1} ms"));
+            parts.Add(FormattableString.Invariant($"{rows} rows {GemvCalibration.Median(native):F1} vs {GemvCalibration.Median(upcast):F1} ms"));
         }
         long from = Choose(ratios);
         string verdict = from == long.MaxValue ? "native bf16 matmuls" : $"bf16 matmuls of {from}+ rows up-cast to float32";
@@ -88,11 +88,5 @@ public static class Bf16Upcast
         var sw = Stopwatch.StartNew();
         f().Dispose();
         return sw.Elapsed.TotalMilliseconds;
-    }
-
-    static double Median(List<double> v)
-    {
-        v.Sort();
-        return v[v.Count / 2];
     }
 }
