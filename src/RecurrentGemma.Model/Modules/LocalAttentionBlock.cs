@@ -124,8 +124,9 @@ public sealed class LocalAttentionBlock : TemporalBlock
         if (mode == WindowReadMode.Gather || runs.Count == 1)
         {
             // One run: a view. Scattered rows off the CPU: one gather launch beats a few per run.
-            var keys = runs.Count == 1 ? keysPool.narrow(0, runs[0].Slot, runs[0].Length) : keysPool.index_select(0, batch.SlotIndex);
-            var values = runs.Count == 1 ? valuesPool.narrow(0, runs[0].Slot, runs[0].Length) : valuesPool.index_select(0, batch.SlotIndex);
+            var (keys, values) = runs.Count == 1
+                ? (keysPool.narrow(0, runs[0].Slot, runs[0].Length), valuesPool.narrow(0, runs[0].Slot, runs[0].Length))
+                : (keysPool.index_select(0, batch.SlotIndex), valuesPool.index_select(0, batch.SlotIndex));
             var scores = cat([bmm(rows, keys.transpose(1, 2)), bmm(rows, k.transpose(1, 2))], -1);   // [B, H, W + 1]
             var probs = Attend(scores, batch, rows.dtype);
             return bmm(probs.narrow(-1, 0, w), values).addcmul_(probs.narrow(-1, w, 1), v, Scalars.One);
