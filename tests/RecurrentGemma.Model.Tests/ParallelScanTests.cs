@@ -3,15 +3,15 @@ using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Tests;
 
-/// <summary>The parallel RG-LRU scan against the sequential definition, and a forward that never syncs.</summary>
+/// <summary>The parallel RG-LRU scan and the fused CPU pass against the sequential definition, and a forward that never syncs.</summary>
 [Collection(nameof(ParallelScanTests))]   // flips a process-wide switch: never alongside the other model tests
 [CollectionDefinition(nameof(ParallelScanTests), DisableParallelization = true)]
 public class ParallelScanTests
 {
-    static (float[] Logits, float[][] States) Run(GriffinFixture fx, long[] seq, int chunk, bool parallel)
+    static (float[] Logits, float[][] States) Run(GriffinFixture fx, long[] seq, int chunk, RgLruScanPath path)
     {
-        bool saved = RgLru.ParallelScan;
-        RgLru.ParallelScan = parallel;
+        var saved = RgLru.Scan;
+        RgLru.Scan = path;
         try
         {
             using var model = fx.LoadModel();
@@ -25,7 +25,7 @@ public class ParallelScanTests
                 .Select(l => Compare.Floats(state.RnnOf(l, 1))).ToArray();
             return (logits.ToArray(), states);
         }
-        finally { RgLru.ParallelScan = saved; }
+        finally { RgLru.Scan = saved; }
     }
 
     public static IEnumerable<object[]> Cases() =>
@@ -38,15 +38,27 @@ public class ParallelScanTests
     [Theory, MemberData(nameof(Cases))]
     public void Parallel_scan_equals_the_sequential_loop(string name, int chunk)
     {
+        AssertSameAsSequential(name, chunk, RgLruScanPath.Parallel);
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Fused_cpu_pass_equals_the_sequential_loop(string name, int chunk)
+    {
+        AssertSameAsSequential(name, chunk, RgLruScanPath.Fused);
+    }
+
+    static void AssertSameAsSequential(string name, int chunk, RgLruScanPath path)
+    {
         var fx = GriffinFixture.Get(name);
         var seq = fx.Ids(fx.Cases.GetProperty("c").GetProperty("sequence"));
-        var (seqLogits, seqStates) = Run(fx, seq, chunk, parallel: false);
-        var (parLogits, parStates) = Run(fx, seq, chunk, parallel: true);
+        var (seqLogits, seqStates) = Run(fx, seq, chunk, RgLruScanPath.Sequential);
+        var (logits, states) = Run(fx, seq, chunk, path);
         // Relative to the tensor's scale (max |Δ| ≤ 1e-5 · max |x|): the scan reassociates the
-        // products, so near-zero elements differ by rounding of the large ones.
-        Compare.Close(seqLogits, parLogits, 1e-5 * seqLogits.Max(Math.Abs), $"{name} chunk {chunk} logits");
+        // products and the fused pass has its own exp, so near-zero elements differ by rounding
+        // of the large ones.
+        Compare.Close(seqLogits, logits, 1e-5 * seqLogits.Max(Math.Abs), $"{name} chunk {chunk} {path} logits");
         for (int i = 0; i < seqStates.Length; i++)
-            Compare.Close(seqStates[i], parStates[i], 1e-5 * seqStates[i].Max(Math.Abs), $"{name} chunk {chunk} h of recurrent layer {i}");
+            Compare.Close(seqStates[i], states[i], 1e-5 * seqStates[i].Max(Math.Abs), $"{name} chunk {chunk} {path} h of recurrent layer {i}");
     }
 
     [Fact]

@@ -78,9 +78,16 @@ public static class BenchCommand
         var split = args.Get("split-gemv");   // on | off: measure the multi-threaded small-batch f32 matmul
         if (split is "on" or "off") RecurrentGemma.Model.Modules.SplitGemv.Enabled = split == "on";
         else if (split is not null) throw new UsageException($"--split-gemv must be on or off, got '{split}'");
-        var scan = args.Get("scan");   // parallel | sequential: the RG-LRU prefill path
-        if (scan is "parallel" or "sequential") RecurrentGemma.Model.Modules.RgLru.ParallelScan = scan == "parallel";
-        else if (scan is not null) throw new UsageException($"--scan must be parallel or sequential, got '{scan}'");
+        var scan = args.Get("scan");   // auto | fused | parallel | sequential: the RG-LRU prefill path
+        if (scan is not null)
+            RecurrentGemma.Model.Modules.RgLru.Scan = scan switch
+            {
+                "auto" => RecurrentGemma.Model.Modules.RgLruScanPath.Auto,
+                "fused" => RecurrentGemma.Model.Modules.RgLruScanPath.Fused,
+                "parallel" => RecurrentGemma.Model.Modules.RgLruScanPath.Parallel,
+                "sequential" => RecurrentGemma.Model.Modules.RgLruScanPath.Sequential,
+                _ => throw new UsageException($"--scan must be auto, fused, parallel or sequential, got '{scan}'"),
+            };
         var upcast = args.Get("bf16-upcast");   // auto | on | off: measure the bf16-on-CPU strategy
         if (upcast is "on" or "off") RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu = upcast == "on";
         else if (upcast is not (null or "auto")) throw new UsageException($"--bf16-upcast must be auto, on or off, got '{upcast}'");

@@ -13,8 +13,9 @@ namespace RecurrentGemma.Model.Modules;
 /// layout <see cref="RgLruStep"/>'s kernel reads) and the constant −8·softplus(λ) is derived once
 /// after loading (<see cref="Prepare"/>). A decode step of up to 8 rows on the CPU runs as one fused pass
 /// (<see cref="RgLruStep"/>) where the small-batch kernels are in use.
-/// A prefill chunk runs a parallel (Hillis–Steele) scan: log₂T rounds of whole-tensor ops
-/// instead of T steps of small ones.
+/// Elsewhere on the CPU the gates' element-wise part and the recurrence run as one fused pass
+/// per block over the chunk (<see cref="RgLruScan"/>); on other devices a chunk runs a parallel
+/// (Hillis–Steele) scan: log₂T rounds of whole-tensor ops instead of T steps of small ones.
 /// </summary>
 public sealed class RgLru : nn.Module
 {
@@ -26,8 +27,8 @@ public sealed class RgLru : nn.Module
     readonly int _blocks, _blockWidth;
     Tensor? _gates, _gateBias, _negScale;      // [H, 2bw, bw], [H, 2bw], [H, bw] float32
 
-    /// <summary>Prefill chunks use the parallel scan (false: the sequential definition; for tests and benchmarks).</summary>
-    public static bool ParallelScan { get; set; } = true;
+    /// <summary>How a chunk runs the recurrence (tests and benchmarks pin one; the server keeps Auto).</summary>
+    public static RgLruScanPath Scan { get; set; } = RgLruScanPath.Auto;
 
     public RgLru(int width, int blocks, ScalarType dtype, Device device) : base(nameof(RgLru))
     {
@@ -69,7 +70,14 @@ public sealed class RgLru : nn.Module
             return hLast.view(b, t, l);
         }
         var v32 = (v.dtype == ScalarType.Float32 ? v : v.to(ScalarType.Float32)).view(b, t, _blocks, bw);
-        var g = einsum("bthi,hji->bthj", v32, _gates!).add_(_gateBias!, Scalars.One).sigmoid_();   // [B, T, H, 2bw]
+        var g = einsum("bthi,hji->bthj", v32, _gates!);   // [B, T, H, 2bw], before the bias
+        if (Scan is (RgLruScanPath.Auto or RgLruScanPath.Fused) && RgLruScan.Applies(v32, h0))
+        {
+            var o = RgLruScan.Forward(g.is_contiguous() ? g : g.contiguous(), v32, h0, _gateBias!, _negScale!,
+                batch.GateKeep, batch.GatePad, batch.GateReset, out hLast);
+            return o.view(b, t, l);
+        }
+        g.add_(_gateBias!, Scalars.One).sigmoid_();
         var gateX = g.narrow(-1, 0, bw);
         var logA = g.narrow(-1, bw, bw).mul_(_negScale!);
         var a = logA.exp();
@@ -85,7 +93,7 @@ public sealed class RgLru : nn.Module
 
         Tensor h;
         if (t == 1) h = x.addcmul_(a, h0, Scalars.One);                     // x is this step's own tensor
-        else if (ParallelScan) h = Scan(x, a).addcmul_(a, h0, Scalars.One);   // h_t = x*_t + A_t·h0
+        else if (Scan != RgLruScanPath.Sequential) h = ParallelScan(x, a).addcmul_(a, h0, Scalars.One);   // h_t = x*_t + A_t·h0
         else h = Sequential(x, a, h0);
         hLast = t == 1 ? h : h.narrow(1, t - 1, 1);   // padding carries the last valid h to T−1
         return h.view(b, t, l);
@@ -96,7 +104,7 @@ public sealed class RgLru : nn.Module
     /// round with offset d, (a_t, x_t) compose the last 2d steps. Returns x (the scanned states);
     /// a becomes the cumulative product A_t, which carries h0 in.
     /// </summary>
-    static Tensor Scan(Tensor x, Tensor a)
+    static Tensor ParallelScan(Tensor x, Tensor a)
     {
         long t = x.shape[1];
         for (long d = 1; d < t; d *= 2)
@@ -129,4 +137,17 @@ public sealed class RgLru : nn.Module
         if (disposing) { _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose(); }
         base.Dispose(disposing);
     }
+}
+
+/// <summary>The RG-LRU's path over a chunk.</summary>
+public enum RgLruScanPath
+{
+    /// <summary>The fused pass on the CPU (<see cref="RgLruScan"/>), the parallel scan elsewhere.</summary>
+    Auto,
+    /// <summary>The fused CPU pass wherever its tensors allow (else the parallel scan).</summary>
+    Fused,
+    /// <summary>Whole-tensor ops with the parallel scan over log₂T rounds (the GPU path).</summary>
+    Parallel,
+    /// <summary>Whole-tensor ops with the left-to-right loop, the definition (tests).</summary>
+    Sequential,
 }
