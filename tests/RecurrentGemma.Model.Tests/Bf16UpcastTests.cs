@@ -64,4 +64,44 @@ public class Bf16UpcastTests
         }
         finally { Linear.UpcastBf16OnCpu = saved; }
     }
+
+    [Fact]
+    public void A_bf16_prefill_chunk_attends_in_float32_when_pinned_and_stays_within_the_reference_drift()
+    {
+        var fx = GriffinFixture.Get("tiny-long");   // window 6: the second chunk attends over its history
+        var seq = fx.Ids(fx.Cases.GetProperty("a").GetProperty("sequences")[0]);
+        var expected = fx.Array(fx.Cases.GetProperty("bf16").GetProperty("a_logits")[0].GetString()!).Data;
+        int attention = Enumerable.Range(0, fx.Config.NumHiddenLayers).Count(l => fx.Config.KindOf(l) == BlockKind.Attention);
+        (int At, int Length)[] chunks = [(0, 20), (20, seq.Length - 20)];
+        var made = new Dictionary<bool, long[]>();
+        var savedLinear = Linear.UpcastBf16OnCpu;
+        var savedChunks = LocalAttentionBlock.UpcastBf16Chunks;
+        try
+        {
+            Linear.UpcastBf16OnCpu = false;   // only the attention differs between the two runs
+            foreach (bool upcast in new[] { true, false })
+            {
+                LocalAttentionBlock.UpcastBf16Chunks = upcast;
+                using var model = fx.LoadModel("model.bf16.safetensors", ScalarType.BFloat16);
+                using var state = model.CreateState(1);
+                var logits = new List<float>();
+                made[upcast] = new long[chunks.Length];
+                for (int c = 0; c < chunks.Length; c++)
+                {
+                    long before = Created;
+                    using var l = model.Forward([seq[chunks[c].At..(chunks[c].At + chunks[c].Length)]], state, [0], LogitsSelection.All);
+                    made[upcast][c] = Created - before;
+                    Assert.Equal(ScalarType.Float32, l.dtype);
+                    logits.AddRange(Compare.Floats(l));
+                }
+                // The reference's own all-bf16 run drifts ~1.0 from f32 arithmetic on these weights.
+                Compare.Close(expected, logits.ToArray(), 2.5, $"bf16 chunks, attention up-cast {upcast}");
+            }
+        }
+        finally { Linear.UpcastBf16OnCpu = savedLinear; LocalAttentionBlock.UpcastBf16Chunks = savedChunks; }
+        // Per attention layer the up-cast copies q, k, v and the output and skips the softmax's
+        // cast back to bf16 (3 more tensors); with history it also copies the window's k and v (5).
+        Assert.Equal(3L * attention, made[true][0] - made[false][0]);
+        Assert.Equal(5L * attention, made[true][1] - made[false][1]);
+    }
 }

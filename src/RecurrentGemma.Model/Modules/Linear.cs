@@ -49,7 +49,8 @@ public sealed class Linear : nn.Module
         return SplitGemv.Applies(x, weight) ? SplitGemv.Linear(x, weight, bias) : nn.functional.linear(x, weight, bias);
     }
 
-    static bool Upcasts(long rows) => rows >= UpcastRowsOnCpu && (UpcastBf16OnCpu ?? rows >= Bf16Upcast.FromRows);
+    /// <summary>Whether a CPU bf16 matmul of this many rows of x runs on float32 copies.</summary>
+    internal static bool Upcasts(long rows) => rows >= UpcastRowsOnCpu && (UpcastBf16OnCpu ?? rows >= Bf16Upcast.FromRows);
 }
 
 /// <summary>

@@ -9,7 +9,8 @@ namespace RecurrentGemma.Model.Modules;
 /// ring ∪ chunk and only then writes its own last W keys (so W + 1 keys are visible).
 /// q, k and v come from one fused [(H+2)·hd, D] matmul, and RoPE rotates q and k together.
 /// Scores are computed in the model dtype from the ring as stored (a decode step reads it in
-/// place, <see cref="DecodeStep"/>); the softmax runs in float32.
+/// place, <see cref="DecodeStep"/>; a bf16 prefill chunk on the CPU may run in float32,
+/// <see cref="Chunk"/>); the softmax runs in float32.
 /// </summary>
 public sealed class LocalAttentionBlock : TemporalBlock
 {
@@ -92,19 +93,34 @@ public sealed class LocalAttentionBlock : TemporalBlock
 
     /// <summary>
     /// A prefill chunk: keys and values are the ring's window (when the rows have history)
-    /// followed by the chunk's own, [B, S, hd].
+    /// followed by the chunk's own, [B, S, hd]. A bf16 chunk on the CPU runs in float32 on
+    /// up-cast copies where the projections do (<see cref="UpcastBf16Chunks"/>): the window is
+    /// copied for a chunk anyway, and where libtorch's bf16 matmul is the slower one the two
+    /// batched products are too (2B, 512 tokens over a full window: 183 → 101 ms per layer on
+    /// the Intel Xeon of docs/benchmarks.md).
     /// </summary>
     Tensor Chunk(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, ForwardBatch batch, ScalarType dtype)
     {
-        Tensor keys = k, values = v;
+        bool upcast = dtype == ScalarType.BFloat16 && rows.device_type == TorchSharp.DeviceType.CPU
+            && (UpcastBf16Chunks ?? Linear.Upcasts(batch.T));
+        Tensor Compute(Tensor x) => upcast ? x.to(ScalarType.Float32) : x;
+        Tensor keys = Compute(k), values = Compute(v);
         if (batch.HasHistory)
         {
-            keys = cat([keysPool.index_select(0, batch.SlotIndex), k], 1);     // [B, S, hd]
-            values = cat([valuesPool.index_select(0, batch.SlotIndex), v], 1);
+            keys = cat([Compute(keysPool.index_select(0, batch.SlotIndex)), keys], 1);     // [B, S, hd]
+            values = cat([Compute(valuesPool.index_select(0, batch.SlotIndex)), values], 1);
         }
-        var probs = Attend(bmm(rows, keys.transpose(1, 2)), batch, dtype);
-        return bmm(probs, values);
+        var probs = Attend(bmm(Compute(rows), keys.transpose(1, 2)), batch, upcast ? ScalarType.Float32 : dtype);
+        var attended = bmm(probs, values);
+        return upcast ? attended.to(dtype) : attended;
     }
+
+    /// <summary>
+    /// Whether a bf16 prefill chunk's attention on the CPU runs in float32: null (default) follows
+    /// the projections' measured rule for the chunk's token count (<see cref="Linear"/>,
+    /// <see cref="Bf16Upcast"/>); true or false pins it (tests, benchmarks).
+    /// </summary>
+    public static bool? UpcastBf16Chunks { get; set; }
 
     /// <summary>
     /// A decode step: the window is read where it lies — one view of the ring per run of
