@@ -34,6 +34,8 @@ public sealed class ForwardPlan
     internal int[] Lengths { get; }
     internal bool Ragged { get; }
     internal bool HasHistory { get; }
+    /// <summary>Σ over rows of the ring keys each row can see before this chunk (at most W each): host metadata.</summary>
+    internal long VisibleRingKeys { get; }
     /// <summary>Some token starts a sequence or is padding: the RG-LRU needs its factors.</summary>
     internal bool NeedsGateFactors { get; }
     internal LogitsSelection Which { get; }
@@ -52,6 +54,7 @@ public sealed class ForwardPlan
         var start = slots.Select(s => state.TokenCount((int)s)).ToArray();
         Ragged = Lengths.Any(l => l != T);
         HasHistory = start.Any(s => s > 0);
+        VisibleRingKeys = start.Sum(s => Math.Min(s, w));
         NeedsGateFactors = Ragged || start.Any(s => s == 0);
         S = (HasHistory ? (int)w : 0) + T;
         int b = B, t = T;

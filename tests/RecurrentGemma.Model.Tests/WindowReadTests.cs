@@ -1,4 +1,5 @@
 using RecurrentGemma.Model.Modules;
+using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Tests;
 
@@ -16,7 +17,7 @@ public class WindowReadTests
     public static IEnumerable<object[]> Cases()
     {
         foreach (var f in GriffinFixture.All())
-            foreach (var mode in new[] { WindowReadMode.Auto, WindowReadMode.InPlace, WindowReadMode.Gather })
+            foreach (var mode in new[] { WindowReadMode.Auto, WindowReadMode.InPlace, WindowReadMode.Gather, WindowReadMode.Kernel })
                 yield return [f[0], mode];
     }
 
@@ -63,6 +64,87 @@ public class WindowReadTests
         }
         finally { LocalAttentionBlock.WindowRead = saved; }
     }
+
+    [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
+    public void The_fused_cpu_pass_equals_the_tensor_path(string name)
+    {
+        var fx = GriffinFixture.Get(name);
+        var seq = fx.Ids(fx.Cases.GetProperty("c").GetProperty("sequence"));
+        int w = fx.Config.AttentionWindowSize;
+        long[] slots = [4, 5, 1, 2, 3, 0];
+        int[] depth = [3, w + 2, 1, 7, w, 2];   // some rows see part of their window, some all of it
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            using var model = dtype == ScalarType.Float32 ? fx.LoadModel() : fx.LoadModel("model.bf16.safetensors", dtype);
+            var logits = new Dictionary<WindowReadMode, float[][]>();
+            var made = new Dictionary<WindowReadMode, long>();
+            var saved = LocalAttentionBlock.WindowRead;
+            try
+            {
+                foreach (var mode in new[] { WindowReadMode.Kernel, WindowReadMode.InPlace })
+                {
+                    using var state = model.CreateState(7);
+                    for (int i = 0; i < slots.Length; i++)
+                        using (model.Forward([seq[..depth[i]]], state, [slots[i]])) { }
+                    LocalAttentionBlock.WindowRead = mode;
+                    var rows = new List<float[]>();
+                    long before = Created;
+                    for (int step = 0; step < 2; step++)   // the second step reads the key the first wrote
+                    {
+                        var next = Enumerable.Range(0, slots.Length).Select(i => (IReadOnlyList<long>)new[] { seq[depth[i] + step] }).ToList();
+                        using var l = model.Forward(next, state, slots);
+                        for (int i = 0; i < slots.Length; i++) rows.Add(Compare.Floats(l[i]));
+                    }
+                    made[mode] = Created - before;
+                    logits[mode] = rows.ToArray();
+                }
+            }
+            finally { LocalAttentionBlock.WindowRead = saved; }
+            // f32: the same sums in another order. bf16: the fused pass keeps the scores in
+            // float32 where the tensor path rounds them to bf16 first.
+            double tol = dtype == ScalarType.Float32 ? Tol : 0.25;
+            for (int i = 0; i < logits[WindowReadMode.InPlace].Length; i++)
+                Compare.Close(logits[WindowReadMode.InPlace][i], logits[WindowReadMode.Kernel][i], tol, $"{name} {dtype} row {i % slots.Length} step {i / slots.Length}");
+            Assert.True(made[WindowReadMode.Kernel] < made[WindowReadMode.InPlace], $"the fused pass makes fewer tensors ({made[WindowReadMode.Kernel]} vs {made[WindowReadMode.InPlace]})");
+        }
+    }
+
+    [Fact]
+    public void The_fused_pass_is_preferred_below_the_measured_crossover()
+    {
+        // 4 rows, window 100: the visible ring keys plus each row's new key, against crossover × 4 × 101.
+        Assert.True(DecodeAttention.Prefers(visible: 0, rows: 4, window: 100, crossover: 0.1));   // 4 ≤ 40.4
+        Assert.True(DecodeAttention.Prefers(198, 4, 100, 0.5));    // 202 ≤ 202
+        Assert.False(DecodeAttention.Prefers(199, 4, 100, 0.5));   // 203 > 202
+        Assert.False(DecodeAttention.Prefers(400, 4, 100, 0.9));   // full windows
+        Assert.True(DecodeAttention.Prefers(400, 4, 100, 1.0));    // ≥ 1: the fused pass wins even there
+    }
+
+    [Fact]
+    public void The_crossover_is_measured_once_per_shape()
+    {
+        double first = DecodeAttention.CrossoverFraction(ScalarType.Float32, 4, 16, 8);
+        Assert.True(double.IsFinite(first) && first > 0, $"crossover {first}");
+        Assert.Equal(first, DecodeAttention.CrossoverFraction(ScalarType.Float32, 4, 16, 8));
+    }
+
+    [Fact]
+    public void A_plan_counts_the_ring_keys_its_rows_can_see()
+    {
+        var fx = GriffinFixture.Get(GriffinFixture.All().First()[0].ToString()!);
+        var seq = fx.Ids(fx.Cases.GetProperty("c").GetProperty("sequence"));
+        int w = fx.Config.AttentionWindowSize;
+        using var model = fx.LoadModel();
+        using var state = model.CreateState(3);
+        int[] depth = [0, 2, w + 3];
+        for (int i = 1; i < depth.Length; i++) using (model.Forward([seq[..depth[i]]], state, [i])) { }
+        using var buffer = new StepBuffer(model.Device);
+        var plan = model.Plan(buffer, state, [new long[] { 2 }, new long[] { 2 }, new long[] { 2 }], [0, 1, 2]);
+        var visible = (long)typeof(ForwardPlan).GetProperty("VisibleRingKeys", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(plan)!;
+        Assert.Equal(0 + 2 + w, visible);
+    }
+
+    static long Created => TorchSharp.DisposeScopeManager.Statistics.CreatedInScopeCount + TorchSharp.DisposeScopeManager.Statistics.CreatedOutsideScopeCount;
 
     public readonly record struct SlotRunView(int Row, long Slot, int Length);
 

@@ -133,9 +133,14 @@ public sealed class LocalAttentionBlock : TemporalBlock
     Tensor DecodeStep(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, ForwardBatch batch)
     {
         long w = keysPool.shape[1];
-        var runs = batch.Plan.SlotRuns;   // host metadata of the plan: no device read
         var mode = WindowRead;
-        if (mode == WindowReadMode.Auto)
+        if (mode is WindowReadMode.Auto or WindowReadMode.Kernel
+            && DecodeAttention.Applies(rows, k, v, keysPool, valuesPool, batch.MaskBias)
+            && (mode == WindowReadMode.Kernel || DecodeAttention.Prefers(batch.Plan.VisibleRingKeys, batch.B, w,
+                DecodeAttention.CrossoverFraction(rows.dtype, _heads, _headDim, w))))
+            return DecodeAttention.Forward(rows, k, v, keysPool, valuesPool, batch.Plan.Slots, batch.MaskBias, _scale);
+        var runs = batch.Plan.SlotRuns;   // host metadata of the plan: no device read
+        if (mode is WindowReadMode.Auto or WindowReadMode.Kernel)
             mode = runs.Count == 1 || keysPool.device_type == TorchSharp.DeviceType.CPU ? WindowReadMode.InPlace : WindowReadMode.Gather;
         if (mode == WindowReadMode.Gather || runs.Count == 1)
         {
@@ -187,7 +192,10 @@ public sealed class LocalAttentionBlock : TemporalBlock
 }
 
 /// <summary>
-/// Auto: in place per run of consecutive slots on the CPU; one gather (index_select) elsewhere
-/// when the rows are not one run. InPlace and Gather pin one way on any device.
+/// Auto: on the CPU the fused pass per sequence (<see cref="DecodeAttention"/>) when the batch sees
+/// few enough ring keys for it to win (measured on this machine), else a view
+/// of the ring for one run of consecutive slots, one gather (index_select) when the rows are not
+/// one run. Kernel pins the fused pass where its tensors allow it (else as Auto); InPlace
+/// (tensor ops per run of slots) and Gather pin one of the tensor paths on any device.
 /// </summary>
-public enum WindowReadMode { Auto, InPlace, Gather }
+public enum WindowReadMode { Auto, InPlace, Gather, Kernel }

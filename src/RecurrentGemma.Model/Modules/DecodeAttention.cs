@@ -1,0 +1,280 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Modules;
+
+/// <summary>
+/// One decode step of multi-query local attention on the CPU as one pass per sequence: every
+/// query head shares the one key/value head, so each ring row is read once for all H heads
+/// (scores, float32 softmax, then the value sum), and ring rows the mask hides (a sequence
+/// shallower than the window) are not read at all. Through libtorch the same step is a batched
+/// product per run of slots, a scale, a mask add, a softmax, a cast and a second product, each
+/// over the whole window: at 64 sequences ~30 ms per 2B layer in f32 where the window's bytes
+/// stream in ~13 ms (docs/benchmarks.md, issue #9). Scores and the softmax are float32 in both
+/// dtypes (the tensor path rounds a bf16 model's scores to bf16 first); the output is rounded to
+/// the model dtype once. Its cost follows the keys a batch can see, the tensor path's the whole
+/// window, and at a full window libtorch's batched products can be the faster (2B f32, 64 rows, on
+/// the Intel Xeon of docs/benchmarks.md: 43 vs 29 ms per layer; at position ~5: 7 vs 32 ms), so
+/// Auto takes this pass when the batch's visible keys are below the fraction of a full window at
+/// which the two measured level on this machine (<see cref="CrossoverFraction"/>).
+/// </summary>
+public static unsafe class DecodeAttention
+{
+    static readonly ConcurrentDictionary<(ScalarType, int, int, long), double> Crossovers = new();
+
+    /// <summary>
+    /// Whether the fused pass should take a step whose rows see <paramref name="visible"/> ring
+    /// keys in all (each at most <paramref name="window"/>), given the measured crossover fraction.
+    /// </summary>
+    public static bool Prefers(long visible, int rows, long window, double crossover) =>
+        visible + rows <= crossover * rows * (window + 1);   // + rows: every row also sees its new key
+
+    /// <summary>
+    /// The fraction of a full window at which the fused pass costs what the tensor path does, for
+    /// this dtype and shape on this machine: both timed once over 8 rows with full windows, first
+    /// use per shape (tensor time ÷ fused time, median of 3 alternating rounds after a warm-up;
+    /// ≥ 1 means the fused pass wins even at a full window).
+    /// </summary>
+    public static double CrossoverFraction(ScalarType dtype, int heads, int headDim, long window) =>
+        Crossovers.GetOrAdd((dtype, heads, headDim, window), key => Measure(key.Item1, key.Item2, key.Item3, key.Item4));
+
+    static double Measure(ScalarType dtype, int heads, int hd, long w)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        const int rows = 8;
+        using var gen = new Generator(1);
+        var q = empty(rows, heads, hd).normal_(0, 1, gen).to(dtype);
+        var k = empty(rows, 1, hd).normal_(0, 1, gen).to(dtype);
+        var v = empty(rows, 1, hd).normal_(0, 1, gen).to(dtype);
+        var keys = empty(rows, w, hd).normal_(0, 1, gen).to(dtype);
+        var values = empty(rows, w, hd).normal_(0, 1, gen).to(dtype);
+        var mask = zeros(rows, 1, w + 1).expand(rows, heads, w + 1);
+        long[] slots = [0, 1, 2, 3, 4, 5, 6, 7];
+        double scale = 1.0 / Math.Sqrt(hd);
+        var ratios = new List<double>();
+        for (int r = 0; r < 4; r++)
+        {
+            double fused = Time(() => Forward(q, k, v, keys, values, slots, mask, scale));
+            double tensor = Time(() =>
+            {
+                // The tensor path of LocalAttentionBlock.DecodeStep for one run of slots.
+                var scores = cat([bmm(q, keys.transpose(1, 2)), bmm(q, k.transpose(1, 2))], -1).mul_(Scalars.Of(scale)).add_(mask, Scalars.One);
+                var probs = scores.softmax(-1, ScalarType.Float32).to(dtype);
+                return bmm(probs.narrow(-1, 0, w), values).addcmul_(probs.narrow(-1, w, 1), v, Scalars.One);
+            });
+            if (r > 0) ratios.Add(tensor / fused);
+        }
+        return GemvCalibration.Median(ratios);
+    }
+
+    static double Time(Func<Tensor> f)
+    {
+        var sw = Stopwatch.StartNew();
+        f().Dispose();
+        return sw.Elapsed.TotalMilliseconds;
+    }
+
+    /// <summary>CPU tensors of one dtype whose rows are laid out as the pass reads them.</summary>
+    internal static bool Applies(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, Tensor mask) =>
+        rows.device_type == DeviceType.CPU && rows.dtype is ScalarType.Float32 or ScalarType.BFloat16
+        && k.dtype == rows.dtype && v.dtype == rows.dtype && keysPool.dtype == rows.dtype && valuesPool.dtype == rows.dtype
+        && rows.stride(-1) == 1 && k.stride(-1) == 1 && v.stride(-1) == 1
+        && keysPool.is_contiguous() && valuesPool.is_contiguous()
+        && mask.dtype == ScalarType.Float32 && mask.stride(-1) == 1
+        && mask.shape[^1] == keysPool.shape[1] + 1;
+
+    /// <param name="rows">[B, H, hd] queries after RoPE (rows may be strided).</param>
+    /// <param name="k">[B, 1, hd] this step's key (not yet in the ring).</param>
+    /// <param name="v">[B, 1, hd] this step's value.</param>
+    /// <param name="keysPool">[N, W, hd] the ring of every slot.</param>
+    /// <param name="slots">host: row i's slot.</param>
+    /// <param name="mask">[B, H, W + 1] float32 additive mask, ring slots then the new key (the same for every head; rows may be strided).</param>
+    /// <returns>[B, H, hd] in the model dtype.</returns>
+    internal static Tensor Forward(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool,
+        long[] slots, Tensor mask, double scale)
+    {
+        int b = (int)rows.shape[0], heads = (int)rows.shape[1], hd = (int)rows.shape[2], w = (int)keysPool.shape[1];
+        bool bf16 = rows.dtype == ScalarType.BFloat16;
+        int elem = bf16 ? 2 : 4;
+        var output = empty(b, heads, hd, rows.dtype);
+        byte* qp = (byte*)SimdGemv.Data(rows), kp = (byte*)SimdGemv.Data(k), vp = (byte*)SimdGemv.Data(v);
+        byte* keys = (byte*)SimdGemv.Data(keysPool), values = (byte*)SimdGemv.Data(valuesPool), op = (byte*)SimdGemv.Data(output);
+        float* mp = (float*)SimdGemv.Data(mask);
+        long qRow = rows.stride(0), qHead = rows.stride(1), kRow = k.stride(0), vRow = v.stride(0), maskRow = mask.stride(0);
+        float s = (float)scale;
+        int n = w + 1;   // ring rows, then the new key
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
+        void Row(int r)
+        {
+            float[] scratch = ArrayPool<float>.Shared.Rent(2 * heads * hd + 4 * hd + heads * n);
+            fixed (float* q = scratch)
+            {
+                float* acc = q + heads * hd, rows4 = acc + heads * hd, p = rows4 + 4 * hd;
+                for (int h = 0; h < heads; h++)
+                    Read(qp + (r * qRow + h * qHead) * elem, bf16, q + h * hd, hd, s);
+                float* m = mp + r * maskRow;   // head 0's row: the mask is the same for every head (a broadcast view)
+                byte* ringKeys = keys + slots[r] * w * hd * elem, ringValues = values + slots[r] * w * hd * elem;
+                byte* newKey = kp + r * kRow * elem, newValue = vp + r * vRow * elem;
+
+                // Scores: each visible key row read once and dotted with every head's query.
+                for (int j = 0; j < n; j++)
+                {
+                    if (m[j] <= ForwardBatch.MaskValue) { for (int h = 0; h < heads; h++) p[h * n + j] = float.NegativeInfinity; continue; }
+                    float* key = RowOf(j < w ? ringKeys + (long)j * hd * elem : newKey, bf16, rows4, hd);
+                    Scores(q, heads, hd, key, p + j, n, m[j]);
+                }
+                for (int h = 0; h < heads; h++) Softmax(p + h * n, n);
+
+                // Values: visible rows four at a time, each added to every head's output.
+                new Span<float>(acc, heads * hd).Clear();
+                float** block = stackalloc float*[4];
+                int* at = stackalloc int[4];
+                int count = 0;
+                for (int j = 0; j < n; j++)
+                {
+                    if (m[j] <= ForwardBatch.MaskValue) continue;
+                    block[count] = RowOf(j < w ? ringValues + (long)j * hd * elem : newValue, bf16, rows4 + count * hd, hd);
+                    at[count++] = j;
+                    if (count == 4) { AddValues(acc, heads, hd, p, n, block, at, count); count = 0; }
+                }
+                if (count > 0) AddValues(acc, heads, hd, p, n, block, at, count);
+                byte* dst = op + (long)r * heads * hd * elem;
+                for (int i = 0; i < heads * hd; i++)
+                {
+                    if (bf16) ((ushort*)dst)[i] = GemvKernels.ToBf16(acc[i]);
+                    else ((float*)dst)[i] = acc[i];
+                }
+            }
+            ArrayPool<float>.Shared.Return(scratch);
+        }
+        KernelWorkers.Run(b, Row);   // one part per sequence
+        return output;
+    }
+
+    /// <summary>n elements at src (float32 or bf16) into float32 dst, times a scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
+    static void Read(byte* src, bool bf16, float* dst, int n, float scale)
+    {
+        int i = 0;
+        if (bf16)
+        {
+            ushort* u = (ushort*)src;
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(u + i));
+                ((lo << 16).AsSingle() * scale).Store(dst + i);
+                ((hi << 16).AsSingle() * scale).Store(dst + i + 8);
+            }
+            for (; i < n; i++) dst[i] = GemvKernels.ToFloat(u[i]) * scale;
+        }
+        else
+        {
+            float* f = (float*)src;
+            for (; i + 8 <= n; i += 8) (Vector256.Load(f + i) * scale).Store(dst + i);
+            for (; i < n; i++) dst[i] = f[i] * scale;
+        }
+    }
+
+    /// <summary>A float32 view of one row: the row itself, or its bf16 values widened into tmp.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
+    static float* RowOf(byte* src, bool bf16, float* tmp, int n)
+    {
+        if (!bf16) return (float*)src;
+        Read(src, true, tmp, n, 1f);
+        return tmp;
+    }
+
+    /// <summary>
+    /// p[h·stride] = q_h · key + bias for every head: four heads per pass over the key, so four
+    /// independent accumulator chains keep the FMA units busy (one chain waits on its latency).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
+    static void Scores(float* q, int heads, int hd, float* key, float* p, int stride, float bias)
+    {
+        int h = 0;
+        for (; h + 4 <= heads; h += 4)
+        {
+            float* q0 = q + h * hd, q1 = q0 + hd, q2 = q1 + hd, q3 = q2 + hd;
+            var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+            int i = 0;
+            for (; i + 8 <= hd; i += 8)
+            {
+                var kv = Vector256.Load(key + i);
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(q0 + i), kv, a0);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(q1 + i), kv, a1);
+                a2 = Vector256.FusedMultiplyAdd(Vector256.Load(q2 + i), kv, a2);
+                a3 = Vector256.FusedMultiplyAdd(Vector256.Load(q3 + i), kv, a3);
+            }
+            float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+            for (; i < hd; i++) { s0 += q0[i] * key[i]; s1 += q1[i] * key[i]; s2 += q2[i] * key[i]; s3 += q3[i] * key[i]; }
+            p[h * stride] = s0 + bias; p[(h + 1) * stride] = s1 + bias; p[(h + 2) * stride] = s2 + bias; p[(h + 3) * stride] = s3 + bias;
+        }
+        for (; h < heads; h++)
+        {
+            float* qh = q + h * hd;
+            var a0 = Vector256<float>.Zero; var a1 = a0;
+            int i = 0;
+            for (; i + 16 <= hd; i += 16)
+            {
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(qh + i), Vector256.Load(key + i), a0);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(qh + i + 8), Vector256.Load(key + i + 8), a1);
+            }
+            float sum = Vector256.Sum(a0 + a1);
+            for (; i < hd; i++) sum += qh[i] * key[i];
+            p[h * stride] = sum + bias;
+        }
+    }
+
+    /// <summary>acc_h += Σ_c p[h][at_c] · row_c over a block of up to four value rows, every head.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
+    static void AddValues(float* acc, int heads, int hd, float* p, int stride, float** rows, int* at, int count)
+    {
+        for (int h = 0; h < heads; h++)
+        {
+            float* ah = acc + h * hd, ph = p + h * stride;
+            if (count == 4)
+            {
+                var p0 = Vector256.Create(ph[at[0]]); var p1 = Vector256.Create(ph[at[1]]);
+                var p2 = Vector256.Create(ph[at[2]]); var p3 = Vector256.Create(ph[at[3]]);
+                float* r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3];
+                int i = 0;
+                for (; i + 8 <= hd; i += 8)
+                {
+                    var a = Vector256.FusedMultiplyAdd(p0, Vector256.Load(r0 + i), Vector256.Load(ah + i));
+                    a = Vector256.FusedMultiplyAdd(p1, Vector256.Load(r1 + i), a);
+                    a = Vector256.FusedMultiplyAdd(p2, Vector256.Load(r2 + i), a);
+                    Vector256.FusedMultiplyAdd(p3, Vector256.Load(r3 + i), a).Store(ah + i);
+                }
+                for (; i < hd; i++) ah[i] += ph[at[0]] * r0[i] + ph[at[1]] * r1[i] + ph[at[2]] * r2[i] + ph[at[3]] * r3[i];
+                continue;
+            }
+            for (int c = 0; c < count; c++)
+            {
+                float* row = rows[c];
+                var pc = Vector256.Create(ph[at[c]]);
+                int i = 0;
+                for (; i + 8 <= hd; i += 8) Vector256.FusedMultiplyAdd(pc, Vector256.Load(row + i), Vector256.Load(ah + i)).Store(ah + i);
+                for (; i < hd; i++) ah[i] += ph[at[c]] * row[i];
+            }
+        }
+    }
+
+    /// <summary>In place over n scores (−∞ for hidden keys): exp(s − max) / Σ; at least one is finite.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
+    static void Softmax(float* x, int n)
+    {
+        float max = float.NegativeInfinity;
+        for (int i = 0; i < n; i++) if (x[i] > max) max = x[i];
+        float sum = 0;
+        for (int i = 0; i < n; i++) { float e = x[i] == float.NegativeInfinity ? 0f : MathF.Exp(x[i] - max); x[i] = e; sum += e; }
+        float inv = 1f / sum;
+        for (int i = 0; i < n; i++) x[i] *= inv;
+    }
+}
