@@ -32,8 +32,6 @@ public class Bf16UpcastTests
         Assert.Contains(from == long.MaxValue ? "native bf16" : $"{from}+ rows up-cast", text);
     }
 
-    static long Created => TorchSharp.DisposeScopeManager.Statistics.CreatedInScopeCount + TorchSharp.DisposeScopeManager.Statistics.CreatedOutsideScopeCount;
-
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
@@ -54,9 +52,9 @@ public class Bf16UpcastTests
             Linear.UpcastBf16OnCpu = upcast;
             // Both paths may round the same (libtorch sums bf16 products in float32 too), so the
             // path is told apart by the tensors it makes: the up-cast copies x, W, b and y.
-            long before = Created;
+            long before = TensorCount.Created;
             var y = linear.Forward(x);
-            long made = Created - before;
+            long made = TensorCount.Created - before;
             Assert.Equal(upcast ? 5 : 1, made);
             Assert.Equal(ScalarType.BFloat16, y.dtype);
             if (upcast) Assert.True(y.eq(exact).all().item<bool>(), "up-cast: float32 math rounded once to bf16");
@@ -88,9 +86,9 @@ public class Bf16UpcastTests
                 made[upcast] = new long[chunks.Length];
                 for (int c = 0; c < chunks.Length; c++)
                 {
-                    long before = Created;
+                    long before = TensorCount.Created;
                     using var l = model.Forward([seq[chunks[c].At..(chunks[c].At + chunks[c].Length)]], state, [0], LogitsSelection.All);
-                    made[upcast][c] = Created - before;
+                    made[upcast][c] = TensorCount.Created - before;
                     Assert.Equal(ScalarType.Float32, l.dtype);
                     logits.AddRange(Compare.Floats(l));
                 }

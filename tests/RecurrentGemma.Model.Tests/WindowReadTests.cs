@@ -88,14 +88,14 @@ public class WindowReadTests
                         using (model.Forward([seq[..depth[i]]], state, [slots[i]])) { }
                     LocalAttentionBlock.WindowRead = mode;
                     var rows = new List<float[]>();
-                    long before = Created;
+                    long before = TensorCount.Created;
                     for (int step = 0; step < 2; step++)   // the second step reads the key the first wrote
                     {
                         var next = Enumerable.Range(0, slots.Length).Select(i => (IReadOnlyList<long>)new[] { seq[depth[i] + step] }).ToList();
                         using var l = model.Forward(next, state, slots);
                         for (int i = 0; i < slots.Length; i++) rows.Add(Compare.Floats(l[i]));
                     }
-                    made[mode] = Created - before;
+                    made[mode] = TensorCount.Created - before;
                     logits[mode] = rows.ToArray();
                 }
             }
@@ -143,8 +143,6 @@ public class WindowReadTests
         var visible = (long)typeof(ForwardPlan).GetProperty("VisibleRingKeys", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(plan)!;
         Assert.Equal(0 + 2 + w, visible);
     }
-
-    static long Created => TorchSharp.DisposeScopeManager.Statistics.CreatedInScopeCount + TorchSharp.DisposeScopeManager.Statistics.CreatedOutsideScopeCount;
 
     public readonly record struct SlotRunView(int Row, long Slot, int Length);
 

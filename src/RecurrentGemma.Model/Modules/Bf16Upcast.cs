@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Modules;
@@ -61,8 +60,8 @@ public static class Bf16Upcast
             var perRound = new List<double>();
             for (int r = 0; r < 4; r++)   // the first round warms both paths
             {
-                double n = Time(() => nn.functional.linear(x, w, null));
-                double u = Time(() => Upcast(x, w, null));
+                double n = GemvCalibration.TimeMs(() => nn.functional.linear(x, w, null));
+                double u = GemvCalibration.TimeMs(() => Upcast(x, w, null));
                 if (r == 0) continue;
                 native.Add(n); upcast.Add(u); perRound.Add(u / n);
             }
@@ -81,12 +80,5 @@ public static class Bf16Upcast
         using var scope = NewDisposeScope();
         var y = nn.functional.linear(x.to(ScalarType.Float32), weight.to(ScalarType.Float32), bias?.to(ScalarType.Float32));
         return y.to(ScalarType.BFloat16).MoveToOuterDisposeScope();
-    }
-
-    static double Time(Func<Tensor> f)
-    {
-        var sw = Stopwatch.StartNew();
-        f().Dispose();
-        return sw.Elapsed.TotalMilliseconds;
     }
 }

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
@@ -60,8 +59,8 @@ public static unsafe class DecodeAttention
         var ratios = new List<double>();
         for (int r = 0; r < 4; r++)
         {
-            double fused = Time(() => Forward(q, k, v, keys, values, slots, mask, scale));
-            double tensor = Time(() =>
+            double fused = GemvCalibration.TimeMs(() => Forward(q, k, v, keys, values, slots, mask, scale));
+            double tensor = GemvCalibration.TimeMs(() =>
             {
                 // The tensor path of LocalAttentionBlock.DecodeStep for one run of slots.
                 var scores = cat([bmm(q, keys.transpose(1, 2)), bmm(q, k.transpose(1, 2))], -1).mul_(Scalars.Of(scale)).add_(mask, Scalars.One);
@@ -71,13 +70,6 @@ public static unsafe class DecodeAttention
             if (r > 0) ratios.Add(tensor / fused);
         }
         return GemvCalibration.Median(ratios);
-    }
-
-    static double Time(Func<Tensor> f)
-    {
-        var sw = Stopwatch.StartNew();
-        f().Dispose();
-        return sw.Elapsed.TotalMilliseconds;
     }
 
     /// <summary>CPU tensors of one dtype whose rows are laid out as the pass reads them.</summary>

@@ -54,6 +54,14 @@ internal static class GemvCalibration
         return Median(ratios) < 1;
     }
 
+    /// <summary>Milliseconds one call takes, its result disposed (<see cref="Bf16Upcast"/> and <see cref="DecodeAttention"/> time with it).</summary>
+    internal static double TimeMs(Func<Tensor> f)
+    {
+        var sw = Stopwatch.StartNew();
+        f().Dispose();
+        return sw.Elapsed.TotalMilliseconds;
+    }
+
     /// <summary>The middle of the sorted timings (sorts in place; <see cref="Bf16Upcast"/> uses it too).</summary>
     internal static double Median(List<double> v)
     {

@@ -43,6 +43,7 @@ internal static unsafe class RgLruScan
         float* pp = pad is null ? null : (float*)SimdGemv.Data(pad);
         float* rp = reset is null ? null : (float*)SimdGemv.Data(reset);
         long l = (long)blocks * bw;
+        bool factors = kp is not null;
 
         void Part(int part)
         {
@@ -55,7 +56,6 @@ internal static unsafe class RgLruScan
                 float* gIn = gp + (bt * blocks + blk) * 2 * bw, gRec = gIn + bw;
                 long at = bt * l + (long)blk * bw;
                 float* v = vp + at, outp = op + at;
-                bool factors = kp is not null;
                 float k = factors ? kp[bt] : 1f, pd = factors ? pp[bt] : 0f, rs = factors ? rp[bt] : 0f;
                 var kv = Vector256.Create(k); var pv = Vector256.Create(pd); var rv = Vector256.Create(rs);
                 int i = 0;
