@@ -132,7 +132,7 @@ public static class BenchCommand
         return Task.FromResult(0);
     }
 
-    /// <summary>--simd-gemv auto | on | off | avx2: the small-batch SIMD projections (auto and avx2 are timed against libtorch per dtype and rows).</summary>
+    /// <summary>--simd-gemv auto | on | off | avx2: the small-batch SIMD projections (auto and avx2 are timed against libtorch per dtype and rows); --bf16-dot as below.</summary>
     static string ReadSimdGemv(CliArgs args)
     {
         var simd = args.Get("simd-gemv");
@@ -143,7 +143,16 @@ public static class BenchCommand
         }
         else if (simd == "avx2") RecurrentGemma.Model.Modules.SimdGemv.Avx2Only = true;   // the AVX2-only machines' path, timed like auto
         else if (simd is not (null or "auto")) throw new UsageException($"--simd-gemv must be auto, on, off or avx2, got '{simd}'");
-        return simd is null ? "" : $" --simd-gemv {simd}";
+        // --bf16-dot auto | on | off: one-row bf16 projections through the CPU's bf16 dot-product kernel (auto: timed against the C# one).
+        var dot = args.Get("bf16-dot");
+        RecurrentGemma.Model.Modules.SimdGemv.Bf16Dot = dot switch
+        {
+            null or "auto" => null,
+            "on" => true,
+            "off" => false,
+            _ => throw new UsageException($"--bf16-dot must be auto, on or off, got '{dot}'"),
+        };
+        return (simd is null ? "" : $" --simd-gemv {simd}") + (dot is null ? "" : $" --bf16-dot {dot}");
     }
 
     static string SimdGemvSummary() => RecurrentGemma.Model.Modules.SimdGemv.Describe(decide: true);

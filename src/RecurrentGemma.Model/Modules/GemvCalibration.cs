@@ -54,6 +54,51 @@ internal static class GemvCalibration
         return Median(ratios) < 1;
     }
 
+    /// <summary>
+    /// The dot-product kernel against the C# kernels for bf16 projections of this many rows of x, rounds as in
+    /// <see cref="Measure"/> (both with libtorch on one thread); <paramref name="use"/> switches
+    /// <see cref="SimdGemv"/> between them. Returns each side's median and whether the dot kernel won.
+    /// </summary>
+    public static (double VectorMs, double DotMs, bool DotWins) MeasureDot(int rows, Action<bool?> use)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        long k = 2560, n = (64L << 20) / (k * 2);
+        var ws = new Tensor[4];
+        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, ScalarType.BFloat16).fill_(Scalars.Of(0.01));
+        var x = empty(rows, k, ScalarType.BFloat16).fill_(Scalars.One);
+        var vectorMs = new List<double>();
+        var dotMs = new List<double>();
+        var ratios = new List<double>();
+        int threads = get_num_threads();
+        set_num_threads(1);
+        Thread.Sleep(5);
+        try
+        {
+            double Time(bool dot)
+            {
+                use(dot);
+                var sw = Stopwatch.StartNew();
+                foreach (var w in ws) SimdGemv.Linear(x, w, null).Dispose();
+                return sw.Elapsed.TotalMilliseconds / ws.Length;
+            }
+            for (int r = 0; r < 8; r++)
+            {
+                double v = Time(false), d = Time(true);
+                if (r == 0) continue;
+                vectorMs.Add(v);
+                dotMs.Add(d);
+                ratios.Add(d / v);
+            }
+        }
+        finally
+        {
+            use(null);
+            set_num_threads(threads);
+        }
+        return (Median(vectorMs), Median(dotMs), Median(ratios) < 1);
+    }
+
     /// <summary>Milliseconds one call takes, its result disposed (<see cref="Bf16Upcast"/> and <see cref="DecodeAttention"/> time with it).</summary>
     internal static double TimeMs(Func<Tensor> f)
     {

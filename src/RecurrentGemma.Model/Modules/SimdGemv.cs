@@ -59,6 +59,33 @@ public static unsafe class SimdGemv
     /// </summary>
     public static bool Avx2Only { get; set; }
 
+    /// <summary>
+    /// bf16 projections of 1–4 rows of x through <see cref="Bf16DotKernel"/> (the CPU's bf16
+    /// dot-product instruction) instead of the C# kernels: null (the default) where timing on this
+    /// machine says it is faster, per row bucket; true wherever it is available; false never.
+    /// </summary>
+    public static bool? Bf16Dot { get; set; }
+
+    /// <summary>Whether bf16 projections with this many rows of x take the dot-product kernel now.</summary>
+    public static bool UsesBf16Dot(int rows = 1) =>
+        !Avx2Only && rows >= 1 && rows <= Bf16DotKernel.MaxRows && rows <= RowsSupported
+        && (_calibratingDot ?? Bf16Dot) switch
+        {
+            false => false,
+            true => Bf16DotKernel.Available,
+            null => Bf16DotKernel.Available && DotDecisions.GetOrAdd(Bucket(rows), DecideDot).Value,
+        };
+
+    static bool? _calibratingDot;
+    static readonly ConcurrentDictionary<int, Lazy<bool>> DotDecisions = new();
+    static readonly ConcurrentDictionary<int, (double Vector, double Dot)> _dotTimings = new();
+    static Lazy<bool> DecideDot(int bucket) => new(() =>
+    {
+        var (vector, dot, wins) = GemvCalibration.MeasureDot(bucket, on => _calibratingDot = on);
+        _dotTimings[bucket] = (vector, dot);
+        return wins;
+    });
+
     public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
     {
         if (!Enabled || !Supported || weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
@@ -131,6 +158,7 @@ public static unsafe class SimdGemv
         void* yp = Data(y);
         void* bp = bias is null ? null : Data(bias);
         bool bf16 = weight.dtype == ScalarType.BFloat16;
+        bool dot = bf16 && UsesBf16Dot(rows);   // reads x as bf16 itself: no split into even and odd
         long half = (k + 1) / 2;
 
         // bf16: x split into float32 even and odd elements; f32 rows that are not packed: a packed copy.
@@ -141,7 +169,7 @@ public static unsafe class SimdGemv
             fixed (float* s = scratch)
             {
                 float* xEven = s, xOdd = xEven + rows * half;
-                if (bf16)
+                if (bf16 && !dot)
                 {
                     var xs = (ushort*)xp;
                     for (int b = 0; b < rows; b++)
@@ -158,7 +186,7 @@ public static unsafe class SimdGemv
                 long size = ((n + parts - 1) / parts + 7) & ~7L;
                 parts = (int)((n + size - 1) / size);
                 // Within a part, blocks of weight rows that stay in L2 while each four rows of x pass over them.
-                long block = rows <= 4 ? size : Math.Max(8, (BlockBytes / bytesPerRow) & ~7L);
+                long block = rows <= 4 || dot ? size : Math.Max(8, (BlockBytes / bytesPerRow) & ~7L);
                 float* xe = xEven, xo = xOdd, xf = pack ? s : (float*)xp;
                 KernelWorkers.Run(parts, p =>
                 {
@@ -171,7 +199,8 @@ public static unsafe class SimdGemv
                         for (long m0 = n0; m0 < n1; m0 += block)
                         {
                             long m1 = Math.Min(n1, m0 + block);
-                            for (int b0 = 0; b0 < rows; b0 += 4)
+                            if (dot) Bf16DotKernel.Rows((ushort*)w, k, (ushort*)xp, xStride, rows, y0, len, m0, m1);
+                            else for (int b0 = 0; b0 < rows; b0 += 4)
                                 Pass(bf16, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, y0 + b0 * len, len, m0, m1, Math.Min(4, rows - b0));
                         }
                         Finish(bf16, l, bp, yp, rows, n, len, n0, n1);
@@ -285,8 +314,25 @@ public static unsafe class SimdGemv
                 var (t, s) = _timings.GetValueOrDefault((dtype, bucket));
                 parts.Add(string.Create(ci, $"{name}×{bucket} {(wins ? "on" : "off")} ({s:F2} vs {t:F2} ms)"));
             }
-        return parts.Count == 0
-            ? "SIMD GEMV not yet timed (no small-batch projection large enough so far)"
-            : "SIMD GEMV per dtype × rows of x, kernels vs libtorch per 64 MiB weight: " + string.Join(", ", parts);
+        if (parts.Count == 0) return "SIMD GEMV not yet timed (no small-batch projection large enough so far)";
+        return "SIMD GEMV per dtype × rows of x, kernels vs libtorch per 64 MiB weight: " + string.Join(", ", parts)
+            + "; bf16 kernel " + DescribeDot(decide);
+    }
+
+    static string DescribeDot(bool decide)
+    {
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
+        if (Avx2Only) return "AVX2 loop (asked for)";
+        if (!Bf16DotKernel.Available) return $"C# loops (dot-product kernel unavailable: {Bf16DotKernel.Status})";
+        if (Bf16Dot is { } forced) return forced ? "AVX512-BF16 dot product for 1–4 rows (asked for)" : "C# loops (asked for)";
+        var parts = new List<string>();
+        foreach (int bucket in Buckets.Where(b => b <= Bf16DotKernel.MaxRows && b <= RowsSupported))
+        {
+            if (!decide && !DotDecisions.ContainsKey(bucket)) continue;
+            bool wins = UsesBf16Dot(bucket);
+            var (vector, dot) = _dotTimings.GetValueOrDefault(bucket);
+            parts.Add(string.Create(ci, $"×{bucket} {(wins ? "AVX512-BF16 dot product" : "C# loop")} (dot {dot:F2} vs C# {vector:F2} ms)"));
+        }
+        return parts.Count == 0 ? "dot product vs C# loops not yet timed" : string.Join(", ", parts);
     }
 }
