@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TorchSharp;
@@ -9,17 +8,18 @@ namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
 /// Small-batch projections (1–8 rows of x) on the CPU through <see cref="GemvKernels"/> and
-/// <see cref="GemvRowsKernels"/>, split by output rows over every core. A decode step of a few
+/// <see cref="GemvRowsKernels"/> (or, for bf16 with 1–4 rows where the CPU has the instruction
+/// and it measured faster, <see cref="Bf16DotKernel"/>), split by output rows over every core. A decode step of a few
 /// sequences is about one pass over the weights, and libtorch's one-row and few-row paths stream
 /// them well below memory speed on the machines measured (2B: ~18 GB/s bf16, ~18–31 GB/s f32
 /// against ~60 GB/s that two cores can read; docs/benchmarks.md). Whether it is used is decided per
 /// dtype and row count by timing it against libtorch on this machine the first time a large
-/// enough weight comes by (<see cref="Wins"/>), never by CPU model.
-/// The kernels run on .NET's thread pool, so they want libtorch on one thread around them: its
+/// enough weight comes by (<see cref="Wins"/>, SimdGemv.Choice.cs), never by CPU model.
+/// The kernels run on their own worker threads (<see cref="KernelWorkers"/>), so they want libtorch on one thread around them: its
 /// OpenMP workers spin for a while after each op and would take the cores (the engine's
 /// ThreadCalibration times exactly that choice).
 /// </summary>
-public static unsafe class SimdGemv
+public static unsafe partial class SimdGemv
 {
     /// <summary>Most rows of x handled (more than four take two passes over each block of weight rows).</summary>
     public const int MaxRows = 8;
@@ -58,33 +58,6 @@ public static unsafe class SimdGemv
     /// AVX2-only machines take is tested here (and can be compared); one row of x only, as there.
     /// </summary>
     public static bool Avx2Only { get; set; }
-
-    /// <summary>
-    /// bf16 projections of 1–4 rows of x through <see cref="Bf16DotKernel"/> (the CPU's bf16
-    /// dot-product instruction) instead of the C# kernels: null (the default) where timing on this
-    /// machine says it is faster, per row bucket; true wherever it is available; false never.
-    /// </summary>
-    public static bool? Bf16Dot { get; set; }
-
-    /// <summary>Whether bf16 projections with this many rows of x take the dot-product kernel now.</summary>
-    public static bool UsesBf16Dot(int rows = 1) =>
-        !Avx2Only && rows >= 1 && rows <= Bf16DotKernel.MaxRows && rows <= RowsSupported
-        && (_calibratingDot ?? Bf16Dot) switch
-        {
-            false => false,
-            true => Bf16DotKernel.Available,
-            null => Bf16DotKernel.Available && DotDecisions.GetOrAdd(Bucket(rows), DecideDot).Value,
-        };
-
-    static bool? _calibratingDot;
-    static readonly ConcurrentDictionary<int, Lazy<bool>> DotDecisions = new();
-    static readonly ConcurrentDictionary<int, (double Vector, double Dot)> _dotTimings = new();
-    static Lazy<bool> DecideDot(int bucket) => new(() =>
-    {
-        var (vector, dot, wins) = GemvCalibration.MeasureDot(bucket, on => _calibratingDot = on);
-        _dotTimings[bucket] = (vector, dot);
-        return wins;
-    });
 
     public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
     {
@@ -281,58 +254,5 @@ public static unsafe class SimdGemv
             case (_, false): GemvRowsKernels.F32<FourRows>((float*)w, k, x, y, n, n0, n1); break;
             case (_, true): GemvRowsKernels.Bf16<FourRows>((ushort*)w, k, xEven, xOdd, y, n, n0, n1); break;
         }
-    }
-
-    /// <summary>Row counts timed together: 1; 2–4 (one pass); 5–8 (two passes per block).</summary>
-    static int Bucket(int rows) => rows <= 1 ? 1 : rows <= 4 ? 4 : 8;
-
-    static readonly int[] Buckets = [1, 4, 8];
-
-    static readonly ConcurrentDictionary<(ScalarType, int), Lazy<bool>> Decisions = new();
-    static readonly ConcurrentDictionary<(ScalarType, int), (double, double)> _timings = new();
-
-    /// <summary>Whether the kernels beat libtorch for this dtype and row count on this machine (timed once per process).</summary>
-    public static bool Wins(ScalarType dtype, int rows = 1) =>
-        Decisions.GetOrAdd((dtype, Bucket(rows)), key => new Lazy<bool>(() => GemvCalibration.Measure(key.Item1, key.Item2, _timings))).Value;
-
-    /// <summary>
-    /// What was decided so far, with the timings it was decided by (start-up log, benchmark
-    /// headers); <paramref name="decide"/> first times every dtype and row count not yet timed.
-    /// </summary>
-    public static string Describe(bool decide = false)
-    {
-        if (!Supported) return "SIMD GEMV unsupported on this CPU";
-        if (!Enabled) return "SIMD GEMV off";
-        if (Forced) return "SIMD GEMV forced on";
-        var ci = System.Globalization.CultureInfo.InvariantCulture;
-        var parts = new List<string>();
-        foreach (var (dtype, name) in new[] { (ScalarType.Float32, "f32"), (ScalarType.BFloat16, "bf16") })
-            foreach (int bucket in Buckets.Where(b => b <= RowsSupported))
-            {
-                if (!decide && !Decisions.ContainsKey((dtype, bucket))) continue;
-                bool wins = Wins(dtype, bucket);
-                var (t, s) = _timings.GetValueOrDefault((dtype, bucket));
-                parts.Add(string.Create(ci, $"{name}×{bucket} {(wins ? "on" : "off")} ({s:F2} vs {t:F2} ms)"));
-            }
-        if (parts.Count == 0) return "SIMD GEMV not yet timed (no small-batch projection large enough so far)";
-        return "SIMD GEMV per dtype × rows of x, kernels vs libtorch per 64 MiB weight: " + string.Join(", ", parts)
-            + "; bf16 kernel " + DescribeDot(decide);
-    }
-
-    static string DescribeDot(bool decide)
-    {
-        var ci = System.Globalization.CultureInfo.InvariantCulture;
-        if (Avx2Only) return "AVX2 loop (asked for)";
-        if (!Bf16DotKernel.Available) return $"C# loops (dot-product kernel unavailable: {Bf16DotKernel.Status})";
-        if (Bf16Dot is { } forced) return forced ? "AVX512-BF16 dot product for 1–4 rows (asked for)" : "C# loops (asked for)";
-        var parts = new List<string>();
-        foreach (int bucket in Buckets.Where(b => b <= Bf16DotKernel.MaxRows && b <= RowsSupported))
-        {
-            if (!decide && !DotDecisions.ContainsKey(bucket)) continue;
-            bool wins = UsesBf16Dot(bucket);
-            var (vector, dot) = _dotTimings.GetValueOrDefault(bucket);
-            parts.Add(string.Create(ci, $"×{bucket} {(wins ? "AVX512-BF16 dot product" : "C# loop")} (dot {dot:F2} vs C# {vector:F2} ms)"));
-        }
-        return parts.Count == 0 ? "dot product vs C# loops not yet timed" : string.Join(", ", parts);
     }
 }
