@@ -132,7 +132,7 @@ public static class BenchCommand
         return Task.FromResult(0);
     }
 
-    /// <summary>--simd-gemv auto | on | off | avx2: the small-batch SIMD projections (auto and avx2 are timed against libtorch per dtype and rows); --bf16-dot as below.</summary>
+    /// <summary>--simd-gemv auto | on | off | avx2: the small-batch SIMD projections (auto and avx2 are timed against libtorch per dtype and rows); --bf16-dot and --f32-row-by-row as below.</summary>
     static string ReadSimdGemv(CliArgs args)
     {
         var simd = args.Get("simd-gemv");
@@ -152,7 +152,17 @@ public static class BenchCommand
             "off" => false,
             _ => throw new UsageException($"--bf16-dot must be auto, on or off, got '{dot}'"),
         };
-        return (simd is null ? "" : $" --simd-gemv {simd}") + (dot is null ? "" : $" --bf16-dot {dot}");
+        // --f32-row-by-row auto | on | off: one-row f32 projections one weight row at a time (auto: timed against four rows per pass).
+        var rowByRow = args.Get("f32-row-by-row");
+        RecurrentGemma.Model.Modules.SimdGemv.F32RowByRow = rowByRow switch
+        {
+            null or "auto" => null,
+            "on" => true,
+            "off" => false,
+            _ => throw new UsageException($"--f32-row-by-row must be auto, on or off, got '{rowByRow}'"),
+        };
+        return (simd is null ? "" : $" --simd-gemv {simd}") + (dot is null ? "" : $" --bf16-dot {dot}")
+            + (rowByRow is null ? "" : $" --f32-row-by-row {rowByRow}");
     }
 
     static string SimdGemvSummary() => RecurrentGemma.Model.Modules.SimdGemv.Describe(decide: true);

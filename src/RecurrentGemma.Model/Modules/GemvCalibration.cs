@@ -55,40 +55,42 @@ internal static class GemvCalibration
     }
 
     /// <summary>
-    /// The dot-product kernel against the C# kernels for bf16 projections of this many rows of x, rounds as in
-    /// <see cref="Measure"/> (both with libtorch on one thread); <paramref name="use"/> switches
-    /// <see cref="SimdGemv"/> between them. Returns each side's median and whether the dot kernel won.
+    /// Two of the kernels' own loops against each other for one dtype and row count (the
+    /// AVX512-BF16 dot product against the C# bf16 loops; the row-by-row f32 loop against the
+    /// four-row one), rounds as in <see cref="Measure"/>, both with libtorch on one thread;
+    /// <paramref name="use"/>(true / false) switches <see cref="SimdGemv"/> to the alternative or
+    /// back. Returns each side's median and whether the alternative won.
     /// </summary>
-    public static (double VectorMs, double DotMs, bool DotWins) MeasureDot(int rows, Action<bool?> use)
+    public static (double DefaultMs, double AlternativeMs, bool AlternativeWins) MeasureAlternative(ScalarType dtype, int rows, Action<bool?> use)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        long k = 2560, n = (64L << 20) / (k * 2);
+        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4));
         var ws = new Tensor[4];
-        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, ScalarType.BFloat16).fill_(Scalars.Of(0.01));
-        var x = empty(rows, k, ScalarType.BFloat16).fill_(Scalars.One);
-        var vectorMs = new List<double>();
-        var dotMs = new List<double>();
+        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, dtype).fill_(Scalars.Of(0.01));
+        var x = empty(rows, k, dtype).fill_(Scalars.One);
+        var defaultMs = new List<double>();
+        var alternativeMs = new List<double>();
         var ratios = new List<double>();
         int threads = get_num_threads();
         set_num_threads(1);
         Thread.Sleep(5);
         try
         {
-            double Time(bool dot)
+            double Time(bool alternative)
             {
-                use(dot);
+                use(alternative);
                 var sw = Stopwatch.StartNew();
                 foreach (var w in ws) SimdGemv.Linear(x, w, null).Dispose();
                 return sw.Elapsed.TotalMilliseconds / ws.Length;
             }
             for (int r = 0; r < 8; r++)
             {
-                double v = Time(false), d = Time(true);
-                if (r == 0) continue;
-                vectorMs.Add(v);
-                dotMs.Add(d);
-                ratios.Add(d / v);
+                double d = Time(false), a = Time(true);
+                if (r == 0) continue;   // the first round warms both
+                defaultMs.Add(d);
+                alternativeMs.Add(a);
+                ratios.Add(a / d);
             }
         }
         finally
@@ -96,7 +98,7 @@ internal static class GemvCalibration
             use(null);
             set_num_threads(threads);
         }
-        return (Median(vectorMs), Median(dotMs), Median(ratios) < 1);
+        return (Median(defaultMs), Median(alternativeMs), Median(ratios) < 1);
     }
 
     /// <summary>Milliseconds one call takes, its result disposed (<see cref="Bf16Upcast"/> and <see cref="DecodeAttention"/> time with it).</summary>

@@ -132,6 +132,7 @@ public static unsafe partial class SimdGemv
         void* bp = bias is null ? null : Data(bias);
         bool bf16 = weight.dtype == ScalarType.BFloat16;
         bool dot = bf16 && UsesBf16Dot(rows);   // reads x as bf16 itself: no split into even and odd
+        bool rowByRow = !bf16 && rows == 1 && UsesF32RowByRow;   // decided here, on the calling thread: the first use times it
         long half = (k + 1) / 2;
 
         // bf16: x split into float32 even and odd elements; f32 rows that are not packed: a packed copy.
@@ -174,7 +175,7 @@ public static unsafe partial class SimdGemv
                             long m1 = Math.Min(n1, m0 + block);
                             if (dot) Bf16DotKernel.Rows((ushort*)w, k, (ushort*)xp, xStride, rows, y0, len, m0, m1);
                             else for (int b0 = 0; b0 < rows; b0 += 4)
-                                Pass(bf16, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, y0 + b0 * len, len, m0, m1, Math.Min(4, rows - b0));
+                                Pass(bf16, rowByRow, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, y0 + b0 * len, len, m0, m1, Math.Min(4, rows - b0));
                         }
                         Finish(bf16, l, bp, yp, rows, n, len, n0, n1);
                     }
@@ -241,10 +242,11 @@ public static unsafe partial class SimdGemv
     }
 
     /// <summary>One pass over weight rows [n0, n1) for up to four rows of x.</summary>
-    static void Pass(bool bf16, void* w, long k, float* x, float* xEven, float* xOdd, float* y, long n, long n0, long n1, int rows)
+    static void Pass(bool bf16, bool rowByRow, void* w, long k, float* x, float* xEven, float* xOdd, float* y, long n, long n0, long n1, int rows)
     {
         switch (rows, bf16)
         {
+            case (1, false) when rowByRow: GemvKernels.F32RowByRow((float*)w, k, x, y, n0, n1); break;
             case (1, false): GemvKernels.F32((float*)w, k, x, y, n0, n1); break;
             case (1, true): GemvKernels.Bf16((ushort*)w, k, xEven, xOdd, y, n0, n1); break;
             case (2, false): GemvRowsKernels.F32<TwoRows>((float*)w, k, x, y, n, n0, n1); break;
