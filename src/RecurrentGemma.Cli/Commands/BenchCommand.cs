@@ -143,26 +143,25 @@ public static class BenchCommand
         }
         else if (simd == "avx2") RecurrentGemma.Model.Modules.SimdGemv.Avx2Only = true;   // the AVX2-only machines' path, timed like auto
         else if (simd is not (null or "auto")) throw new UsageException($"--simd-gemv must be auto, on, off or avx2, got '{simd}'");
-        // --bf16-dot auto | on | off: one-row bf16 projections through the CPU's bf16 dot-product kernel (auto: timed against the C# one).
-        var dot = args.Get("bf16-dot");
-        RecurrentGemma.Model.Modules.SimdGemv.Bf16Dot = dot switch
-        {
-            null or "auto" => null,
-            "on" => true,
-            "off" => false,
-            _ => throw new UsageException($"--bf16-dot must be auto, on or off, got '{dot}'"),
-        };
-        // --f32-row-by-row auto | on | off: one-row f32 projections one weight row at a time (auto: timed against four rows per pass).
-        var rowByRow = args.Get("f32-row-by-row");
-        RecurrentGemma.Model.Modules.SimdGemv.F32RowByRow = rowByRow switch
-        {
-            null or "auto" => null,
-            "on" => true,
-            "off" => false,
-            _ => throw new UsageException($"--f32-row-by-row must be auto, on or off, got '{rowByRow}'"),
-        };
+        // --bf16-dot: bf16 projections of 1–4 rows through the CPU's bf16 dot-product kernel (auto: timed against the C# loops).
+        RecurrentGemma.Model.Modules.SimdGemv.Bf16Dot = AutoOnOff(args, "bf16-dot", out var dot);
+        // --f32-row-by-row: one-row f32 projections one weight row at a time (auto: timed against four rows per pass).
+        RecurrentGemma.Model.Modules.SimdGemv.F32RowByRow = AutoOnOff(args, "f32-row-by-row", out var rowByRow);
         return (simd is null ? "" : $" --simd-gemv {simd}") + (dot is null ? "" : $" --bf16-dot {dot}")
             + (rowByRow is null ? "" : $" --f32-row-by-row {rowByRow}");
+    }
+
+    /// <summary>--name auto | on | off as null / true / false (absent: null); <paramref name="given"/> is what was written.</summary>
+    static bool? AutoOnOff(CliArgs args, string name, out string? given)
+    {
+        given = args.Get(name);
+        return given switch
+        {
+            null or "auto" => null,
+            "on" => true,
+            "off" => false,
+            _ => throw new UsageException($"--{name} must be auto, on or off, got '{given}'"),
+        };
     }
 
     static string SimdGemvSummary() => RecurrentGemma.Model.Modules.SimdGemv.Describe(decide: true);

@@ -22,10 +22,7 @@ internal static class GemvCalibration
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4));
-        var ws = new Tensor[4];
-        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, dtype).fill_(Scalars.Of(0.01));
-        var x = empty(rows, k, dtype).fill_(Scalars.One);
+        var (ws, x) = Inputs(dtype, rows);
         var torchMs = new List<double>();
         var simdMs = new List<double>();
         var ratios = new List<double>();
@@ -65,10 +62,7 @@ internal static class GemvCalibration
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4));
-        var ws = new Tensor[4];
-        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, dtype).fill_(Scalars.Of(0.01));
-        var x = empty(rows, k, dtype).fill_(Scalars.One);
+        var (ws, x) = Inputs(dtype, rows);
         var defaultMs = new List<double>();
         var alternativeMs = new List<double>();
         var ratios = new List<double>();
@@ -99,6 +93,15 @@ internal static class GemvCalibration
             set_num_threads(threads);
         }
         return (Median(defaultMs), Median(alternativeMs), Median(ratios) < 1);
+    }
+
+    /// <summary>Four 64 MiB [N, 2560] weights (256 MiB, beyond the caches) and <paramref name="rows"/> rows of x, in the current dispose scope.</summary>
+    static (Tensor[] Weights, Tensor X) Inputs(ScalarType dtype, int rows)
+    {
+        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4));
+        var ws = new Tensor[4];
+        for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, dtype).fill_(Scalars.Of(0.01));
+        return (ws, empty(rows, k, dtype).fill_(Scalars.One));
     }
 
     /// <summary>Milliseconds one call takes, its result disposed (<see cref="Bf16Upcast"/> and <see cref="DecodeAttention"/> time with it).</summary>
