@@ -24,11 +24,19 @@ public class Bf16DotKernelTests
     [Fact]
     public void It_is_offered_exactly_where_the_cpu_lists_avx512_bf16()
     {
-        bool expected = CpuInfoListsAvx512Bf16()
+        // AVX-512 as the runtime allows it (an OS or DOTNET_EnableAVX512F=0 can turn it off).
+        bool expected = CpuInfoListsAvx512Bf16() && System.Runtime.Intrinsics.X86.Avx512F.IsSupported
             && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
         Assert.Equal(expected, Bf16DotKernel.CpuHasAvx512Bf16);
-        Assert.True(expected == Bf16DotKernel.Available, Bf16DotKernel.Status);
-        if (!expected) Assert.False(SimdGemv.UsesBf16Dot(1));
+        if (!expected)
+        {
+            Assert.False(Bf16DotKernel.Available);
+            Assert.False(SimdGemv.UsesBf16Dot(1));
+            return;
+        }
+        // Where the CPU has it, only a system that refuses executable memory may keep it away, never a wrong result.
+        Assert.True(Bf16DotKernel.Available || Bf16DotKernel.Status.Contains("executable mapping") || Bf16DotKernel.Status.StartsWith("mmap failed"),
+            Bf16DotKernel.Status);
     }
 
     [Theory]
