@@ -78,28 +78,46 @@ internal static unsafe class GemvKernels
     }
 
     /// <summary>
-    /// Rows [n0, n1) of W·x for a float32 weight, one weight row at a time (AVX-512): the rows
-    /// are contiguous, so the part is read front to back as one stream that the hardware
-    /// prefetcher follows, with no prefetch instructions. On the 2-core AMD EPYC this read the 2B
-    /// shapes' 8.3 GB at 64–71 GB/s against 55–64 for <see cref="F32"/> and 66–74 for a bare read
-    /// (one-off program, docs/platform.md); <see cref="SimdGemv"/> times the two on first use.
+    /// Rows [n0, n1) of W·x for a float32 weight, one weight row at a time: the rows are
+    /// contiguous, so the part is read front to back as one stream that the hardware prefetcher
+    /// follows, with no prefetch instructions. On the 2-core AMD EPYC this read the 2B shapes'
+    /// 8.3 GB at 64–71 GB/s against 55–64 for <see cref="F32"/> and 66–74 for a bare read (256-bit
+    /// loops, in a slower phase: 37 against 34, read 39; one-off program, docs/platform.md);
+    /// <see cref="SimdGemv"/> times the two on first use.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void F32RowByRow(float* w, long k, float* x, float* y, long n0, long n1)
     {
-        long body = k & ~63L;
+        bool wide = Use512;
+        long body = wide ? k & ~63L : k & ~31L;
         for (long n = n0; n < n1; n++)
         {
             float* r = w + n * k;
-            var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-            for (long i = 0; i < body; i += 64)
+            float s;
+            if (wide)
             {
-                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(x + i), a0);
-                a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 16), Vector512.Load(x + i + 16), a1);
-                a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 32), Vector512.Load(x + i + 32), a2);
-                a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 48), Vector512.Load(x + i + 48), a3);
+                var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+                for (long i = 0; i < body; i += 64)
+                {
+                    a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(x + i), a0);
+                    a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 16), Vector512.Load(x + i + 16), a1);
+                    a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 32), Vector512.Load(x + i + 32), a2);
+                    a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 48), Vector512.Load(x + i + 48), a3);
+                }
+                s = Vector512.Sum((a0 + a1) + (a2 + a3));
             }
-            float s = Vector512.Sum((a0 + a1) + (a2 + a3));
+            else
+            {
+                var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+                for (long i = 0; i < body; i += 32)
+                {
+                    a0 = Fma.MultiplyAdd(Vector256.Load(r + i), Vector256.Load(x + i), a0);
+                    a1 = Fma.MultiplyAdd(Vector256.Load(r + i + 8), Vector256.Load(x + i + 8), a1);
+                    a2 = Fma.MultiplyAdd(Vector256.Load(r + i + 16), Vector256.Load(x + i + 16), a2);
+                    a3 = Fma.MultiplyAdd(Vector256.Load(r + i + 24), Vector256.Load(x + i + 24), a3);
+                }
+                s = Vector256.Sum((a0 + a1) + (a2 + a3));
+            }
             for (long i = body; i < k; i++) s += r[i] * x[i];
             y[n] = s;
         }

@@ -43,13 +43,13 @@ public static partial class SimdGemv
     /// <summary>
     /// One-row f32 projections through <see cref="GemvKernels.F32RowByRow"/> (one weight row at a
     /// time, no prefetches) instead of the four-row loop: null (the default) where timing on this
-    /// machine says it is faster, true / false always / never (AVX-512 only; tests, comparisons).
+    /// machine says it is faster, true / false always / never (tests, comparisons).
     /// </summary>
     public static bool? F32RowByRow { get; set; }
 
     /// <summary>Whether one-row f32 projections take the row-by-row loop now.</summary>
     public static bool UsesF32RowByRow =>
-        GemvKernels.Has512 && !Avx2Only && (_calibratingRowByRow ?? F32RowByRow ?? RowByRowDecision.Value);
+        Supported && (_calibratingRowByRow ?? F32RowByRow ?? RowByRowDecision.Value);
 
     static bool? _calibratingRowByRow;
     static (double Grouped, double RowByRow) _rowByRowTimings;
@@ -98,7 +98,6 @@ public static partial class SimdGemv
 
     static string DescribeRowByRow(bool decide)
     {
-        if (!GemvKernels.Has512 || Avx2Only) return "four rows per pass (AVX2)";
         if (F32RowByRow is { } forced) return forced ? "row by row (asked for)" : "four rows per pass (asked for)";
         if (!decide && !RowByRowDecision.IsValueCreated) return "not yet timed";
         bool wins = RowByRowDecision.Value;
