@@ -6,7 +6,7 @@ namespace RecurrentGemma.Model.Tests;
 /// <summary>
 /// The AVX512-BF16 dot-product kernel: offered exactly where the CPU lists the instruction set
 /// (checked against /proc/cpuinfo, a source independent of the CPUID read it uses), equal to exact
-/// float32 sums rounded once to bf16 for one to four rows of x on shapes with tails in K and
+/// float32 sums rounded once to bf16 for one to eight rows of x on shapes with tails in K and
 /// uneven thread parts, equal to the C# kernels, and a fixture model's bf16 decode step (one row)
 /// and batched decode through it match libtorch's.
 /// On a CPU without the instruction set these tests check only that it is not offered.
@@ -49,6 +49,9 @@ public class Bf16DotKernelTests
     [InlineData(4095, 2560, false, 3)]
     [InlineData(7, 97, true, 4)]          // K shorter than the 64-wide body of three and four rows
     [InlineData(2049, 2560, true, 4)]
+    [InlineData(1027, 1001, true, 5)]     // five to eight rows: two passes over each L2-sized block of weight rows
+    [InlineData(40001, 64, false, 8)]     // many blocks
+    [InlineData(4095, 2560, true, 7)]
     public void Dot_kernel_equals_exact_sums_rounded_once_and_the_csharp_kernel(int n, int k, bool withBias, int rows)
     {
         if (!Bf16DotKernel.Available) return;
@@ -80,7 +83,7 @@ public class Bf16DotKernelTests
     }
 
     [Fact]
-    public void Up_to_four_rows_of_x_take_it_and_rows_that_are_a_narrow_of_a_wider_tensor_work()
+    public void Up_to_eight_rows_of_x_take_it_and_rows_that_are_a_narrow_of_a_wider_tensor_work()
     {
         if (!Bf16DotKernel.Available) return;
         bool? before = SimdGemv.Bf16Dot;
@@ -89,7 +92,8 @@ public class Bf16DotKernelTests
         {
             (SimdGemv.Bf16Dot, SimdGemv.Forced, SimdGemv.MinElements) = (true, true, 0);
             Assert.True(SimdGemv.UsesBf16Dot(4));
-            Assert.False(SimdGemv.UsesBf16Dot(5));   // five to eight rows: the C# two-pass kernels
+            Assert.True(SimdGemv.UsesBf16Dot(8));
+            Assert.False(SimdGemv.UsesBf16Dot(9));   // nine rows and more: libtorch's GEMM
             using var scope = NewDisposeScope();
             using var gen = new Generator(10);
             long k = 640;
@@ -101,9 +105,9 @@ public class Bf16DotKernelTests
             Compare.Close(Compare.Floats(torch.to(ScalarType.BFloat16).to(ScalarType.Float32)), Compare.Floats(three.to(ScalarType.Float32)), 0.02, "three strided rows");
             var one = SimdGemv.Linear(x.narrow(0, 1, 1), w, null);   // a row at an offset into its storage
             Compare.Close(Compare.Floats(three.narrow(0, 1, 1).to(ScalarType.Float32)), Compare.Floats(one.to(ScalarType.Float32)), 0.02, "row 1 alone");
-            var five = empty(5, k).normal_(0, 1, gen).to(ScalarType.BFloat16);
-            Compare.Close(Compare.Floats(nn.functional.linear(five.to(ScalarType.Float32), w.to(ScalarType.Float32), null).to(ScalarType.BFloat16).to(ScalarType.Float32)),
-                Compare.Floats(SimdGemv.Linear(five, w, null).to(ScalarType.Float32)), 0.02, "five rows");
+            var five = empty(5, 1, 2 * k).normal_(0, 1, gen).to(ScalarType.BFloat16).narrow(-1, 0, k);   // five strided rows: passes of four and one
+            Compare.Close(Compare.Floats(nn.functional.linear(five.contiguous().to(ScalarType.Float32), w.to(ScalarType.Float32), null).to(ScalarType.BFloat16).to(ScalarType.Float32)),
+                Compare.Floats(SimdGemv.Linear(five, w, null).to(ScalarType.Float32)), 0.02, "five strided rows");
         }
         finally { (SimdGemv.Bf16Dot, SimdGemv.Forced, SimdGemv.MinElements) = (before, forced, min); }
     }
@@ -126,18 +130,24 @@ public class Bf16DotKernelTests
                 using var model = fx.LoadModel("model.bf16.safetensors", ScalarType.BFloat16);
                 using var state = model.CreateState(rows);
                 var slots = Enumerable.Range(0, rows).Select(i => (long)i).ToArray();
-                var prompts = Enumerable.Range(0, rows).Select(i => (IReadOnlyList<long>)prompt.Take(prompt.Length - i).ToArray()).ToList();
+                var prompts = Enumerable.Range(0, rows).Select(i => (IReadOnlyList<long>)prompt.Take(Math.Max(1, prompt.Length - i)).ToArray()).ToList();
                 using (model.Forward(prompts, state, slots)) { }
-                var next = Enumerable.Range(0, rows).Select(i => (IReadOnlyList<long>)new long[] { prompt[^(i + 1)] }).ToList();
+                var next = Enumerable.Range(0, rows).Select(i => (IReadOnlyList<long>)new long[] { prompt[^(i % prompt.Length + 1)] }).ToList();
                 using var step = model.Forward(next, state, slots);
                 return Compare.Floats(step);
             }
-            foreach (int rows in new[] { 1, 3 })
+            // bf16 rounding drifts through the layers whichever way the sums are ordered, and more
+            // so with more rows (libtorch's own bf16 step drifts 0.24–0.52 from f32 here over 1–8
+            // rows; the reference's bf16 run ~1.0). So the dot kernel is held close to the C# loops,
+            // which round the same float32 sums once, and within half the reference's drift of libtorch.
+            foreach (int rows in new[] { 1, 3, 6 })
             {
                 SimdGemv.Bf16Dot = true;
                 var dot = Step(rows);
+                SimdGemv.Bf16Dot = false;
+                Compare.Close(Step(rows), dot, 0.1, $"{name} bf16 step of {rows} rows, dot kernel vs the C# loops");
                 SimdGemv.Enabled = false;
-                try { Compare.Close(Step(rows), dot, 0.25, $"{name} bf16 step of {rows} rows, dot kernel vs libtorch"); }
+                try { Compare.Close(Step(rows), dot, 0.5, $"{name} bf16 step of {rows} rows, dot kernel vs libtorch"); }
                 finally { SimdGemv.Enabled = true; }
             }
         }

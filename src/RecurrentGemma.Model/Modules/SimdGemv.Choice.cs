@@ -6,7 +6,7 @@ namespace RecurrentGemma.Model.Modules;
 /// <summary>
 /// Which kernel <see cref="SimdGemv"/> runs, decided by timing on this machine the first time it
 /// matters and never by CPU model: the kernels or libtorch, per dtype and bucket of rows of x
-/// (<see cref="GemvCalibration.Measure"/>); for bf16 with 1–4 rows, the AVX512-BF16 dot-product
+/// (<see cref="GemvCalibration.Measure"/>); for bf16, the AVX512-BF16 dot-product
 /// kernel or the C# loops, and for f32 with one row, the row-by-row loop or the four-row one
 /// (<see cref="GemvCalibration.MeasureAlternative"/>); and what was decided, for the start-up log
 /// and the benchmark headers.
@@ -14,15 +14,17 @@ namespace RecurrentGemma.Model.Modules;
 public static partial class SimdGemv
 {
     /// <summary>
-    /// bf16 projections of 1–4 rows of x through <see cref="Bf16DotKernel"/> (the CPU's bf16
-    /// dot-product instruction) instead of the C# kernels: null (the default) where timing on this
-    /// machine says it is faster, per row bucket; true wherever it is available; false never.
+    /// bf16 projections of 1–8 rows of x through <see cref="Bf16DotKernel"/> (the CPU's bf16
+    /// dot-product instruction; 5–8 rows as two passes of at most four over each L2-sized block of
+    /// weight rows, as the C# kernels do) instead of the C# kernels: null (the default) where
+    /// timing on this machine says it is faster, per row bucket; true wherever it is available;
+    /// false never.
     /// </summary>
     public static bool? Bf16Dot { get; set; }
 
     /// <summary>Whether bf16 projections with this many rows of x take the dot-product kernel now.</summary>
     public static bool UsesBf16Dot(int rows = 1) =>
-        !Avx2Only && rows >= 1 && rows <= Bf16DotKernel.MaxRows && rows <= RowsSupported
+        !Avx2Only && rows >= 1 && rows <= RowsSupported
         && (_calibratingDot ?? Bf16Dot) switch
         {
             false => false,
@@ -110,9 +112,9 @@ public static partial class SimdGemv
         var ci = System.Globalization.CultureInfo.InvariantCulture;
         if (Avx2Only) return "AVX2 loop (asked for)";
         if (!Bf16DotKernel.Available) return $"C# loops (dot-product kernel unavailable: {Bf16DotKernel.Status})";
-        if (Bf16Dot is { } forced) return forced ? "AVX512-BF16 dot product for 1–4 rows (asked for)" : "C# loops (asked for)";
+        if (Bf16Dot is { } forced) return forced ? "AVX512-BF16 dot product (asked for)" : "C# loops (asked for)";
         var parts = new List<string>();
-        foreach (int bucket in Buckets.Where(b => b <= Bf16DotKernel.MaxRows && b <= RowsSupported))
+        foreach (int bucket in Buckets.Where(b => b <= RowsSupported))
         {
             if (!decide && !DotDecisions.ContainsKey(bucket)) continue;
             bool wins = UsesBf16Dot(bucket);

@@ -8,7 +8,7 @@ namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
 /// Small-batch projections (1–8 rows of x) on the CPU through <see cref="GemvKernels"/> and
-/// <see cref="GemvRowsKernels"/> (or, for bf16 with 1–4 rows where the CPU has the instruction
+/// <see cref="GemvRowsKernels"/> (or, for bf16 where the CPU has the instruction
 /// and it measured faster, <see cref="Bf16DotKernel"/>), split by output rows over every core. A decode step of a few
 /// sequences is about one pass over the weights, and libtorch's one-row and few-row paths stream
 /// them well below memory speed on the machines measured (2B: ~18 GB/s bf16, ~18–31 GB/s f32
@@ -160,7 +160,7 @@ public static unsafe partial class SimdGemv
                 long size = ((n + parts - 1) / parts + 7) & ~7L;
                 parts = (int)((n + size - 1) / size);
                 // Within a part, blocks of weight rows that stay in L2 while each four rows of x pass over them.
-                long block = rows <= 4 || dot ? size : Math.Max(8, (BlockBytes / bytesPerRow) & ~7L);
+                long block = rows <= 4 ? size : Math.Max(8, (BlockBytes / bytesPerRow) & ~7L);
                 float* xe = xEven, xo = xOdd, xf = pack ? s : (float*)xp;
                 KernelWorkers.Run(parts, p =>
                 {
@@ -173,9 +173,9 @@ public static unsafe partial class SimdGemv
                         for (long m0 = n0; m0 < n1; m0 += block)
                         {
                             long m1 = Math.Min(n1, m0 + block);
-                            if (dot) Bf16DotKernel.Rows((ushort*)w, k, (ushort*)xp, xStride, rows, y0, len, m0, m1);
-                            else for (int b0 = 0; b0 < rows; b0 += 4)
-                                Pass(bf16, rowByRow, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, y0 + b0 * len, len, m0, m1, Math.Min(4, rows - b0));
+                            for (int b0 = 0; b0 < rows; b0 += 4)
+                                if (dot) Bf16DotKernel.Rows((ushort*)w, k, (ushort*)xp + b0 * xStride, xStride, Math.Min(4, rows - b0), y0 + b0 * len, len, m0, m1);
+                                else Pass(bf16, rowByRow, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, y0 + b0 * len, len, m0, m1, Math.Min(4, rows - b0));
                         }
                         Finish(bf16, l, bp, yp, rows, n, len, n0, n1);
                     }
