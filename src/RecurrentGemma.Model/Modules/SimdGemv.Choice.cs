@@ -24,23 +24,7 @@ public static partial class SimdGemv
 
     /// <summary>Whether bf16 projections with this many rows of x take the dot-product kernel now.</summary>
     public static bool UsesBf16Dot(int rows = 1) =>
-        !Avx2Only && rows >= 1 && rows <= RowsSupported
-        && (_calibratingDot ?? Bf16Dot) switch
-        {
-            false => false,
-            true => Bf16DotKernel.Available,
-            null => Bf16DotKernel.Available && DotDecisions.GetOrAdd(Bucket(rows), DecideDot).Value,
-        };
-
-    static bool? _calibratingDot;
-    static readonly ConcurrentDictionary<int, Lazy<bool>> DotDecisions = new();
-    static readonly ConcurrentDictionary<int, (double Vector, double Dot)> _dotTimings = new();
-    static Lazy<bool> DecideDot(int bucket) => new(() =>
-    {
-        var (vector, dot, wins) = GemvCalibration.MeasureAlternative(ScalarType.BFloat16, bucket, on => _calibratingDot = on);
-        _dotTimings[bucket] = (vector, dot);
-        return wins;
-    });
+        !Avx2Only && rows >= 1 && rows <= RowsSupported && DotChoice.Uses(Bf16Dot, Bucket(rows));
 
     /// <summary>
     /// One-row f32 projections through <see cref="GemvKernels.F32RowByRow"/> (one weight row at a
@@ -50,17 +34,45 @@ public static partial class SimdGemv
     public static bool? F32RowByRow { get; set; }
 
     /// <summary>Whether one-row f32 projections take the row-by-row loop now.</summary>
-    public static bool UsesF32RowByRow =>
-        Supported && (_calibratingRowByRow ?? F32RowByRow ?? RowByRowDecision.Value);
+    public static bool UsesF32RowByRow => Supported && RowByRowChoice.Uses(F32RowByRow, 1);
 
-    static bool? _calibratingRowByRow;
-    static (double Grouped, double RowByRow) _rowByRowTimings;
-    static readonly Lazy<bool> RowByRowDecision = new(() =>
+    static readonly TimedChoice DotChoice = new(ScalarType.BFloat16, () => Bf16DotKernel.Available);
+    static readonly TimedChoice RowByRowChoice = new(ScalarType.Float32, () => true);
+
+    /// <summary>
+    /// A loop of the kernels' own timed against the default one, once per bucket of rows of x
+    /// (<see cref="GemvCalibration.MeasureAlternative"/>); while it times, it switches itself.
+    /// </summary>
+    sealed class TimedChoice(ScalarType dtype, Func<bool> available)
     {
-        var (grouped, rowByRow, wins) = GemvCalibration.MeasureAlternative(ScalarType.Float32, 1, on => _calibratingRowByRow = on);
-        _rowByRowTimings = (grouped, rowByRow);
-        return wins;
-    });
+        readonly ConcurrentDictionary<int, Lazy<bool>> _decisions = new();
+        readonly ConcurrentDictionary<int, (double Default, double Alternative)> _timings = new();
+        bool? _calibrating;
+
+        /// <summary>Whether the alternative runs: as <paramref name="asked"/> (true / false), else as timed.</summary>
+        public bool Uses(bool? asked, int bucket) => (_calibrating ?? asked) switch
+        {
+            false => false,
+            true => available(),
+            null => available() && _decisions.GetOrAdd(bucket, b => new Lazy<bool>(() =>
+            {
+                var (d, a, wins) = GemvCalibration.MeasureAlternative(dtype, b, on => _calibrating = on);
+                _timings[b] = (d, a);
+                return wins;
+            })).Value,
+        };
+
+        public bool Decided(int bucket) => _decisions.ContainsKey(bucket);
+
+        /// <summary>"winner (alternative x vs default y ms)" for one bucket, timing it first if need be.</summary>
+        public string Describe(int bucket, string alternative, string byDefault)
+        {
+            bool wins = Uses(null, bucket);
+            var (d, a) = _timings.GetValueOrDefault(bucket);
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{(wins ? alternative : byDefault)} ({alternative} {a:F2} vs {byDefault} {d:F2} ms)");
+        }
+    }
 
     /// <summary>Row counts timed together: 1; 2–4 (one pass); 5–8 (two passes per block).</summary>
     static int Bucket(int rows) => rows <= 1 ? 1 : rows <= 4 ? 4 : 8;
@@ -95,32 +107,22 @@ public static partial class SimdGemv
             }
         if (parts.Count == 0) return "SIMD GEMV not yet timed (no small-batch projection large enough so far)";
         return "SIMD GEMV per dtype × rows of x, kernels vs libtorch per 64 MiB weight: " + string.Join(", ", parts)
-            + "; f32×1 loop " + DescribeRowByRow(decide) + "; bf16 kernel " + DescribeDot(decide);
+            + "; f32×1 loop " + DescribeRowByRow(decide) + "; bf16 kernel (AVX512-BF16 dot product or C# loop) " + DescribeDot(decide);
     }
 
     static string DescribeRowByRow(bool decide)
     {
         if (F32RowByRow is { } forced) return forced ? "row by row (asked for)" : "four rows per pass (asked for)";
-        if (!decide && !RowByRowDecision.IsValueCreated) return "not yet timed";
-        bool wins = RowByRowDecision.Value;
-        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{(wins ? "row by row" : "four rows per pass")} (row by row {_rowByRowTimings.RowByRow:F2} vs four rows {_rowByRowTimings.Grouped:F2} ms)");
+        return !decide && !RowByRowChoice.Decided(1) ? "not yet timed" : RowByRowChoice.Describe(1, "row by row", "four rows per pass");
     }
 
     static string DescribeDot(bool decide)
     {
-        var ci = System.Globalization.CultureInfo.InvariantCulture;
         if (Avx2Only) return "AVX2 loop (asked for)";
         if (!Bf16DotKernel.Available) return $"C# loops (dot-product kernel unavailable: {Bf16DotKernel.Status})";
         if (Bf16Dot is { } forced) return forced ? "AVX512-BF16 dot product (asked for)" : "C# loops (asked for)";
-        var parts = new List<string>();
-        foreach (int bucket in Buckets.Where(b => b <= RowsSupported))
-        {
-            if (!decide && !DotDecisions.ContainsKey(bucket)) continue;
-            bool wins = UsesBf16Dot(bucket);
-            var (vector, dot) = _dotTimings.GetValueOrDefault(bucket);
-            parts.Add(string.Create(ci, $"×{bucket} {(wins ? "AVX512-BF16 dot product" : "C# loop")} (dot {dot:F2} vs C# {vector:F2} ms)"));
-        }
+        var parts = Buckets.Where(b => b <= RowsSupported && (decide || DotChoice.Decided(b)))
+            .Select(b => $"×{b} " + DotChoice.Describe(b, "dot product", "C# loop")).ToList();
         return parts.Count == 0 ? "dot product vs C# loops not yet timed" : string.Join(", ", parts);
     }
 }

@@ -137,7 +137,7 @@ public static unsafe partial class SimdGemv
 
         // bf16: x split into float32 even and odd elements; f32 rows that are not packed: a packed copy.
         bool pack = !bf16 && xStride != k;
-        float[] scratch = ArrayPool<float>.Shared.Rent(bf16 ? (int)(2 * rows * half) : pack ? (int)(rows * k) : 1);
+        float[] scratch = ArrayPool<float>.Shared.Rent(bf16 && !dot ? (int)(2 * rows * half) : pack ? (int)(rows * k) : 1);
         try
         {
             fixed (float* s = scratch)
