@@ -9,12 +9,16 @@ namespace RecurrentGemma.Engine;
 /// engine start. On a small model each op is microseconds of work and waking the other cores
 /// costs more than it saves (the tiny fixture's decode step: 2.2 ms with 2 threads, 1.2 ms with
 /// 1 — docs/benchmarks.md); more rows per step, or a larger model, make the matmuls worth
-/// splitting. So the engine times decode steps at batch 1, 2, 4, … 16 on a scratch state with one
-/// thread and with all, and stops at the first batch where all threads win. Prefill always uses
-/// every thread. Large models are calibrated too: their batch-1 projections run on the model's own
-/// SIMD kernel split over every core (<see cref="RecurrentGemma.Model.Modules.SimdGemv"/>), and
-/// libtorch's OpenMP workers, spinning between its ops, take those cores from it (2B bf16 recurrent
-/// layer 8.6 vs 6.1 ms, docs/benchmarks.md). Skipped on a GPU.
+/// splitting. So the engine times decode steps at batch 1, 2, 4, … 16 (32 in bf16 where the
+/// model's own dot-product kernel takes that many rows, SimdGemv.RowsSupportedFor) on a scratch
+/// state with one thread and with all (in alternation, so that a slow phase of a noisy machine
+/// slows both), and stops at the first batch where all threads win. With that kernel a 2B bf16
+/// step of 16 rows took 394 ms on one torch thread and 597 on two, against libtorch's 503 on two
+/// (docs/benchmarks.md). Prefill always uses every thread. Large models are calibrated too: their
+/// batch-1 projections run on the model's own SIMD kernel split over every core
+/// (<see cref="RecurrentGemma.Model.Modules.SimdGemv"/>), and libtorch's OpenMP workers, spinning
+/// between its ops, take those cores from it (2B bf16 recurrent layer 8.6 vs 6.1 ms,
+/// docs/benchmarks.md). Skipped on a GPU.
 /// </summary>
 public static class ThreadCalibration
 {
@@ -30,34 +34,34 @@ public static class ThreadCalibration
     {
         int all = AllThreads;
         if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1) { reason = "all threads (GPU or one thread: not calibrated)"; return 0; }
-        using var state = model.CreateState(LargestBatch);
-        var slots = Enumerable.Range(0, LargestBatch).Select(i => (long)i).ToArray();
+        int largest = Math.Max(LargestBatch, RecurrentGemma.Model.Modules.SimdGemv.RowsSupportedFor(model.DType));
+        using var state = model.CreateState(largest);
+        var slots = Enumerable.Range(0, largest).Select(i => (long)i).ToArray();
         using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)new long[] { 2, 3, 4, 5 }).ToList(), state, slots)) { }
-        int repeats = 5;
-        double Time(int threads, int batch)
+        double Step(int threads, int batch)
         {
             set_num_threads(threads);
             var rows = Enumerable.Range(0, batch).Select(i => (IReadOnlyList<long>)new long[] { 6 + i }).ToList();
-            var times = new List<double>();
-            for (int i = 0; i < repeats; i++)
-            {
-                var clock = Stopwatch.StartNew();
-                using (model.Forward(rows, state, slots[..batch])) { }
-                times.Add(clock.Elapsed.TotalMilliseconds);
-            }
-            times.Sort();
-            return times[times.Count / 2];
+            var clock = Stopwatch.StartNew();
+            using (model.Forward(rows, state, slots[..batch])) { }
+            return clock.Elapsed.TotalMilliseconds;
         }
+        static double Median(List<double> v) { v.Sort(); return v[v.Count / 2]; }
         try
         {
-            repeats = 1;
-            if (Time(all, 1) > LongStepMs) repeats = 3;   // also the warm-up
-            else repeats = 5;
+            int repeats = Step(all, 1) > LongStepMs ? 3 : 5;   // also the warm-up
             int upTo = 0;
             var seen = new List<string>();
-            for (int batch = 1; batch <= LargestBatch; batch *= 2)
+            for (int batch = 1; batch <= largest; batch *= 2)
             {
-                double one = Time(1, batch), many = Time(all, batch);
+                Step(all, batch);   // the first step of a batch size allocates its buffers
+                List<double> ones = [], manys = [];
+                for (int i = 0; i < repeats; i++)
+                {
+                    ones.Add(Step(1, batch));
+                    manys.Add(Step(all, batch));
+                }
+                double one = Median(ones), many = Median(manys);
                 seen.Add($"b{batch} {one:F2}/{many:F2} ms");
                 if (one >= many) break;
                 upTo = batch;

@@ -15,16 +15,18 @@ public static partial class SimdGemv
 {
     /// <summary>
     /// bf16 projections of 1–8 rows of x through <see cref="Bf16DotKernel"/> (the CPU's bf16
-    /// dot-product instruction; 5–8 rows as two passes of at most four over each L2-sized block of
-    /// weight rows, as the C# kernels do) instead of the C# kernels: null (the default) where
-    /// timing on this machine says it is faster, per row bucket; true wherever it is available;
-    /// false never.
+    /// dot-product instruction; more than four rows as passes of at most four over each L2-sized
+    /// block of weight rows, as the C# kernels do) instead of the C# kernels: null (the default)
+    /// where timing on this machine says it is faster, per row bucket; true wherever it is
+    /// available; false never. Beyond 8 rows only the dot-product kernel exists: it runs unless
+    /// this is false (and then libtorch does).
     /// </summary>
     public static bool? Bf16Dot { get; set; }
 
     /// <summary>Whether bf16 projections with this many rows of x take the dot-product kernel now.</summary>
     public static bool UsesBf16Dot(int rows = 1) =>
-        !Avx2Only && rows >= 1 && rows <= RowsSupported && DotChoice.Uses(Bf16Dot, Bucket(rows));
+        !Avx2Only && rows >= 1 && rows <= RowsSupportedFor(ScalarType.BFloat16)
+        && (rows > MaxRows ? Bf16DotKernel.Available : DotChoice.Uses(Bf16Dot, Bucket(rows)));
 
     /// <summary>
     /// One-row f32 projections through <see cref="GemvKernels.F32RowByRow"/> (one weight row at a
@@ -74,10 +76,10 @@ public static partial class SimdGemv
         }
     }
 
-    /// <summary>Row counts timed together: 1; 2–4 (one pass); 5–8 (two passes per block).</summary>
-    static int Bucket(int rows) => rows <= 1 ? 1 : rows <= 4 ? 4 : 8;
+    /// <summary>Row counts timed together: 1; 2–4 (one pass); 5–8 (two passes per block); 9–16 and 17–32 (bf16 dot product only).</summary>
+    static int Bucket(int rows) => rows <= 1 ? 1 : rows <= 4 ? 4 : rows <= 8 ? 8 : rows <= 16 ? 16 : 32;
 
-    static readonly int[] Buckets = [1, 4, 8];
+    static readonly int[] Buckets = [1, 4, 8, 16, 32];
 
     static readonly ConcurrentDictionary<(ScalarType, int), Lazy<bool>> Decisions = new();
     static readonly ConcurrentDictionary<(ScalarType, int), (double, double)> _timings = new();
@@ -98,7 +100,7 @@ public static partial class SimdGemv
         var ci = System.Globalization.CultureInfo.InvariantCulture;
         var parts = new List<string>();
         foreach (var (dtype, name) in new[] { (ScalarType.Float32, "f32"), (ScalarType.BFloat16, "bf16") })
-            foreach (int bucket in Buckets.Where(b => b <= RowsSupported))
+            foreach (int bucket in Buckets.Where(b => b <= RowsSupportedFor(dtype)))
             {
                 if (!decide && !Decisions.ContainsKey((dtype, bucket))) continue;
                 bool wins = Wins(dtype, bucket);
@@ -121,7 +123,7 @@ public static partial class SimdGemv
         if (Avx2Only) return "AVX2 loop (asked for)";
         if (!Bf16DotKernel.Available) return $"C# loops (dot-product kernel unavailable: {Bf16DotKernel.Status})";
         if (Bf16Dot is { } forced) return forced ? "AVX512-BF16 dot product (asked for)" : "C# loops (asked for)";
-        var parts = Buckets.Where(b => b <= RowsSupported && (decide || DotChoice.Decided(b)))
+        var parts = Buckets.Where(b => b <= RowsSupported && (decide || DotChoice.Decided(b)))   // the buckets where there is a choice
             .Select(b => $"×{b} " + DotChoice.Describe(b, "dot product", "C# loop")).ToList();
         return parts.Count == 0 ? "dot product vs C# loops not yet timed" : string.Join(", ", parts);
     }
