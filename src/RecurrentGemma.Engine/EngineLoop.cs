@@ -45,7 +45,7 @@ internal sealed partial class EngineLoop
     /// <summary>How the slot count was chosen (logged at start-up).</summary>
     public string SlotSizing { get; private set; } = "";
     /// <summary>How many threads decode steps use, and the measurement behind it.</summary>
-    public string ThreadChoice { get; private set; } = "";
+    public string ThreadChoice => _executor?.ThreadChoice ?? "";
     public EngineSnapshot Snapshot { get; private set; } = EngineSnapshot.Empty;
 
     public EngineLoop(GriffinForCausalLM model, EngineOptions options, EngineMetrics metrics)
@@ -80,7 +80,6 @@ internal sealed partial class EngineLoop
             _store = new StateStore(_model, slots, _options.ParkedCapFor(slots), (long)_options.HostMemoryMiB * 1024 * 1024, Disk);
             _executor = new StepExecutor(_model);
             if (_options.CalibrateThreads) _executor.Calibrate();
-            ThreadChoice = _executor.ThreadChoice;
             Publish();
             _ready.TrySetResult();
             while (true)

@@ -25,21 +25,27 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     public double SamplerSeconds { get; private set; }
     public long Forwards { get; private set; }
 
-    int _allThreads, _singleThreadUpTo, _current;
-    public string ThreadChoice { get; private set; } = "";
+    int _allThreads, _current, _decodeRows;
+    AdaptiveDecodeThreads? _threads;
+    string _calibration = "";
+
+    /// <summary>The start-up measurement and the choice now (it adapts while the engine runs).</summary>
+    public string ThreadChoice => _threads is null ? _calibration : $"{_calibration}; now {_threads.Describe()}";
 
     /// <summary>Measures the thread count for decode steps (<see cref="ThreadCalibration"/>).</summary>
     public void Calibrate()
     {
         _allThreads = _current = ThreadCalibration.AllThreads;
-        _singleThreadUpTo = ThreadCalibration.SingleThreadUpTo(model, out var reason);
-        ThreadChoice = $"decode: {reason}";
+        var plan = ThreadCalibration.Calibrate(model);
+        _calibration = $"decode: {plan.Reason}";
+        if (plan.Buckets.Count > 0) _threads = new AdaptiveDecodeThreads(plan);
     }
 
     void UseThreads(bool decode, int rows)
     {
-        if (_allThreads == 0) return;
-        int want = decode && rows <= _singleThreadUpTo ? 1 : _allThreads;
+        _decodeRows = decode ? rows : 0;
+        if (_threads is null) return;
+        int want = decode ? _threads.Choose(rows) : _allThreads;
         if (want != _current) { set_num_threads(want); _current = want; }
     }
 
@@ -63,6 +69,8 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         var logits = model.Forward(_forward ?? throw new InvalidOperationException("Prepare first"));
         Forwards++;
         ForwardSeconds += clock.Elapsed.TotalSeconds;
+        // On the CPU the forward has finished here (no device queue), so this is the step's compute time.
+        if (_decodeRows > 0) _threads?.Record(_decodeRows, _current, clock.Elapsed.TotalMilliseconds);
         return logits;
     }
 

@@ -1,24 +1,26 @@
 using System.Diagnostics;
 using RecurrentGemma.Model;
+using RecurrentGemma.Model.Modules;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Engine;
 
 /// <summary>
-/// Up to which decode batch size one CPU thread beats all of them, decided by measurement at
-/// engine start. On a small model each op is microseconds of work and waking the other cores
-/// costs more than it saves (the tiny fixture's decode step: 2.2 ms with 2 threads, 1.2 ms with
-/// 1 — docs/benchmarks.md); more rows per step, or a larger model, make the matmuls worth
-/// splitting. So the engine times decode steps at batch 1, 2, 4, … 16 (32 in bf16 where the
-/// model's own dot-product kernel takes that many rows, SimdGemv.RowsSupportedFor) on a scratch
-/// state with one thread and with all (in alternation, so that a slow phase of a noisy machine
-/// slows both), and stops at the first batch where all threads win. With that kernel a 2B bf16
-/// step of 16 rows took 394 ms on one torch thread and 597 on two, against libtorch's 503 on two
-/// (docs/benchmarks.md). Prefill always uses every thread. Large models are calibrated too: their
-/// batch-1 projections run on the model's own SIMD kernel split over every core
-/// (<see cref="RecurrentGemma.Model.Modules.SimdGemv"/>), and libtorch's OpenMP workers, spinning
-/// between its ops, take those cores from it (2B bf16 recurrent layer 8.6 vs 6.1 ms,
-/// docs/benchmarks.md). Skipped on a GPU.
+/// Which decode batch sizes run libtorch on one CPU thread rather than all of them, decided by
+/// measurement at engine start. On a small model each op is microseconds of work and waking the
+/// other cores costs more than it saves (the tiny fixture's decode step: 2.2 ms with 2 threads,
+/// 1.2 ms with 1 — docs/benchmarks.md); more rows per step, or a larger model, make libtorch's
+/// matmuls worth splitting. Large models are calibrated too: their small-batch projections run on
+/// the model's own SIMD kernels split over every core (<see cref="SimdGemv"/>), and libtorch's
+/// OpenMP workers, spinning between its ops, take those cores from them (2B bf16 recurrent layer
+/// 8.6 vs 6.1 ms; a 2B bf16 step of 16 rows 394 ms on one torch thread, 597 on two, libtorch's own
+/// path 503 on two; docs/benchmarks.md). So decode steps at batch 1, 2, 4, … are timed on a
+/// scratch state with one thread and with all, in alternation (a slow phase of a noisy machine
+/// slows both), and each power of two gets its own answer: a near tie at batch 1 must not decide
+/// batch 16, where the kernels' margin is large. Up to the most rows the kernels take
+/// (<see cref="SimdGemv.RowsSupportedFor"/>: 8, or 32 in bf16 through the dot-product kernel)
+/// every bucket is timed; beyond, libtorch alone runs, and the first bucket where all threads win
+/// ends the sweep (up to 16 at most). Prefill always uses every thread. Skipped on a GPU.
 /// </summary>
 public static class ThreadCalibration
 {
@@ -29,12 +31,13 @@ public static class ThreadCalibration
     /// <summary>The process's intra-op thread count before any engine changed it.</summary>
     public static int AllThreads { get; } = get_num_threads();
 
-    /// <returns>the largest decode batch to run on one thread (0: always all threads).</returns>
-    public static int SingleThreadUpTo(GriffinForCausalLM model, out string reason)
+    public static DecodeThreads Calibrate(GriffinForCausalLM model)
     {
         int all = AllThreads;
-        if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1) { reason = "all threads (GPU or one thread: not calibrated)"; return 0; }
-        int largest = Math.Max(LargestBatch, RecurrentGemma.Model.Modules.SimdGemv.RowsSupportedFor(model.DType));
+        if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1)
+            return new DecodeThreads(all, [], "all threads (GPU or one thread: not calibrated)");
+        int kernelRows = SimdGemv.RowsSupportedFor(model.DType);
+        int largest = Math.Max(LargestBatch, kernelRows);
         using var state = model.CreateState(largest);
         var slots = Enumerable.Range(0, largest).Select(i => (long)i).ToArray();
         using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)new long[] { 2, 3, 4, 5 }).ToList(), state, slots)) { }
@@ -50,7 +53,7 @@ public static class ThreadCalibration
         try
         {
             int repeats = Step(all, 1) > LongStepMs ? 3 : 5;   // also the warm-up
-            int upTo = 0;
+            var buckets = new List<ThreadTiming>();
             var seen = new List<string>();
             for (int batch = 1; batch <= largest; batch *= 2)
             {
@@ -63,12 +66,40 @@ public static class ThreadCalibration
                 }
                 double one = Median(ones), many = Median(manys);
                 seen.Add($"b{batch} {one:F2}/{many:F2} ms");
-                if (one >= many) break;
-                upTo = batch;
+                buckets.Add(new ThreadTiming(batch, one, many));
+                if (one >= many && batch >= kernelRows) break;
             }
-            reason = $"one thread up to batch {upTo} (1 vs {all} threads: {string.Join(", ", seen)})";
-            return upTo;
+            var ci = System.Globalization.CultureInfo.InvariantCulture;
+            return new DecodeThreads(all, buckets, $"{DecodeThreads.Summary(buckets.Select(b => (b.Batch, b.OneThread)))} (1 vs {all} threads: {string.Join(", ", seen)})");
         }
         finally { set_num_threads(all); }
+    }
+}
+
+/// <summary>One timed batch size: the median decode step with one torch thread and with all.</summary>
+public sealed record ThreadTiming(int Batch, double OneThreadMs, double AllThreadsMs)
+{
+    public bool OneThread => OneThreadMs < AllThreadsMs;
+}
+
+/// <summary>
+/// The torch thread count for decode steps by batch size, as calibrated: a batch takes the answer
+/// of the smallest timed power of two at or above it; larger than every timed one, all threads.
+/// (The engine keeps it up to date while it runs: <see cref="AdaptiveDecodeThreads"/>.)
+/// </summary>
+public sealed record DecodeThreads(int AllThreads, IReadOnlyList<ThreadTiming> Buckets, string Reason)
+{
+    public int For(int rows)
+    {
+        foreach (var b in Buckets)
+            if (rows <= b.Batch) return b.OneThread ? 1 : AllThreads;
+        return AllThreads;
+    }
+
+    /// <summary>"one thread at batch 1/2/16" or "all threads at every batch".</summary>
+    public static string Summary(IEnumerable<(int Batch, bool OneThread)> buckets)
+    {
+        var onOne = buckets.Where(b => b.OneThread).Select(b => b.Batch.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        return onOne.Count == 0 ? "all threads at every batch" : $"one thread at batch {string.Join("/", onOne)}";
     }
 }

@@ -27,7 +27,8 @@ public sealed class DecodeProfile(string shapeName, GriffinConfig config, Scalar
         using var state = model.CreateState(1);
         using (model.Forward([[2L, 3, 4, 5, 6, 7, 8, 9]], state, [0])) { }
         int all = RecurrentGemma.Engine.ThreadCalibration.AllThreads;
-        int upTo = RecurrentGemma.Engine.ThreadCalibration.SingleThreadUpTo(model, out var threadChoice);
+        var decodeThreads = RecurrentGemma.Engine.ThreadCalibration.Calibrate(model);
+        string threadChoice = decodeThreads.Reason;
         progress.WriteLine($"[bench] profile {shapeName}/{dt}: threads {threadChoice}");
         using var probe = new BandwidthProbe();
 
@@ -59,7 +60,7 @@ public sealed class DecodeProfile(string shapeName, GriffinConfig config, Scalar
         {
             double bw = probe.Measure();
             if (s >= 1) faults0 = ProcessStats.PageFaults();
-            set_num_threads(upTo >= 1 ? 1 : all);
+            set_num_threads(decodeThreads.For(1));
             clock.Restart(); last = 0; lastGemv = GemvMs();
             using (model.Forward([[(long)(10 + s)]], state, [0])) { }
             double total = clock.Elapsed.TotalMilliseconds;

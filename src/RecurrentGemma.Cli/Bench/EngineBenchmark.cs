@@ -8,11 +8,12 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Cli.Bench;
 
 /// <summary>
-/// The engine on random-weight models: aggregate decode throughput at 1…32 concurrent sequences,
+/// The engine on random-weight models: aggregate decode throughput at 1…32 concurrent sequences
+/// (levels in rotation over several rounds, medians),
 /// where a step's time goes (model forward, sampler, the rest = scheduling and bookkeeping), and
 /// a 10-turn conversation with and without session reuse.
 /// </summary>
-public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress)
+public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress, int? repeats = null)
 {
     public string Run()
     {
@@ -26,34 +27,52 @@ public sealed class EngineBenchmark(string shapeName, GriffinConfig config, Scal
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
 
-        // 1. Aggregate decode throughput and the step's time split.
+        // 1. Aggregate decode throughput and the step's time split: one engine (one thread
+        //    calibration) for every level, levels in rotation for several rounds, so that a slow
+        //    phase of a noisy machine falls on every level alike; medians with (min–max).
         int newTokens = big ? (quick ? 4 : 10) : (quick ? 16 : 48);
-        sb.AppendLine(ci, $"**{shapeName} ({config.ParameterCount / 1e6:F0}M parameters, {dt})** — decode throughput, {newTokens} new tokens per sequence after an 8-token prompt:");
+        int[] levels = [1, 4, 16, 32];
+        int rounds = Math.Max(1, repeats ?? (quick ? 1 : 3));
+        sb.AppendLine(ci, $"**{shapeName} ({config.ParameterCount / 1e6:F0}M parameters, {dt})** — decode throughput, {newTokens} new tokens per sequence after an 8-token prompt, {rounds} rounds over the levels in turn (median (min–max)):");
         sb.AppendLine();
-        sb.AppendLine("| concurrent sequences | aggregate tok/s, end to end | decode-only tok/s (all decoding) | decode × single | step: forward / sampler / other |");
+        sb.AppendLine("| concurrent sequences | aggregate tok/s, end to end | decode-only tok/s (all decoding) | decode × single (per round) | step: forward / sampler / other |");
         sb.AppendLine("|---|---|---|---|---|");
-        double single = 0;
-        foreach (int c in new[] { 1, 4, 16, 32 })
+        var engine = new EngineClient(model, new EngineOptions { MaxSlots = levels.Max() + 1, MaxRunningSequences = levels.Max(), ParkFinishedStates = false, PrefillTokenBudget = 8 * levels.Max() });
+        var endToEnd = levels.ToDictionary(c => c, _ => new List<double>());
+        var decodeOnly = levels.ToDictionary(c => c, _ => new List<double>());
+        var perRound = levels.ToDictionary(c => c, _ => new List<double>());
+        var split = levels.ToDictionary(c => c, _ => new double[3]);   // forward, sampler, busy seconds summed over rounds
+        try
         {
-            var engine = new EngineClient(model, new EngineOptions { MaxSlots = c + 1, MaxRunningSequences = c, ParkFinishedStates = false, PrefillTokenBudget = 8 * c });
-            try
-            {
-                Generate(engine, [Prompt(8)], 2);                               // warm-up
-                var before = engine.Snapshot;
-                var clock = Stopwatch.StartNew();
-                var times = Generate(engine, Enumerable.Range(0, c).Select(_ => Prompt(8)).ToList(), newTokens);
-                double seconds = clock.Elapsed.TotalSeconds;
-                var after = engine.Snapshot;
-                double tps = c * newTokens / seconds;
-                double decode = DecodeOnly(times);
-                if (c == 1) single = decode;
-                double busy = after.BusySeconds - before.BusySeconds, fwd = after.ForwardSeconds - before.ForwardSeconds, smp = after.SamplerSeconds - before.SamplerSeconds;
-                double other = busy - fwd - smp;
-                sb.AppendLine(ci, $"| {c} | {tps:F2} | {decode:F2} | {decode / single:F2}× | {fwd / busy * 100:F1}% / {smp / busy * 100:F1}% / {other / busy * 100:F1}% (other ÷ forward = {other / fwd * 100:F1}%) |");
-                progress.WriteLine($"[bench] {c} concurrent: {tps:F2} tok/s end to end, {decode:F2} tok/s decoding; threads {engine.ThreadChoice}");
-            }
-            finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+            foreach (int c in levels) Generate(engine, Enumerable.Range(0, c).Select(_ => Prompt(8)).ToList(), 2);   // warm-up: each batch size's first steps
+            for (int r = 0; r < rounds; r++)
+                foreach (int c in levels)
+                {
+                    var before = engine.Snapshot;
+                    var clock = Stopwatch.StartNew();
+                    var times = Generate(engine, Enumerable.Range(0, c).Select(_ => Prompt(8)).ToList(), newTokens);
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    var after = engine.Snapshot;
+                    endToEnd[c].Add(c * newTokens / seconds);
+                    double decode = DecodeOnly(times);
+                    decodeOnly[c].Add(decode);
+                    perRound[c].Add(decode / decodeOnly[1][^1]);
+                    split[c][0] += after.ForwardSeconds - before.ForwardSeconds;
+                    split[c][1] += after.SamplerSeconds - before.SamplerSeconds;
+                    split[c][2] += after.BusySeconds - before.BusySeconds;
+                    progress.WriteLine($"[bench] round {r + 1}, {c} concurrent: {c * newTokens / seconds:F2} tok/s end to end, {decode:F2} tok/s decoding");
+                }
+            progress.WriteLine($"[bench] threads {engine.ThreadChoice}");
         }
+        finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        foreach (int c in levels)
+        {
+            var (fwd, smp, busy) = (split[c][0], split[c][1], split[c][2]);
+            double other = busy - fwd - smp;
+            sb.AppendLine(ci, $"| {c} | {Spread.Of(endToEnd[c]).Format("F2")} | {Spread.Of(decodeOnly[c]).Format("F2")} | {Spread.Of(perRound[c]).Format("F2")}× | {fwd / busy * 100:F1}% / {smp / busy * 100:F1}% / {other / busy * 100:F1}% (other ÷ forward = {other / fwd * 100:F1}%) |");
+        }
+        sb.AppendLine();
+        sb.AppendLine(ci, $"Torch threads ({shapeName}), {engine.ThreadChoice}.");
 
         // 2. A 10-turn conversation: each turn sends the whole history back.
         sb.AppendLine();

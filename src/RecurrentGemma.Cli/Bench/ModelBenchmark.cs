@@ -106,9 +106,10 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             // 3. Batched decode: every sequence one token per step, on the torch thread count the
             //    engine would choose for that batch (ThreadCalibration: one thread where it wins).
             int all = RecurrentGemma.Engine.ThreadCalibration.AllThreads;
-            int singleUpTo = RecurrentGemma.Engine.ThreadCalibration.SingleThreadUpTo(model, out var threadChoice);
+            var decodeThreads = RecurrentGemma.Engine.ThreadCalibration.Calibrate(model);
+            string threadChoice = decodeThreads.Reason;
             Say($"decode threads: {threadChoice}");
-            void UseThreads(int batch) => set_num_threads(batch <= singleUpTo ? 1 : all);
+            void UseThreads(int batch) => set_num_threads(decodeThreads.For(batch));
             int[] batches = [1, 4, 16, 64];
             int steps = big ? (quick ? 3 : 7) : (quick ? 10 : 40);
             var decode = new List<(int, Spread)>();
@@ -138,7 +139,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             }
 
             // 4. Step time near the start vs deep into a long context (must be flat: fixed-size state).
-            double shortMs = StepAt(model, ShortPosition, big, steps, singleUpTo >= 1 ? 1 : all), longMs = StepAt(model, LongPosition, big, steps, singleUpTo >= 1 ? 1 : all);
+            double shortMs = StepAt(model, ShortPosition, big, steps, decodeThreads.For(1)), longMs = StepAt(model, LongPosition, big, steps, decodeThreads.For(1));
             Say($"decode step at position {ShortPosition}: {shortMs:F2} ms, at {LongPosition}: {longMs:F2} ms");
 
             // 5. The memory floor for batch-1 decode: every weight byte read once per token.

@@ -115,17 +115,18 @@ public static class BenchCommand
         var dtype = TorchDevices.ParseDType(args.Get("dtype") ?? "bf16");
         bool quick = args.Flag("quick");
         var output = args.Get("out");
+        int? repeats = args.Get("repeats") is null ? null : args.Int("repeats", 3);
         var simdArg = ReadSimdGemv(args);
         args.EnsureAllRead();
         var sb = new StringBuilder();
         sb.AppendLine("## Engine (issue #4): continuous batching, scheduler overhead, session reuse");
         sb.AppendLine();
-        sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")}{simdArg} --out docs/benchmarks.md`  ");
+        sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")}{(repeats is null ? "" : $" --repeats {repeats}")}{simdArg} --out docs/benchmarks.md`  ");
         sb.AppendLine($"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}; random weights; greedy sampling; times are wall-clock through the engine's request API.");
         sb.AppendLine();
         foreach (var (name, config) in shape switch { "tiny" or "small" => new[] { ("small", Small) }, "2b" => [("2b", GriffinConfig.RecurrentGemma2B)], _ => [("small", Small), ("2b", GriffinConfig.RecurrentGemma2B)] })
         {
-            sb.AppendLine(new EngineBenchmark(name, config, dtype, quick, stderr).Run());
+            sb.AppendLine(new EngineBenchmark(name, config, dtype, quick, stderr, repeats).Run());
         }
         stdout.WriteLine(sb);
         if (output is not null) WriteSection(output, "engine", sb.ToString());
