@@ -37,7 +37,7 @@ public class ThreadCalibrationTests
         }
         var batches = plan.Buckets.Select(b => b.Batch).ToList();
         Assert.Equal(Enumerable.Range(0, batches.Count).Select(i => 1 << i), batches);
-        int kernelRows = SimdGemv.RowsSupportedFor(TorchSharp.torch.ScalarType.Float32);
+        int kernelRows = SimdGemv.RowsSupported;
         Assert.True(batches[^1] >= Math.Min(kernelRows, 16), $"swept to {batches[^1]}; the kernels take {kernelRows} rows");
         Assert.True(batches[^1] <= Math.Max(16, kernelRows));
         // Past the kernels' rows the sweep ends at the first bucket where every thread won.

@@ -26,6 +26,9 @@ public class SimdGemvTests
     [InlineData(515, 130, true, 5)]
     [InlineData(1024, 2560, false, 8)]
     [InlineData(40000, 64, true, 7)]       // two passes over each of many blocks of weight rows
+    [InlineData(515, 130, false, 9)]       // nine to 32 rows: more passes of four, and a rest
+    [InlineData(3001, 2560, true, 16)]
+    [InlineData(40000, 64, false, 32)]
     public void F32_equals_libtorch(int n, int k, bool withBias, int rows)
     {
         if (!Vectors || rows > SimdGemv.RowsSupported) return;
@@ -50,6 +53,8 @@ public class SimdGemvTests
     [InlineData(515, 130, false, 6)]
     [InlineData(1024, 2560, true, 8)]
     [InlineData(40001, 64, true, 7)]
+    [InlineData(515, 130, true, 13)]       // past eight rows: passes of four
+    [InlineData(1024, 2560, false, 32)]
     public void Bf16_equals_f32_math_rounded_once(int n, int k, bool withBias, int rows)
     {
         if (!Vectors || rows > SimdGemv.RowsSupported) return;
@@ -165,11 +170,13 @@ public class SimdGemvTests
             Assert.True(SimdGemv.Applies(zeros(new long[] { 1, 1, 1024 }, ScalarType.BFloat16), wb, null));
             Assert.Equal(SimdGemv.RowsSupported >= 2, SimdGemv.Applies(zeros(2, 1024), w, null));   // few rows: AVX-512 only
             Assert.Equal(SimdGemv.RowsSupported >= 8, SimdGemv.Applies(zeros(8, 1, 1024), w, null));
-            Assert.False(SimdGemv.Applies(zeros(9, 1024), w, null));                        // nine rows: libtorch's GEMM
-            // bf16 through the dot-product kernel: up to 32 rows where the CPU has the instruction.
-            Assert.Equal(SimdGemv.RowsSupportedFor(ScalarType.BFloat16) >= 16, SimdGemv.Applies(zeros(new long[] { 16, 1, 1024 }, ScalarType.BFloat16), wb, null));
-            Assert.Equal(SimdGemv.RowsSupported > 1 && Bf16DotKernel.Available && SimdGemv.Bf16Dot != false, SimdGemv.RowsSupportedFor(ScalarType.BFloat16) == SimdGemv.MaxDotRows);
-            Assert.False(SimdGemv.Applies(zeros(new long[] { SimdGemv.MaxDotRows + 1, 1024 }, ScalarType.BFloat16), wb, null));
+            // More than eight rows: passes of four over L2 blocks, up to 32 (AVX-512 only); more: libtorch's GEMM.
+            Assert.Equal(SimdGemv.RowsSupported >= 9, SimdGemv.Applies(zeros(9, 1024), w, null));
+            Assert.Equal(SimdGemv.RowsSupported >= 16, SimdGemv.Applies(zeros(new long[] { 16, 1, 1024 }, ScalarType.BFloat16), wb, null));
+            Assert.Equal(SimdGemv.RowsSupported >= 32, SimdGemv.Applies(zeros(32, 1024), w, null));
+            Assert.True(SimdGemv.RowsSupported is 1 or SimdGemv.MaxPassRows);
+            Assert.False(SimdGemv.Applies(zeros(SimdGemv.MaxPassRows + 1, 1024), w, null));
+            Assert.False(SimdGemv.Applies(zeros(new long[] { SimdGemv.MaxPassRows + 1, 1024 }, ScalarType.BFloat16), wb, null));
             Assert.False(SimdGemv.Applies(zeros(1, 2048), w.t(), null));                    // transposed view
             Assert.False(SimdGemv.Applies(zeros(new long[] { 1, 1024 }, ScalarType.BFloat16), w, null));   // mixed dtypes
             Assert.False(SimdGemv.Applies(zeros(1, 64), zeros(64, 64), null));              // below the size threshold

@@ -14,19 +14,17 @@ namespace RecurrentGemma.Model.Modules;
 public static partial class SimdGemv
 {
     /// <summary>
-    /// bf16 projections of 1–8 rows of x through <see cref="Bf16DotKernel"/> (the CPU's bf16
-    /// dot-product instruction; more than four rows as passes of at most four over each L2-sized
-    /// block of weight rows, as the C# kernels do) instead of the C# kernels: null (the default)
-    /// where timing on this machine says it is faster, per row bucket; true wherever it is
-    /// available; false never. Beyond 8 rows only the dot-product kernel exists: it runs unless
-    /// this is false (and then libtorch does).
+    /// bf16 projections through <see cref="Bf16DotKernel"/> (the CPU's bf16 dot-product
+    /// instruction; more than four rows of x as passes of at most four over each L2-sized block
+    /// of weight rows, as the C# kernels do) instead of the C# kernels: null (the default) where
+    /// timing on this machine says it is faster, per bucket of 1, 2–4 and 5–8 rows (beyond, the
+    /// same passes as 5–8, without timing them again); true wherever it is available; false never.
     /// </summary>
     public static bool? Bf16Dot { get; set; }
 
     /// <summary>Whether bf16 projections with this many rows of x take the dot-product kernel now.</summary>
     public static bool UsesBf16Dot(int rows = 1) =>
-        !Avx2Only && rows >= 1 && rows <= RowsSupportedFor(ScalarType.BFloat16)
-        && (rows > MaxRows ? Bf16DotKernel.Available : DotChoice.Uses(Bf16Dot, Bucket(rows)));
+        !Avx2Only && rows >= 1 && rows <= RowsSupported && DotChoice.Uses(Bf16Dot, Math.Min(Bucket(rows), MaxRows));
 
     /// <summary>
     /// One-row f32 projections through <see cref="GemvKernels.F32RowByRow"/> (one weight row at a
@@ -76,7 +74,7 @@ public static partial class SimdGemv
         }
     }
 
-    /// <summary>Row counts timed together: 1; 2–4 (one pass); 5–8 (two passes per block); 9–16 and 17–32 (bf16 dot product only).</summary>
+    /// <summary>Row counts timed together against libtorch: 1; 2–4 (one pass); 5–8 (two passes per block); 9–16; 17–32.</summary>
     static int Bucket(int rows) => rows <= 1 ? 1 : rows <= 4 ? 4 : rows <= 8 ? 8 : rows <= 16 ? 16 : 32;
 
     static readonly int[] Buckets = [1, 4, 8, 16, 32];
@@ -100,7 +98,7 @@ public static partial class SimdGemv
         var ci = System.Globalization.CultureInfo.InvariantCulture;
         var parts = new List<string>();
         foreach (var (dtype, name) in new[] { (ScalarType.Float32, "f32"), (ScalarType.BFloat16, "bf16") })
-            foreach (int bucket in Buckets.Where(b => b <= RowsSupportedFor(dtype)))
+            foreach (int bucket in Buckets.Where(b => b <= RowsSupported))
             {
                 if (!decide && !Decisions.ContainsKey((dtype, bucket))) continue;
                 bool wins = Wins(dtype, bucket);
@@ -123,7 +121,7 @@ public static partial class SimdGemv
         if (Avx2Only) return "AVX2 loop (asked for)";
         if (!Bf16DotKernel.Available) return $"C# loops (dot-product kernel unavailable: {Bf16DotKernel.Status})";
         if (Bf16Dot is { } forced) return forced ? "AVX512-BF16 dot product (asked for)" : "C# loops (asked for)";
-        var parts = Buckets.Where(b => b <= RowsSupported && (decide || DotChoice.Decided(b)))   // the buckets where there is a choice
+        var parts = Buckets.Where(b => b <= Math.Min(RowsSupported, MaxRows) && (decide || DotChoice.Decided(b)))   // timed up to 8 rows
             .Select(b => $"×{b} " + DotChoice.Describe(b, "dot product", "C# loop")).ToList();
         return parts.Count == 0 ? "dot product vs C# loops not yet timed" : string.Join(", ", parts);
     }

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
-/// Small-batch projections (1–8 rows of x, up to 32 in bf16 through the dot-product kernel) on the CPU through <see cref="GemvKernels"/> and
+/// Small-batch projections (1–32 rows of x; more than eight as passes of four over blocks of weight rows that stay in L2) on the CPU through <see cref="GemvKernels"/> and
 /// <see cref="GemvRowsKernels"/> (or, for bf16 where the CPU has the instruction
 /// and it measured faster, <see cref="Bf16DotKernel"/>), split by output rows over every core. A decode step of a few
 /// sequences is about one pass over the weights, and libtorch's one-row and few-row paths stream
@@ -21,16 +21,19 @@ namespace RecurrentGemma.Model.Modules;
 /// </summary>
 public static unsafe partial class SimdGemv
 {
-    /// <summary>Most rows of x handled by every kernel (more than four take two passes over each block of weight rows).</summary>
+    /// <summary>
+    /// Rows of x up to which the kernels' companions take a decode batch too (the fused RG-LRU
+    /// step, the row-wise RMS norm); the projections go on to <see cref="MaxPassRows"/>.
+    /// </summary>
     public const int MaxRows = 8;
 
     /// <summary>
-    /// Most rows of x handled in bf16 through <see cref="Bf16DotKernel"/>: passes of four over
-    /// each L2-sized block of weight rows, arithmetic from L2 at the dot-product instruction's pace
-    /// (a 16-row step had been libtorch's bf16 GEMM at ~170 GFLOP/s on the 2-core EPYC; whether
-    /// the kernel wins is timed per bucket like every other, <see cref="Wins"/>).
+    /// Most rows of x a projection takes: more than four are passes of at most four over each
+    /// L2-sized block of weight rows, so past the first pass the arithmetic runs from L2 (a 2B
+    /// step of 16 rows had been libtorch's GEMM: ~170 GFLOP/s in bf16 on the 2-core EPYC, ~57 in
+    /// f32). Whether the kernels win is timed per bucket of rows like every other (<see cref="Wins"/>).
     /// </summary>
-    public const int MaxDotRows = 32;
+    public const int MaxPassRows = 32;
 
     /// <summary>
     /// Weight bytes per block that the passes of a product of more than four rows share: read from memory
@@ -58,15 +61,8 @@ public static unsafe partial class SimdGemv
     /// <summary>The first element of a CPU tensor's storage (callers check contiguity and dtype).</summary>
     internal static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
 
-    /// <summary>The most rows of x the kernels take on this CPU in every dtype (several rows: AVX-512 only).</summary>
-    public static int RowsSupported => GemvKernels.Has512 && !Avx2Only ? MaxRows : 1;
-
-    /// <summary>
-    /// The most rows of x the kernels take on this CPU in this dtype: bf16 beyond
-    /// <see cref="MaxRows"/> only through the dot-product kernel (the C# loops were not built for it).
-    /// </summary>
-    public static int RowsSupportedFor(ScalarType dtype) =>
-        dtype == ScalarType.BFloat16 && RowsSupported > 1 && Bf16DotKernel.Available && Bf16Dot != false ? MaxDotRows : RowsSupported;
+    /// <summary>The most rows of x the kernels take on this CPU (several rows: AVX-512 only).</summary>
+    public static int RowsSupported => GemvKernels.Has512 && !Avx2Only ? MaxPassRows : 1;
 
     /// <summary>
     /// Runs the 256-bit (AVX2 + FMA) loops on a CPU that has AVX-512 too, so that the path the
@@ -82,7 +78,7 @@ public static unsafe partial class SimdGemv
         long k = weight.shape[1];
         if (x.shape[^1] != k || weight.numel() < MinElements) return false;
         long rows = x.numel() / k;
-        if (rows < 1 || rows > RowsSupportedFor(dtype)) return false;
+        if (rows < 1 || rows > RowsSupported) return false;
         if (weight.stride(1) != 1 || weight.stride(0) != k || RowStride(x) < k) return false;
         if (bias is not null && (bias.dtype != dtype || !bias.is_contiguous())) return false;
         return Forced || Wins(dtype, (int)rows);
@@ -93,10 +89,10 @@ public static unsafe partial class SimdGemv
     /// kernels (the rules of <see cref="Applies"/> without the tensors; <see cref="RgLruStep"/>).
     /// </summary>
     internal static bool Takes(ScalarType dtype, long elements, int rows) =>
-        Enabled && Supported && elements >= MinElements && rows >= 1 && rows <= RowsSupportedFor(dtype)
+        Enabled && Supported && elements >= MinElements && rows >= 1 && rows <= RowsSupported
         && (Forced || Wins(dtype, rows));
 
-    /// <summary>x·Wᵀ + b for 1–8 rows of x (bf16: up to <see cref="MaxDotRows"/>): [.., K] → [.., N] in x's dtype (bf16 rounded once, from float32 sums).</summary>
+    /// <summary>x·Wᵀ + b for 1–32 rows of x: [.., K] → [.., N] in x's dtype (bf16 rounded once, from float32 sums).</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
     {
         long start = Stopwatch.GetTimestamp();
