@@ -114,25 +114,40 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             int steps = big ? (quick ? 3 : 7) : (quick ? 10 : 40);
             var decode = new List<(int, Spread)>();
             double decodeFaults = 0;
+            // The batch sizes take turns in rounds of a few steps (the first of each untimed: the
+            // thread count may have just changed), so a slow phase of a shared machine falls on
+            // all of them alike rather than on whichever ran then.
             using (var state = model.CreateState(batches.Max()))
             {
+                var slots = Enumerable.Range(0, batches.Max()).Select(i => (long)i).ToArray();
+                using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)RandomIds(8)).ToList(), state, slots)) { }
+                var times = batches.ToDictionary(b => b, _ => new List<double>());
                 foreach (var b in batches)
                 {
-                    var slots = Enumerable.Range(0, b).Select(i => (long)i).ToArray();
-                    for (int i = 0; i < b; i++) state.Reset(i);
-                    using (model.Forward(Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(8)).ToList(), state, slots)) { }
-                    using (model.Forward(Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList(), state, slots)) { } // warm-up
-                    var times = new List<double>();
-                    long f0 = ProcessStats.PageFaults();
                     UseThreads(b);
-                    for (int s = 0; s < steps; s++)
+                    using (model.Forward(Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList(), state, slots[..b])) { } // warm-up
+                }
+                long faults = 0;
+                int rounds = quick ? 1 : 3, perRound = (steps + rounds - 1) / rounds;
+                for (int r = 0; r < rounds; r++)
+                    foreach (var b in batches)
                     {
-                        var next = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList();
-                        times.Add(Time(() => { using var _ = model.Forward(next, state, slots); }) * 1000);
+                        UseThreads(b);
+                        for (int s = 0; s <= perRound; s++)
+                        {
+                            var next = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList();
+                            long f0 = ProcessStats.PageFaults();
+                            double ms = Time(() => { using var _ = model.Forward(next, state, slots[..b]); }) * 1000;
+                            if (s == 0) continue;
+                            times[b].Add(ms);
+                            if (b == 1) faults += ProcessStats.PageFaults() - f0;
+                        }
                     }
-                    set_num_threads(all);
-                    if (b == 1) decodeFaults = (double)(ProcessStats.PageFaults() - f0) / steps;
-                    var step = Spread.Of(times);
+                set_num_threads(all);
+                decodeFaults = (double)faults / times[1].Count;
+                foreach (var b in batches)
+                {
+                    var step = Spread.Of(times[b]);
                     decode.Add((b, step));
                     Say($"decode batch {b}: {b * 1000 / step.Median:F2} tok/s ({step.Format("F1")} ms/step)");
                 }
