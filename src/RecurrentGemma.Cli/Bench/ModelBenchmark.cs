@@ -154,7 +154,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             }
 
             // 4. Step time near the start vs deep into a long context (must be flat: fixed-size state).
-            double shortMs = StepAt(model, ShortPosition, big, steps, decodeThreads.For(1)), longMs = StepAt(model, LongPosition, big, steps, decodeThreads.For(1));
+            var (shortMs, longMs) = StepsAt(model, ShortPosition, LongPosition, big, steps, decodeThreads.For(1));
             Say($"decode step at position {ShortPosition}: {shortMs:F2} ms, at {LongPosition}: {longMs:F2} ms");
 
             // 5. The memory floor for batch-1 decode: every weight byte read once per token.
@@ -176,32 +176,42 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
     /// set directly (the step's cost depends on the position and the fixed-size state, not on
     /// what the state holds), since prefilling 4000 tokens of a 2B model takes minutes here.
     /// </summary>
-    double StepAt(GriffinForCausalLM model, long position, bool big, int steps, int threads)
+    /// <summary>
+    /// Batch-1 decode step time (median, ms) of a sequence at each of two positions, the two
+    /// sequences stepping in turn so that a slow phase of a shared machine falls on both alike.
+    /// </summary>
+    (double Short, double Long) StepsAt(GriffinForCausalLM model, long shortPosition, long longPosition, bool big, int steps, int threads)
     {
-        using var state = model.CreateState(1);
+        long[] positions = [shortPosition, longPosition];
+        using var state = model.CreateState(2);
         if (big)
         {
             using var noGrad = no_grad();
             foreach (var t in state.AllTensors()) t.normal_(0, 0.5);
-            state.SetTokenCount(0, position);
+            for (int slot = 0; slot < 2; slot++) state.SetTokenCount(slot, positions[slot]);
         }
         else
         {
             var rng = new Random(3);
-            for (long done = 0; done < position;)
-            {
-                int n = (int)Math.Min(512, position - done);
-                using (model.Forward([Enumerable.Range(0, n).Select(_ => (long)rng.Next(3, config.VocabSize)).ToArray()], state, [0])) { }
-                done += n;
-            }
+            for (int slot = 0; slot < 2; slot++)
+                for (long done = 0; done < positions[slot];)
+                {
+                    int n = (int)Math.Min(512, positions[slot] - done);
+                    using (model.Forward([Enumerable.Range(0, n).Select(_ => (long)rng.Next(3, config.VocabSize)).ToArray()], state, [slot])) { }
+                    done += n;
+                }
         }
-        var times = new List<double>();
+        var times = new[] { new List<double>(), new List<double>() };
         int all = get_num_threads();
         set_num_threads(threads);
         for (int s = 0; s < Math.Max(steps, 3) + 1; s++)
-            times.Add(Time(() => { using var _ = model.Forward([new long[] { 5 }], state, [0]); }));
+            for (int slot = 0; slot < 2; slot++)
+            {
+                double t = Time(() => { using var _ = model.Forward([new long[] { 5 }], state, [slot]); });
+                if (s > 0) times[slot].Add(t);   // the first step of each warms up
+            }
         set_num_threads(all);
-        return Spread.Of(times.Skip(1).ToList()).Median * 1000;
+        return (Spread.Of(times[0]).Median * 1000, Spread.Of(times[1]).Median * 1000);
     }
 
     /// <summary>
