@@ -41,6 +41,16 @@ public static class ThreadCalibration
         using var state = model.CreateState(largest);
         var slots = Enumerable.Range(0, largest).Select(i => (long)i).ToArray();
         using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)new long[] { 2, 3, 4, 5 }).ToList(), state, slots)) { }
+        // Time sequences whose attention windows are full, the steady state of any long
+        // conversation: there attention runs libtorch ops whose spinning workers slow the
+        // kernels on two threads, where a short context's few keys take a C# pass (a 2B bf16
+        // step on two threads: 111.7 ms at position 100, 164.1 at 4000, stepping in turn).
+        // The values do not matter for timing; random ones stand in for a long prefill.
+        using (no_grad())
+        {
+            foreach (var t in state.AllTensors()) t.normal_(0, 0.5);
+            foreach (var slot in slots) state.SetTokenCount((int)slot, 2L * model.Config.AttentionWindowSize);
+        }
         double Step(int threads, int batch)
         {
             set_num_threads(threads);
