@@ -20,7 +20,7 @@ namespace RecurrentGemma.Engine;
 /// batch 16, where the kernels' margin is large. Up to the most rows the kernels take
 /// (<see cref="SimdGemv.RowsSupported"/>: 32 where the CPU has AVX-512)
 /// every bucket is timed; beyond, libtorch alone runs, and the first bucket where all threads win
-/// ends the sweep (up to 16 at most). Prefill always uses every thread. Skipped on a GPU.
+/// ends the sweep (which goes to 16 at most where the kernels take fewer rows). Prefill always uses every thread. Skipped on a GPU.
 /// </summary>
 public static class ThreadCalibration
 {
