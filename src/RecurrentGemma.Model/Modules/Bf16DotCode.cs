@@ -2,7 +2,7 @@ namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
 /// Machine code of Native/gemv_bf16_dot.c (x86-64, System V calling convention), written by
-/// scripts/bf16-dot-kernel.sh with gcc (Debian 12.2.0-14+deb12u1) 12.2.0. Do not edit by hand.
+/// scripts/native-kernels.sh with gcc (Debian 12.2.0-14+deb12u1) 12.2.0. Do not edit by hand.
 /// </summary>
 internal static class Bf16DotCode
 {

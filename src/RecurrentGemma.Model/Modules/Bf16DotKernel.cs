@@ -6,7 +6,7 @@ namespace RecurrentGemma.Model.Modules;
 /// <summary>
 /// bf16 projections of one to four rows of x through the CPU's AVX512-BF16 dot-product
 /// instruction, for <see cref="SimdGemv"/>. .NET 10 has no intrinsic for that instruction, so the loop is written
-/// in C (Native/gemv_bf16_dot.c), compiled once by scripts/bf16-dot-kernel.sh, and its machine
+/// in C (Native/gemv_bf16_dot.c), compiled once by scripts/native-kernels.sh, and its machine
 /// code (<see cref="Bf16DotCode"/>) is copied into a page mapped executable here, the way a JIT
 /// places code. It is offered only on Linux x86-64 (the calling convention it was compiled for)
 /// where CPUID reports AVX512_BF16, only after it has reproduced exact sums on a test matrix,
@@ -48,25 +48,13 @@ public static unsafe class Bf16DotKernel
 
     static (nint, string) Load()
     {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
-            return (0, "not Linux x86-64");
         if (!CpuHasAvx512Bf16) return (0, "no AVX512_BF16 on this CPU");
-        const int read = 1, write = 2, exec = 4, privateAnonymous = 0x02 | 0x20;
-        var code = Bf16DotCode.Bytes;
-        nuint size = (nuint)((code.Length + 4095) & ~4095);
-        nint page = mmap(0, size, read | write, privateAnonymous, -1, 0);
-        if (page == -1) return (0, $"mmap failed (errno {Marshal.GetLastPInvokeError()})");
-        code.CopyTo(new Span<byte>((void*)page, code.Length));
-        if (mprotect(page, size, read | exec) != 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            munmap(page, size);
-            return (0, $"the system refused an executable mapping (errno {errno})");
-        }
+        var (page, error) = NativeCode.Map(Bf16DotCode.Bytes);
+        if (error is not null) return (0, error);
         string? wrong = SelfCheck(page);
         if (wrong is not null)
         {
-            munmap(page, size);
+            NativeCode.Unmap(page, Bf16DotCode.Bytes);
             return (0, "self-check failed: " + wrong);
         }
         return (page, "AVX512-BF16 dot kernel mapped and checked");   // kept for the life of the process
@@ -115,13 +103,4 @@ public static unsafe class Bf16DotKernel
         }
         return null;
     }
-
-    [DllImport("libc", SetLastError = true)]
-    static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
-
-    [DllImport("libc", SetLastError = true)]
-    static extern int mprotect(nint addr, nuint length, int prot);
-
-    [DllImport("libc", SetLastError = true)]
-    static extern int munmap(nint addr, nuint length);
 }

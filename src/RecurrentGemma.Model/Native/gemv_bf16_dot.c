@@ -18,7 +18,7 @@
  * The function is self-contained (no calls, no constants in memory, no relocations), so its
  * machine code can be embedded in Bf16DotKernel.cs and mapped executable at run time; the C#
  * side checks its results against exact sums before using it. Regenerate the bytes with
- * scripts/bf16-dot-kernel.sh after editing this file. System V x86-64 calling convention.
+ * scripts/native-kernels.sh after editing this file. System V x86-64 calling convention.
  */
 #include <immintrin.h>
 #include <stdint.h>

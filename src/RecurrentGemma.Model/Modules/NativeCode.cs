@@ -1,0 +1,45 @@
+using System.Runtime.InteropServices;
+
+namespace RecurrentGemma.Model.Modules;
+
+/// <summary>
+/// Places committed machine code (<see cref="Bf16DotCode"/>, <see cref="F32GemmCode"/>, written by
+/// scripts/native-kernels.sh from the C in Native/) where it can run: copied into an anonymous
+/// page that is then made executable, the way a JIT places code. Linux x86-64 only, the calling
+/// convention it was compiled for; the caller checks the results before offering the kernel.
+/// </summary>
+internal static unsafe class NativeCode
+{
+    /// <summary>The entry (the code's first byte) or 0 with the reason.</summary>
+    public static (nint Entry, string? Error) Map(ReadOnlySpan<byte> code)
+    {
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+            return (0, "not Linux x86-64");
+        const int read = 1, write = 2, exec = 4, privateAnonymous = 0x02 | 0x20;
+        nuint size = Size(code);
+        nint page = mmap(0, size, read | write, privateAnonymous, -1, 0);
+        if (page == -1) return (0, $"mmap failed (errno {Marshal.GetLastPInvokeError()})");
+        code.CopyTo(new Span<byte>((void*)page, code.Length));
+        if (mprotect(page, size, read | exec) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            munmap(page, size);
+            return (0, $"the system refused an executable mapping (errno {errno})");
+        }
+        return (page, null);
+    }
+
+    /// <summary>Releases a mapping of <paramref name="code"/> that failed its check.</summary>
+    public static void Unmap(nint entry, ReadOnlySpan<byte> code) => munmap(entry, Size(code));
+
+    static nuint Size(ReadOnlySpan<byte> code) => (nuint)((code.Length + 4095) & ~4095);
+
+    [DllImport("libc", SetLastError = true)]
+    static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int mprotect(nint addr, nuint length, int prot);
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int munmap(nint addr, nuint length);
+}

@@ -1,0 +1,118 @@
+/*
+ * y[b·ys + n] = bias[n] + Σ_k x[b·xs + k]·W[n, k] for rows b < m of x and weight rows [n0, n1) of a
+ * row-major float32 weight W [N, K]: a prefill chunk's projection (many rows of x), float32 sums.
+ *
+ * Why it exists: libtorch's float32 GEMM ran at 149–161 GFLOP/s on the 2-core AMD EPYC where
+ * plain AVX-512 FMAs reach ~400 (its BLAS takes a 256-bit path on that CPU), which capped a 2B
+ * f32 prefill near 40 tokens/s. The same shapes through this loop ran at ~340 GFLOP/s there
+ * (docs/benchmarks.md). It is the textbook blocked form: a block of KC weight columns of NC weight
+ * rows is packed, transposed, into panels of 32 (so the weight side of the inner loop is two
+ * contiguous 64-byte loads from L2), and MR = 12 rows of x at a time are multiplied into 12 × 32
+ * float32 sums held in 24 registers, each x element broadcast once per k. The packing reads the
+ * weight once per call; a chunk of a few hundred rows repays it many times over.
+ *
+ * The function is self-contained (no calls, no constants in memory, no relocations), so its
+ * machine code can be embedded (F32GemmCode.cs, written by scripts/native-kernels.sh) and mapped
+ * executable at run time; the C# side checks it against exact sums before using it. The caller
+ * gives each thread its own pack buffer of NC·KC floats. System V x86-64 calling convention.
+ */
+#include <immintrin.h>
+
+#define MR 12
+#define NR 32
+#define NC 256
+#define KC 256
+
+/* R rows of x (xs apart, starting at column k0) times one packed panel [kc][32]; the sums start
+   from y (add = 1), from the bias (bias != 0) or from zero; the first `cols` columns are stored. */
+static inline __attribute__((always_inline)) void micro(const int R, const float *p, long kc, const float *x, long xs,
+    float *y, long ys, const float *bias, int add, int cols)
+{
+    __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+    __m512 a0[MR], a1[MR];
+    __m512 s0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 s1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int b = 0; b < R; b++)
+    {
+        a0[b] = add ? _mm512_maskz_loadu_ps(m0, y + b * ys) : s0;
+        a1[b] = add ? _mm512_maskz_loadu_ps(m1, y + b * ys + 16) : s1;
+    }
+    for (long i = 0; i < kc; i++)
+    {
+        __m512 w0 = _mm512_loadu_ps(p + i * NR), w1 = _mm512_loadu_ps(p + i * NR + 16);
+#pragma GCC unroll 12
+        for (int b = 0; b < R; b++)
+        {
+            __m512 xv = _mm512_set1_ps(x[b * xs + i]);
+            a0[b] = _mm512_fmadd_ps(xv, w0, a0[b]);
+            a1[b] = _mm512_fmadd_ps(xv, w1, a1[b]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int b = 0; b < R; b++)
+    {
+        _mm512_mask_storeu_ps(y + b * ys, m0, a0[b]);
+        _mm512_mask_storeu_ps(y + b * ys + 16, m1, a1[b]);
+    }
+}
+
+/* One call per row count, so each loop above is compiled with its unused registers removed. */
+static inline __attribute__((always_inline)) void micro_rows(int rows, const float *p, long kc, const float *x, long xs,
+    float *y, long ys, const float *bias, int add, int cols)
+{
+    switch (rows)
+    {
+    case 1: micro(1, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 2: micro(2, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 3: micro(3, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 4: micro(4, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 5: micro(5, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 6: micro(6, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 7: micro(7, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 8: micro(8, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 9: micro(9, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 10: micro(10, p, kc, x, xs, y, ys, bias, add, cols); break;
+    case 11: micro(11, p, kc, x, xs, y, ys, bias, add, cols); break;
+    default: micro(12, p, kc, x, xs, y, ys, bias, add, cols); break;
+    }
+}
+
+void gemm_f32(const float *w, long k, const float *x, long xs, long m, const float *bias,
+    float *y, long ys, long n0, long n1, float *pack)
+{
+    for (long nc = n0; nc < n1; nc += NC)
+    {
+        long ne = nc + NC < n1 ? nc + NC : n1;
+        for (long k0 = 0; k0 < k; k0 += KC)
+        {
+            long kc = k0 + KC < k ? KC : k - k0;
+            /* Pack W[nc..ne, k0..k0+kc] as panels [kc][32], weight rows past ne as zeros. */
+            for (long n = nc; n < ne; n += NR)
+            {
+                float *panel = pack + (n - nc) * kc;
+                for (long j = 0; j < NR; j++)
+                {
+                    if (n + j < ne)
+                    {
+                        const float *r = w + (n + j) * k + k0;
+                        for (long i = 0; i < kc; i++) panel[i * NR + j] = r[i];
+                    }
+                    else
+                        for (long i = 0; i < kc; i++) panel[i * NR + j] = 0.0f;
+                }
+            }
+            for (long b = 0; b < m; b += MR)
+            {
+                int rows = m - b < MR ? (int)(m - b) : MR;
+                for (long n = nc; n < ne; n += NR)
+                {
+                    int cols = ne - n < NR ? (int)(ne - n) : NR;
+                    micro_rows(rows, pack + (n - nc) * kc, kc, x + b * xs + k0, xs, y + b * ys + n, ys,
+                        k0 == 0 && bias ? bias + n : 0, k0 != 0, cols);
+                }
+            }
+        }
+    }
+}
