@@ -20,6 +20,8 @@ public class F32GemmTests
     [InlineData(5, 31, 17, true)]
     [InlineData(12, 32, 256, false)]
     [InlineData(13, 257, 513, true)]        // a second block of weight rows with one row, a third K block of one
+    [InlineData(17, 70, 40, true)]          // the fewest rows it takes: one tile of 12 and one of 5
+    [InlineData(24, 33, 512, false)]
     [InlineData(33, 600, 300, false)]
     [InlineData(100, 45, 260, true)]
     [InlineData(130, 1100, 96, true)]       // parts of 256 weight rows over the workers, a partial last one

@@ -7,15 +7,14 @@ using static TorchSharp.torch;
 namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
-/// float32 projections of many rows of x (prefill chunks, decode batches past
-/// <see cref="SimdGemv.MaxPassRows"/>) through the model's own AVX-512 GEMM (Native/gemm_f32.c,
+/// float32 projections of many rows of x (prefill chunks, large decode batches) through the model's own AVX-512 GEMM (Native/gemm_f32.c,
 /// machine code in <see cref="F32GemmCode"/>, mapped by <see cref="NativeCode"/>), split by
 /// weight rows over every core (<see cref="KernelWorkers"/>). On the 2-core AMD EPYC libtorch's
 /// float32 GEMM ran at ~150–160 GFLOP/s where the CPU's FMAs allow ~400 (its BLAS does not take
 /// the 512-bit path there), which capped a 2B f32 prefill near 40 tokens/s; the kernel ran the
 /// same shapes at ~340 (docs/benchmarks.md). Offered only where the CPU has AVX-512 and the mapped
-/// code reproduced exact sums, and used only where timing on this machine says it beats libtorch
-/// (per bucket of rows, <see cref="Wins"/>), never by CPU model.
+/// code reproduced exact sums, and used only where timing on this machine says it beats what
+/// would run otherwise (per bucket of rows, <see cref="Wins"/>), never by CPU model.
 /// </summary>
 public static unsafe class F32Gemm
 {
@@ -33,8 +32,12 @@ public static unsafe class F32Gemm
     /// <summary>Skips the timing and uses the kernel wherever it applies (tests).</summary>
     public static bool Forced { get; set; }
 
-    /// <summary>Fewest rows of x it takes: fewer go through <see cref="SimdGemv"/>'s passes, which need no packing.</summary>
-    public const int MinRows = SimdGemv.MaxPassRows + 1;
+    /// <summary>
+    /// Fewest rows of x it takes: fewer go through <see cref="SimdGemv"/>'s passes, which need no
+    /// packing (a C harness at 16 rows: ~125 GFLOP/s either way). From here to
+    /// <see cref="SimdGemv.MaxPassRows"/> it is timed against those passes, beyond against libtorch.
+    /// </summary>
+    public const int MinRows = 17;
 
     /// <summary>Weight rows per part of a call (the kernel's NC: one packed block per part).</summary>
     const long PartRows = 256;
@@ -89,18 +92,24 @@ public static unsafe class F32Gemm
     static void Call(nint entry, float* w, long k, float* x, long xs, long m, float* bias, float* y, long ys, long n0, long n1, float* pack) =>
         ((delegate* unmanaged<float*, long, float*, long, long, float*, float*, long, long, long, float*, void>)entry)(w, k, x, xs, m, bias, y, ys, n0, n1, pack);
 
-    /// <summary>Row counts timed together against libtorch: 33–127 rows (decode batches, short chunks) and 128 or more (prefill chunks).</summary>
-    static int Bucket(long rows) => rows < 128 ? 64 : 256;
+    /// <summary>
+    /// Row counts decided together: 17–32 (timed at 24 rows against what takes them otherwise,
+    /// usually <see cref="SimdGemv"/>'s passes), 33–127 (decode batches, short chunks; timed at 64)
+    /// and 128 or more (prefill chunks; timed at 256), the last two against libtorch.
+    /// </summary>
+    static int Bucket(long rows) => rows <= SimdGemv.MaxPassRows ? 24 : rows < 128 ? 64 : 256;
+
+    static readonly int[] Buckets = [24, 64, 256];
 
     static readonly ConcurrentDictionary<int, Lazy<bool>> Decisions = new();
-    static readonly ConcurrentDictionary<int, (double Torch, double Kernel)> Timings = new();
+    static readonly ConcurrentDictionary<int, (double Other, double Kernel)> Timings = new();
 
-    /// <summary>Whether the kernel beats libtorch for this many rows of x on this machine (timed once per bucket per process).</summary>
+    /// <summary>Whether the kernel beats the other path for this many rows of x on this machine (timed once per bucket per process).</summary>
     public static bool Wins(long rows) =>
         Decisions.GetOrAdd(Bucket(rows), b => new Lazy<bool>(() =>
         {
-            var (torchMs, kernelMs, wins) = GemvCalibration.MeasureGemm(b);
-            Timings[b] = (torchMs, kernelMs);
+            var (otherMs, kernelMs, wins) = GemvCalibration.MeasureGemm(b);
+            Timings[b] = (otherMs, kernelMs);
             return wins;
         })).Value;
 
@@ -111,7 +120,7 @@ public static unsafe class F32Gemm
         if (!Available) return $"f32 GEMM kernel unavailable ({Status})";
         if (Forced) return "f32 GEMM kernel forced on";
         var parts = new List<string>();
-        foreach (int bucket in new[] { 64, 256 })
+        foreach (int bucket in Buckets)
         {
             if (!decide && !Decisions.ContainsKey(bucket)) continue;
             bool wins = Wins(bucket);
@@ -119,8 +128,8 @@ public static unsafe class F32Gemm
             parts.Add(FormattableString.Invariant($"×{bucket} {(wins ? "on" : "off")} ({s:F1} vs {t:F1} ms)"));
         }
         return parts.Count == 0
-            ? "f32 GEMM kernel not yet timed (no f32 projection of 33+ rows large enough so far)"
-            : "f32 GEMM kernel vs libtorch per rows of x on [rows, 2560]·[2560, 7680]: " + string.Join(", ", parts);
+            ? "f32 GEMM kernel not yet timed (no f32 projection of 17+ rows large enough so far)"
+            : "f32 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; else libtorch) per rows of x on [rows, 2560]·[2560, 7680]: " + string.Join(", ", parts);
     }
 
     static (nint, string) Load()

@@ -96,29 +96,38 @@ internal static class GemvCalibration
     }
 
     /// <summary>
-    /// <see cref="F32Gemm"/> against libtorch's float32 GEMM for <paramref name="rows"/> rows of x
-    /// on a [7680, 2560] weight (a 2B projection's shape, 75 MiB), rounds as in <see cref="Measure"/>,
-    /// both as a prefill chunk runs them (libtorch on every thread, the kernel on its workers).
+    /// <see cref="F32Gemm"/> against what would run otherwise for <paramref name="rows"/> rows of x
+    /// on a [7680, 2560] weight (a 2B projection's shape, 75 MiB), rounds as in <see cref="Measure"/>:
+    /// where <see cref="SimdGemv"/> takes that many rows, its passes, both with libtorch on one
+    /// thread as in a decode step (both run on the kernel workers); else libtorch's GEMM on every
+    /// thread, as a prefill chunk runs it.
     /// </summary>
-    public static (double TorchMs, double KernelMs, bool KernelWins) MeasureGemm(int rows)
+    public static (double OtherMs, double KernelMs, bool KernelWins) MeasureGemm(int rows)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var w = empty(7680, 2560, ScalarType.Float32).fill_(Scalars.Of(0.01));
         var x = empty(rows, 2560, ScalarType.Float32).fill_(Scalars.Of(0.5));
-        var torchMs = new List<double>();
+        bool simd = SimdGemv.Takes(ScalarType.Float32, w.numel(), rows);
+        var otherMs = new List<double>();
         var kernelMs = new List<double>();
         var ratios = new List<double>();
-        for (int r = 0; r < 8; r++)
+        int threads = get_num_threads();
+        if (simd) set_num_threads(1);
+        try
         {
-            double t = TimeMs(() => nn.functional.linear(x, w, null));
-            double s = TimeMs(() => F32Gemm.Linear(x, w, null));
-            if (r == 0) continue;   // the first round warms both paths
-            torchMs.Add(t);
-            kernelMs.Add(s);
-            ratios.Add(s / t);
+            for (int r = 0; r < 8; r++)
+            {
+                double t = TimeMs(() => simd ? SimdGemv.Linear(x, w, null) : nn.functional.linear(x, w, null));
+                double s = TimeMs(() => F32Gemm.Linear(x, w, null));
+                if (r == 0) continue;   // the first round warms both paths
+                otherMs.Add(t);
+                kernelMs.Add(s);
+                ratios.Add(s / t);
+            }
         }
-        return (Median(torchMs), Median(kernelMs), Median(ratios) < 1);
+        finally { set_num_threads(threads); }
+        return (Median(otherMs), Median(kernelMs), Median(ratios) < 1);
     }
 
     /// <summary>Four 64 MiB [N, 2560] weights (256 MiB, beyond the caches) and <paramref name="rows"/> rows of x, in the current dispose scope.</summary>
