@@ -148,7 +148,7 @@ public static class BenchCommand
         RecurrentGemma.Model.Modules.SimdGemv.Bf16Dot = AutoOnOff(args, "bf16-dot", out var dot);
         // --f32-row-by-row: one-row f32 projections one weight row at a time (auto: timed against four rows per pass).
         RecurrentGemma.Model.Modules.SimdGemv.F32RowByRow = AutoOnOff(args, "f32-row-by-row", out var rowByRow);
-        // --f32-gemm: f32 projections of 33+ rows through the model's own GEMM (auto: timed against libtorch).
+        // --f32-gemm: f32 projections of 17+ rows through the model's own GEMM (auto: timed against the other paths).
         var gemm = AutoOnOff(args, "f32-gemm", out var gemmGiven);
         RecurrentGemma.Model.Modules.F32Gemm.Enabled = gemm != false;
         RecurrentGemma.Model.Modules.F32Gemm.Forced = gemm == true;
