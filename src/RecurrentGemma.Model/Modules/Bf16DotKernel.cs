@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
 
 namespace RecurrentGemma.Model.Modules;
@@ -46,19 +45,9 @@ public static unsafe class Bf16DotKernel
     public static bool CpuHasAvx512Bf16 =>
         X86Base.IsSupported && Avx512F.IsSupported && X86Base.CpuId(7, 0).Eax >= 1 && (X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0;
 
-    static (nint, string) Load()
-    {
-        if (!CpuHasAvx512Bf16) return (0, "no AVX512_BF16 on this CPU");
-        var (page, error) = NativeCode.Map(Bf16DotCode.Bytes);
-        if (error is not null) return (0, error);
-        string? wrong = SelfCheck(page);
-        if (wrong is not null)
-        {
-            NativeCode.Unmap(page, Bf16DotCode.Bytes);
-            return (0, "self-check failed: " + wrong);
-        }
-        return (page, "AVX512-BF16 dot kernel mapped and checked");   // kept for the life of the process
-    }
+    static (nint, string) Load() =>
+        !CpuHasAvx512Bf16 ? (0, "no AVX512_BF16 on this CPU")
+        : NativeCode.Load(Bf16DotCode.Bytes, SelfCheck, "AVX512-BF16 dot kernel mapped and checked");
 
     /// <summary>
     /// Runs the mapped code on a small weight whose K leaves a tail after the vector body, for each

@@ -132,19 +132,9 @@ public static unsafe class F32Gemm
             : "f32 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; else libtorch) per rows of x on [rows, 2560]·[2560, 7680]: " + string.Join(", ", parts);
     }
 
-    static (nint, string) Load()
-    {
-        if (!Avx512F.IsSupported) return (0, "no AVX-512 on this CPU");
-        var (page, error) = NativeCode.Map(F32GemmCode.Bytes);
-        if (error is not null) return (0, error);
-        string? wrong = SelfCheck(page);
-        if (wrong is not null)
-        {
-            NativeCode.Unmap(page, F32GemmCode.Bytes);
-            return (0, "self-check failed: " + wrong);
-        }
-        return (page, "AVX-512 f32 GEMM kernel mapped and checked");   // kept for the life of the process
-    }
+    static (nint, string) Load() =>
+        !Avx512F.IsSupported ? (0, "no AVX-512 on this CPU")
+        : NativeCode.Load(F32GemmCode.Bytes, SelfCheck, "AVX-512 f32 GEMM kernel mapped and checked");
 
     /// <summary>
     /// Runs the mapped code on a weight whose sizes leave a tail in every blocking (rows of x past

@@ -10,8 +10,23 @@ namespace RecurrentGemma.Model.Modules;
 /// </summary>
 internal static unsafe class NativeCode
 {
+    /// <summary>
+    /// Maps <paramref name="code"/> and runs <paramref name="selfCheck"/> on it (null: every result
+    /// right); the entry with <paramref name="ready"/>, or 0 with the reason the kernel is not offered.
+    /// A mapping that passed is kept for the life of the process.
+    /// </summary>
+    public static (nint Entry, string Status) Load(ReadOnlySpan<byte> code, Func<nint, string?> selfCheck, string ready)
+    {
+        var (page, error) = Map(code);
+        if (error is not null) return (0, error);
+        string? wrong = selfCheck(page);
+        if (wrong is null) return (page, ready);
+        munmap(page, Size(code));
+        return (0, "self-check failed: " + wrong);
+    }
+
     /// <summary>The entry (the code's first byte) or 0 with the reason.</summary>
-    public static (nint Entry, string? Error) Map(ReadOnlySpan<byte> code)
+    static (nint Entry, string? Error) Map(ReadOnlySpan<byte> code)
     {
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
             return (0, "not Linux x86-64");
@@ -28,9 +43,6 @@ internal static unsafe class NativeCode
         }
         return (page, null);
     }
-
-    /// <summary>Releases a mapping of <paramref name="code"/> that failed its check.</summary>
-    public static void Unmap(nint entry, ReadOnlySpan<byte> code) => munmap(entry, Size(code));
 
     static nuint Size(ReadOnlySpan<byte> code) => (nuint)((code.Length + 4095) & ~4095);
 
