@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compiles the C kernels in src/RecurrentGemma.Model/Native/ and writes their machine code into
-# C# byte arrays beside the classes that map them (a developer step, needs gcc and binutils; the
+# Compiles the C kernels in src/RecurrentGemma.Model/Native/ and writes their machine code, as
+# base64, into C# classes beside the ones that map them (a developer step, needs gcc and binutils; the
 # build and the tests only use the committed bytes):
 #   gemv_bf16_dot.c -> Modules/Bf16DotCode.cs  (AVX-512F + AVX512-BF16)
 #   gemm_f32.c      -> Modules/F32GemmCode.cs  (AVX-512F)
@@ -22,21 +22,20 @@ build() {   # build <source name> <class name> <gcc ISA flags...>
     case "$section" in .data*|.rodata*|.bss*) if [ $((16#$size)) -gt 0 ]; then echo "data section $section in $name" >&2; exit 1; fi ;; esac
   done
   objcopy -O binary --only-section=.text "$tmp/k.o" "$tmp/k.bin"
-  local bytes
-  bytes=$(od -An -v -tx1 "$tmp/k.bin" | tr -s ' \n' ' ' | sed -E 's/^ //; s/ $//; s/([0-9a-f]{2})/0x\1,/g' | fold -w 96 | sed 's/^ *//; s/^/        /; s/ *$//')
   {
     echo "namespace RecurrentGemma.Model.Modules;"
     echo
     echo "/// <summary>"
-    echo "/// Machine code of Native/$name (x86-64, System V calling convention), written by"
+    echo "/// Machine code of Native/$name (x86-64, System V calling convention) as base64, written by"
     echo "/// scripts/native-kernels.sh with $(gcc --version | head -1). Do not edit by hand."
     echo "/// </summary>"
     echo "internal static class $class"
     echo "{"
-    echo "    public static ReadOnlySpan<byte> Bytes =>"
-    echo "    ["
-    echo "$bytes"
-    echo "    ];"
+    echo "    static readonly byte[] Code = Convert.FromBase64String(\"\"\""   # line breaks are ignored by the decoder
+    base64 -w 100 "$tmp/k.bin" | sed 's/^/        /'
+    echo "        \"\"\");"
+    echo
+    echo "    public static ReadOnlySpan<byte> Bytes => Code;"
     echo "}"
   } > "$out"
   echo "wrote $out ($(stat -c %s "$tmp/k.bin") bytes of code)"
