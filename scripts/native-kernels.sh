@@ -4,8 +4,10 @@
 # build and the tests only use the committed bytes):
 #   gemv_bf16_dot.c -> Modules/Bf16DotCode.cs  (AVX-512F + AVX512-BF16)
 #   gemm_f32.c      -> Modules/F32GemmCode.cs  (AVX-512F)
+#   gemm_bf16.c     -> Modules/Bf16GemmCode.cs (AVX-512F/BW/VL + AVX512-BF16)
 # Fails if an object needs relocations or has data outside .text, which embedded code could not
 # carry. Each file's one exported function must come first in .text (its helpers are inlined).
+# pack_panels.h holds the weight packing both GEMMs inline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 native=src/RecurrentGemma.Model/Native
@@ -43,3 +45,4 @@ build() {   # build <source name> <class name> <gcc ISA flags...>
 
 build gemv_bf16_dot.c Bf16DotCode -mavx512f -mavx512bf16
 build gemm_f32.c F32GemmCode -mavx512f -mfma
+build gemm_bf16.c Bf16GemmCode -mavx512f -mavx512bw -mavx512vl -mavx512bf16

@@ -133,7 +133,7 @@ public static class BenchCommand
         return Task.FromResult(0);
     }
 
-    /// <summary>--simd-gemv auto | on | off | avx2: the small-batch SIMD projections (auto and avx2 are timed against libtorch per dtype and rows); --bf16-dot, --f32-row-by-row and --f32-gemm as below.</summary>
+    /// <summary>--simd-gemv auto | on | off | avx2: the small-batch SIMD projections (auto and avx2 are timed against libtorch per dtype and rows); --bf16-dot, --f32-row-by-row, --f32-gemm and --bf16-gemm as below.</summary>
     static string ReadSimdGemv(CliArgs args)
     {
         var simd = args.Get("simd-gemv");
@@ -152,8 +152,13 @@ public static class BenchCommand
         var gemm = AutoOnOff(args, "f32-gemm", out var gemmGiven);
         RecurrentGemma.Model.Modules.F32Gemm.Enabled = gemm != false;
         RecurrentGemma.Model.Modules.F32Gemm.Forced = gemm == true;
+        // --bf16-gemm: bf16 projections of 17+ rows through the model's own GEMM on the CPU's bf16 dot product (auto: timed against the other paths).
+        var bgemm = AutoOnOff(args, "bf16-gemm", out var bgemmGiven);
+        RecurrentGemma.Model.Modules.Bf16Gemm.Enabled = bgemm != false;
+        RecurrentGemma.Model.Modules.Bf16Gemm.Forced = bgemm == true;
         return (simd is null ? "" : $" --simd-gemv {simd}") + (dot is null ? "" : $" --bf16-dot {dot}")
-            + (rowByRow is null ? "" : $" --f32-row-by-row {rowByRow}") + (gemmGiven is null ? "" : $" --f32-gemm {gemmGiven}");
+            + (rowByRow is null ? "" : $" --f32-row-by-row {rowByRow}") + (gemmGiven is null ? "" : $" --f32-gemm {gemmGiven}")
+            + (bgemmGiven is null ? "" : $" --bf16-gemm {bgemmGiven}");
     }
 
     /// <summary>--name auto | on | off as null / true / false (absent: null); <paramref name="given"/> is what was written.</summary>
@@ -221,7 +226,7 @@ public static class BenchCommand
         sb.AppendLine();
         sb.AppendLine(ci, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- {command.Replace("rgemma ", "")}`  ");
         var touch = ProcessStats.TouchCost();
-        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, AVX512_BF16 listed {CpuFeatures.HasNativeBf16}, {Bf16Summary()}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, {SimdGemvSummary()}, {RecurrentGemma.Model.Modules.F32Gemm.Describe(decide: true)}, malloc tuning {MemoryTuning.Applied}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
+        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, AVX512_BF16 listed {CpuFeatures.HasNativeBf16}, {Bf16Summary()}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, {SimdGemvSummary()}, {RecurrentGemma.Model.Modules.F32Gemm.Describe(decide: true)}, {RecurrentGemma.Model.Modules.Bf16Gemm.Describe(decide: true)}, malloc tuning {MemoryTuning.Applied}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
         sb.AppendLine();
         sb.AppendLine("Figures are medians with (min–max) over the repeats given in the columns; tok/s = tokens ÷ step time.");
         sb.AppendLine();

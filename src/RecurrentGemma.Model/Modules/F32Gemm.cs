@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.Intrinsics.X86;
 using TorchSharp;
@@ -92,26 +91,10 @@ public static unsafe class F32Gemm
     static void Call(nint entry, float* w, long k, float* x, long xs, long m, float* bias, float* y, long ys, long n0, long n1, float* pack) =>
         ((delegate* unmanaged<float*, long, float*, long, long, float*, float*, long, long, long, float*, void>)entry)(w, k, x, xs, m, bias, y, ys, n0, n1, pack);
 
-    /// <summary>
-    /// Row counts decided together: 17–32 (timed at 24 rows against what takes them otherwise,
-    /// usually <see cref="SimdGemv"/>'s passes), 33–127 (decode batches, short chunks; timed at 64)
-    /// and 128 or more (prefill chunks; timed at 256), the last two against libtorch.
-    /// </summary>
-    static int Bucket(long rows) => rows <= SimdGemv.MaxPassRows ? 24 : rows < 128 ? 64 : 256;
+    static readonly GemmChoice Choice = new(ScalarType.Float32);
 
-    static readonly int[] Buckets = [24, 64, 256];
-
-    static readonly ConcurrentDictionary<int, Lazy<bool>> Decisions = new();
-    static readonly ConcurrentDictionary<int, (double Other, double Kernel)> Timings = new();
-
-    /// <summary>Whether the kernel beats the other path for this many rows of x on this machine (timed once per bucket per process).</summary>
-    public static bool Wins(long rows) =>
-        Decisions.GetOrAdd(Bucket(rows), b => new Lazy<bool>(() =>
-        {
-            var (otherMs, kernelMs, wins) = GemvCalibration.MeasureGemm(b);
-            Timings[b] = (otherMs, kernelMs);
-            return wins;
-        })).Value;
+    /// <summary>Whether the kernel beats the other path for this many rows of x on this machine (timed once per bucket per process, <see cref="GemmChoice"/>).</summary>
+    public static bool Wins(long rows) => Choice.Wins(rows);
 
     /// <summary>What was decided, with the timings (start-up log, benchmark headers); <paramref name="decide"/> times what is not yet timed.</summary>
     public static string Describe(bool decide = false)
@@ -119,17 +102,9 @@ public static unsafe class F32Gemm
         if (!Enabled) return "f32 GEMM kernel off";
         if (!Available) return $"f32 GEMM kernel unavailable ({Status})";
         if (Forced) return "f32 GEMM kernel forced on";
-        var parts = new List<string>();
-        foreach (int bucket in Buckets)
-        {
-            if (!decide && !Decisions.ContainsKey(bucket)) continue;
-            bool wins = Wins(bucket);
-            var (t, s) = Timings.GetValueOrDefault(bucket);
-            parts.Add(FormattableString.Invariant($"×{bucket} {(wins ? "on" : "off")} ({s:F1} vs {t:F1} ms)"));
-        }
-        return parts.Count == 0
-            ? "f32 GEMM kernel not yet timed (no f32 projection of 17+ rows large enough so far)"
-            : "f32 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; else libtorch) per rows of x on [rows, 2560]·[2560, 7680]: " + string.Join(", ", parts);
+        return Choice.Timings(decide) is { } timings
+            ? "f32 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; else libtorch) per rows of x on [rows, 2560]·[2560, 7680]: " + timings
+            : "f32 GEMM kernel not yet timed (no f32 projection of 17+ rows large enough so far)";
     }
 
     static (nint, string) Load() =>

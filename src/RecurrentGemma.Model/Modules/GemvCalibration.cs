@@ -96,19 +96,26 @@ internal static class GemvCalibration
     }
 
     /// <summary>
-    /// <see cref="F32Gemm"/> against what would run otherwise for <paramref name="rows"/> rows of x
-    /// on a [7680, 2560] weight (a 2B projection's shape, 75 MiB), rounds as in <see cref="Measure"/>:
+    /// A many-row GEMM kernel (<see cref="F32Gemm"/> or <see cref="Bf16Gemm"/> by
+    /// <paramref name="dtype"/>) against what would run otherwise for <paramref name="rows"/> rows
+    /// of x on a [7680, 2560] weight (a 2B projection's shape), rounds as in <see cref="Measure"/>:
     /// where <see cref="SimdGemv"/> takes that many rows, its passes, both with libtorch on one
-    /// thread as in a decode step (both run on the kernel workers); else libtorch's GEMM on every
-    /// thread, as a prefill chunk runs it.
+    /// thread as in a decode step (both run on the kernel workers); else, on every thread as a
+    /// prefill chunk runs, libtorch's GEMM, or for bf16 rows that <see cref="Bf16Upcast"/> sends
+    /// to float32, that path.
     /// </summary>
-    public static (double OtherMs, double KernelMs, bool KernelWins) MeasureGemm(int rows)
+    public static (double OtherMs, double KernelMs, bool KernelWins) MeasureGemm(ScalarType dtype, int rows)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var w = empty(7680, 2560, ScalarType.Float32).fill_(Scalars.Of(0.01));
-        var x = empty(rows, 2560, ScalarType.Float32).fill_(Scalars.Of(0.5));
-        bool simd = SimdGemv.Takes(ScalarType.Float32, w.numel(), rows);
+        var w = empty(7680, 2560, dtype).fill_(Scalars.Of(0.01));
+        var x = empty(rows, 2560, dtype).fill_(Scalars.Of(0.5));
+        bool simd = SimdGemv.Takes(dtype, w.numel(), rows);
+        bool upcast = !simd && dtype == ScalarType.BFloat16 && Linear.Upcasts(rows);
+        Func<Tensor> other = simd ? () => SimdGemv.Linear(x, w, null)
+            : upcast ? () => Bf16Upcast.Upcast(x, w, null)
+            : () => nn.functional.linear(x, w, null);
+        Func<Tensor> kernel = dtype == ScalarType.BFloat16 ? () => Bf16Gemm.Linear(x, w, null) : () => F32Gemm.Linear(x, w, null);
         var otherMs = new List<double>();
         var kernelMs = new List<double>();
         var ratios = new List<double>();
@@ -118,8 +125,8 @@ internal static class GemvCalibration
         {
             for (int r = 0; r < 8; r++)
             {
-                double t = TimeMs(() => simd ? SimdGemv.Linear(x, w, null) : nn.functional.linear(x, w, null));
-                double s = TimeMs(() => F32Gemm.Linear(x, w, null));
+                double t = TimeMs(other);
+                double s = TimeMs(kernel);
                 if (r == 0) continue;   // the first round warms both paths
                 otherMs.Add(t);
                 kernelMs.Add(s);

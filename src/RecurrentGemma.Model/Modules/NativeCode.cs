@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
-/// Places committed machine code (<see cref="Bf16DotCode"/>, <see cref="F32GemmCode"/>, written by
+/// Places committed machine code (<see cref="Bf16DotCode"/>, <see cref="F32GemmCode"/>, <see cref="Bf16GemmCode"/>, written by
 /// scripts/native-kernels.sh from the C in Native/) where it can run: copied into an anonymous
 /// page that is then made executable, the way a JIT places code. Linux x86-64 only, the calling
 /// convention it was compiled for; the caller checks the results before offering the kernel.

@@ -59,67 +59,7 @@ static inline __attribute__((always_inline)) void micro(const int R, const float
     }
 }
 
-
-/* Columns e of 16 rows r[j] (16 floats each) into out[e] = (r[0][e], ..., r[15][e]), immediates only. */
-static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
-{
-    __m512 t[16], s[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++)
-    {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++)
-    {
-        s[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        s[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        s[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        s[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++)
-    {
-        __m512 x0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88), x1 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xDD);
-        __m512 y0 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88), y1 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xDD);
-        r[c] = _mm512_shuffle_f32x4(x0, y0, 0x88);
-        r[8 + c] = _mm512_shuffle_f32x4(x0, y0, 0xDD);
-        r[4 + c] = _mm512_shuffle_f32x4(x1, y1, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(x1, y1, 0xDD);
-    }
-}
-
-/* W[n0.., k0..k0+kc] as one panel [kc][32]: weight rows n0 + j for j < rows (≤ 32), zeros after. */
-static inline __attribute__((always_inline)) void pack_panel(const float *w, long k, long n0, long k0, long kc, int rows, float *panel)
-{
-    long body = kc - kc % 16;
-    for (int j0 = 0; j0 < NR; j0 += 16)
-    {
-        if (j0 + 16 <= rows)
-        {
-            for (long i0 = 0; i0 < body; i0 += 16)   /* 16 × 16 tiles through registers */
-            {
-                __m512 r[16];
-#pragma GCC unroll 16
-                for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_ps(w + (n0 + j0 + j) * k + k0 + i0);
-                transpose16(r);
-#pragma GCC unroll 16
-                for (int e = 0; e < 16; e++) _mm512_storeu_ps(panel + (i0 + e) * NR + j0, r[e]);
-            }
-            for (int j = j0; j < j0 + 16; j++)
-                for (long i = body; i < kc; i++) panel[i * NR + j] = w[(n0 + j) * k + k0 + i];
-        }
-        else
-            for (int j = j0; j < j0 + 16; j++)
-            {
-                if (j < rows)
-                    for (long i = 0; i < kc; i++) panel[i * NR + j] = w[(n0 + j) * k + k0 + i];
-                else
-                    for (long i = 0; i < kc; i++) panel[i * NR + j] = 0.0f;
-            }
-    }
-}
+#include "pack_panels.h"   /* transpose16, pack_panel: the weight block into panels [kc][32] */
 
 /* One call per row count, so each loop above is compiled with its unused registers removed. */
 static inline __attribute__((always_inline)) void micro_rows(int rows, const float *p, long kc, const float *x, long xs,
@@ -153,7 +93,7 @@ void gemm_f32(const float *w, long k, const float *x, long xs, long m, const flo
             long kc = k0 + KC < k ? KC : k - k0;
             /* Pack W[nc..ne, k0..k0+kc] as panels [kc][32], weight rows past ne as zeros. */
             for (long n = nc; n < ne; n += NR)
-                pack_panel(w, k, n, k0, kc, ne - n < NR ? (int)(ne - n) : NR, pack + (n - nc) * kc);
+                pack_panel((const unsigned *)w, k, n, k0, kc, ne - n < NR ? (int)(ne - n) : NR, (unsigned *)(pack + (n - nc) * kc));
             for (long b = 0; b < m; b += MR)
             {
                 int rows = m - b < MR ? (int)(m - b) : MR;

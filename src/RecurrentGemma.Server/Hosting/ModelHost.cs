@@ -115,7 +115,10 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             if (_engine is EngineClient client) log.LogInformation("Engine threads: {ThreadChoice}", client.ThreadChoice);
             log.LogInformation("Batch-1 projections: {SimdGemv}", RecurrentGemma.Model.Modules.SimdGemv.Describe());
             if (device.type == TorchSharp.DeviceType.CPU)
+            {
                 log.LogInformation("Many-row f32 projections: {F32Gemm}", RecurrentGemma.Model.Modules.F32Gemm.Describe());
+                log.LogInformation("Many-row bf16 projections: {Bf16Gemm}", RecurrentGemma.Model.Modules.Bf16Gemm.Describe());
+            }
             if (dtype == TorchSharp.torch.ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU
                 && RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu is null)
                 log.LogInformation("Many-row bf16 projections: {Bf16Upcast}", RecurrentGemma.Model.Modules.Bf16Upcast.Describe());

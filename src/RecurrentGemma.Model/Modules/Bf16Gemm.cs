@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics.X86;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Modules;
+
+/// <summary>
+/// bf16 projections of many rows of x (prefill chunks, large decode batches) through the model's
+/// own GEMM on the CPU's bf16 dot-product instruction (Native/gemm_bf16.c, machine code in
+/// <see cref="Bf16GemmCode"/>, mapped by <see cref="NativeCode"/>): float32 sums, rounded to bf16
+/// once, split by weight rows over every core (<see cref="KernelWorkers"/>). On a 2-core Intel
+/// Xeon with AVX512_BF16 libtorch's bf16 GEMM ran at ~140 GFLOP/s, below its own float32 GEMM, so
+/// a bf16 prefill there was no faster than f32; the instruction does twice an FMA's work. On the
+/// AMD EPYC the kernel ran at about libtorch's rate (docs/benchmarks.md). Offered only where the
+/// CPU lists AVX512_BF16 (with AVX-512BW/VL for its masked stores) and the mapped code reproduced
+/// exact sums; used only where timing on this machine says it beats what would run otherwise (per
+/// bucket of rows, <see cref="GemmChoice"/>).
+/// </summary>
+public static unsafe class Bf16Gemm
+{
+    static readonly Lazy<(nint Entry, string Status)> Loaded = new(Load);
+
+    /// <summary>True when the kernel is mapped and passed its self-check.</summary>
+    public static bool Available => Loaded.Value.Entry != 0;
+
+    /// <summary>Why it is or is not available (start-up log, benchmark headers).</summary>
+    public static string Status => Loaded.Value.Status;
+
+    /// <summary>Off switch for benchmarks and comparisons.</summary>
+    public static bool Enabled { get; set; } = true;
+
+    /// <summary>Skips the timing and uses the kernel wherever it applies (tests).</summary>
+    public static bool Forced { get; set; }
+
+    /// <summary>Fewest rows of x it takes (as <see cref="F32Gemm.MinRows"/>; fewer go through <see cref="SimdGemv"/>).</summary>
+    public const int MinRows = F32Gemm.MinRows;
+
+    /// <summary>Weight rows per part of a call (the kernel's NC: one packed block per part).</summary>
+    const long PartRows = 256;
+
+    /// <summary>32-bit pairs of one thread's pack buffer (the kernel's NC × KC).</summary>
+    const int PackPairs = 256 * 256;
+
+    /// <summary>Columns of a K block (KC pairs): a weight wider than this keeps float32 sums per row of x between blocks.</summary>
+    const long BlockColumns = 512;
+
+    public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
+    {
+        if (!Enabled || weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
+        if (weight.dtype != ScalarType.BFloat16 || x.dtype != ScalarType.BFloat16) return false;
+        long k = weight.shape[1];
+        if (k % 2 != 0 || x.shape[^1] != k || weight.numel() < SimdGemv.MinElements) return false;   // whole pairs per weight row
+        long rows = x.numel() / k;
+        if (rows < MinRows || weight.stride(1) != 1 || weight.stride(0) != k || SimdGemv.RowStride(x) < k) return false;
+        if (bias is not null && (bias.dtype != ScalarType.BFloat16 || !bias.is_contiguous())) return false;
+        // A pinned Linear.UpcastBf16OnCpu names the path for comparisons (up-cast or libtorch's bf16): the kernel stays out unless forced.
+        return Available && (Forced || (Modules.Linear.UpcastBf16OnCpu is null && Choice.Wins(rows)));
+    }
+
+    /// <summary>x·Wᵀ + b: [.., K] → [.., N], bf16 in and out, any number of rows of x (the caller checks <see cref="Applies"/> or <see cref="Available"/>; K even).</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    {
+        var entry = Loaded.Value.Entry;
+        if (entry == 0) throw new InvalidOperationException("the bf16 GEMM kernel is not available: " + Status);
+        long start = Stopwatch.GetTimestamp();
+        long n = weight.shape[0], k = weight.shape[1];
+        var shape = (long[])x.shape.Clone();   // host metadata only: this path never runs on a GPU
+        shape[^1] = n;
+        var y = empty(shape, ScalarType.BFloat16, x.device);
+        long rows = x.numel() / k, xs = SimdGemv.RowStride(x);
+        using var biasF = bias?.to(ScalarType.Float32);   // the kernel adds a float32 bias before rounding
+        var w = (ushort*)SimdGemv.Data(weight);
+        var xp = (ushort*)SimdGemv.Data(x);
+        var yp = (ushort*)SimdGemv.Data(y);
+        var bp = biasF is null ? null : (float*)SimdGemv.Data(biasF);
+        long accFloats = k > BlockColumns ? rows * PartRows : 1;
+        int parts = (int)((n + PartRows - 1) / PartRows);
+        KernelWorkers.Run(parts, p =>
+        {
+            long n0 = p * PartRows, n1 = Math.Min(n, n0 + PartRows);
+            if (_acc is null || _acc.LongLength < accFloats) _acc = GC.AllocateUninitializedArray<float>(checked((int)accFloats), pinned: true);
+            fixed (uint* pack = _pack ??= GC.AllocateUninitializedArray<uint>(PackPairs, pinned: true))
+            fixed (float* acc = _acc)
+                Call(entry, w, k, xp, xs, rows, bp, yp, n, n0, n1, pack, acc);
+        });
+        Interlocked.Add(ref _ticks, Stopwatch.GetTimestamp() - start);
+        return y;
+    }
+
+    [ThreadStatic] static uint[]? _pack;
+    [ThreadStatic] static float[]? _acc;
+    static long _ticks;
+
+    /// <summary>Time spent in the kernel so far in this process (profiling, tests).</summary>
+    public static TimeSpan Elapsed => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _ticks));
+
+    static void Call(nint entry, ushort* w, long k, ushort* x, long xs, long m, float* bias, ushort* y, long ys, long n0, long n1, uint* pack, float* acc) =>
+        ((delegate* unmanaged<ushort*, long, ushort*, long, long, float*, ushort*, long, long, long, uint*, float*, void>)entry)(w, k, x, xs, m, bias, y, ys, n0, n1, pack, acc);
+
+    static readonly GemmChoice Choice = new(ScalarType.BFloat16);
+
+    /// <summary>Whether the kernel beats the other path for this many rows of x on this machine (timed once per bucket per process).</summary>
+    public static bool Wins(long rows) => Choice.Wins(rows);
+
+    /// <summary>What was decided, with the timings (start-up log, benchmark headers); <paramref name="decide"/> times what is not yet timed.</summary>
+    public static string Describe(bool decide = false)
+    {
+        if (!Enabled) return "bf16 GEMM kernel off";
+        if (!Available) return $"bf16 GEMM kernel unavailable ({Status})";
+        if (Forced) return "bf16 GEMM kernel forced on";
+        return Choice.Timings(decide) is { } timings
+            ? "bf16 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; ×256: libtorch's bf16 or the up-cast, whichever was chosen; else libtorch) per rows of x on [rows, 2560]·[2560, 7680]: " + timings
+            : "bf16 GEMM kernel not yet timed (no bf16 projection of 17+ rows large enough so far)";
+    }
+
+    static (nint, string) Load() =>
+        !Bf16DotKernel.CpuHasAvx512Bf16 ? (0, "no AVX512_BF16 on this CPU")
+        : !Avx512BW.IsSupported || !Avx512BW.VL.IsSupported ? (0, "no AVX-512BW/VL on this CPU")
+        : NativeCode.Load(Bf16GemmCode.Bytes, SelfCheck, "AVX512-BF16 GEMM kernel mapped and checked");
+
+    /// <summary>
+    /// Runs the mapped code on a weight whose sizes leave a tail in every blocking (rows of x past
+    /// a multiple of 12, weight rows past a multiple of 32, K past a block of 512 columns and past
+    /// a tile of 32), with and without a bias, and compares every output with its exact sum
+    /// rounded to bf16; null when all agree and nothing outside the outputs asked for was written.
+    /// </summary>
+    static string? SelfCheck(nint entry)
+    {
+        const int n = 45, k = 600, m = 14, xs = k + 3, ys = n + 5;
+        const ushort untouched = 0x7FC1;
+        var rng = new Random(29);
+        static ushort Bf16(double v) => (ushort)(BitConverter.SingleToUInt32Bits((float)v) >> 16);   // truncation: the inputs only need to be bf16 values
+        static double Value(ushort v) => BitConverter.UInt32BitsToSingle((uint)v << 16);
+        var w = new ushort[n * k];
+        var x = new ushort[m * xs];
+        var b = new float[n];
+        for (int i = 0; i < w.Length; i++) w[i] = Bf16(rng.NextDouble() * 2 - 1);
+        for (int i = 0; i < x.Length; i++) x[i] = Bf16(rng.NextDouble() * 4 - 2);
+        for (int i = 0; i < b.Length; i++) b[i] = (float)Value(Bf16(rng.NextDouble() - 0.5));
+        var pack = GC.AllocateUninitializedArray<uint>(PackPairs, pinned: true);
+        var acc = GC.AllocateUninitializedArray<float>(m * (int)PartRows, pinned: true);
+        foreach (bool withBias in new[] { false, true })
+        {
+            var y = new ushort[m * ys];
+            Array.Fill(y, untouched);
+            fixed (ushort* wp = w, xp = x, yp = y)
+            fixed (float* bp = b, acp = acc)
+            fixed (uint* pk = pack)
+                Call(entry, wp - k, k, xp, xs, m, withBias ? bp - 1 : null, yp, ys, 1, n + 1, pk, acp);   // weight rows 1..n address w's rows 0..n−1
+            for (int r = 0; r < m; r++)
+                for (int c = 0; c < ys; c++)
+                {
+                    if (c < 1 || c > n)
+                    {
+                        if (y[r * ys + c] != untouched) return "wrote outside the outputs asked for";
+                        continue;
+                    }
+                    double exact = withBias ? b[c - 1] : 0, magnitude = Math.Abs(exact);
+                    for (int i = 0; i < k; i++)
+                    {
+                        double p = Value(w[(c - 1) * k + i]) * Value(x[r * xs + i]);
+                        exact += p;
+                        magnitude += Math.Abs(p);
+                    }
+                    double got = Value(y[r * ys + c]);   // one bf16 rounding (8 significant bits) of a float32 sum
+                    if (!(Math.Abs(got - exact) <= Math.Abs(exact) / 256 + 1e-5 * magnitude + 1e-6)) return $"row {r}, output {c - 1}: {got} vs {exact}";
+                }
+        }
+        return null;
+    }
+}

@@ -1,0 +1,45 @@
+using System.Collections.Concurrent;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Modules;
+
+/// <summary>
+/// Where one of the model's own many-row GEMM kernels (<see cref="F32Gemm"/>, <see cref="Bf16Gemm"/>)
+/// runs: per bucket of rows of x, timed once per process against what would run otherwise
+/// (<see cref="GemvCalibration.MeasureGemm"/>), never chosen by CPU model. Row counts are decided
+/// together: 17–32 (timed at 24 against what takes them otherwise, usually <see cref="SimdGemv"/>'s
+/// passes), 33–127 (decode batches, short chunks; timed at 64) and 128 or more (prefill chunks;
+/// timed at 256).
+/// </summary>
+internal sealed class GemmChoice(ScalarType dtype)
+{
+    static readonly int[] Buckets = [24, 64, 256];
+
+    readonly ConcurrentDictionary<int, Lazy<bool>> _decisions = new();
+    readonly ConcurrentDictionary<int, (double Other, double Kernel)> _timings = new();
+
+    static int Bucket(long rows) => rows <= SimdGemv.MaxPassRows ? 24 : rows < 128 ? 64 : 256;
+
+    /// <summary>Whether the kernel beats the other path for this many rows of x on this machine (timed on first use of the bucket).</summary>
+    public bool Wins(long rows) =>
+        _decisions.GetOrAdd(Bucket(rows), b => new Lazy<bool>(() =>
+        {
+            var (otherMs, kernelMs, wins) = GemvCalibration.MeasureGemm(dtype, b);
+            _timings[b] = (otherMs, kernelMs);
+            return wins;
+        })).Value;
+
+    /// <summary>"×24 on (kernel vs other ms), …" for the buckets timed so far (all of them when <paramref name="decide"/>); null when none.</summary>
+    public string? Timings(bool decide)
+    {
+        var parts = new List<string>();
+        foreach (int bucket in Buckets)
+        {
+            if (!decide && !_decisions.ContainsKey(bucket)) continue;
+            bool wins = Wins(bucket);
+            var (other, kernel) = _timings.GetValueOrDefault(bucket);
+            parts.Add(FormattableString.Invariant($"×{bucket} {(wins ? "on" : "off")} ({kernel:F1} vs {other:F1} ms)"));
+        }
+        return parts.Count == 0 ? null : string.Join(", ", parts);
+    }
+}

@@ -1,0 +1,81 @@
+/*
+ * Packing shared by gemm_f32.c and gemm_bf16.c: a block of weight rows, read as 32-bit units
+ * (a float, or a pair of bf16), into panels [kc][NR] — for each unit column k, the NR weight
+ * rows' units side by side, so a micro-kernel loads one k's worth of a panel as NR/16 contiguous
+ * vectors. Shuffles and copies only: the bits of every unit pass unchanged. Inlined into each
+ * kernel (the embedded code may contain no calls and no constants in memory).
+ */
+#ifndef NR
+#error "define NR (the panel width) before including pack_panels.h"
+#endif
+
+static inline __attribute__((always_inline)) unsigned load_unit(const void *p)
+{
+    unsigned v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Columns e of 16 rows r[j] (16 32-bit units each) into out[e] = (r[0][e], ..., r[15][e]);
+   shuffles only, so the bits of each unit pass unchanged; immediates only. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+    __m512 t[16], s[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+    {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+    {
+        s[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        s[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        s[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        s[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++)
+    {
+        __m512 x0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88), x1 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xDD);
+        __m512 y0 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88), y1 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(x0, y0, 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(x1, y1, 0xDD);
+    }
+}
+
+/* Units W[n0.., k0..k0+kc] (kp units per weight row) as one panel [kc][NR]: weight rows n0 + j
+   for j < rows (≤ NR), zeros after. NR is a multiple of 16. */
+static inline __attribute__((always_inline)) void pack_panel(const unsigned *w, long kp, long n0, long k0, long kc, int rows, unsigned *panel)
+{
+    long body = kc - kc % 16;
+    for (int j0 = 0; j0 < NR; j0 += 16)
+    {
+        if (j0 + 16 <= rows)
+        {
+            for (long i0 = 0; i0 < body; i0 += 16)   /* 16 × 16 tiles through registers */
+            {
+                __m512 r[16];
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_ps(w + (n0 + j0 + j) * kp + k0 + i0);
+                transpose16(r);
+#pragma GCC unroll 16
+                for (int e = 0; e < 16; e++) _mm512_storeu_ps(panel + (i0 + e) * NR + j0, r[e]);
+            }
+            for (int j = j0; j < j0 + 16; j++)
+                for (long i = body; i < kc; i++) panel[i * NR + j] = load_unit(w + (n0 + j) * kp + k0 + i);
+        }
+        else
+            for (int j = j0; j < j0 + 16; j++)
+            {
+                if (j < rows)
+                    for (long i = 0; i < kc; i++) panel[i * NR + j] = load_unit(w + (n0 + j) * kp + k0 + i);
+                else
+                    for (long i = 0; i < kc; i++) panel[i * NR + j] = 0;
+            }
+    }
+}
+
