@@ -25,14 +25,15 @@ public sealed record ModelBenchResult(
     double RawReadSeconds, double FreshReadSeconds, double LoadSeconds,
     int PrefillTokens, Spread PrefillTokensPerSecond,
     IReadOnlyList<(int Batch, Spread StepMs)> Decode,
-    double StepMsAtShortContext, double StepMsAtLongContext, long ShortPosition, long LongPosition,
+    double StepMsAtShortContext, double StepMsAtLongContext, Spread Flatness, long ShortPosition, long LongPosition,
     double CopyBandwidthGBs, double MemoryFloorMs,
     double PrefillFaultsPerToken, double DecodeFaultsPerStep, long RssAfterLoad, long PeakRss,
     double GemmGflops, double PrefillCeiling, string DecodeThreads)
 {
     public double LoadRatio => LoadSeconds / RawReadSeconds;
     public double LoadRatioFresh => LoadSeconds / FreshReadSeconds;
-    public double FlatnessRatio => StepMsAtLongContext / StepMsAtShortContext;
+    /// <summary>The median of the per-round ratios (long ÷ short), each round stepping the two positions back to back.</summary>
+    public double FlatnessRatio => Flatness.Median;
     public double FloorRatio => Decode[0].StepMs.Median / MemoryFloorMs;
 }
 
@@ -154,8 +155,8 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             }
 
             // 4. Step time near the start vs deep into a long context (must be flat: fixed-size state).
-            var (shortMs, longMs) = StepsAt(model, ShortPosition, LongPosition, big, steps, decodeThreads.For(1));
-            Say($"decode step at position {ShortPosition}: {shortMs:F2} ms, at {LongPosition}: {longMs:F2} ms");
+            var (shortMs, longMs, flatness) = StepsAt(model, ShortPosition, LongPosition, big, steps, decodeThreads.For(1));
+            Say($"decode step at position {ShortPosition}: {shortMs:F2} ms, at {LongPosition}: {longMs:F2} ms, per-round ratio {flatness.Format("F3")}");
 
             // 5. The memory floor for batch-1 decode: every weight byte read once per token.
             double bandwidth = CopyBandwidth();
@@ -164,23 +165,23 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
 
             var (_, peak) = ProcessStats.Memory();
             return new ModelBenchResult(shapeName, dt, model.ParameterBytes, GriffinState.BytesPerSequence(config, dtype),
-                rawRead, freshRead, load, prefillT, prefill, decode, shortMs, longMs, ShortPosition, LongPosition,
+                rawRead, freshRead, load, prefillT, prefill, decode, shortMs, longMs, flatness, ShortPosition, LongPosition,
                 bandwidth / 1e9, floorMs, (double)prefillFaults / prefillRepeats / prefillT, decodeFaults, rssAfterLoad, peak,
                 gemm, ceiling, threadChoice);
         }
     }
 
     /// <summary>
-    /// Median batch-1 step time with the slot at a given position. Small models really prefill
-    /// to it; for big ones the slot's tensors are filled with random values and its position
-    /// set directly (the step's cost depends on the position and the fixed-size state, not on
-    /// what the state holds), since prefilling 4000 tokens of a 2B model takes minutes here.
-    /// </summary>
-    /// <summary>
     /// Batch-1 decode step time (median, ms) of a sequence at each of two positions, the two
-    /// sequences stepping in turn so that a slow phase of a shared machine falls on both alike.
+    /// sequences stepping in turn so that a slow phase of a shared machine falls on both alike,
+    /// and the ratio long ÷ short per round (its median and range: on a VM whose speed swings
+    /// within seconds, the ratio of two medians taken over different steps moved by ±20 % where
+    /// the per-round ratios did not). Small models really prefill to each position; for big ones
+    /// the slot's tensors are filled with random values and its position set directly (the step's
+    /// cost depends on the position and the fixed-size state, not on what the state holds), since
+    /// prefilling 4000 tokens of a 2B model takes minutes here.
     /// </summary>
-    (double Short, double Long) StepsAt(GriffinForCausalLM model, long shortPosition, long longPosition, bool big, int steps, int threads)
+    (double Short, double Long, Spread Ratio) StepsAt(GriffinForCausalLM model, long shortPosition, long longPosition, bool big, int steps, int threads)
     {
         long[] positions = [shortPosition, longPosition];
         using var state = model.CreateState(2);
@@ -204,14 +205,15 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
         var times = new[] { new List<double>(), new List<double>() };
         int all = get_num_threads();
         set_num_threads(threads);
-        for (int s = 0; s < Math.Max(steps, 3) + 1; s++)
+        for (int s = 0; s < Math.Max(2 * steps, 7) + 1; s++)
             for (int slot = 0; slot < 2; slot++)
             {
                 double t = Time(() => { using var _ = model.Forward([new long[] { 5 }], state, [slot]); });
                 if (s > 0) times[slot].Add(t);   // the first step of each warms up
             }
         set_num_threads(all);
-        return (Spread.Of(times[0]).Median * 1000, Spread.Of(times[1]).Median * 1000);
+        var ratios = times[1].Zip(times[0], (l, s) => l / s).ToList();
+        return (Spread.Of(times[0]).Median * 1000, Spread.Of(times[1]).Median * 1000, Spread.Of(ratios));
     }
 
     /// <summary>

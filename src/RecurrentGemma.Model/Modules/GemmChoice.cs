@@ -9,11 +9,16 @@ namespace RecurrentGemma.Model.Modules;
 /// (<see cref="GemvCalibration.MeasureGemm"/>), never chosen by CPU model. Row counts are decided
 /// together: 17–32 (timed at 24 against what takes them otherwise, usually <see cref="SimdGemv"/>'s
 /// passes), 33–127 (decode batches, short chunks; timed at 64) and 128 or more (prefill chunks;
-/// timed at 256).
+/// timed at 256). The kernel takes the work only when it ran in at most <paramref name="margin"/>
+/// of the other path's time (median of the per-round ratios): in a tie, the path that served
+/// before the kernel existed keeps it.
 /// </summary>
-internal sealed class GemmChoice(ScalarType dtype)
+internal sealed class GemmChoice(ScalarType dtype, double margin)
 {
     static readonly int[] Buckets = [24, 64, 256];
+
+    /// <summary>What the timings in <see cref="Timings"/> ran on (<see cref="GemvCalibration.MeasureGemm"/>).</summary>
+    public const string Shapes = "×24 and ×64 summed over four 64 MiB [N, 2560] weights, ×256 on one [2560, 7680]ᵀ";
 
     readonly ConcurrentDictionary<int, Lazy<bool>> _decisions = new();
     readonly ConcurrentDictionary<int, (double Other, double Kernel)> _timings = new();
@@ -24,9 +29,9 @@ internal sealed class GemmChoice(ScalarType dtype)
     public bool Wins(long rows) =>
         _decisions.GetOrAdd(Bucket(rows), b => new Lazy<bool>(() =>
         {
-            var (otherMs, kernelMs, wins) = GemvCalibration.MeasureGemm(dtype, b);
+            var (otherMs, kernelMs, ratio) = GemvCalibration.MeasureGemm(dtype, b);
             _timings[b] = (otherMs, kernelMs);
-            return wins;
+            return ratio <= margin;
         })).Value;
 
     /// <summary>"×24 on (kernel vs other ms), …" for the buckets timed so far (all of them when <paramref name="decide"/>); null when none.</summary>
