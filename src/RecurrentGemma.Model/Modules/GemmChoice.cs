@@ -18,7 +18,7 @@ internal sealed class GemmChoice(ScalarType dtype, double margin)
     static readonly int[] Buckets = [24, 64, 256];
 
     /// <summary>What the timings in <see cref="Timings"/> ran on (<see cref="GemvCalibration.MeasureGemm"/>).</summary>
-    public const string Shapes = "×24 and ×64 summed over four 64 MiB [N, 2560] weights, ×256 on one [2560, 7680]ᵀ";
+    public const string Shapes = "×24 and ×64 summed over four ~64 MiB [N, 2560] weights, ×256 on one [2560, 7680]ᵀ";
 
     readonly ConcurrentDictionary<int, Lazy<bool>> _decisions = new();
     readonly ConcurrentDictionary<int, (double Other, double Kernel)> _timings = new();

@@ -11,7 +11,7 @@ namespace RecurrentGemma.Model.Modules;
 internal static class GemvCalibration
 {
     /// <summary>
-    /// Seven rounds over four 64 MiB weights (256 MiB, beyond the caches, so both read memory as a
+    /// Seven rounds over four ~64 MiB weights (250 MiB, beyond the caches, so both read memory as a
     /// decode step does), each round timing libtorch and then the kernels on the same weights; the
     /// decision is the median of the per-round ratios, so a noisy neighbour that slows a whole
     /// round slows both sides of it alike. Each side runs as it runs best: libtorch on every
@@ -103,7 +103,7 @@ internal static class GemvCalibration
     /// workers); else, on every thread as a prefill chunk runs, libtorch's GEMM, or for bf16 rows
     /// that <see cref="Bf16Upcast"/> sends to float32, that path. Up to 64 rows (decode batches,
     /// whose steps read every weight from memory once) both run over <see cref="Inputs"/>' four
-    /// 64 MiB weights, beyond the caches; from 128 rows (prefill chunks, where a weight's cost is
+    /// ~64 MiB weights, beyond the caches; from 128 rows (prefill chunks, where a weight's cost is
     /// its arithmetic) over one [7680, 2560] weight, a 2B projection's shape. With one cached weight
     /// the bf16 kernel had timed 4.5 vs 6.2 ms at 64 rows and then ran a 2B bf16 decode step of 64
     /// sequences slower than libtorch (one process, alternating: 59.6 vs 73.4 tok/s). The caller
@@ -143,10 +143,16 @@ internal static class GemvCalibration
         return (Median(otherMs), Median(kernelMs), Median(ratios));
     }
 
-    /// <summary>Four 64 MiB [N, 2560] weights (256 MiB, beyond the caches) and <paramref name="rows"/> rows of x, in the current dispose scope.</summary>
+    /// <summary>
+    /// Four ~64 MiB [N, 2560] weights (N = 12800 in bf16, 6400 in f32: 250 MiB, beyond the caches)
+    /// and <paramref name="rows"/> rows of x, in the current dispose scope. N is a multiple of 256
+    /// like every projection of the models: libtorch's bf16 GEMM at 64 rows ran N = 13107 (64 MiB
+    /// exactly) at 364–512 GFLOP/s where N = 12800 and 7680 ran at 508–616, which had made the
+    /// bf16 GEMM kernel look faster than libtorch in its timing and not in a step.
+    /// </summary>
     static (Tensor[] Weights, Tensor X) Inputs(ScalarType dtype, int rows)
     {
-        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4));
+        long k = 2560, n = (64L << 20) / (k * (dtype == ScalarType.BFloat16 ? 2 : 4)) / 256 * 256;
         var ws = new Tensor[4];
         for (int i = 0; i < ws.Length; i++) ws[i] = empty(n, k, dtype).fill_(Scalars.Of(0.01));
         return (ws, empty(rows, k, dtype).fill_(Scalars.One));

@@ -106,7 +106,7 @@ public static partial class SimdGemv
                 parts.Add(string.Create(ci, $"{name}×{bucket} {(wins ? "on" : "off")} ({s:F2} vs {t:F2} ms)"));
             }
         if (parts.Count == 0) return "SIMD GEMV not yet timed (no small-batch projection large enough so far)";
-        return "SIMD GEMV per dtype × rows of x, kernels vs libtorch per 64 MiB weight: " + string.Join(", ", parts)
+        return "SIMD GEMV per dtype × rows of x, kernels vs libtorch per ~64 MiB weight: " + string.Join(", ", parts)
             + "; f32×1 loop " + DescribeRowByRow(decide) + "; bf16 kernel (AVX512-BF16 dot product or C# loop) " + DescribeDot(decide);
     }
 
