@@ -7,7 +7,7 @@
 #   gemm_bf16.c     -> Modules/Bf16GemmCode.cs (AVX-512F/BW/VL + AVX512-BF16)
 # Fails if an object needs relocations or has data outside .text, which embedded code could not
 # carry. Each file's one exported function must come first in .text (its helpers are inlined).
-# pack_panels.h holds the weight packing both GEMMs inline.
+# pack_panels.h holds the weight packing and the sums' start that both GEMMs inline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 native=src/RecurrentGemma.Model/Native

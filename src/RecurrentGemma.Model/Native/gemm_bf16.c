@@ -30,7 +30,7 @@
 typedef unsigned short bf16;
 typedef unsigned pair;
 
-#include "pack_panels.h"   /* transpose16, pack_panel (pairs as 32-bit units), load_unit */
+#include "pack_panels.h"   /* start_sums, transpose16, pack_panel (pairs as 32-bit units), load_unit */
 
 /* R rows of x (xs elements apart, starting at pair column k0) times one packed panel [kc][32]
    pairs. Sums start from acc (add = 1), the bias (bias != 0) or zero; the first `cols` of 32
@@ -38,17 +38,9 @@ typedef unsigned pair;
 static inline __attribute__((always_inline)) void micro(const int R, const pair *p, long kc, const bf16 *x, long xs,
     float *acc, bf16 *y, long ys, const float *bias, int add, int last, int cols)
 {
-    __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-    __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
     __m512 a0[MR], a1[MR];
-    __m512 s0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 s1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-#pragma GCC unroll 12
-    for (int b = 0; b < R; b++)
-    {
-        a0[b] = add ? _mm512_maskz_loadu_ps(m0, acc + b * NC) : s0;
-        a1[b] = add ? _mm512_maskz_loadu_ps(m1, acc + b * NC + 16) : s1;
-    }
+    __mmask16 m0, m1;
+    start_sums(R, cols, acc, NC, bias, add, a0, a1, &m0, &m1);
     for (long i = 0; i < kc; i++)
     {
         __m512bh w0 = (__m512bh)_mm512_loadu_si512(p + i * NR), w1 = (__m512bh)_mm512_loadu_si512(p + i * NR + 16);

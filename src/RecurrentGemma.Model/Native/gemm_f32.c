@@ -24,22 +24,16 @@
 #define NC 256
 #define KC 256
 
+#include "pack_panels.h"   /* start_sums, transpose16, pack_panel: the weight block into panels [kc][32] */
+
 /* R rows of x (xs apart, starting at column k0) times one packed panel [kc][32]; the sums start
    from y (add = 1), from the bias (bias != 0) or from zero; the first `cols` columns are stored. */
 static inline __attribute__((always_inline)) void micro(const int R, const float *p, long kc, const float *x, long xs,
     float *y, long ys, const float *bias, int add, int cols)
 {
-    __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-    __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
     __m512 a0[MR], a1[MR];
-    __m512 s0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 s1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-#pragma GCC unroll 12
-    for (int b = 0; b < R; b++)
-    {
-        a0[b] = add ? _mm512_maskz_loadu_ps(m0, y + b * ys) : s0;
-        a1[b] = add ? _mm512_maskz_loadu_ps(m1, y + b * ys + 16) : s1;
-    }
+    __mmask16 m0, m1;
+    start_sums(R, cols, y, ys, bias, add, a0, a1, &m0, &m1);
     for (long i = 0; i < kc; i++)
     {
         __m512 w0 = _mm512_loadu_ps(p + i * NR), w1 = _mm512_loadu_ps(p + i * NR + 16);
@@ -58,8 +52,6 @@ static inline __attribute__((always_inline)) void micro(const int R, const float
         _mm512_mask_storeu_ps(y + b * ys + 16, m1, a1[b]);
     }
 }
-
-#include "pack_panels.h"   /* transpose16, pack_panel: the weight block into panels [kc][32] */
 
 /* One call per row count, so each loop above is compiled with its unused registers removed. */
 static inline __attribute__((always_inline)) void micro_rows(int rows, const float *p, long kc, const float *x, long xs,

@@ -1,9 +1,10 @@
 /*
- * Packing shared by gemm_f32.c and gemm_bf16.c: a block of weight rows, read as 32-bit units
+ * Pieces shared by gemm_f32.c and gemm_bf16.c. Packing: a block of weight rows, read as 32-bit units
  * (a float, or a pair of bf16), into panels [kc][NR] — for each unit column k, the NR weight
  * rows' units side by side, so a micro-kernel loads one k's worth of a panel as NR/16 contiguous
- * vectors. Shuffles and copies only: the bits of every unit pass unchanged. Inlined into each
- * kernel (the embedded code may contain no calls and no constants in memory).
+ * vectors. Shuffles and copies only: the bits of every unit pass unchanged. And the start of a
+ * micro-kernel's float32 sums. Inlined into each kernel (the embedded code may contain no calls
+ * and no constants in memory).
  */
 #ifndef NR
 #error "define NR (the panel width) before including pack_panels.h"
@@ -79,3 +80,20 @@ static inline __attribute__((always_inline)) void pack_panel(const unsigned *w, 
     }
 }
 
+
+/* The sums of R rows × 32 columns (a0: columns 0–15, a1: 16–31) start from `from` (rows `stride`
+   floats apart) when add, else from the bias or zero; m0, m1 mask the first `cols` columns. */
+static inline __attribute__((always_inline)) void start_sums(const int R, int cols, const float *from, long stride,
+    const float *bias, int add, __m512 a0[], __m512 a1[], __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+    *m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+    __m512 s0 = bias ? _mm512_maskz_loadu_ps(*m0, bias) : _mm512_setzero_ps();
+    __m512 s1 = bias ? _mm512_maskz_loadu_ps(*m1, bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int b = 0; b < R; b++)
+    {
+        a0[b] = add ? _mm512_maskz_loadu_ps(*m0, from + b * stride) : s0;
+        a1[b] = add ? _mm512_maskz_loadu_ps(*m1, from + b * stride + 16) : s1;
+    }
+}
