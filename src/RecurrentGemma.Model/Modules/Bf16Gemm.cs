@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.Intrinsics.X86;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Modules;
@@ -47,15 +46,9 @@ public static unsafe class Bf16Gemm
 
     public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (!Enabled || weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
-        if (weight.dtype != ScalarType.BFloat16 || x.dtype != ScalarType.BFloat16) return false;
-        long k = weight.shape[1];
-        if (k % 2 != 0 || x.shape[^1] != k || weight.numel() < SimdGemv.MinElements) return false;   // whole pairs per weight row
-        long rows = x.numel() / k;
-        if (rows < MinRows || weight.stride(1) != 1 || weight.stride(0) != k || SimdGemv.RowStride(x) < k) return false;
-        if (bias is not null && (bias.dtype != ScalarType.BFloat16 || !bias.is_contiguous())) return false;
+        long rows = Enabled ? GemmChoice.Rows(x, weight, bias, ScalarType.BFloat16, MinRows, unit: 2) : 0;   // whole pairs per weight row
         // A pinned Linear.UpcastBf16OnCpu names the path for comparisons (up-cast or libtorch's bf16): the kernel stays out unless forced.
-        return Available && (Forced || (Modules.Linear.UpcastBf16OnCpu is null && Choice.Wins(rows)));
+        return rows > 0 && Available && (Forced || (Modules.Linear.UpcastBf16OnCpu is null && Choice.Wins(rows)));
     }
 
     /// <summary>x·Wᵀ + b: [.., K] → [.., N], bf16 in and out, any number of rows of x (the caller checks <see cref="Applies"/> or <see cref="Available"/>; K even).</summary>

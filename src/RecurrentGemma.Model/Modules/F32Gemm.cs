@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.Intrinsics.X86;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Modules;
@@ -46,14 +45,8 @@ public static unsafe class F32Gemm
 
     public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (!Enabled || weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
-        if (weight.dtype != ScalarType.Float32 || x.dtype != ScalarType.Float32) return false;
-        long k = weight.shape[1];
-        if (x.shape[^1] != k || weight.numel() < SimdGemv.MinElements) return false;
-        long rows = x.numel() / k;
-        if (rows < MinRows || weight.stride(1) != 1 || weight.stride(0) != k || SimdGemv.RowStride(x) < k) return false;
-        if (bias is not null && (bias.dtype != ScalarType.Float32 || !bias.is_contiguous())) return false;
-        return Available && (Forced || Wins(rows));
+        long rows = Enabled ? GemmChoice.Rows(x, weight, bias, ScalarType.Float32, MinRows) : 0;
+        return rows > 0 && Available && (Forced || Wins(rows));
     }
 
     /// <summary>x·Wᵀ + b: [.., K] → [.., N], float32, any number of rows of x (the caller checks <see cref="Applies"/> or <see cref="Available"/>).</summary>

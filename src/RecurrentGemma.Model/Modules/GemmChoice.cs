@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Modules;
@@ -22,6 +23,23 @@ internal sealed class GemmChoice(ScalarType dtype, double margin)
 
     readonly ConcurrentDictionary<int, Lazy<bool>> _decisions = new();
     readonly ConcurrentDictionary<int, (double Other, double Kernel)> _timings = new();
+
+    /// <summary>
+    /// Rows of x (0: none) when a GEMM kernel of this dtype can take x·Wᵀ + b: a 2-D CPU weight of
+    /// at least <see cref="SimdGemv.MinElements"/> with packed rows (and a whole number of
+    /// <paramref name="unit"/>-element units per row), x and the bias in the same dtype, x's rows
+    /// unit-stride, at least <paramref name="minRows"/> of them.
+    /// </summary>
+    public static long Rows(Tensor x, Tensor weight, Tensor? bias, ScalarType dtype, int minRows, int unit = 1)
+    {
+        if (weight.device_type != DeviceType.CPU || weight.dim() != 2 || weight.dtype != dtype || x.dtype != dtype) return 0;
+        long k = weight.shape[1];
+        if (k % unit != 0 || x.shape[^1] != k || weight.numel() < SimdGemv.MinElements) return 0;
+        long rows = x.numel() / k;
+        if (rows < minRows || weight.stride(1) != 1 || weight.stride(0) != k || SimdGemv.RowStride(x) < k) return 0;
+        if (bias is not null && (bias.dtype != dtype || !bias.is_contiguous())) return 0;
+        return rows;
+    }
 
     static int Bucket(long rows) => rows <= SimdGemv.MaxPassRows ? 24 : rows < 128 ? 64 : 256;
 
