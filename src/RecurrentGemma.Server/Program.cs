@@ -4,6 +4,7 @@ using RecurrentGemma.Server.Hosting;
 // Request path: OpenAi/*Endpoint → RequestValidation → InferenceService (template, tokens)
 //   → EngineClient → EngineLoop (continuous batching on the model) → events back the same way.
 RecurrentGemma.Model.MemoryTuning.Apply();   // before libtorch allocates: reuse pages (Model/MemoryTuning.cs)
+RecurrentGemma.Model.OpenMpTuning.Apply();   // before libtorch loads: its threads must not hold the cores (Model/OpenMpTuning.cs)
 var builder = WebApplication.CreateBuilder(args);
 
 // One configuration file, appsettings.json at the repository root (copied next to the binary);

@@ -109,6 +109,66 @@ public class WindowReadTests
         }
     }
 
+    [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
+    public void A_few_rows_split_over_key_ranges_equal_the_tensor_path(string name)
+    {
+        // One or two rows: each row's keys are cut into ranges whose partial softmaxes are merged.
+        // Two keys per range on the fixtures' windows of 6–8, so some ranges see only hidden keys.
+        var fx = GriffinFixture.Get(name);
+        var seq = fx.Ids(fx.Cases.GetProperty("c").GetProperty("sequence"));
+        int w = fx.Config.AttentionWindowSize;
+        var savedMin = DecodeAttention.MinKeysPerSplit;
+        var savedMode = LocalAttentionBlock.WindowRead;
+        try
+        {
+            DecodeAttention.MinKeysPerSplit = 2;
+            Assert.True(DecodeAttention.Splits(1, w + 1) > 1, $"one row of {w + 1} keys is split ({DecodeAttention.Splits(1, w + 1)})");
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+            {
+                using var model = dtype == ScalarType.Float32 ? fx.LoadModel() : fx.LoadModel("model.bf16.safetensors", dtype);
+                foreach (var depth in new[] { new[] { 1 }, new[] { w + 2 }, new[] { 3, w } })
+                {
+                    long[] slots = depth.Select((_, i) => (long)(2 * i + 1)).ToArray();   // not one run
+                    var logits = new Dictionary<WindowReadMode, List<float[]>>();
+                    foreach (var mode in new[] { WindowReadMode.Kernel, WindowReadMode.InPlace })
+                    {
+                        LocalAttentionBlock.WindowRead = savedMode;
+                        using var state = model.CreateState(2 * depth.Length);
+                        for (int i = 0; i < slots.Length; i++)
+                            using (model.Forward([seq[..depth[i]]], state, [slots[i]])) { }
+                        LocalAttentionBlock.WindowRead = mode;
+                        var rows = logits[mode] = [];
+                        for (int step = 0; step < 3; step++)   // later steps read the keys the earlier ones wrote
+                        {
+                            var next = Enumerable.Range(0, slots.Length).Select(i => (IReadOnlyList<long>)new[] { seq[depth[i] + step] }).ToList();
+                            using var l = model.Forward(next, state, slots);
+                            for (int i = 0; i < slots.Length; i++) rows.Add(Compare.Floats(l[i]));
+                        }
+                    }
+                    double tol = dtype == ScalarType.Float32 ? Tol : 0.25;   // bf16: float32 scores here, bf16 on the tensor path
+                    for (int i = 0; i < logits[WindowReadMode.InPlace].Count; i++)
+                        Compare.Close(logits[WindowReadMode.InPlace][i], logits[WindowReadMode.Kernel][i], tol,
+                            $"{name} {dtype} depths [{string.Join(",", depth)}] row {i % slots.Length} step {i / slots.Length}");
+                }
+            }
+        }
+        finally
+        {
+            DecodeAttention.MinKeysPerSplit = savedMin;
+            LocalAttentionBlock.WindowRead = savedMode;
+        }
+    }
+
+    [Fact]
+    public void Rows_are_split_only_while_there_are_fewer_than_twice_the_kernel_threads()
+    {
+        int threads = KernelWorkers.Threads;
+        Assert.Equal(Math.Min(2 * threads, 2049 / 256), DecodeAttention.Splits(1, 2049));
+        Assert.Equal(1, DecodeAttention.Splits(2 * threads, 2049));
+        Assert.Equal(1, DecodeAttention.Splits(1, 300));          // one range of ≥ 256 keys
+        Assert.Equal(Math.Min(2 * threads, 2), DecodeAttention.Splits(1, 512));
+    }
+
     [Fact]
     public void The_fused_pass_is_preferred_below_the_measured_crossover()
     {

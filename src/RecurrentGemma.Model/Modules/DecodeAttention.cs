@@ -24,7 +24,7 @@ namespace RecurrentGemma.Model.Modules;
 /// </summary>
 public static unsafe class DecodeAttention
 {
-    static readonly ConcurrentDictionary<(ScalarType, int, int, long), double> Crossovers = new();
+    static readonly ConcurrentDictionary<(ScalarType, int, int, long, int), double> Crossovers = new();
 
     /// <summary>
     /// Whether the fused pass should take a step whose rows see <paramref name="visible"/> ring
@@ -35,18 +35,19 @@ public static unsafe class DecodeAttention
 
     /// <summary>
     /// The fraction of a full window at which the fused pass costs what the tensor path does, for
-    /// this dtype and shape on this machine: both timed once over 8 rows with full windows, first
-    /// use per shape (tensor time ÷ fused time, median of 3 alternating rounds after a warm-up;
-    /// ≥ 1 means the fused pass wins even at a full window).
+    /// this dtype and shape on this machine: both timed once with full windows, first use per
+    /// shape (tensor time ÷ fused time, median of 3 alternating rounds after a warm-up; ≥ 1 means
+    /// the fused pass wins even at a full window), over one row for batches whose rows are split
+    /// (<see cref="Splits"/>: the pass then spreads one row over the cores), else over 8 rows.
     /// </summary>
-    public static double CrossoverFraction(ScalarType dtype, int heads, int headDim, long window) =>
-        Crossovers.GetOrAdd((dtype, heads, headDim, window), key => Measure(key.Item1, key.Item2, key.Item3, key.Item4));
+    public static double CrossoverFraction(ScalarType dtype, int heads, int headDim, long window, int rows = 8) =>
+        Crossovers.GetOrAdd((dtype, heads, headDim, window, Splits(rows, (int)window + 1) > 1 ? 1 : 8),
+            key => Measure(key.Item1, key.Item2, key.Item3, key.Item4, key.Item5));
 
-    static double Measure(ScalarType dtype, int heads, int hd, long w)
+    static double Measure(ScalarType dtype, int heads, int hd, long w, int rows)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        const int rows = 8;
         using var gen = new Generator(1);
         var q = empty(rows, heads, hd).normal_(0, 1, gen).to(dtype);
         var k = empty(rows, 1, hd).normal_(0, 1, gen).to(dtype);
@@ -54,7 +55,8 @@ public static unsafe class DecodeAttention
         var keys = empty(rows, w, hd).normal_(0, 1, gen).to(dtype);
         var values = empty(rows, w, hd).normal_(0, 1, gen).to(dtype);
         var mask = zeros(rows, 1, w + 1).expand(rows, heads, w + 1);
-        long[] slots = [0, 1, 2, 3, 4, 5, 6, 7];
+        var slots = new long[rows];   // host numbers, not a device read
+        for (int i = 0; i < rows; i++) slots[i] = i;
         double scale = 1.0 / Math.Sqrt(hd);
         var ratios = new List<double>();
         for (int r = 0; r < 4; r++)
@@ -81,6 +83,24 @@ public static unsafe class DecodeAttention
         && mask.dtype == ScalarType.Float32 && mask.stride(-1) == 1
         && mask.shape[^1] == keysPool.shape[1] + 1;
 
+    /// <summary>
+    /// Fewest ring keys one part of a split row scores (tests lower it to split the fixtures'
+    /// small windows). A part's fixed cost is reading and scaling every head's query.
+    /// </summary>
+    public static int MinKeysPerSplit { get; set; } = 256;
+
+    /// <summary>
+    /// Parts each row's keys are cut into: with fewer rows than twice the kernel threads, one
+    /// part per row would leave cores idle (one sequence on one core), so a row's keys are split
+    /// into ranges whose partial softmaxes are merged after (max, sum and weighted values per
+    /// range, rescaled to the common max); twice the threads so a late thread only takes fewer.
+    /// </summary>
+    public static int Splits(int rows, int keys)
+    {
+        int wanted = (2 * KernelWorkers.Threads + rows - 1) / rows;
+        return Math.Clamp(wanted, 1, Math.Max(1, keys / Math.Max(1, MinKeysPerSplit)));
+    }
+
     /// <param name="rows">[B, H, hd] queries after RoPE (rows may be strided).</param>
     /// <param name="k">[B, 1, hd] this step's key (not yet in the ring).</param>
     /// <param name="v">[B, 1, hd] this step's value.</param>
@@ -101,14 +121,18 @@ public static unsafe class DecodeAttention
         long qRow = rows.stride(0), qHead = rows.stride(1), kRow = k.stride(0), vRow = v.stride(0), maskRow = mask.stride(0);
         float s = (float)scale;
         int n = w + 1;   // ring rows, then the new key
+        int splits = Splits(b, n), span = (n + splits - 1) / splits;
+        int partial = heads * (hd + 2);   // a range's result: per head its max, its sum, then its weighted values
+        float[]? partials = splits > 1 ? ArrayPool<float>.Shared.Rent(b * splits * partial) : null;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
-        void Row(int r)
+        void Part(int part)
         {
-            float[] scratch = ArrayPool<float>.Shared.Rent(2 * heads * hd + 4 * hd + heads * n);
+            int r = part / splits, j0 = part % splits * span, j1 = Math.Min(n, j0 + span), len = j1 - j0;
+            float[] scratch = ArrayPool<float>.Shared.Rent(2 * heads * hd + 4 * hd + heads * len + 2 * heads);
             fixed (float* q = scratch)
             {
-                float* acc = q + heads * hd, rows4 = acc + heads * hd, p = rows4 + 4 * hd;
+                float* acc = q + heads * hd, rows4 = acc + heads * hd, p = rows4 + 4 * hd, max = p + heads * len, sum = max + heads;
                 for (int h = 0; h < heads; h++)
                     Read(qp + (r * qRow + h * qHead) * elem, bf16, q + h * hd, hd, s);
                 float* m = mp + r * maskRow;   // head 0's row: the mask is the same for every head (a broadcast view)
@@ -116,38 +140,91 @@ public static unsafe class DecodeAttention
                 byte* newKey = kp + r * kRow * elem, newValue = vp + r * vRow * elem;
 
                 // Scores: each visible key row read once and dotted with every head's query.
-                for (int j = 0; j < n; j++)
+                for (int j = j0; j < j1; j++)
                 {
-                    if (m[j] <= ForwardBatch.MaskValue) { for (int h = 0; h < heads; h++) p[h * n + j] = float.NegativeInfinity; continue; }
+                    if (m[j] <= ForwardBatch.MaskValue) { for (int h = 0; h < heads; h++) p[h * len + j - j0] = float.NegativeInfinity; continue; }
                     float* key = RowOf(j < w ? ringKeys + (long)j * hd * elem : newKey, bf16, rows4, hd);
-                    Scores(q, heads, hd, key, p + j, n, m[j]);
+                    Scores(q, heads, hd, key, p + j - j0, len, m[j]);
                 }
-                for (int h = 0; h < heads; h++) Softmax(p + h * n, n);
+                for (int h = 0; h < heads; h++) sum[h] = Exponentiate(p + h * len, len, out max[h]);
 
-                // Values: visible rows four at a time, each added to every head's output.
+                // Values: visible rows four at a time, each added to every head's output unnormalized.
                 new Span<float>(acc, heads * hd).Clear();
                 float** block = stackalloc float*[4];
                 int* at = stackalloc int[4];
                 int count = 0;
-                for (int j = 0; j < n; j++)
+                for (int j = j0; j < j1; j++)
                 {
                     if (m[j] <= ForwardBatch.MaskValue) continue;
                     block[count] = RowOf(j < w ? ringValues + (long)j * hd * elem : newValue, bf16, rows4 + count * hd, hd);
-                    at[count++] = j;
-                    if (count == 4) { AddValues(acc, heads, hd, p, n, block, at, count); count = 0; }
+                    at[count++] = j - j0;
+                    if (count == 4) { AddValues(acc, heads, hd, p, len, block, at, count); count = 0; }
                 }
-                if (count > 0) AddValues(acc, heads, hd, p, n, block, at, count);
-                byte* dst = op + (long)r * heads * hd * elem;
-                for (int i = 0; i < heads * hd; i++)
-                {
-                    if (bf16) ((ushort*)dst)[i] = GemvKernels.ToBf16(acc[i]);
-                    else ((float*)dst)[i] = acc[i];
-                }
+                if (count > 0) AddValues(acc, heads, hd, p, len, block, at, count);
+                if (partials is null) Store(acc, sum, heads, hd, bf16, op + (long)r * heads * hd * elem);
+                else
+                    fixed (float* all = partials)
+                    {
+                        float* dst = all + (long)part * partial;
+                        for (int h = 0; h < heads; h++) { dst[2 * h] = max[h]; dst[2 * h + 1] = sum[h]; }
+                        Buffer.MemoryCopy(acc, dst + 2 * heads, heads * hd * 4L, heads * hd * 4L);
+                    }
             }
             ArrayPool<float>.Shared.Return(scratch);
         }
-        KernelWorkers.Run(b, Row);   // one part per sequence
+        KernelWorkers.Run(b * splits, Part);
+        if (partials is not null)
+        {
+            Merge(partials, b, splits, heads, hd, bf16, op);
+            ArrayPool<float>.Shared.Return(partials);
+        }
         return output;
+    }
+
+    /// <summary>
+    /// One row's ranges into its output: each range's weighted values and sum rescaled by
+    /// exp(its max − the row's max), summed, divided (a range whose keys were all hidden has sum 0).
+    /// </summary>
+    static void Merge(float[] partials, int b, int splits, int heads, int hd, bool bf16, byte* op)
+    {
+        int partial = heads * (hd + 2), elem = bf16 ? 2 : 4;
+        float* acc = stackalloc float[hd];
+        fixed (float* all = partials)
+            for (int r = 0; r < b; r++)
+                for (int h = 0; h < heads; h++)
+                {
+                    float top = float.NegativeInfinity, total = 0;
+                    for (int sp = 0; sp < splits; sp++)
+                    {
+                        float* src = all + (long)(r * splits + sp) * partial;
+                        if (src[2 * h + 1] > 0) top = MathF.Max(top, src[2 * h]);
+                    }
+                    new Span<float>(acc, hd).Clear();
+                    for (int sp = 0; sp < splits; sp++)
+                    {
+                        float* src = all + (long)(r * splits + sp) * partial;
+                        if (src[2 * h + 1] <= 0) continue;
+                        float f = MathF.Exp(src[2 * h] - top);
+                        total += f * src[2 * h + 1];
+                        float* vals = src + 2 * heads + h * hd;
+                        for (int i = 0; i < hd; i++) acc[i] += f * vals[i];
+                    }
+                    Store(acc, &total, 1, hd, bf16, op + ((long)r * heads + h) * hd * elem);
+                }
+    }
+
+    /// <summary>Each head's hd weighted values divided by its sum, in the model dtype at dst.</summary>
+    static void Store(float* acc, float* sum, int heads, int hd, bool bf16, byte* dst)
+    {
+        for (int h = 0; h < heads; h++)
+        {
+            float inv = 1f / sum[h];
+            for (int i = h * hd; i < (h + 1) * hd; i++)
+            {
+                if (bf16) ((ushort*)dst)[i] = GemvKernels.ToBf16(acc[i] * inv);
+                else ((float*)dst)[i] = acc[i] * inv;
+            }
+        }
     }
 
     /// <summary>n elements at src (float32 or bf16) into float32 dst, times a scale.</summary>
@@ -258,15 +335,17 @@ public static unsafe class DecodeAttention
         }
     }
 
-    /// <summary>In place over n scores (−∞ for hidden keys): exp(s − max) / Σ; at least one is finite.</summary>
+    /// <summary>
+    /// In place over n scores (−∞ for hidden keys): exp(s − max), returning their sum (0 when
+    /// every key is hidden) and the max; the division is left to whoever merges the ranges.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // optimized from the first call: the calibration times it then
-    static void Softmax(float* x, int n)
+    static float Exponentiate(float* x, int n, out float max)
     {
-        float max = float.NegativeInfinity;
+        max = float.NegativeInfinity;
         for (int i = 0; i < n; i++) if (x[i] > max) max = x[i];
         float sum = 0;
         for (int i = 0; i < n; i++) { float e = x[i] == float.NegativeInfinity ? 0f : MathF.Exp(x[i] - max); x[i] = e; sum += e; }
-        float inv = 1f / sum;
-        for (int i = 0; i < n; i++) x[i] *= inv;
+        return sum;
     }
 }
