@@ -44,8 +44,13 @@ public class OpenMpTuningTests
                 Assert.True(i < 300, "the server did not become ready");
                 await Task.Delay(100);
             }
-            string text;
-            lock (log) text = log.ToString();
+            // Ready comes a moment before the start-up lines are logged and read back: wait for them.
+            string text = "";
+            for (int i = 0; i < 100 && !text.Contains("libtorch's OpenMP threads:"); i++)
+            {
+                lock (log) text = log.ToString();
+                if (!text.Contains("libtorch's OpenMP threads:")) await Task.Delay(100);
+            }
             Assert.Contains("libtorch's OpenMP threads: " + expected, text);
         }
         finally
