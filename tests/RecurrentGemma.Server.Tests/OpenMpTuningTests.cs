@@ -1,8 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
-using RecurrentGemma.Model;
-
 namespace RecurrentGemma.Server.Tests;
 
 /// <summary>
@@ -19,43 +14,12 @@ public class OpenMpTuningTests
     public async Task The_server_logs_the_spin_count_libgomp_will_read(string? spinCount, string? waitPolicy, string expected)
     {
         if (!OperatingSystem.IsLinux()) return;
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        var dll = Path.Combine(AppContext.BaseDirectory, "RecurrentGemma.Server.dll");
-        var psi = new ProcessStartInfo("dotnet", $"\"{dll}\" --Urls=http://127.0.0.1:{port}")
+        await using var server = await ServerProcess.StartAsync(environment: new Dictionary<string, string?>
         {
-            RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory,
-        };
-        foreach (var name in new[] { "GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "RGEMMA_GOMP_SPINCOUNT" }) psi.Environment.Remove(name);
-        if (spinCount is not null) psi.Environment["GOMP_SPINCOUNT"] = spinCount;
-        if (waitPolicy is not null) psi.Environment["OMP_WAIT_POLICY"] = waitPolicy;
-        using var server = Process.Start(psi)!;
-        var log = new System.Text.StringBuilder();
-        server.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        server.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        server.BeginOutputReadLine();
-        server.BeginErrorReadLine();
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
-        try
-        {
-            for (int i = 0; ; i++)
-            {
-                try { if ((await http.GetAsync("/health/ready")).IsSuccessStatusCode) break; } catch (HttpRequestException) { }
-                Assert.True(i < 300, "the server did not become ready");
-                await Task.Delay(100);
-            }
-            // Ready comes a moment before the start-up lines are logged and read back: wait for them.
-            string text = "";
-            for (int i = 0; i < 100 && !text.Contains("libtorch's OpenMP threads:"); i++)
-            {
-                lock (log) text = log.ToString();
-                if (!text.Contains("libtorch's OpenMP threads:")) await Task.Delay(100);
-            }
-            Assert.Contains("libtorch's OpenMP threads: " + expected, text);
-        }
-        finally
-        {
-            if (!server.HasExited) server.Kill(true);
-        }
+            ["GOMP_SPINCOUNT"] = spinCount, ["OMP_WAIT_POLICY"] = waitPolicy, ["RGEMMA_GOMP_SPINCOUNT"] = null,
+        });
+        // Ready comes a moment before the start-up lines are logged and read back: wait for them.
+        for (int i = 0; i < 100 && !server.Log.Contains("libtorch's OpenMP threads:"); i++) await Task.Delay(100);
+        Assert.Contains("libtorch's OpenMP threads: " + expected, server.Log);
     }
 }

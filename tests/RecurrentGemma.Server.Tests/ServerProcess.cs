@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>
+/// The real server binary in its own process on a free loopback port, its output kept: for what
+/// the in-memory host cannot show (signals, restarts, what runs before the host is built).
+/// </summary>
+public sealed class ServerProcess : IAsyncDisposable
+{
+    readonly StringBuilder _log = new();
+    public Process Process { get; }
+    public HttpClient Http { get; }
+
+    ServerProcess(Process process, HttpClient http) { Process = process; Http = http; }
+
+    /// <summary>Everything the process wrote so far (stdout and stderr).</summary>
+    public string Log { get { lock (_log) return _log.ToString(); } }
+
+    /// <summary>Starts the demo-model server and returns once /health/ready answers 200.</summary>
+    /// <param name="arguments">extra command-line settings, e.g. "--Engine:MaxSlots=16"</param>
+    /// <param name="environment">variables to set (a null value removes one)</param>
+    public static async Task<ServerProcess> StartAsync(string arguments = "", IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
+        var dll = Path.Combine(AppContext.BaseDirectory, "RecurrentGemma.Server.dll");
+        var psi = new ProcessStartInfo("dotnet", $"\"{dll}\" --Urls=http://127.0.0.1:{port} {arguments}")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory,
+        };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null) psi.Environment.Remove(name);
+            else psi.Environment[name] = value;
+        }
+        var process = Process.Start(psi)!;
+        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        var server = new ServerProcess(process, http);
+        process.OutputDataReceived += (_, e) => { lock (server._log) server._log.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (server._log) server._log.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        for (int i = 0; ; i++)
+        {
+            try { if ((await http.GetAsync("/health/ready")).IsSuccessStatusCode) return server; } catch (HttpRequestException) { }
+            if (i >= 300) { await server.DisposeAsync(); throw new TimeoutException("the server did not become ready"); }
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Sends SIGTERM (the orchestrator's stop).</summary>
+    public void Terminate() => Process.Start("kill", $"-TERM {Process.Id}")!.WaitForExit();
+
+    public ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        if (!Process.HasExited)
+        {
+            Terminate();
+            if (!Process.WaitForExit(20_000)) Process.Kill(true);
+        }
+        Process.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
