@@ -34,7 +34,7 @@ public static class OpenMpTuning
     public static string Describe() => _outcome;
 
     static string _outcome = "not applied";
-    static bool _applied;
+    static bool _applied, _set;
 
     /// <summary>
     /// Sets GOMP_SPINCOUNT in the process environment (the native one libgomp reads; .NET's
@@ -43,7 +43,7 @@ public static class OpenMpTuning
     /// </summary>
     public static bool Apply()
     {
-        if (_applied) return _outcome.StartsWith("spin count", StringComparison.Ordinal);
+        if (_applied) return _set;
         _applied = true;
         if (!OperatingSystem.IsLinux()) { _outcome = "not Linux: libgomp's default"; return false; }
         try
@@ -63,7 +63,7 @@ public static class OpenMpTuning
                 return false;
             }
             _outcome = $"spin count {n} (set at start-up)";
-            return true;
+            return _set = true;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
