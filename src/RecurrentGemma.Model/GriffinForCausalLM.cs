@@ -113,8 +113,12 @@ public sealed class GriffinForCausalLM : nn.Module
         // Tied head on the raw table (not scaled), then the tanh soft cap.
         var cap = Config.LogitsSoftCap;
         var logits = Modules.Linear.Apply(z, model.EmbedTokens.Weight, null);
-        if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);
-        if (cap > 0) logits.div_(Scalars.Of(cap)).tanh_().mul_(Scalars.Of(cap));   // logits is this pass's own tensor
+        if (cap > 0 && Modules.SoftCap.Applies(logits)) logits = Modules.SoftCap.Apply(logits, cap);
+        else
+        {
+            if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);
+            if (cap > 0) logits.div_(Scalars.Of(cap)).tanh_().mul_(Scalars.Of(cap));   // logits is this pass's own tensor
+        }
         trace?.Invoke("logits", logits);
 
         for (int i = 0; i < b; i++) plan.State.Advance((int)plan.Slots[i], plan.Lengths[i]);

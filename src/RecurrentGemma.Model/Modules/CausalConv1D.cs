@@ -25,6 +25,10 @@ public sealed class CausalConv1D : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>[K, L] the taps, tap j of every channel in row j (the CPU step kernel reads them).</summary>
+    internal Tensor Taps => _taps ?? throw new InvalidOperationException("the model was not prepared after loading its weights");
+    internal Tensor Bias => bias;
+
     internal void Prepare()
     {
         DisposeTaps();

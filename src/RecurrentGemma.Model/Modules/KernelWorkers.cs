@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace RecurrentGemma.Model.Modules;
 
 /// <summary>
-/// Runs the parts of one CPU kernel call (<see cref="SimdGemv"/>, <see cref="RgLruStep"/>) on the
+/// Runs the parts of one CPU kernel call (<see cref="SimdGemv"/>, <see cref="RecurrentStepRows"/>) on the
 /// calling thread and one dedicated thread per other core. A batch-1 decode step makes ~130 such
 /// calls, each 0.03–0.5 ms long and separated by libtorch ops of similar length. Through
 /// Parallel.For the pool worker has gone to sleep between calls and takes 20–70 µs to wake on the

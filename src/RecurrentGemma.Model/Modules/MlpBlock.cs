@@ -5,7 +5,8 @@ namespace RecurrentGemma.Model.Modules;
 /// <summary>
 /// GeGLU feed-forward: (gelu_tanh(m·W_gateᵀ + b) ⊙ (m·W_upᵀ + b))·W_downᵀ + b.
 /// gate_proj and up_proj read the same input, so their weights live in one [2M, D] tensor
-/// (<see cref="FusedLinear"/>; the checkpoint names stay) and one matmul computes both.
+/// (<see cref="FusedLinear"/>; the checkpoint names stay) and one matmul computes both. A small
+/// CPU decode step applies the gate in one pass (<see cref="GeluGateRows"/>).
 /// </summary>
 public sealed class MlpBlock : nn.Module
 {
@@ -29,6 +30,7 @@ public sealed class MlpBlock : nn.Module
     {
         // The tanh approximation is part of the model: exact-erf GELU moves logits by ~0.01.
         var both = _gateUp.Forward(m);                                         // [B, T, 2M]
+        if (GeluGateRows.Applies(both)) return down_proj.Forward(GeluGateRows.Forward(both));   // a small CPU step: one pass
         var gated = both.narrow(-1, 0, _width).gelu_(TorchSharp.Modules.GELU.Approximate.tanh);
         gated.mul_(both.narrow(-1, _width, _width));         // in place: [B, T, M] views of one tensor
         return down_proj.Forward(gated);

@@ -6,7 +6,9 @@ namespace RecurrentGemma.Model.Modules;
 /// Griffin's recurrent temporal block:
 ///   y = gelu_tanh(linear_y(h)),  u = linear_x(h),  v = conv_1d(u),  o = rg_lru(v),
 ///   out = linear_out(o ⊙ y).
-/// linear_y and linear_x read the same input: one fused [2L, D] matmul computes both.
+/// linear_y and linear_x read the same input: one fused [2L, D] matmul computes both. A small
+/// CPU decode step runs everything between that matmul and linear_out as one kernel pass
+/// (<see cref="RecurrentStepRows"/>), reading and writing the slots' state in place.
 /// </summary>
 public sealed class RecurrentBlock : TemporalBlock
 {
@@ -47,6 +49,12 @@ public sealed class RecurrentBlock : TemporalBlock
         {
             trace($"layer{layer}.linear_y.out", yPre);
             trace($"layer{layer}.linear_x.out", u);
+        }
+        if (RecurrentStepRows.Applies(yx, batch, rg_lru.StepGates))
+        {
+            var gated = RecurrentStepRows.Forward(yx, conv_1d.Taps, conv_1d.Bias, state.Conv[layer]!, state.Rnn[layer]!,
+                batch.Plan.Slots, rg_lru.StepGates, rg_lru.GateBias, rg_lru.NegScale);
+            return linear_out.Forward(gated);
         }
         var y = yPre.gelu_(TorchSharp.Modules.GELU.Approximate.tanh);   // in place: yPre is not needed again
 

@@ -10,9 +10,9 @@ namespace RecurrentGemma.Model.Modules;
 ///   h_t = ã_t ⊙ h_{t−1} + v_t ⊙ i_t ⊙ μ_t,   ã = a, μ = √(1−a²)  (at position 0: ã = 0, μ = 1)
 /// The gates and the scan run in float32 and h is kept in float32 whatever the model dtype.
 /// Both gates are one batched matmul over blocks with weights [H, 2·L/H, L/H] (out × in, the
-/// layout <see cref="RgLruStep"/>'s kernel reads) and the constant −8·softplus(λ) is derived once
-/// after loading (<see cref="Prepare"/>). A decode step of up to 8 rows on the CPU runs as one fused pass
-/// (<see cref="RgLruStep"/>) where the small-batch kernels are in use.
+/// layout the CPU step kernel reads) and the constant −8·softplus(λ) is derived once
+/// after loading (<see cref="Prepare"/>). A decode step of up to 8 rows on the CPU runs inside
+/// one fused pass of its block (<see cref="RecurrentStepRows"/>) where the small-batch kernels are in use.
 /// Elsewhere on the CPU the gates' element-wise part and the recurrence run as one fused pass
 /// per block over the chunk (<see cref="RgLruScan"/>); on other devices a chunk runs a parallel
 /// (Hillis–Steele) scan: log₂T rounds of whole-tensor ops instead of T steps of small ones.
@@ -26,6 +26,7 @@ public sealed class RgLru : nn.Module
     readonly Parameter recurrent_gate_bias;    // [H, L/H]
     readonly int _blocks, _blockWidth;
     Tensor? _gates, _gateBias, _negScale;      // [H, 2bw, bw], [H, 2bw], [H, bw] float32
+    Tensor? _stepGates;                        // [H, 2bw, bw] bf16 for a bf16 model (else null: _gates)
 
     /// <summary>How a chunk runs the recurrence (tests and benchmarks pin one; the server keeps Auto).</summary>
     public static RgLruScanPath Scan { get; set; } = RgLruScanPath.Auto;
@@ -45,16 +46,24 @@ public sealed class RgLru : nn.Module
 
     internal void Prepare()
     {
-        _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose();
+        _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose(); _stepGates?.Dispose(); _stepGates = null;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        _gates = cat([input_gate_weight, recurrent_gate_weight], -1).to(ScalarType.Float32).transpose(1, 2).contiguous().DetachFromDisposeScope();
+        var both = cat([input_gate_weight, recurrent_gate_weight], -1);
+        _gates = both.to(ScalarType.Float32).transpose(1, 2).contiguous().DetachFromDisposeScope();
+        // The CPU step kernel streams a bf16 model's gates in bf16 (half the bytes; its bf16 loop takes pairs of columns).
+        if (both.dtype == ScalarType.BFloat16 && _blockWidth % 2 == 0) _stepGates = both.transpose(1, 2).contiguous().DetachFromDisposeScope();
         _gateBias = cat([input_gate_bias, recurrent_gate_bias], -1).to(ScalarType.Float32).DetachFromDisposeScope();
         // softplus(λ) = max(λ, 0) + log(1 + exp(−|λ|)), written out: TorchSharp's softplus makes temporary Scalars.
         var lambda = recurrent_param.to(ScalarType.Float32);
         var softplus = lambda.clamp_min(Scalars.Zero).add_(lambda.abs().neg_().exp_().log1p_(), Scalars.One);
         _negScale = softplus.mul_(Scalars.Of(-8.0)).view(_blocks, _blockWidth).DetachFromDisposeScope();
     }
+
+    /// <summary>The gate weights the CPU step kernel reads: [H, 2bw, bw], bf16 for a bf16 model, else float32.</summary>
+    internal Tensor StepGates => _stepGates ?? _gates ?? throw new InvalidOperationException("the model was not prepared after loading its weights");
+    internal Tensor GateBias => _gateBias!;
+    internal Tensor NegScale => _negScale!;
 
     /// <param name="v">[B, T, L] conv outputs ([B, L] for a decode step).</param>
     /// <param name="h0">[B, 1, H, L/H] float32 state before the chunk.</param>
@@ -64,11 +73,6 @@ public sealed class RgLru : nn.Module
     {
         long b = batch.B, t = batch.T, l = v.shape[^1];
         int bw = _blockWidth;
-        if (t == 1 && RgLruStep.Applies(v, h0, batch, _gates!))
-        {
-            hLast = RgLruStep.Forward(v, h0, _gates!, _gateBias!, _negScale!);
-            return hLast.view(b, t, l);
-        }
         var v32 = (v.dtype == ScalarType.Float32 ? v : v.to(ScalarType.Float32)).view(b, t, _blocks, bw);
         var g = einsum("bthi,hji->bthj", v32, _gates!);   // [B, T, H, 2bw], before the bias
         if (Scan is (RgLruScanPath.Auto or RgLruScanPath.Fused) && RgLruScan.Applies(v32, h0))
@@ -134,7 +138,7 @@ public sealed class RgLru : nn.Module
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) { _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose(); }
+        if (disposing) { _gates?.Dispose(); _gateBias?.Dispose(); _negScale?.Dispose(); _stepGates?.Dispose(); }
         base.Dispose(disposing);
     }
 }

@@ -86,7 +86,7 @@ public static unsafe partial class SimdGemv
 
     /// <summary>
     /// Whether a CPU product of this dtype and size with this many rows of x goes through the
-    /// kernels (the rules of <see cref="Applies"/> without the tensors; <see cref="RgLruStep"/>).
+    /// kernels (the rules of <see cref="Applies"/> without the tensors; <see cref="RecurrentStepRows"/>).
     /// </summary>
     internal static bool Takes(ScalarType dtype, long elements, int rows) =>
         Enabled && Supported && elements >= MinElements && rows >= 1 && rows <= RowsSupported

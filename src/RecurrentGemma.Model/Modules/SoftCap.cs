@@ -1,0 +1,42 @@
+using System.Runtime.Intrinsics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Modules;
+
+/// <summary>
+/// The logits' soft cap, c·tanh(z / c), on the CPU in one vector pass over every core that also
+/// widens a bf16 head's output to float32: libtorch's up-cast, divide, tanh and multiply over a
+/// 256k vocabulary took 0.8–1.0 ms of a 2B batch-1 step (docs/benchmarks.md, issue #9).
+/// </summary>
+internal static unsafe class SoftCap
+{
+    const int PartElements = 16384;
+
+    public static bool Applies(Tensor logits) =>
+        StepFusion.Enabled && SimdGemv.Enabled && SimdGemv.Supported && logits.device_type == DeviceType.CPU
+        && logits.dtype is ScalarType.Float32 or ScalarType.BFloat16 && logits.is_contiguous();
+
+    /// <returns>float32 logits, capped: <paramref name="logits"/> itself when it is float32 (its own tensor), else a new one.</returns>
+    public static Tensor Apply(Tensor logits, double cap)
+    {
+        bool bf16 = logits.dtype == ScalarType.BFloat16;
+        var output = bf16 ? empty(logits.shape, ScalarType.Float32, logits.device) : logits;
+        byte* src = (byte*)SimdGemv.Data(logits);
+        float* dst = (float*)SimdGemv.Data(output);
+        long n = logits.numel();
+        float c = (float)cap, inverse = 1f / c;
+        var vc = Vector256.Create(c);
+        var vInverse = Vector256.Create(inverse);
+
+        void Part(int p)
+        {
+            long i = (long)p * PartElements, to = Math.Min(n, i + PartElements);
+            for (; i + 8 <= to; i += 8) (VectorMath.Tanh(VectorMath.Load(src, i, bf16) * vInverse) * vc).Store(dst + i);
+            for (; i < to; i++) dst[i] = VectorMath.Tanh((bf16 ? GemvKernels.ToFloat(((ushort*)src)[i]) : ((float*)src)[i]) * inverse) * c;
+        }
+        KernelWorkers.Run((int)((n + PartElements - 1) / PartElements), Part);
+        StepFusion.Count();
+        return output;
+    }
+}
