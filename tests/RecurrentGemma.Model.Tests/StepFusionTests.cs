@@ -51,6 +51,30 @@ public class StepFusionTests
         finally { (SimdGemv.Forced, SimdGemv.MinElements, StepFusion.Enabled) = (forced, min, true); }
     }
 
+    [Theory, MemberData(nameof(Cases))]
+    public void One_row_on_the_256_bit_path_equals_the_tensor_path(string name, ScalarType dtype)
+    {
+        // What an AVX2-only CPU runs: the gate product's 256-bit loops (one row of x there).
+        if (!SimdGemv.Supported || GriffinFixture.TestDevice.type != TorchSharp.DeviceType.CPU) return;
+        using var model = Load(name, dtype);
+        (bool forced, long min) = (SimdGemv.Forced, SimdGemv.MinElements);
+        (SimdGemv.Forced, SimdGemv.MinElements, SimdGemv.Avx2Only) = (true, 0, true);
+        try
+        {
+            long before = StepFusion.Passes;
+            var (fusedLogits, fusedState) = Run(model, fused: true, [1]);
+            var c = model.Config;
+            // The 5-token prompt is 5 rows: its MLP gates fuse too (the recurrent pass is for one-token steps).
+            Assert.Equal(Steps * (c.RecurrentLayerCount + c.NumHiddenLayers + 1) + 1 + c.NumHiddenLayers, StepFusion.Passes - before);
+            var (tensorLogits, tensorState) = Run(model, fused: false, [1]);
+            double tolerance = dtype == ScalarType.Float32 ? 1e-4 : 0.05;
+            for (int s = 0; s < Steps; s++)
+                Compare.Close(tensorLogits[s], fusedLogits[s], tolerance, $"{name} {dtype} step {s} logits, 256-bit");
+            Compare.Close(tensorState, fusedState, dtype == ScalarType.Float32 ? 1e-4 : 0.02, $"{name} {dtype} state, 256-bit");
+        }
+        finally { (SimdGemv.Forced, SimdGemv.MinElements, SimdGemv.Avx2Only, StepFusion.Enabled) = (forced, min, false, true); }
+    }
+
     const int Steps = 4;
 
     static GriffinForCausalLM Load(string name, ScalarType dtype)
@@ -62,20 +86,23 @@ public class StepFusionTests
         return model;
     }
 
-    /// <summary>Three rows in slots 3, 0, 2 after ragged prompts, <see cref="Steps"/> decode steps (the last of row 0 alone).</summary>
-    static (float[][] Logits, float[] State) Run(GriffinForCausalLM model, bool fused)
+    /// <summary>
+    /// Rows in <paramref name="slots"/> (default 3, 0, 2) after ragged prompts, then <see cref="Steps"/>
+    /// decode steps, the last of the first row alone.
+    /// </summary>
+    static (float[][] Logits, float[] State) Run(GriffinForCausalLM model, bool fused, long[]? slots = null)
     {
         StepFusion.Enabled = fused;
         long vocab = model.Config.VocabSize;
         using var state = model.CreateState(4);
-        long[] slots = [3, 0, 2];
-        long[][] prompts = [[2, 5, 9, 14, 20], [2, 7, 7, 30, 11, 4, 90, 13, 6], [2, 40]];
+        slots ??= [3, 0, 2];
+        long[][] prompts = new long[][] { [2, 5, 9, 14, 20], [2, 7, 7, 30, 11, 4, 90, 13, 6], [2, 40] }[..slots.Length];
         using (model.Forward(prompts, state, slots)) { }
         var logits = new float[Steps][];
         for (int s = 0; s < Steps; s++)
         {
             bool alone = s == Steps - 1;
-            var rows = (alone ? [0] : new[] { 0, 1, 2 }).Select(r => (IReadOnlyList<long>)new[] { (s * 7 + r * 3 + 5) % vocab }).ToList();
+            var rows = Enumerable.Range(0, alone ? 1 : slots.Length).Select(r => (IReadOnlyList<long>)new[] { (s * 7 + r * 3 + 5) % vocab }).ToList();
             using var step = model.Forward(rows, state, alone ? [slots[0]] : slots);
             logits[s] = Compare.Floats(step);
         }
