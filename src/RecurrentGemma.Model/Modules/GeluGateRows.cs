@@ -6,7 +6,8 @@ namespace RecurrentGemma.Model.Modules;
 /// <summary>
 /// The MLP's gate for the few rows of a small CPU decode step: gelu_tanh(gate) ⊙ up from the fused
 /// [.., 2M] projection output, in one vector pass instead of libtorch's in-place GELU over a
-/// strided half and a product (30–35 µs per 2B layer at batch 1, ~0.9 ms a step, against a few µs).
+/// strided half, a second view and a product (31–34 µs per 2B layer at batch 1 against 25–37 µs
+/// this way, measured inside the model: the saving is mostly ops, docs/benchmarks.md, issue #9).
 /// In bf16 it rounds where the two tensor ops round: after the GELU and after the product.
 /// Used where the small-batch kernels are in use, like <see cref="RmsNormRows"/>.
 /// </summary>
@@ -15,9 +16,7 @@ internal static unsafe class GeluGateRows
     const int PartElements = 2048;
 
     public static bool Applies(Tensor both) =>
-        StepFusion.Enabled && SimdGemv.Enabled && SimdGemv.Supported && both.device_type == DeviceType.CPU
-        && both.dtype is ScalarType.Float32 or ScalarType.BFloat16 && both.is_contiguous()
-        && both.shape[^1] % 2 == 0 && both.numel() / both.shape[^1] <= SimdGemv.MaxRows;
+        StepFusion.Takes(both) && both.shape[^1] % 2 == 0 && both.numel() / both.shape[^1] <= SimdGemv.MaxRows;
 
     /// <param name="both">[.., 2M]: the gate projection's M outputs, then the up projection's.</param>
     /// <returns>[.., M] in <paramref name="both"/>'s dtype.</returns>

@@ -13,7 +13,7 @@ namespace RecurrentGemma.Model.Modules;
 /// rounded where their tensor ops round (in bf16 after every conv multiply-add, after the GELU and
 /// after the product with h). Through libtorch the same part of a 2B layer was ~20 small ops (state
 /// gathers and scatters, the conv's shifted multiply-adds, GELU, the gated product) around a fused
-/// RG-LRU pass: 0.30 ms per layer at batch 1 against ~0.1 ms this way (docs/benchmarks.md, issue #9).
+/// RG-LRU pass: ~0.31 ms per 2B bf16 layer at batch 1 against 0.15 ms this way (docs/benchmarks.md, issue #9).
 /// Each block's gate weights (only a block's own channels feed its gates) are read once for all
 /// rows; a bf16 model keeps them in bf16, half the bytes of the float32 copy the tensor path uses,
 /// and equal to it (bf16 → float32 is exact). Taken where the small-batch kernels take the
@@ -24,9 +24,8 @@ internal static unsafe class RecurrentStepRows
 {
 
     public static bool Applies(Tensor yx, ForwardBatch batch, Tensor gates) =>
-        StepFusion.Enabled && batch.T == 1 && batch.B <= SimdGemv.MaxRows && batch.GateKeep is null && batch.Trace is null
-        && yx.device_type == DeviceType.CPU && yx.dtype is ScalarType.Float32 or ScalarType.BFloat16 && yx.is_contiguous()
-        && SimdGemv.Takes(gates.dtype, gates.numel(), batch.B);
+        batch.T == 1 && batch.B <= SimdGemv.MaxRows && batch.GateKeep is null && batch.Trace is null
+        && StepFusion.Takes(yx) && SimdGemv.Takes(gates.dtype, gates.numel(), batch.B);
 
     /// <param name="yx">[B, 1, 2L]: linear_y's outputs, then linear_x's, in the model dtype.</param>
     /// <param name="taps">[K, L] the conv's taps, model dtype; <paramref name="convBias"/> [L].</param>

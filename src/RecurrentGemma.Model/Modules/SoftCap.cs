@@ -13,9 +13,7 @@ internal static unsafe class SoftCap
 {
     const int PartElements = 16384;
 
-    public static bool Applies(Tensor logits) =>
-        StepFusion.Enabled && SimdGemv.Enabled && SimdGemv.Supported && logits.device_type == DeviceType.CPU
-        && logits.dtype is ScalarType.Float32 or ScalarType.BFloat16 && logits.is_contiguous();
+    public static bool Applies(Tensor logits) => StepFusion.Takes(logits);
 
     /// <returns>float32 logits, capped: <paramref name="logits"/> itself when it is float32 (its own tensor), else a new one.</returns>
     public static Tensor Apply(Tensor logits, double cap)

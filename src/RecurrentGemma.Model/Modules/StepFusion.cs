@@ -17,4 +17,9 @@ public static class StepFusion
     public static long Passes => Interlocked.Read(ref _passes);
 
     internal static void Count() => Interlocked.Increment(ref _passes);
+
+    /// <summary>Whether a fused pass may read <paramref name="t"/>: switched on, vector kernels here, a contiguous float32 or bf16 CPU tensor.</summary>
+    internal static bool Takes(TorchSharp.torch.Tensor t) =>
+        Enabled && SimdGemv.Enabled && SimdGemv.Supported && t.device_type == TorchSharp.DeviceType.CPU
+        && t.dtype is TorchSharp.torch.ScalarType.Float32 or TorchSharp.torch.ScalarType.BFloat16 && t.is_contiguous();
 }
