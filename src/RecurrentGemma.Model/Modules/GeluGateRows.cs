@@ -1,4 +1,3 @@
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Modules;
@@ -45,12 +44,10 @@ internal static unsafe class GeluGateRows
             }
             for (; i < to; i++)
             {
-                if (bf16)
-                {
-                    float g = GemvKernels.ToFloat(GemvKernels.ToBf16(VectorMath.Gelu(GemvKernels.ToFloat(((ushort*)gate)[i]))));
-                    ((ushort*)o)[i] = GemvKernels.ToBf16(g * GemvKernels.ToFloat(((ushort*)up)[i]));
-                }
-                else ((float*)o)[i] = VectorMath.Gelu(((float*)gate)[i]) * ((float*)up)[i];
+                float g = VectorMath.Gelu(VectorMath.Read(gate, i, bf16));
+                float y = (bf16 ? VectorMath.RoundBf16(g) : g) * VectorMath.Read(up, i, bf16);
+                if (bf16) ((ushort*)o)[i] = GemvKernels.ToBf16(y);
+                else ((float*)o)[i] = y;
             }
         }
         KernelWorkers.Run((int)rows * partsPerRow, Part);

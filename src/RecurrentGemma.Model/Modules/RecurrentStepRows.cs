@@ -22,7 +22,7 @@ namespace RecurrentGemma.Model.Modules;
 /// </summary>
 internal static unsafe class RecurrentStepRows
 {
-
+    /// <summary>A one-token step of up to 8 rows with no document boundary and no trace, where the kernels take the gates' product.</summary>
     public static bool Applies(Tensor yx, ForwardBatch batch, Tensor gates) =>
         batch.T == 1 && batch.B <= SimdGemv.MaxRows && batch.GateKeep is null && batch.Trace is null
         && StepFusion.Takes(yx) && SimdGemv.Takes(gates.dtype, gates.numel(), batch.B);
@@ -48,8 +48,8 @@ internal static unsafe class RecurrentStepRows
         void* gp = SimdGemv.Data(gates);
         long size = bf16 ? 2 : 4, history = (long)(k - 1) * l;
 
-        float Read(byte* p, long i) => bf16 ? GemvKernels.ToFloat(((ushort*)p)[i]) : ((float*)p)[i];
-        float Round(float f) => bf16 ? GemvKernels.ToFloat(GemvKernels.ToBf16(f)) : f;
+        float Read(byte* p, long i) => VectorMath.Read(p, i, bf16);
+        float Round(float f) => bf16 ? VectorMath.RoundBf16(f) : f;
         Vector256<float> RoundV(Vector256<float> f) => bf16 ? VectorMath.RoundBf16(f) : f;
 
         void Block(int blk)

@@ -1,5 +1,4 @@
 using System.Runtime.Intrinsics;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace RecurrentGemma.Model.Modules;
@@ -31,7 +30,7 @@ internal static unsafe class SoftCap
         {
             long i = (long)p * PartElements, to = Math.Min(n, i + PartElements);
             for (; i + 8 <= to; i += 8) (VectorMath.Tanh(VectorMath.Load(src, i, bf16) * vInverse) * vc).Store(dst + i);
-            for (; i < to; i++) dst[i] = VectorMath.Tanh((bf16 ? GemvKernels.ToFloat(((ushort*)src)[i]) : ((float*)src)[i]) * inverse) * c;
+            for (; i < to; i++) dst[i] = VectorMath.Tanh(VectorMath.Read(src, i, bf16) * inverse) * c;
         }
         KernelWorkers.Run((int)((n + PartElements - 1) / PartElements), Part);
         StepFusion.Count();

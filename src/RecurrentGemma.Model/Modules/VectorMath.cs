@@ -43,6 +43,13 @@ internal static class VectorMath
     public static unsafe Vector256<float> LoadBf16(ushort* p) =>
         (Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()) << 16).AsSingle();
 
+    /// <summary>One float32 or bf16 value of a tensor's storage, as float32 (the tails' <see cref="Load"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe float Read(byte* p, long i, bool bf16) => bf16 ? GemvKernels.ToFloat(((ushort*)p)[i]) : ((float*)p)[i];
+
+    /// <summary>One float rounded to bf16 and widened back (the tails' <see cref="RoundBf16(Vector256{float})"/>).</summary>
+    public static float RoundBf16(float f) => GemvKernels.ToFloat(GemvKernels.ToBf16(f));
+
     /// <summary>Eight float32 or bf16 values of a tensor's storage, as float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load(byte* p, long i, bool bf16) =>
