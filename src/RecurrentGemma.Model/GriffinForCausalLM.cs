@@ -35,8 +35,9 @@ public sealed class GriffinForCausalLM : nn.Module
 
     float[]? _invFreq;
 
-    /// <summary>Told "embed", "block{l}" and "head" as each part of a forward finishes — unlike a
-    /// trace it changes nothing in the pass (the step benchmark counts ops per layer with it).</summary>
+    /// <summary>Told "embed", "block{l}" and "head" as each part of a forward finishes ("head" after
+    /// the soft cap, while the pass's tensors are all still held) — unlike a trace it changes nothing
+    /// in the pass (the step benchmark counts ops and allocated bytes with it, the profile times).</summary>
     public Action<string>? PartDone { get; set; }
 
     /// <summary>
@@ -120,6 +121,7 @@ public sealed class GriffinForCausalLM : nn.Module
             if (cap > 0) logits.div_(Scalars.Of(cap)).tanh_().mul_(Scalars.Of(cap));   // logits is this pass's own tensor
         }
         trace?.Invoke("logits", logits);
+        PartDone?.Invoke("head");   // before the scope ends: every tensor of the pass is still held here
 
         for (int i = 0; i < b; i++) plan.State.Advance((int)plan.Slots[i], plan.Lengths[i]);
         return logits.MoveToOuterDisposeScope();

@@ -26,14 +26,15 @@ public sealed record ModelBenchResult(
     int PrefillTokens, Spread PrefillTokensPerSecond,
     IReadOnlyList<(int Batch, Spread StepMs)> Decode,
     double StepMsAtShortContext, double StepMsAtLongContext, Spread Flatness, long ShortPosition, long LongPosition,
-    double CopyBandwidthGBs, double MemoryFloorMs,
-    double PrefillFaultsPerToken, double DecodeFaultsPerStep, long RssAfterLoad, long PeakRss,
+    double CopyBandwidthGBs, double MemoryFloorMs, Spread FloorRatioPerStep, Spread StepBandwidthGBs,
+    double PrefillFaultsPerToken, double DecodeFaultsPerStep, Allocated DecodeAllocated, long RssAfterLoad, long PeakRss,
     double GemmGflops, double PrefillCeiling, string DecodeThreads)
 {
     public double LoadRatio => LoadSeconds / RawReadSeconds;
     public double LoadRatioFresh => LoadSeconds / FreshReadSeconds;
     /// <summary>The median of the per-round ratios (long ÷ short), each round stepping the two positions back to back.</summary>
     public double FlatnessRatio => Flatness.Median;
+    /// <summary>The median b1 step against the floor of the 1 GiB copy taken after the decode runs.</summary>
     public double FloorRatio => Decode[0].StepMs.Median / MemoryFloorMs;
 }
 
@@ -115,6 +116,13 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             int steps = big ? (quick ? 3 : 7) : (quick ? 10 : 40);
             var decode = new List<(int, Spread)>();
             double decodeFaults = 0;
+            // Each timed batch-1 step is also held against the floor of its own moment (a 128 MiB
+            // copy just before it, as in --suite profile): this VM's bandwidth swings 2× within minutes.
+            var floorRatios = new List<double>();
+            var stepBandwidths = new List<double>();
+            var heapPerStep = new List<double>();
+            var managedPerStep = new List<double>();
+            using var probe = new BandwidthProbe();
             // The batch sizes take turns in rounds of a few steps (the first of each untimed: the
             // thread count may have just changed), so a slow phase of a shared machine falls on
             // all of them alike rather than on whichever ran then.
@@ -137,11 +145,18 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
                         for (int s = 0; s <= perRound; s++)
                         {
                             var next = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList();
+                            double bw = b == 1 && s > 0 ? probe.Measure() : 0;
                             long f0 = ProcessStats.PageFaults();
-                            double ms = Time(() => { using var _ = model.Forward(next, state, slots[..b]); }) * 1000;
+                            double ms = 0;
+                            var allocated = ForwardAllocations.Measure(model, () => ms = Time(() => { using var _ = model.Forward(next, state, slots[..b]); }) * 1000);
                             if (s == 0) continue;
                             times[b].Add(ms);
-                            if (b == 1) faults += ProcessStats.PageFaults() - f0;
+                            if (b != 1) continue;
+                            faults += ProcessStats.PageFaults() - f0;
+                            floorRatios.Add(ms / (model.ParameterBytes / bw * 1000));
+                            stepBandwidths.Add(bw / 1e9);
+                            heapPerStep.Add(allocated.HeapBytes);
+                            managedPerStep.Add(allocated.ManagedBytes);
                         }
                     }
                 set_num_threads(all);
@@ -166,7 +181,9 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             var (_, peak) = ProcessStats.Memory();
             return new ModelBenchResult(shapeName, dt, model.ParameterBytes, GriffinState.BytesPerSequence(config, dtype),
                 rawRead, freshRead, load, prefillT, prefill, decode, shortMs, longMs, flatness, ShortPosition, LongPosition,
-                bandwidth / 1e9, floorMs, (double)prefillFaults / prefillRepeats / prefillT, decodeFaults, rssAfterLoad, peak,
+                bandwidth / 1e9, floorMs, Spread.Of(floorRatios), Spread.Of(stepBandwidths),
+                (double)prefillFaults / prefillRepeats / prefillT, decodeFaults,
+                new Allocated((long)Spread.Of(heapPerStep).Median, (long)Spread.Of(managedPerStep).Median), rssAfterLoad, peak,
                 gemm, ceiling, threadChoice);
         }
     }

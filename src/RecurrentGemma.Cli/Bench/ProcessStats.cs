@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace RecurrentGemma.Cli.Bench;
 
 /// <summary>
@@ -17,6 +19,34 @@ public static class ProcessStats
             return long.Parse(fields[7]) + long.Parse(fields[9]);   // minflt, majflt (fields 10 and 12 of the whole line)
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException) { return 0; }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct MallInfo2 { public nuint Arena, OrdBlks, SmBlks, HBlks, HBlkHd, UsmBlks, FsmBlks, UordBlks, FordBlks, KeepCost; }
+
+    [DllImport("libc", EntryPoint = "mallinfo2")]
+    static extern MallInfo2 MallInfo();
+
+    static bool _noMallInfo;
+
+    /// <summary>
+    /// Bytes the C heap has handed out and not had back (glibc's mallinfo2: chunks in use in every
+    /// arena plus mmapped blocks) — where libtorch's CPU tensors live — or -1 where that cannot be
+    /// read (not glibc, or older than 2.33).
+    /// </summary>
+    public static long HeapInUse()
+    {
+        if (_noMallInfo || !OperatingSystem.IsLinux()) return -1;
+        try
+        {
+            var m = MallInfo();
+            return (long)(m.UordBlks + m.HBlkHd);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            _noMallInfo = true;
+            return -1;
+        }
     }
 
     /// <summary>Resident set size now and at its peak, in bytes.</summary>

@@ -25,8 +25,8 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
 
         sb.AppendLine("Ops per decode step of the model forward (batch 1, after a 4-token prompt; tensors created, see above):");
         sb.AppendLine();
-        sb.AppendLine("| shape | dtype | setup + embedding | per recurrent layer | per attention layer | final norm + head | whole forward |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
+        sb.AppendLine("| shape | dtype | setup + embedding | per recurrent layer | per attention layer | final norm + head | whole forward | allocated per forward: C heap / managed |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|");
         var tinyConfig = GriffinConfig.FromFile(Path.Combine(fixtureDir, "config.json"));
         foreach (var (name, config, dtype) in new[]
                  {
@@ -36,27 +36,27 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
                  })
         {
             var c = CountForward(config, dtype);
-            sb.AppendLine(ci, $"| {name} | {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")} | {c.Setup} | {c.PerRecurrent:F0} | {c.PerAttention:F0} | {c.Head} | {c.Total} |");
+            sb.AppendLine(ci, $"| {name} | {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")} | {c.Setup} | {c.PerRecurrent:F0} | {c.PerAttention:F0} | {c.Head} | {c.Total} | {ForwardAllocations.Format(c.Allocated)} |");
             progress.WriteLine($"[bench] ops {name}: {c.Total} per forward");
         }
 
         sb.AppendLine();
         sb.AppendLine(ci, $"Engine decode step of the tiny fixture model on {device.type.ToString().ToLowerInvariant()} (f32, temperature 1 with a seed, 300 new tokens per sequence; step time = engine busy time ÷ steps; {repeats} repeats, each on a fresh engine):");
         sb.AppendLine();
-        sb.AppendLine("| sequences | step ms, median (min–max) | ops per engine step | host transfers per step | page faults per step |");
-        sb.AppendLine("|---|---|---|---|---|");
+        sb.AppendLine("| sequences | step ms, median (min–max) | ops per engine step | host transfers per step | page faults per step | managed bytes per step |");
+        sb.AppendLine("|---|---|---|---|---|---|");
         using var model = CheckpointLoader.Load(fixtureDir, new ModelLoadOptions { Device = device });
         foreach (int b in new[] { 1, 8 })
         {
-            var (times, ops, transfers, faults) = EngineSteps(model, b);
+            var (times, ops, transfers, faults, managed) = EngineSteps(model, b);
             times.Sort();
-            sb.AppendLine(ci, $"| {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} | {faults:F1} |");
+            sb.AppendLine(ci, $"| {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} | {faults:F1} | {ForwardAllocations.Bytes(managed)} |");
             progress.WriteLine($"[bench] engine batch {b}: {times[times.Count / 2]:F3} ms/step");
         }
         return sb.ToString();
     }
 
-    sealed record OpCounts(long Setup, double PerRecurrent, double PerAttention, long Head, long Total);
+    sealed record OpCounts(long Setup, double PerRecurrent, double PerAttention, long Head, long Total, Allocated Allocated);
 
     static long Created => DisposeScopeManager.Statistics.CreatedInScopeCount + DisposeScopeManager.Statistics.CreatedOutsideScopeCount;
 
@@ -74,6 +74,9 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
         using (model.Forward([[6L]], state, [0])) { }
         long end = Created;
         model.PartDone = null;
+        // What a step allocates, read over the next steps (median of 5: the heap and the managed counter are exact, the median guards against a collection's noise).
+        var allocations = Enumerable.Range(0, 5).Select(i => ForwardAllocations.Measure(model, () => { using (model.Forward([[7L + i]], state, [0])) { } })).ToList();
+        var allocated = new Allocated(allocations.Select(a => a.HeapBytes).Order().ElementAt(2), allocations.Select(a => a.ManagedBytes).Order().ElementAt(2));
         long setup = marks[0].At - start;
         var rec = new List<long>();
         var att = new List<long>();
@@ -82,14 +85,14 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
             long n = marks[l + 1].At - marks[l].At;
             (config.KindOf(l) == BlockKind.Recurrent ? rec : att).Add(n);
         }
-        return new OpCounts(setup, rec.Count > 0 ? rec.Average() : 0, att.Count > 0 ? att.Average() : 0, end - marks[^1].At, end - start);
+        return new OpCounts(setup, rec.Count > 0 ? rec.Average() : 0, att.Count > 0 ? att.Average() : 0, end - marks[config.NumHiddenLayers].At, end - start, allocated);
     }
 
     /// <summary>Each repeat is a fresh engine (its own thread, calibration and memory), so the
     /// range shows what a restart can change, not only step-to-step noise.</summary>
-    (List<double> StepMs, double OpsPerStep, string TransfersPerStep, double FaultsPerStep) EngineSteps(GriffinForCausalLM model, int batch)
+    (List<double> StepMs, double OpsPerStep, string TransfersPerStep, double FaultsPerStep, double ManagedPerStep) EngineSteps(GriffinForCausalLM model, int batch)
     {
-        double faults = 0, ops = 0;
+        double faults = 0, ops = 0, managed = 0;
         var times = new List<double>();
         string transfers = "n/a";
         for (int r = 0; r < repeats; r++)
@@ -101,17 +104,20 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
                 Run(engine, batch, 20);   // warm-up
                 var before = engine.Snapshot;
                 long faultsBefore = ProcessStats.PageFaults();
+                long managedBefore = GC.GetTotalAllocatedBytes(precise: true);
                 Run(engine, batch, 300);
+                long managedAfter = GC.GetTotalAllocatedBytes(precise: true);
                 var after = engine.Snapshot;
                 long steps = after.Steps - before.Steps;
                 times.Add((after.BusySeconds - before.BusySeconds) * 1000 / steps);
                 ops = (double)(after.TensorsCreated - before.TensorsCreated) / steps;
                 transfers = TransfersText(before, after, steps);
                 faults = (double)(ProcessStats.PageFaults() - faultsBefore) / steps;   // the whole process: engine and the readers
+                managed = (double)(managedAfter - managedBefore) / steps;              // likewise (the readers' token events included)
             }
             finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
         }
-        return (times, ops, transfers, faults);
+        return (times, ops, transfers, faults, managed);
     }
 
     static string TransfersText(EngineSnapshot before, EngineSnapshot after, long steps) =>

@@ -230,13 +230,13 @@ public static class BenchCommand
         sb.AppendLine();
         sb.AppendLine("Figures are medians with (min–max) over the repeats given in the columns; tok/s = tokens ÷ step time.");
         sb.AppendLine();
-        sb.AppendLine("| shape | dtype | weights | state/seq | read (cached) / into fresh memory | load | load ÷ read (cached / fresh) | prefill tok/s (T, repeats) | decode b1 ms/step (repeats) | decode tok/s b1 / b4 / b16 / b64 | step ms @pos short / long (per-round ratio) | b1 step vs memory floor | page faults: per prefill token / per b1 step | RSS after load / peak |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| shape | dtype | weights | state/seq | read (cached) / into fresh memory | load | load ÷ read (cached / fresh) | prefill tok/s (T, repeats) | decode b1 ms/step (repeats) | decode tok/s b1 / b4 / b16 / b64 | step ms @pos short / long (per-round ratio) | b1 step vs memory floor: median step ÷ floor of the 1 GiB copy; per step ÷ floor of its moment | page faults: per prefill token / per b1 step | allocated per b1 step: C heap / managed | RSS after load / peak |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rs)
         {
             string dec = string.Join(" / ", r.Decode.Select(d => (d.Batch * 1000 / d.StepMs.Median).ToString("F2", ci)));
             var b1 = r.Decode[0].StepMs;
-            sb.AppendLine(ci, $"| {r.Shape} | {r.DType} | {r.ParameterBytes / 1e9:F2} GB | {r.StateBytesPerSequence / 1048576.0:F2} MiB | {r.RawReadSeconds:F2} s / {r.FreshReadSeconds:F2} s | {r.LoadSeconds:F2} s | {r.LoadRatio:F2}× / {r.LoadRatioFresh:F2}× | {r.PrefillTokensPerSecond.Format("F1")} ({r.PrefillTokens}, {r.PrefillTokensPerSecond.Count}) | {b1.Format("F1")} ({b1.Count}) | {dec} | {r.StepMsAtShortContext:F1} @{r.ShortPosition} / {r.StepMsAtLongContext:F1} @{r.LongPosition} ({r.Flatness.Format("F3")}) | {b1.Median:F0} ms vs {r.MemoryFloorMs:F0} ms ({r.FloorRatio:F2}×, copy {r.CopyBandwidthGBs:F1} GB/s) | {r.PrefillFaultsPerToken:F1} / {r.DecodeFaultsPerStep:F1} | {r.RssAfterLoad / 1e9:F1} / {r.PeakRss / 1e9:F1} GB |");
+            sb.AppendLine(ci, $"| {r.Shape} | {r.DType} | {r.ParameterBytes / 1e9:F2} GB | {r.StateBytesPerSequence / 1048576.0:F2} MiB | {r.RawReadSeconds:F2} s / {r.FreshReadSeconds:F2} s | {r.LoadSeconds:F2} s | {r.LoadRatio:F2}× / {r.LoadRatioFresh:F2}× | {r.PrefillTokensPerSecond.Format("F1")} ({r.PrefillTokens}, {r.PrefillTokensPerSecond.Count}) | {b1.Format("F1")} ({b1.Count}) | {dec} | {r.StepMsAtShortContext:F1} @{r.ShortPosition} / {r.StepMsAtLongContext:F1} @{r.LongPosition} ({r.Flatness.Format("F3")}) | {b1.Median:F0} ms vs {r.MemoryFloorMs:F0} ms ({r.FloorRatio:F2}×, copy {r.CopyBandwidthGBs:F1} GB/s); per step {r.FloorRatioPerStep.Format("F2")}× (copy {r.StepBandwidthGBs.Format("F1")} GB/s) | {r.PrefillFaultsPerToken:F1} / {r.DecodeFaultsPerStep:F1} | {ForwardAllocations.Format(r.DecodeAllocated)} | {r.RssAfterLoad / 1e9:F1} / {r.PeakRss / 1e9:F1} GB |");
         }
         sb.AppendLine();
         foreach (var r in rs)
