@@ -179,8 +179,9 @@ internal sealed partial class EngineLoop
         if (r.Done) return;
         r.Done = true;
         r.Events.Writer.TryWrite(new UsageEvent(r.Request.PromptTokens.Count, r.Choices.Sum(c => c.Generated.Count), r.CachedTokens));
-        r.Events.Writer.TryComplete();
         _active.Remove(r);
+        Publish();   // a caller that saw its request end then finds its state parked or freed in the snapshot
+        r.Events.Writer.TryComplete();
         EngineTracing.Emit(r, r.Cancelled ? "cancelled" : "completed");
     }
 
@@ -218,8 +219,9 @@ internal sealed partial class EngineLoop
             c.Phase = SequencePhase.Finished;
         }
         r.Done = true;
-        r.Events.Writer.TryComplete();
         _active.Remove(r);
+        Publish();
+        r.Events.Writer.TryComplete();
     }
 
     void Publish()
@@ -255,7 +257,8 @@ internal sealed partial class EngineLoop
     }
 }
 
-/// <summary>What the engine looks like right now (published after every step).</summary>
+/// <summary>What the engine looks like right now (published after every step, and before a
+/// request's events end or a dropped session's task completes).</summary>
 public sealed record EngineSnapshot(int QueuedRequests, int RunningSequences, int SlotsTotal, int SlotsUsed, int SlotsParked,
     int SlotsFree, long Evictions, long SessionHits, long ReusedTokens, long StateBytesPerSlot, long LiveTensorsOnEngineThread, long Steps,
     double ForwardSeconds = 0, double SamplerSeconds = 0, double BusySeconds = 0, long TensorsCreated = 0, long HostTransfers = 0, long Forwards = 0,

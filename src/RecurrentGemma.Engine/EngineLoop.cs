@@ -134,6 +134,7 @@ internal sealed partial class EngineLoop
                     break;
                 case DropSession d:
                     int dropped = _store!.DropSession(d.SessionId, d.Owner);
+                    Publish();   // before the caller's task completes: it then sees the session gone
                     // Queued behind any write of this session still pending, so none outlives the delete.
                     if (Disk is { } disk) disk.DeleteSession(d.SessionId, d.Owner, d.Done, dropped);
                     else d.Done.TrySetResult(dropped);
