@@ -2,37 +2,36 @@ using RecurrentGemma.Model;
 
 namespace RecurrentGemma.Cli.Bench;
 
-/// <summary>What one forward pass allocated: C heap bytes (libtorch's CPU tensors) and managed bytes.</summary>
+/// <summary>What one forward pass took: the most C heap (libtorch's CPU tensors) it held at once, and the managed bytes it allocated.</summary>
 public readonly record struct Allocated(long HeapBytes, long ManagedBytes)
 {
     public bool HeapKnown => HeapBytes >= 0;
 }
 
 /// <summary>
-/// Measures the memory one forward pass allocates. Every tensor a pass creates stays in its dispose
-/// scope until the pass returns, so the C heap's in-use bytes at the model's last mark ("head",
-/// before the scope ends) less those at the start are the bytes its tensors took — the
-/// temporaries a step allocates afresh each time (not counted: buffers libtorch allocates and
-/// frees inside one op). Managed bytes are the whole process's allocations over the pass
-/// (GC.GetTotalAllocatedBytes, precise), so run it where nothing else allocates.
+/// Measures the memory one forward pass takes: the most C heap its tensors held at once (read at
+/// every part mark, where that part's tensors are still alive: a layer's are freed as it ends, so
+/// this is the largest layer's temporaries plus what the pass keeps, e.g. its logits) and the
+/// managed bytes it allocated (the whole process's, GC.GetTotalAllocatedBytes precise, so run it
+/// where nothing else allocates). Not counted: buffers libtorch allocates and frees inside one op.
 /// </summary>
 public static class ForwardAllocations
 {
     public static Allocated Measure(GriffinForCausalLM model, Action forward)
     {
-        long heapAtHead = -1;
+        long most = -1;
         var previous = model.PartDone;
         model.PartDone = name =>
         {
             previous?.Invoke(name);
-            if (name == "head") heapAtHead = ProcessStats.HeapInUse();
+            most = Math.Max(most, ProcessStats.HeapInUse());
         };
         long heap0 = ProcessStats.HeapInUse();
         long managed0 = GC.GetTotalAllocatedBytes(precise: true);
         try { forward(); }
         finally { model.PartDone = previous; }
         long managed = GC.GetTotalAllocatedBytes(precise: true) - managed0;
-        return new Allocated(heap0 < 0 || heapAtHead < 0 ? -1 : heapAtHead - heap0, managed);
+        return new Allocated(heap0 < 0 || most < 0 ? -1 : most - heap0, managed);
     }
 
     /// <summary>"1.23 MB / 4.5 KB" style, or "n/a" for the heap where it cannot be read.</summary>

@@ -27,10 +27,12 @@ public sealed record ModelBenchResult(
     IReadOnlyList<(int Batch, Spread StepMs)> Decode,
     double StepMsAtShortContext, double StepMsAtLongContext, Spread Flatness, long ShortPosition, long LongPosition,
     double CopyBandwidthGBs, double MemoryFloorMs, Spread FloorRatioPerStep, Spread StepBandwidthGBs,
-    double PrefillFaultsPerToken, double DecodeFaultsPerStep, Allocated DecodeAllocated, long RssAfterLoad, long PeakRss,
+    double PrefillFaultsPerToken, double DecodeFaultsPerStep, Allocated DecodeAllocated, long RssAfterLoad, long LoadPeakRss, long PeakRss, long ServingStateBytes,
     double GemmGflops, double PrefillCeiling, string DecodeThreads)
 {
     public double LoadRatio => LoadSeconds / RawReadSeconds;
+    /// <summary>What serving held at its peak beyond the weights and the states it used (runtime, activations, heap slack).</summary>
+    public long ServingMargin => PeakRss - ParameterBytes - ServingStateBytes;
     public double LoadRatioFresh => LoadSeconds / FreshReadSeconds;
     /// <summary>The median of the per-round ratios (long ÷ short), each round stepping the two positions back to back.</summary>
     public double FlatnessRatio => Flatness.Median;
@@ -71,13 +73,16 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             rawRead = Math.Min(rawRead, Time(() => ReadAllBytes(Path.Combine(dir, "model.safetensors"))));
             freshRead = Time(() => ReadIntoFreshMemory(Path.Combine(dir, "model.safetensors")));
             Say($"raw read {rawRead:F2} s (into fresh memory {freshRead:F2} s); loading…");
+            MemoryTuning.ReleaseFreeMemory();   // the fresh-memory read's buffer, kept by the heap, is not the load's
+            ProcessStats.ResetPeak();           // the load's own peak, apart from building the random model
             var clock = Stopwatch.StartNew();
             model = CheckpointLoader.Load(dir, new ModelLoadOptions { DType = dtype });
             load = clock.Elapsed.TotalSeconds;
             Say($"load {load:F2} s");
         }
         finally { Directory.Delete(dir, recursive: true); }
-        var (rssAfterLoad, _) = ProcessStats.Memory();
+        var (rssAfterLoad, loadPeak) = ProcessStats.Memory();
+        bool peakReset = ProcessStats.ResetPeak();   // from here the peak is serving's: prefill, decode up to 64 rows
 
         using (model)
         {
@@ -173,17 +178,22 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             var (shortMs, longMs, flatness) = StepsAt(model, ShortPosition, LongPosition, big, steps, decodeThreads.For(1));
             Say($"decode step at position {ShortPosition}: {shortMs:F2} ms, at {LongPosition}: {longMs:F2} ms, per-round ratio {flatness.Format("F3")}");
 
+            // Serving's peak, read before the 1 GiB copy below (the bench's own); the per-step probe's 256 MiB is in it.
+            var (_, peak) = ProcessStats.Memory();
+            if (!peakReset) peak = Math.Max(peak, loadPeak);
+            long servingStates = batches.Max() * GriffinState.BytesPerSequence(config, dtype);   // the largest state pool (the decode runs')
+            Say($"RSS after load {rssAfterLoad / 1e9:F2} GB (load peak {loadPeak / 1e9:F2}); serving peak {peak / 1e9:F2} GB = weights {model.ParameterBytes / 1e9:F2} + states {servingStates / 1e9:F2} + {(peak - model.ParameterBytes - servingStates) / 1e9:F2} GB (the runtime, activations, heap and the bench's 0.27 GB probe)");
+
             // 5. The memory floor for batch-1 decode: every weight byte read once per token.
             double bandwidth = CopyBandwidth();
             double floorMs = model.ParameterBytes / bandwidth * 1000;
             Say($"copy bandwidth {bandwidth / 1e9:F1} GB/s → floor {floorMs:F1} ms/token");
 
-            var (_, peak) = ProcessStats.Memory();
             return new ModelBenchResult(shapeName, dt, model.ParameterBytes, GriffinState.BytesPerSequence(config, dtype),
                 rawRead, freshRead, load, prefillT, prefill, decode, shortMs, longMs, flatness, ShortPosition, LongPosition,
                 bandwidth / 1e9, floorMs, Spread.Of(floorRatios), Spread.Of(stepBandwidths),
                 (double)prefillFaults / prefillRepeats / prefillT, decodeFaults,
-                new Allocated((long)Spread.Of(heapPerStep).Median, (long)Spread.Of(managedPerStep).Median), rssAfterLoad, peak,
+                new Allocated((long)Spread.Of(heapPerStep).Median, (long)Spread.Of(managedPerStep).Median), rssAfterLoad, loadPeak, peak, servingStates,
                 gemm, ceiling, threadChoice);
         }
     }

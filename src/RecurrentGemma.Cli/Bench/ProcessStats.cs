@@ -66,6 +66,20 @@ public static class ProcessStats
         static long Kb(string line) => long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
     }
 
+    /// <summary>
+    /// Starts the peak (VmHWM) afresh from the current RSS (Linux: "5" to /proc/self/clear_refs),
+    /// so that one phase's peak can be read on its own. False where that is not possible.
+    /// </summary>
+    public static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException) { return false; }
+    }
+
     /// <summary>Seconds per GiB to first-touch fresh memory, and to touch it again (reused).</summary>
     public static (double Fresh, double Reused) TouchCost(int mib = 256)
     {

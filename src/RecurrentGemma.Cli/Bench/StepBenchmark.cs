@@ -25,7 +25,7 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
 
         sb.AppendLine("Ops per decode step of the model forward (batch 1, after a 4-token prompt; tensors created, see above):");
         sb.AppendLine();
-        sb.AppendLine("| shape | dtype | setup + embedding | per recurrent layer | per attention layer | final norm + head | whole forward | allocated per forward: C heap / managed |");
+        sb.AppendLine("| shape | dtype | setup + embedding | per recurrent layer | per attention layer | final norm + head | whole forward | per forward: C heap held at most / managed allocated |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|");
         var tinyConfig = GriffinConfig.FromFile(Path.Combine(fixtureDir, "config.json"));
         foreach (var (name, config, dtype) in new[]

@@ -20,6 +20,12 @@ internal static class GemvCalibration
     /// </summary>
     public static bool Measure(ScalarType dtype, int rows, ConcurrentDictionary<(ScalarType, int), (double, double)> timings)
     {
+        try { return MeasureCore(dtype, rows, timings); }
+        finally { MemoryTuning.ReleaseFreeMemory(); }   // its ~250 MiB of weights would stay resident (the heap keeps what it held)
+    }
+
+    static bool MeasureCore(ScalarType dtype, int rows, ConcurrentDictionary<(ScalarType, int), (double, double)> timings)
+    {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var (ws, x) = Inputs(dtype, rows);
@@ -59,6 +65,12 @@ internal static class GemvCalibration
     /// back. Returns each side's median and whether the alternative won.
     /// </summary>
     public static (double DefaultMs, double AlternativeMs, bool AlternativeWins) MeasureAlternative(ScalarType dtype, int rows, Action<bool?> use)
+    {
+        try { return MeasureAlternativeCore(dtype, rows, use); }
+        finally { MemoryTuning.ReleaseFreeMemory(); }   // its ~250 MiB of weights would stay resident (the heap keeps what it held)
+    }
+
+    static (double DefaultMs, double AlternativeMs, bool AlternativeWins) MeasureAlternativeCore(ScalarType dtype, int rows, Action<bool?> use)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -110,6 +122,12 @@ internal static class GemvCalibration
     /// decides from the median of the per-round ratios (kernel ÷ other), with a margin.
     /// </summary>
     public static (double OtherMs, double KernelMs, double Ratio) MeasureGemm(ScalarType dtype, int rows)
+    {
+        try { return MeasureGemmCore(dtype, rows); }
+        finally { MemoryTuning.ReleaseFreeMemory(); }   // its ~250 MiB of weights would stay resident (the heap keeps what it held)
+    }
+
+    static (double OtherMs, double KernelMs, double Ratio) MeasureGemmCore(ScalarType dtype, int rows)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
