@@ -6,6 +6,10 @@ namespace RecurrentGemma.Cli.Bench;
 public readonly record struct Allocated(long HeapBytes, long ManagedBytes)
 {
     public bool HeapKnown => HeapBytes >= 0;
+
+    /// <summary>The median of each reading over several passes (a collection can land in one).</summary>
+    public static Allocated Median(IReadOnlyCollection<Allocated> xs) =>
+        new((long)Spread.Of(xs.Select(a => (double)a.HeapBytes).ToList()).Median, (long)Spread.Of(xs.Select(a => (double)a.ManagedBytes).ToList()).Median);
 }
 
 /// <summary>

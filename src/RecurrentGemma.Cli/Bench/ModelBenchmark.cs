@@ -121,12 +121,11 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             int steps = big ? (quick ? 3 : 7) : (quick ? 10 : 40);
             var decode = new List<(int, Spread)>();
             double decodeFaults = 0;
+            var decodeAllocated = new Allocated(-1, 0);
             // Each timed batch-1 step is also held against the floor of its own moment (a 128 MiB
             // copy just before it, as in --suite profile): this VM's bandwidth swings 2× within minutes.
             var floorRatios = new List<double>();
             var stepBandwidths = new List<double>();
-            var heapPerStep = new List<double>();
-            var managedPerStep = new List<double>();
             using var probe = new BandwidthProbe();
             // The batch sizes take turns in rounds of a few steps (the first of each untimed: the
             // thread count may have just changed), so a slow phase of a shared machine falls on
@@ -152,18 +151,21 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
                             var next = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<long>)RandomIds(1)).ToList();
                             double bw = b == 1 && s > 0 ? probe.Measure() : 0;
                             long f0 = ProcessStats.PageFaults();
-                            double ms = 0;
-                            var allocated = ForwardAllocations.Measure(model, () => ms = Time(() => { using var _ = model.Forward(next, state, slots[..b]); }) * 1000);
+                            double ms = Time(() => { using var _ = model.Forward(next, state, slots[..b]); }) * 1000;
                             if (s == 0) continue;
                             times[b].Add(ms);
                             if (b != 1) continue;
                             faults += ProcessStats.PageFaults() - f0;
                             floorRatios.Add(ms / (model.ParameterBytes / bw * 1000));
                             stepBandwidths.Add(bw / 1e9);
-                            heapPerStep.Add(allocated.HeapBytes);
-                            managedPerStep.Add(allocated.ManagedBytes);
                         }
                     }
+                // Memory per batch-1 step, read on three more steps outside the timing (the readings walk the heap at every part mark).
+                UseThreads(1);
+                decodeAllocated = Allocated.Median(Enumerable.Range(0, 3).Select(_ => ForwardAllocations.Measure(model, () =>
+                {
+                    using var _ = model.Forward([RandomIds(1)], state, slots[..1]);
+                })).ToList());
                 set_num_threads(all);
                 decodeFaults = (double)faults / times[1].Count;
                 foreach (var b in batches)
@@ -193,7 +195,7 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
                 rawRead, freshRead, load, prefillT, prefill, decode, shortMs, longMs, flatness, ShortPosition, LongPosition,
                 bandwidth / 1e9, floorMs, Spread.Of(floorRatios), Spread.Of(stepBandwidths),
                 (double)prefillFaults / prefillRepeats / prefillT, decodeFaults,
-                new Allocated((long)Spread.Of(heapPerStep).Median, (long)Spread.Of(managedPerStep).Median), rssAfterLoad, loadPeak, peak, servingStates,
+                decodeAllocated, rssAfterLoad, loadPeak, peak, servingStates,
                 gemm, ceiling, threadChoice);
         }
     }

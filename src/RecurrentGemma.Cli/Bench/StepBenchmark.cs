@@ -76,7 +76,7 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
         model.PartDone = null;
         // What a step allocates, read over the next steps (median of 5: the heap and the managed counter are exact, the median guards against a collection's noise).
         var allocations = Enumerable.Range(0, 5).Select(i => ForwardAllocations.Measure(model, () => { using (model.Forward([[7L + i]], state, [0])) { } })).ToList();
-        var allocated = new Allocated(allocations.Select(a => a.HeapBytes).Order().ElementAt(2), allocations.Select(a => a.ManagedBytes).Order().ElementAt(2));
+        var allocated = Allocated.Median(allocations);
         long setup = marks[0].At - start;
         var rec = new List<long>();
         var att = new List<long>();

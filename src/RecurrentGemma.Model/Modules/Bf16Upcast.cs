@@ -22,11 +22,7 @@ public static class Bf16Upcast
     /// </summary>
     static readonly int[] Rows = [128, 512];
 
-    static readonly Lazy<(long FromRows, string Summary)> Decision = new(() =>
-    {
-        try { return Measure(); }
-        finally { MemoryTuning.ReleaseFreeMemory(); }   // its timing buffers would stay resident otherwise
-    });
+    static readonly Lazy<(long FromRows, string Summary)> Decision = new(() => GemvCalibration.HandingBack(Measure));
 
     /// <summary>Rows of x from which a CPU bf16 matmul is up-cast (long.MaxValue: never).</summary>
     public static long FromRows => Decision.Value.FromRows;

@@ -19,10 +19,7 @@ internal static class GemvCalibration
     /// engine's decode steps do this).
     /// </summary>
     public static bool Measure(ScalarType dtype, int rows, ConcurrentDictionary<(ScalarType, int), (double, double)> timings)
-    {
-        try { return MeasureCore(dtype, rows, timings); }
-        finally { MemoryTuning.ReleaseFreeMemory(); }   // its ~250 MiB of weights would stay resident (the heap keeps what it held)
-    }
+        => HandingBack(() => MeasureCore(dtype, rows, timings));
 
     static bool MeasureCore(ScalarType dtype, int rows, ConcurrentDictionary<(ScalarType, int), (double, double)> timings)
     {
@@ -65,10 +62,7 @@ internal static class GemvCalibration
     /// back. Returns each side's median and whether the alternative won.
     /// </summary>
     public static (double DefaultMs, double AlternativeMs, bool AlternativeWins) MeasureAlternative(ScalarType dtype, int rows, Action<bool?> use)
-    {
-        try { return MeasureAlternativeCore(dtype, rows, use); }
-        finally { MemoryTuning.ReleaseFreeMemory(); }   // its ~250 MiB of weights would stay resident (the heap keeps what it held)
-    }
+        => HandingBack(() => MeasureAlternativeCore(dtype, rows, use));
 
     static (double DefaultMs, double AlternativeMs, bool AlternativeWins) MeasureAlternativeCore(ScalarType dtype, int rows, Action<bool?> use)
     {
@@ -122,10 +116,7 @@ internal static class GemvCalibration
     /// decides from the median of the per-round ratios (kernel ÷ other), with a margin.
     /// </summary>
     public static (double OtherMs, double KernelMs, double Ratio) MeasureGemm(ScalarType dtype, int rows)
-    {
-        try { return MeasureGemmCore(dtype, rows); }
-        finally { MemoryTuning.ReleaseFreeMemory(); }   // its ~250 MiB of weights would stay resident (the heap keeps what it held)
-    }
+        => HandingBack(() => MeasureGemmCore(dtype, rows));
 
     static (double OtherMs, double KernelMs, double Ratio) MeasureGemmCore(ScalarType dtype, int rows)
     {
@@ -177,6 +168,14 @@ internal static class GemvCalibration
     }
 
     /// <summary>Milliseconds one call takes, its result disposed (<see cref="Bf16Upcast"/> and <see cref="DecodeAttention"/> time with it).</summary>
+    /// <summary>Runs a timing and then trims the heap: with it tuned to keep what it frees
+    /// (<see cref="MemoryTuning"/>), a timing's test weights would stay resident for good.</summary>
+    internal static T HandingBack<T>(Func<T> timing)
+    {
+        try { return timing(); }
+        finally { MemoryTuning.ReleaseFreeMemory(); }
+    }
+
     internal static double TimeMs(Func<Tensor> f)
     {
         var sw = Stopwatch.StartNew();
