@@ -202,7 +202,7 @@ internal static class Sampler
     /// </summary>
     static Tensor AllowedFlags(SamplerPlan plan, int v, Device device, TransferCounter counter)
     {
-        if (_flags is null || _flags.shape[0] != plan.Rows || _flags.shape[1] != v)
+        if (_flags is null || _flags.size(0) != plan.Rows || _flags.size(1) != v)
         {
             _flags?.Dispose();
             using var fresh = zeros([plan.Rows, v], ScalarType.Bool, CPU);
@@ -238,7 +238,7 @@ internal static class Sampler
     /// </summary>
     internal static Tensor InverseCdf(Tensor weights, Tensor uniform)
     {
-        long r = weights.shape[0], v = weights.shape[1], b = BlockSize(v), nb = v / b;
+        long r = weights.size(0), v = weights.size(1), b = BlockSize(v), nb = v / b;
         var blocks = weights.reshape(r, nb, b);
         var sums = blocks.sum(-1);                                                // [R, nb]
         var running = sums.cumsum(-1);
@@ -297,7 +297,7 @@ internal static class Sampler
     internal static (int[] Tokens, TokenLogprob?[] Logprobs) SampleOnce(Tensor logits, IReadOnlyList<SamplingRow> rows, TransferCounter? counter = null)
     {
         using var buffer = new StepBuffer(logits.device, counter);
-        var plan = Plan(buffer, rows, (int)logits.shape[^1]);
+        var plan = Plan(buffer, rows, (int)logits.size(-1));
         using var scope = NewDisposeScope();
         buffer.Upload();
         return Unpack(buffer.Download(Sample(logits, plan, buffer)), plan, rows);
@@ -307,7 +307,7 @@ internal static class Sampler
     internal static float[][] DistributionsOnce(Tensor logits, IReadOnlyList<SamplingRow> rows)
     {
         using var buffer = new StepBuffer(logits.device);
-        var plan = Plan(buffer, rows, (int)logits.shape[^1]);
+        var plan = Plan(buffer, rows, (int)logits.size(-1));
         using var scope = NewDisposeScope();
         buffer.Upload();
         var (x, _, p, owned) = Process(logits, plan, buffer);

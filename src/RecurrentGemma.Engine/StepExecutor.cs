@@ -87,7 +87,7 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     /// <summary>Samples one row on its own (after a batched pass failed): its own transfers.</summary>
     public (int Token, TokenLogprob? Logprob) SampleAlone(Tensor logits, int logitRow, SamplingRow row)
     {
-        using var one = logits.reshape(-1, logits.shape[^1]).narrow(0, logitRow, 1);
+        using var one = logits.reshape(-1, logits.size(-1)).narrow(0, logitRow, 1);
         var (tokens, logprobs) = Sampler.SampleOnce(one, [row], Transfers);
         return (tokens[0], logprobs[0]);
     }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,14 +32,16 @@ public sealed class TransferCounter
 /// the host side is a pinned staging tensor and the copy is non-blocking.
 /// Usage per step: <see cref="Clear"/>, Add…, <see cref="Upload"/>, then the typed views.
 /// </summary>
-public sealed class StepBuffer : IDisposable
+public sealed unsafe class StepBuffer : IDisposable
 {
     public readonly record struct Segment(int Offset, int Length)
     {
         public bool IsEmpty => Length == 0;
     }
 
-    double[] _host = new double[4096];
+    // Rented, not allocated: a buffer made per call (the model's convenience Forward, the
+    // sampler's helpers) then costs no managed garbage once the pool holds one.
+    double[] _host = ArrayPool<double>.Shared.Rent(4096);
     int _length;
     Tensor? _staging;      // pinned host tensor (CUDA only), kept across steps
     Tensor? _device;       // this step's copy on the device (owned by the caller's dispose scope)
@@ -68,13 +71,21 @@ public sealed class StepBuffer : IDisposable
     /// <summary>Makes room for n more values, so spans handed out after this stay valid.</summary>
     public void EnsureRoom(int n)
     {
-        if (_length + n > _host.Length) Array.Resize(ref _host, Math.Max(_host.Length * 2, _length + n));
+        if (_length + n > _host.Length) Grow(_length + n);
+    }
+
+    void Grow(int needed)
+    {
+        var bigger = ArrayPool<double>.Shared.Rent(Math.Max(_host.Length * 2, needed));
+        _host.AsSpan(0, _length).CopyTo(bigger);
+        ArrayPool<double>.Shared.Return(_host);
+        _host = bigger;
     }
 
     Span<double> Reserve(int n)
     {
         if (_device is not null) throw new InvalidOperationException("the step buffer was already uploaded; Clear it first");
-        if (_length + n > _host.Length) Array.Resize(ref _host, Math.Max(_host.Length * 2, _length + n));
+        if (_length + n > _host.Length) Grow(_length + n);
         var span = _host.AsSpan(_length, n);
         _length += n;
         return span;
@@ -119,19 +130,21 @@ public sealed class StepBuffer : IDisposable
         int n = Math.Max(_length, 1);
         if (Device.type == DeviceType.CPU)
         {
-            // On the CPU "the device" is host memory: one copy out of the reusable array.
-            _device = tensor(_host.AsSpan(0, n).ToArray(), [n], ScalarType.Float64);
+            // On the CPU "the device" is host memory: one copy out of the reusable array into a
+            // fresh native tensor (a managed copy would be garbage every step, pinned while it lives).
+            _device = empty(n, ScalarType.Float64);
+            _host.AsSpan(0, n).CopyTo(new Span<double>(Modules.SimdGemv.Data(_device), n));
         }
         else
         {
             if (_unsyncedUpload) cuda.synchronize(Device);   // the last copy may still read the staging
-            if (_staging is null || _staging.shape[0] < n)
+            if (_staging is null || _staging.size(0) < n)
             {
                 _staging?.Dispose();
                 using (var fresh = empty(Math.Max(n, 4096), ScalarType.Float64))
                     _staging = fresh.pin_memory().DetachFromDisposeScope();
             }
-            _staging.data<double>().CopyFrom((ReadOnlySpan<double>)_host.AsSpan(0, n), 0, 0);
+            _host.AsSpan(0, n).CopyTo(new Span<double>(Modules.SimdGemv.Data(_staging), n));   // pinned host memory
             using var slice = _staging.narrow(0, 0, n);
             _device = slice.to(Device, non_blocking: true);
             _unsyncedUpload = true;
@@ -169,5 +182,8 @@ public sealed class StepBuffer : IDisposable
     {
         Clear();
         _staging?.Dispose();
+        if (_host.Length > 0) ArrayPool<double>.Shared.Return(_host);
+        _host = [];
+        _length = 0;
     }
 }

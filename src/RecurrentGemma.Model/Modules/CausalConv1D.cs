@@ -53,7 +53,7 @@ public sealed class CausalConv1D : nn.Module
     /// </remarks>
     public Tensor Forward(Tensor u, Tensor history, Tensor? historyRows, out Tensor newHistory)
     {
-        long t = u.shape[1];
+        long t = u.size(1);
         int last = _width - 1;
         var window = cat([history, u], 1);                                   // [B, K−1+T, L]
         var v = window.narrow(1, last, t) * _tap[last];                      // tap K−1: the current token

@@ -81,7 +81,7 @@ public static unsafe class DecodeAttention
         && rows.stride(-1) == 1 && k.stride(-1) == 1 && v.stride(-1) == 1
         && keysPool.is_contiguous() && valuesPool.is_contiguous()
         && mask.dtype == ScalarType.Float32 && mask.stride(-1) == 1
-        && mask.shape[^1] == keysPool.shape[1] + 1;
+        && mask.size(-1) == keysPool.size(1) + 1;
 
     /// <summary>
     /// Fewest ring keys one part of a split row scores (tests lower it to split the fixtures'
@@ -111,7 +111,7 @@ public static unsafe class DecodeAttention
     internal static Tensor Forward(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool,
         long[] slots, Tensor mask, double scale)
     {
-        int b = (int)rows.shape[0], heads = (int)rows.shape[1], hd = (int)rows.shape[2], w = (int)keysPool.shape[1];
+        int b = (int)rows.size(0), heads = (int)rows.size(1), hd = (int)rows.size(2), w = (int)keysPool.size(1);
         bool bf16 = rows.dtype == ScalarType.BFloat16;
         int elem = bf16 ? 2 : 4;
         var output = empty(b, heads, hd, rows.dtype);

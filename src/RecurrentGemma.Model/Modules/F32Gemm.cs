@@ -55,8 +55,8 @@ public static unsafe class F32Gemm
         var entry = Loaded.Value.Entry;
         if (entry == 0) throw new InvalidOperationException("the f32 GEMM kernel is not available: " + Status);
         long start = Stopwatch.GetTimestamp();
-        long n = weight.shape[0], k = weight.shape[1];
-        var shape = (long[])x.shape.Clone();   // host metadata only: this path never runs on a GPU
+        long n = weight.size(0), k = weight.size(1);
+        var shape = x.shape;   // a fresh array on every call (ours to change); host metadata only: this path never runs on a GPU
         shape[^1] = n;
         var y = empty(shape, ScalarType.Float32, x.device);
         long rows = x.numel() / k, xs = SimdGemv.RowStride(x);

@@ -15,14 +15,14 @@ internal static unsafe class GeluGateRows
     const int PartElements = 2048;
 
     public static bool Applies(Tensor both) =>
-        StepFusion.Takes(both) && both.shape[^1] % 2 == 0 && both.numel() / both.shape[^1] <= SimdGemv.MaxRows;
+        StepFusion.Takes(both) && both.size(-1) % 2 == 0 && both.numel() / both.size(-1) <= SimdGemv.MaxRows;
 
     /// <param name="both">[.., 2M]: the gate projection's M outputs, then the up projection's.</param>
     /// <returns>[.., M] in <paramref name="both"/>'s dtype.</returns>
     public static Tensor Forward(Tensor both)
     {
-        long m = both.shape[^1] / 2, rows = both.numel() / (2 * m);
-        var shape = (long[])both.shape.Clone();
+        long m = both.size(-1) / 2, rows = both.numel() / (2 * m);
+        var shape = both.shape;   // a fresh array on every call: ours to change
         shape[^1] = m;
         var output = empty(shape, both.dtype, both.device);
         bool bf16 = both.dtype == ScalarType.BFloat16;

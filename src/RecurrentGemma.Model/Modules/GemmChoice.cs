@@ -33,8 +33,8 @@ internal sealed class GemmChoice(ScalarType dtype, double margin)
     public static long Rows(Tensor x, Tensor weight, Tensor? bias, ScalarType dtype, int minRows, int unit = 1)
     {
         if (weight.device_type != DeviceType.CPU || weight.dim() != 2 || weight.dtype != dtype || x.dtype != dtype) return 0;
-        long k = weight.shape[1];
-        if (k % unit != 0 || x.shape[^1] != k || weight.numel() < SimdGemv.MinElements) return 0;
+        long k = weight.size(1);
+        if (k % unit != 0 || x.size(-1) != k || weight.numel() < SimdGemv.MinElements) return 0;
         long rows = x.numel() / k;
         if (rows < minRows || weight.stride(1) != 1 || weight.stride(0) != k || SimdGemv.RowStride(x) < k) return 0;
         if (bias is not null && (bias.dtype != dtype || !bias.is_contiguous())) return 0;

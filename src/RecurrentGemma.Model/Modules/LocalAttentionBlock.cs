@@ -132,7 +132,7 @@ public sealed class LocalAttentionBlock : TemporalBlock
     /// </summary>
     Tensor DecodeStep(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, ForwardBatch batch)
     {
-        long w = keysPool.shape[1];
+        long w = keysPool.size(1);
         var mode = WindowRead;
         if (mode is WindowReadMode.Auto or WindowReadMode.Kernel
             && DecodeAttention.Applies(rows, k, v, keysPool, valuesPool, batch.MaskBias)

@@ -38,7 +38,7 @@ internal static unsafe class RecurrentStepRows
     public static Tensor Forward(Tensor yx, Tensor taps, Tensor convBias, Tensor convPool, Tensor rnnPool, long[] slots,
         Tensor gates, Tensor gateBias, Tensor negScale)
     {
-        int blocks = (int)gates.shape[0], bw = (int)gates.shape[2], k = (int)taps.shape[0], rows = slots.Length;
+        int blocks = (int)gates.size(0), bw = (int)gates.size(2), k = (int)taps.size(0), rows = slots.Length;
         long l = (long)blocks * bw;
         bool bf16 = yx.dtype == ScalarType.BFloat16, gates16 = gates.dtype == ScalarType.BFloat16;
         var output = empty([rows, 1, l], yx.dtype, yx.device);

@@ -71,7 +71,7 @@ public sealed class RgLru : nn.Module
     /// <returns>[B, T, L] float32 outputs (o_t = h_t).</returns>
     internal Tensor Forward(Tensor v, ForwardBatch batch, Tensor h0, out Tensor hLast)
     {
-        long b = batch.B, t = batch.T, l = v.shape[^1];
+        long b = batch.B, t = batch.T, l = v.size(-1);
         int bw = _blockWidth;
         var v32 = (v.dtype == ScalarType.Float32 ? v : v.to(ScalarType.Float32)).view(b, t, _blocks, bw);
         var g = einsum("bthi,hji->bthj", v32, _gates!);   // [B, T, H, 2bw], before the bias
@@ -110,7 +110,7 @@ public sealed class RgLru : nn.Module
     /// </summary>
     static Tensor ParallelScan(Tensor x, Tensor a)
     {
-        long t = x.shape[1];
+        long t = x.size(1);
         for (long d = 1; d < t; d *= 2)
         {
             using var scope = NewDisposeScope();
@@ -125,7 +125,7 @@ public sealed class RgLru : nn.Module
     /// <summary>The definition, a left-to-right loop (kept to test the scan against).</summary>
     static Tensor Sequential(Tensor x, Tensor a, Tensor h0)
     {
-        long t = x.shape[1];
+        long t = x.size(1);
         var outputs = empty_like(x);
         var h = h0.select(1, 0);
         for (long i = 0; i < t; i++)

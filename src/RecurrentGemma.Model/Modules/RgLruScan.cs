@@ -34,7 +34,7 @@ internal static unsafe class RgLruScan
     public static Tensor Forward(Tensor g, Tensor v32, Tensor h0, Tensor gateBias, Tensor negScale,
         Tensor? keep, Tensor? pad, Tensor? reset, out Tensor hLast)
     {
-        int rows = (int)v32.shape[0], t = (int)v32.shape[1], blocks = (int)v32.shape[2], bw = (int)v32.shape[3];
+        int rows = (int)v32.size(0), t = (int)v32.size(1), blocks = (int)v32.size(2), bw = (int)v32.size(3);
         var o = empty_like(v32);
         var hl = h0.clone();
         float* gp = (float*)SimdGemv.Data(g), vp = (float*)SimdGemv.Data(v32), op = (float*)SimdGemv.Data(o);

@@ -34,7 +34,7 @@ public sealed class RmsNorm : nn.Module
         var gain = _gain ?? throw new InvalidOperationException("the model was not prepared after loading its weights");
         if (RmsNormRows.Applies(x, gain)) return RmsNormRows.Forward(x, gain, _eps);
         // mean(x²) as ‖x‖²/D: one reduction instead of a square and a mean.
-        long d = x.shape[^1];
+        long d = x.size(-1);
         if (x.dtype == ScalarType.Float32)
         {
             var r = x.norm(-1, keepdim: true).pow_(Scalars.Two).div_(Scalars.Of(d)).add_(Scalars.Of(_eps), Scalars.One).rsqrt_();

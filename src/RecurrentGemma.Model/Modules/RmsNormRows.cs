@@ -16,12 +16,12 @@ internal static unsafe class RmsNormRows
     public static bool Applies(Tensor x, Tensor gain) =>
         x.device_type == DeviceType.CPU && x.dtype is ScalarType.Float32 or ScalarType.BFloat16
         && x.is_contiguous() && gain.is_contiguous() && gain.dtype == ScalarType.Float32
-        && x.numel() / x.shape[^1] <= SimdGemv.MaxRows
+        && x.numel() / x.size(-1) <= SimdGemv.MaxRows
         && SimdGemv.Enabled && SimdGemv.Supported;
 
     public static Tensor Forward(Tensor x, Tensor gain, double eps)
     {
-        long d = x.shape[^1], rows = x.numel() / d;
+        long d = x.size(-1), rows = x.numel() / d;
         var y = empty_like(x);
         float* g = (float*)SimdGemv.Data(gain);
         bool bf16 = x.dtype == ScalarType.BFloat16;

@@ -75,8 +75,8 @@ public static unsafe partial class SimdGemv
         if (!Enabled || !Supported || weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
         var dtype = weight.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || x.dtype != dtype) return false;
-        long k = weight.shape[1];
-        if (x.shape[^1] != k || weight.numel() < MinElements) return false;
+        long k = weight.size(1);
+        if (x.size(-1) != k || weight.numel() < MinElements) return false;
         long rows = x.numel() / k;
         if (rows < 1 || rows > RowsSupported) return false;
         if (weight.stride(1) != 1 || weight.stride(0) != k || RowStride(x) < k) return false;
@@ -96,8 +96,8 @@ public static unsafe partial class SimdGemv
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
     {
         long start = Stopwatch.GetTimestamp();
-        long n = weight.shape[0], k = weight.shape[1];
-        var shape = (long[])x.shape.Clone();   // host metadata only: this path never runs on a GPU
+        long n = weight.size(0), k = weight.size(1);
+        var shape = x.shape;   // a fresh array on every call (ours to change); host metadata only: this path never runs on a GPU
         shape[^1] = n;
         var y = empty(shape, x.dtype, x.device);
         Run(x, RowStride(x), weight, bias, y, (int)(x.numel() / k), n, k);
@@ -120,12 +120,12 @@ public static unsafe partial class SimdGemv
     public static long RowStride(Tensor x)
     {
         if (x.dim() == 0) return -1;
-        long k = x.shape[^1];
+        long k = x.size(-1);
         if (k > 1 && x.stride(-1) != 1) return -1;
         long step = -1, inner = 1;
         for (int d = (int)x.dim() - 2; d >= 0; d--)
         {
-            long size = x.shape[d];
+            long size = x.size(d);
             if (size == 1) continue;
             long stride = x.stride(d);
             if (step < 0) step = stride;

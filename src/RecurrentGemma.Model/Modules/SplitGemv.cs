@@ -21,14 +21,14 @@ public static class SplitGemv
     public static bool Applies(Tensor x, Tensor weight) =>
         Enabled && Environment.ProcessorCount > 1 && weight.dtype == ScalarType.Float32
         && weight.device_type == TorchSharp.DeviceType.CPU && weight.numel() >= MinElements
-        && x.numel() / x.shape[^1] <= MaxRows;
+        && x.numel() / x.size(-1) <= MaxRows;
 
     /// <summary>Each weight's row blocks, cut once (views that live as long as the weight).</summary>
     static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor, Tensor?[][]> Parts = new();
 
     static Tensor?[][] Cut(Tensor weight, Tensor? bias)
     {
-        long outFeatures = weight.shape[0];
+        long outFeatures = weight.size(0);
         int parts = (int)Math.Min(Environment.ProcessorCount, Math.Max(1, outFeatures / 1024));
         long size = (outFeatures + parts - 1) / parts;
         var cut = new Tensor?[2][] { new Tensor?[parts], new Tensor?[parts] };
