@@ -33,6 +33,14 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             }
             catch (ChatTemplateException e) { throw new InvalidRequestException(e.Message, e.Param); }
         }
+        if (request.Prompt is null && request.PromptTokenIds is { } ids)
+        {
+            if (ids.Count == 0) throw new InvalidRequestException("prompt must hold at least one token id", "prompt");
+            foreach (int id in ids)
+                if (id < 0 || id >= Tokenizer.VocabSize)
+                    throw new InvalidRequestException($"prompt token id {id} is outside the vocabulary (0..{Tokenizer.VocabSize - 1})", "prompt");
+            return [.. ids];
+        }
         if (request.Prompt is null) throw new InvalidRequestException("prompt is required", "prompt");
         return Tokenizer.EncodeWithBos(request.Prompt);
     }

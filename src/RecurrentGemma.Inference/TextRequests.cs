@@ -10,6 +10,9 @@ public sealed record TextGenerationRequest
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
     /// <summary>Raw prompt text (BOS is prepended), used when <see cref="Messages"/> is null.</summary>
     public string? Prompt { get; init; }
+    /// <summary>A raw prompt as token ids, read exactly as given (no BOS added), used when
+    /// <see cref="Messages"/> and <see cref="Prompt"/> are null.</summary>
+    public IReadOnlyList<int>? PromptTokenIds { get; init; }
     public SamplingParams Sampling { get; init; } = new();
     public int MaxTokens { get; init; } = 256;
     public IReadOnlyList<string> Stop { get; init; } = [];

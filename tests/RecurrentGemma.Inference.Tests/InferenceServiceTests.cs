@@ -70,6 +70,21 @@ public class InferenceServiceTests
     }
 
     [Fact]
+    public async Task A_prompt_of_token_ids_reaches_the_engine_exactly_as_given()
+    {
+        var engine = new FakeEngine();
+        var service = new InferenceService(engine, Tok, "m");
+        int[] ids = [651, 2, 7, Tok.VocabSize - 1];   // no BOS first, one in the middle: not ours to fix
+        Assert.Equal(ids, service.PromptTokens(new TextGenerationRequest { PromptTokenIds = ids }));
+        await using (service.Start(new TextGenerationRequest { PromptTokenIds = ids, MaxTokens = 1 })) { }
+        Assert.Equal(ids, engine.Requests.Single().PromptTokens);
+        // Text wins when both are given; ids outside the vocabulary, or none, are refused naming the prompt.
+        Assert.Equal(Tok.EncodeWithBos("hi"), service.PromptTokens(new TextGenerationRequest { Prompt = "hi", PromptTokenIds = ids }));
+        foreach (int[] bad in new[] { [Tok.VocabSize], [-1], Array.Empty<int>() })
+            Assert.Equal("prompt", Assert.Throws<InvalidRequestException>(() => service.PromptTokens(new TextGenerationRequest { PromptTokenIds = bad })).Param);
+    }
+
+    [Fact]
     public void A_prompt_provably_over_the_limit_is_refused_before_tokenizing()
     {
         var service = new InferenceService(new FakeEngine(), Tok, "m", new InferenceOptions { MaxPromptTokens = 10 });

@@ -109,6 +109,36 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     }
 
     [Fact]
+    public async Task Completions_take_token_ids_as_the_prompt()
+    {
+        var client = await server.ReadyClientAsync();
+        async Task<int[]> Ids(string text) => (await ReadJson(await client.PostAsync("/tokenize", JsonBody($$"""{"prompt":"{{text}}"}""")))).GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var once = await Ids("Once upon a time");
+        var far = await Ids("In a land far away");
+        Assert.Equal(2, once[0]);   // /tokenize adds BOS, so its ids are what a text prompt reads
+
+        static string Body(string prompt, string extra = "") => $$"""{"prompt":{{prompt}},"max_tokens":6,"temperature":0{{extra}}}""";
+        var byText = await ReadJson(await client.PostAsync("/v1/completions", JsonBody(Body("\"Once upon a time\""))));
+        var byIds = await ReadJson(await client.PostAsync("/v1/completions", JsonBody(Body(JsonSerializer.Serialize(once)))));
+        Assert.Equal(byText.GetProperty("choices")[0].GetProperty("text").GetString(), byIds.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal(once.Length, byIds.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        // Several prompts of ids: a choice each, in order; echo gives back the text the ids spell.
+        var both = await ReadJson(await client.PostAsync("/v1/completions", JsonBody(Body(JsonSerializer.Serialize(new[] { once, far }), ""","echo":true"""))));
+        var choices = both.GetProperty("choices");
+        Assert.Equal(2, choices.GetArrayLength());
+        Assert.Equal("Once upon a time" + byText.GetProperty("choices")[0].GetProperty("text").GetString(), choices[0].GetProperty("text").GetString());
+        Assert.StartsWith("In a land far away", choices[1].GetProperty("text").GetString());
+        Assert.Equal(once.Length + far.Length, both.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        // One prompt of more ids than the per-request prompt count (64) is still one prompt.
+        var longIds = Enumerable.Repeat(once, 20).SelectMany(x => x).ToArray();
+        var r = await client.PostAsync("/v1/completions", JsonBody(Body(JsonSerializer.Serialize(longIds))));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal(longIds.Length, (await ReadJson(r)).GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
     public async Task Chat_logprobs_come_per_token_with_alternatives()
     {
         var client = await server.ReadyClientAsync();

@@ -2,7 +2,7 @@ using RecurrentGemma.Inference;
 
 namespace RecurrentGemma.Server.OpenAi;
 
-/// <summary>POST /v1/completions: prompt (a string or several) → text_completion objects.</summary>
+/// <summary>POST /v1/completions: prompt (text or token ids, one or several) → text_completion objects.</summary>
 public static class CompletionsEndpoint
 {
     public static async Task Handle(HttpContext context, ApiContext api)
@@ -17,7 +17,7 @@ public static class CompletionsEndpoint
         var ct = api.RequestToken;
         var events = GenerationMerger.Start(service, request, ct);
         await using var _ = events;
-        string Echo(int index) => first.Echo ? request.Generations[index / n].Prompt ?? "" : "";
+        string Echo(int index) => first.Echo ? EchoText(request.Generations[index / n], service) : "";
 
         if (!request.Stream)
         {
@@ -86,6 +86,10 @@ public static class CompletionsEndpoint
             await api.EndStreamAsync(sse, e);
         }
     }
+
+    /// <summary>What "echo" prepends: the prompt's text, or the text its token ids decode to.</summary>
+    static string EchoText(TextGenerationRequest g, InferenceService service) =>
+        g.Prompt ?? (g.PromptTokenIds is { } ids ? service.Tokenizer.Decode(ids) : "");
 
     /// <summary>The legacy logprobs object: tokens, token_logprobs, top_logprobs, text_offset.</summary>
     sealed class LogprobsBuilder

@@ -86,7 +86,8 @@ public sealed class JsonSchemaFormatDto
 /// <summary>POST /v1/completions body.</summary>
 public sealed class CompletionRequest : GenerationRequestBase
 {
-    /// <summary>A string or an array of strings (one completion set per prompt).</summary>
+    /// <summary>A string, an array of strings, an array of token ids (one prompt, read as given: no BOS
+    /// is added), or an array of such arrays; one completion set per prompt.</summary>
     public JsonElement? Prompt { get; set; }
     /// <summary>Number of top alternatives per token (0–20); null: none.</summary>
     public int? Logprobs { get; set; }

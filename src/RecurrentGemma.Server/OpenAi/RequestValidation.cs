@@ -65,7 +65,7 @@ public static class RequestValidation
         if (session is not null && prompts.Count > 1) throw ApiError.Invalid("session_id needs a single prompt.", "session_id");
         var generations = prompts.Select(p => new TextGenerationRequest
         {
-            Prompt = p, MaxTokens = maxTokens, N = n, Sampling = sampling, Stop = stops,
+            Prompt = p.Text, PromptTokenIds = p.Ids, MaxTokens = maxTokens, N = n, Sampling = sampling, Stop = stops,
             Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, SessionId = session, Owner = owner, Format = format,
         }).ToList();
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
@@ -127,16 +127,42 @@ public static class RequestValidation
         return new ChatMessage(m.Role, null, parts);
     }
 
-    static List<string> Prompts(JsonElement? prompt, ValidationLimits limits)
+    /// <summary>One prompt of a completions request: text (BOS is added), or token ids read as given.</summary>
+    readonly record struct PromptInput(string? Text, int[]? Ids);
+
+    /// <summary>OpenAI's four forms of prompt: a string, strings, token ids (one prompt), or
+    /// arrays of token ids (one prompt each). Ids are the whole prompt: no BOS is added to them,
+    /// as OpenAI and vLLM read them (POST /tokenize gives the ids a text prompt would have).</summary>
+    static List<PromptInput> Prompts(JsonElement? prompt, ValidationLimits limits)
     {
         if (prompt is null || prompt.Value.ValueKind == JsonValueKind.Null) throw ApiError.Invalid("prompt is required.", "prompt");
         var v = prompt.Value;
-        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > limits.MaxPrompts)
+        if (v.ValueKind == JsonValueKind.String) return [new(v.GetString()!, null)];
+        const string Forms = "prompt must be a string, an array of strings, an array of token ids, or an array of arrays of token ids.";
+        if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() == 0) throw ApiError.Invalid(Forms, "prompt");
+        var kind = v[0].ValueKind;
+        if (v.EnumerateArray().Any(e => e.ValueKind != kind)) throw ApiError.Invalid(Forms, "prompt");
+        if (kind == JsonValueKind.Number) return [new(null, TokenIds(v, "prompt", limits))];
+        if (kind is not (JsonValueKind.String or JsonValueKind.Array)) throw ApiError.Invalid(Forms, "prompt");
+        if (v.GetArrayLength() > limits.MaxPrompts)
             throw ApiError.Invalid($"prompt may hold at most {limits.MaxPrompts} prompts, got {v.GetArrayLength()}.", "prompt");
-        if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
-        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0 && v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-            return v.EnumerateArray().Select(e => e.GetString()!).ToList();
-        throw ApiError.Invalid("prompt must be a string or a non-empty array of strings.", "prompt");
+        return kind == JsonValueKind.String
+            ? v.EnumerateArray().Select(e => new PromptInput(e.GetString()!, null)).ToList()
+            : v.EnumerateArray().Select((e, i) => new PromptInput(null, TokenIds(e, $"prompt[{i}]", limits))).ToList();
+    }
+
+    static int[] TokenIds(JsonElement ids, string field, ValidationLimits limits)
+    {
+        if (ids.GetArrayLength() == 0) throw ApiError.Invalid($"{field} must hold at least one token id.", field);
+        var result = new int[ids.GetArrayLength()];
+        int i = 0;
+        foreach (var e in ids.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id) || id < 0 || id >= limits.VocabSize)
+                throw ApiError.Invalid($"{field}[{i}] is {e.GetRawText()}: not a token id of this model (0..{limits.VocabSize - 1}).", $"{field}[{i}]");
+            result[i++] = id;
+        }
+        return result;
     }
 
     static int MaxTokens(int? value, string field, int fallback, ValidationLimits limits)

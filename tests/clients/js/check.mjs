@@ -28,6 +28,15 @@ ok(sawUsage && finish === "length" && streamed === chat.choices[0].message.conte
 const completion = await client.completions.create({ model: "recurrentgemma-demo", prompt: "Once upon a time", max_tokens: 4, logit_bias: { 1: -100, 107: -100 } });
 ok(completion.choices[0].text.length > 0 && completion.usage.completion_tokens === 4, "completions.create");
 
+// Token ids as the prompt (the client's number[] and number[][] forms): the ids /tokenize gives
+// for a text complete exactly as the text does.
+const ids = await (await fetch(process.argv[2] + "/tokenize", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: "Once upon a time" }) })).json();
+const byText = await client.completions.create({ model: "recurrentgemma-demo", prompt: "Once upon a time", max_tokens: 4, temperature: 0 });
+const byIds = await client.completions.create({ model: "recurrentgemma-demo", prompt: ids.tokens, max_tokens: 4, temperature: 0 });
+const byIdLists = await client.completions.create({ model: "recurrentgemma-demo", prompt: [ids.tokens, ids.tokens], max_tokens: 4, temperature: 0 });
+ok(byIds.choices[0].text === byText.choices[0].text && byIdLists.choices.length === 2 && byIdLists.choices[1].text === byText.choices[0].text
+  && byIds.usage.prompt_tokens === ids.count, "completions.create with token ids");
+
 try {
   await client.chat.completions.create({ model: "recurrentgemma-demo", messages: [{ role: "user", content: "hi" }], temperature: 5 });
   ok(false, "a bad request throws");
