@@ -137,6 +137,10 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
             if (t < 0 || t >= _vocab) throw new InvalidGenerationRequestException($"token id {t} is outside the vocabulary (0..{_vocab - 1})", "prompt");
         if (r.MaxNewTokens < 1 || r.MaxNewTokens > _options.MaxNewTokens)
             throw new InvalidGenerationRequestException($"max_tokens must be between 1 and {_options.MaxNewTokens}, got {r.MaxNewTokens}", "max_tokens");
+        if (r.MinNewTokens < 0 || r.MinNewTokens > r.MaxNewTokens)
+            throw new InvalidGenerationRequestException($"min_tokens must be between 0 and max_tokens ({r.MaxNewTokens}), got {r.MinNewTokens}", "min_tokens");
+        if (r.MinNewTokens > 0 && r.Constraint is not null)
+            throw new InvalidGenerationRequestException("min_tokens cannot be combined with a constrained output (structured output or tools decide where the answer ends)", "min_tokens");
         if (r.N < 1 || r.N > _options.MaxChoices || r.N > _options.MaxRunningSequences)
             throw new InvalidGenerationRequestException($"n must be between 1 and {Math.Min(_options.MaxChoices, _options.MaxRunningSequences)}, got {r.N}", "n");
         if (r.TopLogprobs < 0 || r.TopLogprobs > 20)

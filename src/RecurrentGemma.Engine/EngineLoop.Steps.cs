@@ -97,7 +97,8 @@ internal sealed partial class EngineLoop
             // A constrained choice's mask is computed on the thread pool while the forward runs.
             var constraint = s.Constraint;
             return new SamplingRow(req.Sampling, SeededUniform.Draw(s.Seed, s.Draws), req.PromptTokens, s.Generated,
-                req.TopLogprobs, req.Logprobs, req.SampleableVocab, constraint is null ? null : Task.Run(constraint.Allowed));
+                req.TopLogprobs, req.Logprobs, req.SampleableVocab, constraint is null ? null : Task.Run(constraint.Allowed),
+                s.Generated.Count < req.MinNewTokens ? req.StopTokenIds : null);
         }
         catch (Exception e)
         {

@@ -33,6 +33,10 @@ public sealed record GenerationRequest
     public int MaxNewTokens { get; init; } = 256;
     /// <summary>Ids that end a choice without being emitted (Gemma: &lt;eos&gt; 1, &lt;end_of_turn&gt; 107).</summary>
     public IReadOnlySet<int> StopTokenIds { get; init; } = new HashSet<int>();
+    /// <summary>No stop id is sampled before a choice has this many tokens (vLLM's min_tokens):
+    /// their logits are −∞ until then. Not with a <see cref="Constraint"/>, which decides itself
+    /// where an answer may end.</summary>
+    public int MinNewTokens { get; init; }
     /// <summary>Choices sampled from one prefill (the state is forked).</summary>
     public int N { get; init; } = 1;
     public bool Logprobs { get; init; }

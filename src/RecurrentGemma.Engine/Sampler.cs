@@ -6,8 +6,10 @@ namespace RecurrentGemma.Engine;
 /// <summary>Per-row input to the sampler: its parameters, its uniform draw and its token history.</summary>
 /// <param name="Mask">Allowed ids (a bit per id) of a constrained choice, computed in the
 /// background while the forward runs; null: every id.</param>
+/// <param name="Suppressed">Ids this row may not sample this step (its stop ids before min_tokens):
+/// they ride the logit_bias path with −∞.</param>
 internal sealed record SamplingRow(SamplingParams Params, double Uniform, IReadOnlyList<int> Prompt, IReadOnlyList<int> Generated,
-    int TopLogprobs, bool Logprobs, int? SampleableVocab = null, Task<ulong[]>? Mask = null);
+    int TopLogprobs, bool Logprobs, int? SampleableVocab = null, Task<ulong[]>? Mask = null, IReadOnlyCollection<int>? Suppressed = null);
 
 /// <summary>What at least one row of a sampling pass asks for; the pass skips the rest.</summary>
 [Flags]
@@ -85,6 +87,9 @@ internal static class Sampler
             if (p.LogitBias is { Count: > 0 } bias)
                 foreach (var (id, value) in bias)
                     if (id >= 0 && id < vocab) { biasIndex.Add((long)i * vocab + id); biasValue.Add(value); }
+            if (row.Suppressed is { Count: > 0 } suppressed)
+                foreach (var id in suppressed)
+                    if (id >= 0 && id < vocab) { biasIndex.Add((long)i * vocab + id); biasValue.Add(double.NegativeInfinity); }
             if (p.PresencePenalty != 0 || p.FrequencyPenalty != 0)
                 foreach (var t in row.Generated) countIndex.Add((long)i * vocab + t);
             if (p.RepetitionPenalty != 1)

@@ -98,8 +98,26 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(stops)).ToArray(); }
         catch (ArgumentException e) { throw new InvalidRequestException(e.Message.Split(" (Parameter")[0], "stop"); }
         var prompt = PromptTokens(request);
-        var stopIds = new HashSet<int> { Tokenizer.EosId };
-        if (Tokenizer.EndOfTurnId >= 0) stopIds.Add(Tokenizer.EndOfTurnId);
+        // A constrained answer ends where its grammar does: nothing may end it early or keep it going.
+        if (request.Tools is not null || request.Format is not null)
+        {
+            string? field = request.IgnoreEos ? "ignore_eos" : request.MinTokens > 0 ? "min_tokens" : request.StopTokenIds.Count > 0 ? "stop_token_ids" : null;
+            if (field is not null)
+                throw new InvalidRequestException($"{field} cannot be combined with structured output or tools: the answer ends where its grammar does.", field);
+        }
+        // The model's own end ids, unless ignore_eos; then the caller's.
+        var stopIds = new HashSet<int>();
+        if (!request.IgnoreEos)
+        {
+            stopIds.Add(Tokenizer.EosId);
+            if (Tokenizer.EndOfTurnId >= 0) stopIds.Add(Tokenizer.EndOfTurnId);
+        }
+        foreach (int id in request.StopTokenIds)
+        {
+            if (id < 0 || id >= Tokenizer.VocabSize)
+                throw new InvalidRequestException($"stop_token_ids holds {id}: not a token id of this model (0..{Tokenizer.VocabSize - 1}).", "stop_token_ids");
+            stopIds.Add(id);
+        }
         ITokenConstraint? constraint = null;
         if (request.Tools is { } tools)
         {
@@ -120,7 +138,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         {
             var handle = Engine.Submit(new GenerationRequest
             {
-                PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds,
+                PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds, MinNewTokens = request.MinTokens,
                 N = request.N, Logprobs = request.Logprobs, TopLogprobs = request.TopLogprobs,
                 SessionId = request.SessionId, Owner = request.Owner, ParentSessionId = request.ParentSessionId, KeepState = request.KeepState, SnapshotPrompt = request.SnapshotPrompt, SampleableVocab = Tokenizer.VocabSize, Constraint = constraint,
             }, cancellationToken);

@@ -42,7 +42,9 @@ public sealed class TextGeneration : IAsyncDisposable
                 {
                     sampled[t.Index].Add(t.TokenId);
                     if (t.Logprob is { } lp) pendingLogprobs[t.Index].Add(_service.Describe(lp));
-                    var scan = _matchers[t.Index].Push(detokenizers[t.Index].Push(t.TokenId));
+                    var text = detokenizers[t.Index].Push(t.TokenId);
+                    // Before min_tokens no stop string is looked for (as vLLM): the text passes as it is.
+                    var scan = sampled[t.Index].Count <= _request.MinTokens ? new StopScan(text, null) : _matchers[t.Index].Push(text);
                     if (scan.MatchedStop is not null)
                     {
                         stoppedByString[t.Index] = true;

@@ -16,6 +16,13 @@ public sealed record TextGenerationRequest
     public SamplingParams Sampling { get; init; } = new();
     public int MaxTokens { get; init; } = 256;
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>More ids that end a choice, beside the model's own end ids (vLLM's stop_token_ids).</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+    /// <summary>Generate past the model's end ids (&lt;eos&gt;, &lt;end_of_turn&gt;) until max tokens
+    /// or a <see cref="StopTokenIds"/> id (vLLM's ignore_eos, for benchmarks).</summary>
+    public bool IgnoreEos { get; init; }
+    /// <summary>No end id, stop id or stop string ends a choice before it has this many tokens (vLLM's min_tokens).</summary>
+    public int MinTokens { get; init; }
     public int N { get; init; } = 1;
     public bool Logprobs { get; init; }
     public int TopLogprobs { get; init; }

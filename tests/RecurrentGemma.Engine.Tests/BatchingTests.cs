@@ -45,6 +45,32 @@ public class BatchingTests
     }
 
     [Fact]
+    public async Task Min_new_tokens_keeps_stop_ids_from_being_sampled_until_then_in_its_own_row_only()
+    {
+        await using var engine = NewEngine();
+        var generated = Ids("tiny", "d", "generated");   // greedy: 110, 201, 241, 11, …
+        var stopAt241 = Greedy(Ids("tiny", "d", "prompt"), 24) with { StopTokenIds = new HashSet<int> { 241 } };
+        var held = stopAt241 with { MinNewTokens = 3 };
+
+        // Alone, then both in one batch: the −∞ on 241 belongs to the row that asked for it.
+        var heldAlone = await Run(engine, held);
+        var both = await Task.WhenAll(Run(engine, stopAt241), Run(engine, held));
+        Assert.Equal(generated[..2], both[0].Tokens[0]);
+        Assert.Equal(heldAlone.Tokens[0], both[1].Tokens[0]);
+
+        var tokens = heldAlone.Tokens[0];
+        Assert.Equal(generated[..2], tokens.Take(2));
+        Assert.True(tokens.Count >= 3, $"{tokens.Count} tokens");
+        Assert.NotEqual(241, tokens[2]);                 // the argmax was 241: the next best came instead
+        Assert.DoesNotContain(241, tokens);              // stop ids are never emitted
+
+        // At its minimum the stop id may come again: two tokens in, 241 is third as before.
+        Assert.Equal(generated[..2], (await Run(engine, stopAt241 with { MinNewTokens = 2 })).Tokens[0]);
+        var e = Assert.Throws<InvalidGenerationRequestException>(() => engine.Submit(stopAt241 with { MinNewTokens = 25 }));
+        Assert.Equal("min_tokens", e.Param);
+    }
+
+    [Fact]
     public async Task Stop_now_from_the_text_layer_ends_the_choice()
     {
         await using var engine = NewEngine();

@@ -145,6 +145,43 @@ public class InferenceServiceTests
     }
 
     [Fact]
+    public async Task Stop_token_ids_ignore_eos_and_min_tokens_reach_the_engine()
+    {
+        var engine = new FakeEngine(4521);
+        var service = new InferenceService(engine, Tok, "m");
+        await Run(service, new TextGenerationRequest { Prompt = "x", MaxTokens = 9, StopTokenIds = [5, 6], MinTokens = 4 });
+        await Run(service, new TextGenerationRequest { Prompt = "x", MaxTokens = 9, StopTokenIds = [5], IgnoreEos = true });
+        Assert.Equal(new HashSet<int> { 1, 107, 5, 6 }, engine.Requests[0].StopTokenIds);
+        Assert.Equal(4, engine.Requests[0].MinNewTokens);
+        Assert.Equal(new HashSet<int> { 5 }, engine.Requests[1].StopTokenIds);   // no <eos>, no <end_of_turn>
+
+        // Refused: an id outside the vocabulary, and any of them with a grammar that decides the end.
+        Assert.Equal("stop_token_ids", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest { Prompt = "x", StopTokenIds = [Tok.VocabSize] })).Param);
+        var json = new Constraints.OutputFormat(Constraints.OutputFormatKind.JsonObject);
+        foreach (var (request, field) in new[]
+                 {
+                     (new TextGenerationRequest { Prompt = "x", Format = json, IgnoreEos = true }, "ignore_eos"),
+                     (new TextGenerationRequest { Prompt = "x", Format = json, MinTokens = 2 }, "min_tokens"),
+                     (new TextGenerationRequest { Prompt = "x", Format = json, StopTokenIds = [5] }, "stop_token_ids"),
+                 })
+            Assert.Equal(field, Assert.Throws<InvalidRequestException>(() => service.Start(request)).Param);
+    }
+
+    [Fact]
+    public async Task Before_min_tokens_no_stop_string_is_looked_for()
+    {
+        var ids = Tok.Encode("a END b END c");
+        var service = new InferenceService(new FakeEngine([.. ids]), Tok, "m");
+        int firstEnd = Enumerable.Range(1, ids.Count).First(k => Tok.Decode(ids.Take(k)).Contains(" END"));
+        var (early, _, _, _) = await Run(service, new TextGenerationRequest { Prompt = "x", Stop = [" END"], MaxTokens = 100 });
+        Assert.Equal("a", early);
+        // With min_tokens past the first " END", the second is the first that counts.
+        var (late, _, finish, _) = await Run(service, new TextGenerationRequest { Prompt = "x", Stop = [" END"], MaxTokens = 100, MinTokens = firstEnd });
+        Assert.Equal("a END b", late);
+        Assert.Equal("stop", finish);
+    }
+
+    [Fact]
     public async Task A_returned_answer_this_server_generated_maps_back_to_the_sampled_ids()
     {
         // Sampled ids whose decode re-tokenizes differently: "Hel" + "lo" instead of "Hello".

@@ -138,6 +138,29 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal(longIds.Length, (await ReadJson(r)).GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
     }
 
+    [Theory]
+    [InlineData("/v1/completions", "\"prompt\":\"Once upon a time\"")]
+    [InlineData("/v1/chat/completions", "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]")]
+    public async Task Vllms_end_extensions_ignore_eos_min_tokens_and_stop_token_ids_work(string path, string input)
+    {
+        var client = await server.ReadyClientAsync();
+        async Task<(int Tokens, string Finish)> Ask(string extra)
+        {
+            var r = await client.PostAsync(path, JsonBody($$"""{{{input}},"max_tokens":6,"temperature":0{{extra}}}"""));
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            var body = await ReadJson(r);
+            return (body.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), body.GetProperty("choices")[0].GetProperty("finish_reason").GetString()!);
+        }
+        // <eos> (id 1) made the certain choice: the answer ends at once ...
+        Assert.Equal((0, "stop"), await Ask(""","logit_bias":{"1":100}"""));
+        // ... unless ignore_eos, which runs to max_tokens, or min_tokens, which holds it off for 3 tokens.
+        Assert.Equal((6, "length"), await Ask(""","logit_bias":{"1":100},"ignore_eos":true"""));
+        Assert.Equal((3, "stop"), await Ask(""","logit_bias":{"1":100},"min_tokens":3"""));
+        // A caller's stop id ends it like <eos>; with ignore_eos it still does.
+        Assert.Equal((0, "stop"), await Ask(""","logit_bias":{"5":100},"stop_token_ids":[5]"""));
+        Assert.Equal((2, "stop"), await Ask(""","logit_bias":{"5":100},"stop_token_ids":[5],"ignore_eos":true,"min_tokens":2"""));
+    }
+
     [Fact]
     public async Task Chat_logprobs_come_per_token_with_alternatives()
     {

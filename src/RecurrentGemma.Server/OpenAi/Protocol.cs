@@ -33,6 +33,12 @@ public abstract class GenerationRequestBase
     public float? RepetitionPenalty { get; set; }
     /// <summary>Extension: park and continue this conversation's state (also the X-Session-Id header).</summary>
     public string? SessionId { get; set; }
+    /// <summary>Extension (vLLM): more token ids that end a choice, beside the model's end ids.</summary>
+    public List<int>? StopTokenIds { get; set; }
+    /// <summary>Extension (vLLM): generate past the model's end ids, to max_tokens (benchmarks).</summary>
+    public bool? IgnoreEos { get; set; }
+    /// <summary>Extension (vLLM): no end id, stop id or stop string ends a choice before this many tokens.</summary>
+    public int? MinTokens { get; set; }
 }
 
 /// <summary>POST /v1/chat/completions body.</summary>

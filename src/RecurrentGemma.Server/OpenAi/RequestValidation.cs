@@ -44,6 +44,7 @@ public static class RequestValidation
             Stop = Stops(r.Stop), Logprobs = logprobs, TopLogprobs = top,
             SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = Format(r.ResponseFormat), Tools = tools,
         };
+        generation = WithEnds(generation, r, limits);
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
         return new ValidatedRequest([generation], stream, usage);
     }
@@ -63,11 +64,11 @@ public static class RequestValidation
         var session = Session(r.SessionId, headerSession);
         var format = Format(r.ResponseFormat);
         if (session is not null && prompts.Count > 1) throw ApiError.Invalid("session_id needs a single prompt.", "session_id");
-        var generations = prompts.Select(p => new TextGenerationRequest
+        var generations = prompts.Select(p => WithEnds(new TextGenerationRequest
         {
             Prompt = p.Text, PromptTokenIds = p.Ids, MaxTokens = maxTokens, N = n, Sampling = sampling, Stop = stops,
             Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, SessionId = session, Owner = owner, Format = format,
-        }).ToList();
+        }, r, limits)).ToList();
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
         return new ValidatedRequest(generations, stream, usage);
     }
@@ -164,6 +165,22 @@ public static class RequestValidation
         }
         return result;
     }
+
+    /// <summary>vLLM's extensions on where a choice ends: stop_token_ids, ignore_eos, min_tokens.</summary>
+    static TextGenerationRequest WithEnds(TextGenerationRequest g, GenerationRequestBase r, ValidationLimits limits)
+    {
+        var ids = r.StopTokenIds ?? [];
+        if (ids.Count > MaxStopTokenIds) throw ApiError.Invalid($"stop_token_ids may hold at most {MaxStopTokenIds} ids, got {ids.Count}.", "stop_token_ids");
+        for (int i = 0; i < ids.Count; i++)
+            if (ids[i] < 0 || ids[i] >= limits.VocabSize)
+                throw ApiError.Invalid($"stop_token_ids[{i}] is {ids[i]}: not a token id of this model (0..{limits.VocabSize - 1}).", $"stop_token_ids[{i}]");
+        int min = r.MinTokens ?? 0;
+        if (min < 0 || min > g.MaxTokens)
+            throw ApiError.Invalid($"min_tokens must be between 0 and max_tokens ({g.MaxTokens}), got {min}.", "min_tokens");
+        return g with { StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min };
+    }
+
+    const int MaxStopTokenIds = 256;
 
     static int MaxTokens(int? value, string field, int fallback, ValidationLimits limits)
     {
