@@ -162,6 +162,14 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     }
 
     [Fact]
+    public async Task Asking_for_text_output_only_is_served()
+    {
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"modalities":["text"],"audio":null}"""));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+    }
+
+    [Fact]
     public async Task Chat_logprobs_come_per_token_with_alternatives()
     {
         var client = await server.ReadyClientAsync();

@@ -55,6 +55,12 @@ public sealed class ChatCompletionRequest : GenerationRequestBase
     public JsonElement? Functions { get; set; }
     public JsonElement? FunctionCall { get; set; }
     public bool? ParallelToolCalls { get; set; }
+    /// <summary>Output kinds asked for: only ["text"] can be served (this model writes text).</summary>
+    public List<string>? Modalities { get; set; }
+    /// <summary>Audio output parameters: refused (no audio output).</summary>
+    public JsonElement? Audio { get; set; }
+    /// <summary>Built-in web search: refused (this server has no tools of its own).</summary>
+    public JsonElement? WebSearchOptions { get; set; }
 }
 
 public sealed class ChatMessageDto

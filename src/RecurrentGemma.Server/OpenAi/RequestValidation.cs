@@ -21,6 +21,13 @@ public static class RequestValidation
     public static ValidatedRequest Chat(ChatCompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
     {
         CheckModel(r.Model, limits);
+        // What this server cannot do is refused, not ignored: an answer without the audio or the
+        // web search a client asked for would look like success.
+        if (r.Modalities?.FirstOrDefault(m => m != "text") is { } modality)
+            throw ApiError.Invalid($"modalities holds '{modality}': this model writes text only.", "modalities");
+        if (r.Audio is { ValueKind: not JsonValueKind.Null }) throw ApiError.Invalid("audio output is not supported: this model writes text only.", "audio");
+        if (r.WebSearchOptions is { ValueKind: not JsonValueKind.Null })
+            throw ApiError.Invalid("web search is not supported: this server runs only the function tools a request declares.", "web_search_options");
         var tools = ToolValidation.Tools(r, limits);
         if (tools is not null && r.ResponseFormat?.Type is "json_object" or "json_schema")
             throw ApiError.Invalid("response_format together with tools is not supported; use one of them.", "response_format");
