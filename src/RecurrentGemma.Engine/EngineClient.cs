@@ -135,8 +135,11 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
             throw new ContextTooLongException(r.PromptTokens.Count, _options.MaxPromptTokens);
         foreach (var t in r.PromptTokens)
             if (t < 0 || t >= _vocab) throw new InvalidGenerationRequestException($"token id {t} is outside the vocabulary (0..{_vocab - 1})", "prompt");
-        if (r.MaxNewTokens < 1 || r.MaxNewTokens > _options.MaxNewTokens)
-            throw new InvalidGenerationRequestException($"max_tokens must be between 1 and {_options.MaxNewTokens}, got {r.MaxNewTokens}", "max_tokens");
+        int leastNew = r.PromptLogprobs is null ? 1 : 0;   // scoring a prompt may generate nothing
+        if (r.MaxNewTokens < leastNew || r.MaxNewTokens > _options.MaxNewTokens)
+            throw new InvalidGenerationRequestException($"max_tokens must be between {leastNew} and {_options.MaxNewTokens}, got {r.MaxNewTokens}", "max_tokens");
+        if (r.PromptLogprobs is < 0 or > 20)
+            throw new InvalidGenerationRequestException($"prompt logprobs must be between 0 and 20, got {r.PromptLogprobs}", "logprobs");
         if (r.MinNewTokens < 0 || r.MinNewTokens > r.MaxNewTokens)
             throw new InvalidGenerationRequestException($"min_tokens must be between 0 and max_tokens ({r.MaxNewTokens}), got {r.MinNewTokens}", "min_tokens");
         if (r.MinNewTokens > 0 && r.Constraint is not null)

@@ -36,12 +36,12 @@ internal sealed partial class EngineLoop
     int PrefillStep()
     {
         var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
-        var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget);
+        var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens));
 
         // Choices whose prompt this chunk completes sample now: their rows are known before the forward.
         var candidates = new List<(Sequence Choice, SamplingRow Row, Sequence Main)>();
         foreach (var (seq, n) in plan)
-            if (seq.PromptRemaining == n)
+            if (seq.PromptRemaining == n && seq.Request.Request.MaxNewTokens > 0)
                 foreach (var c in seq.Request.Choices)
                     if (TryRow(c) is { } row) candidates.Add((c, row, seq));
         plan = plan.Where(p => !p.Sequence.Request.Done).ToList();   // a failed row failed its request
@@ -53,13 +53,32 @@ internal sealed partial class EngineLoop
         var samplingRows = candidates.Select(c => c.Row).ToList();
         var logitRows = candidates.Select(c => plan.FindIndex(p => p.Sequence == c.Main)).ToList();
 
+        // A scored prompt runs alone (the scheduler's rule): its positions predict the prompt's
+        // next ids, and its last position, when it ends the prompt, is the sampled one.
+        var scored = plan.Count == 1 && plan[0].Sequence.Request.Request.PromptLogprobs is { } top ? plan[0] : default;
+        int[]? scoreTargets = null;
+        if (scored.Sequence is { } sc)
+        {
+            var prompt = sc.Request.Request.PromptTokens;
+            int from = sc.Consumed.Count + 1, count = Math.Min(scored.Tokens, prompt.Count - from);
+            scoreTargets = prompt.Skip(from).Take(count).ToArray();
+            logitRows = logitRows.Select(_ => scored.Tokens - 1).ToList();
+        }
+
         Tensor logits;
         try
         {
-            _executor!.Prepare(_store!.State, chunks, plan.Select(p => (long)p.Sequence.Slot).ToArray(), samplingRows, [.. logitRows]);
+            _executor!.Prepare(_store!.State, chunks, plan.Select(p => (long)p.Sequence.Slot).ToArray(), samplingRows, [.. logitRows],
+                scoreTargets, scored.Sequence?.Request.Request.PromptLogprobs ?? 0);
             logits = _executor.Forward();
         }
         catch (Exception e) { FailAll(plan.Select(p => p.Sequence).ToList(), e); return 0; }
+        if (scored.Sequence is { } scoring && firstTokenRows.Count == 0)
+        {
+            // Nothing to sample in this chunk: its one download carries the scores alone.
+            try { _executor.Sample(logits); scoring.Request.PromptScores.AddRange(_executor.LastScores); }
+            catch (Exception e) { Fail(scoring.Request, $"scoring the prompt failed: {e.Message}"); }
+        }
 
         for (int i = 0; i < plan.Count; i++)
         {
@@ -70,6 +89,7 @@ internal sealed partial class EngineLoop
 
             // The prompt is in: snapshot the turn boundary, fork for n > 1 (device copies, no sync).
             var req = request.Request;
+            if (req.PromptLogprobs is not null && req.MaxNewTokens == 0) request.Events.Writer.TryWrite(new PromptLogprobsEvent(request.PromptScores));
             if (_options.ParkFinishedStates && _options.SnapshotAtPromptEnd && req.KeepState && req.SnapshotPrompt)
                 _store!.TryParkCopy(seq.Slot, seq.Consumed, req.SessionId, req.Owner);
             foreach (var c in request.Choices)
@@ -81,8 +101,10 @@ internal sealed partial class EngineLoop
                 }
                 c.Phase = SequencePhase.Decoding;
             }
+            if (req.MaxNewTokens == 0)   // prefill only: a scored prompt with nothing to generate
+                foreach (var c in request.Choices) Finish(c, FinishReason.Length);
         }
-        if (firstTokenRows.Count > 0) SampleAndApply(logits, firstTokenRows, samplingRows, [.. logitRows]);
+        if (firstTokenRows.Count > 0) SampleAndApply(logits, firstTokenRows, samplingRows, [.. logitRows], scored.Sequence);
         return plan.Sum(p => p.Tokens);
     }
 
@@ -109,13 +131,24 @@ internal sealed partial class EngineLoop
 
     /// <summary>One batched sampling pass; if it throws, each row is sampled alone so that only
     /// the rows that fail again fail their requests.</summary>
-    void SampleAndApply(Tensor logits, List<Sequence> seqs, List<SamplingRow> rows, int[]? logitRows)
+    /// <param name="scored">the sequence whose prompt this pass also scored (its last chunk): its
+    /// prompt log-probabilities go out before its first token.</param>
+    void SampleAndApply(Tensor logits, List<Sequence> seqs, List<SamplingRow> rows, int[]? logitRows, Sequence? scored = null)
     {
         int[] tokens;
         TokenLogprob?[] logprobs;
-        try { (tokens, logprobs) = _executor!.Sample(logits); }
+        try
+        {
+            (tokens, logprobs) = _executor!.Sample(logits);
+            if (scored is not null)
+            {
+                scored.Request.PromptScores.AddRange(_executor.LastScores);
+                scored.Request.Events.Writer.TryWrite(new PromptLogprobsEvent(scored.Request.PromptScores));
+            }
+        }
         catch (Exception)
         {
+            if (scored is not null) Fail(scored.Request, "scoring the prompt failed");
             tokens = new int[seqs.Count];
             logprobs = new TokenLogprob?[seqs.Count];
             for (int i = 0; i < seqs.Count; i++)

@@ -185,7 +185,8 @@ internal sealed partial class EngineLoop
             if (r.Restored is { } restored) { r.Restored = null; store.Adopt(restored); }   // read from disk before it was queued
             // A continuation of a stored response copies its parent's state (the parent stays parked).
             bool copy = req.ParentSessionId is not null;
-            var reuse = _options.ParkFinishedStates ? store.FindMatch(req.PromptTokens, req.ParentSessionId ?? req.SessionId, req.Owner) : null;
+            // A scored prompt needs every position's logits: it never starts from a parked state.
+            var reuse = _options.ParkFinishedStates && req.PromptLogprobs is null ? store.FindMatch(req.PromptTokens, req.ParentSessionId ?? req.SessionId, req.Owner) : null;
             if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is { OnDevice: true } && !copy))
                 return;
             _waiting.Dequeue();

@@ -19,6 +19,9 @@ public sealed record EngineOptions
     /// <summary>Prompt tokens prefilled per engine step across all sequences, so a long prompt
     /// delays running streams by at most one chunk.</summary>
     public int PrefillTokenBudget { get; init; } = 512;
+    /// <summary>Prompt tokens a step for a request that scores its prompt (prompt logprobs): its
+    /// forward keeps every position's logits, 1 MiB per token at Gemma's 256k vocabulary.</summary>
+    public int ScoredChunkTokens { get; init; } = 64;
     public int MaxPromptTokens { get; init; } = 32768;
     public int MaxNewTokens { get; init; } = 4096;
     public int MaxChoices { get; init; } = 8;

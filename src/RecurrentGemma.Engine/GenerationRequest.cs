@@ -30,6 +30,7 @@ public sealed record GenerationRequest
 {
     public required IReadOnlyList<int> PromptTokens { get; init; }
     public SamplingParams Sampling { get; init; } = new();
+    /// <summary>0: prefill only (with <see cref="PromptLogprobs"/>, to score a prompt).</summary>
     public int MaxNewTokens { get; init; } = 256;
     /// <summary>Ids that end a choice without being emitted (Gemma: &lt;eos&gt; 1, &lt;end_of_turn&gt; 107).</summary>
     public IReadOnlySet<int> StopTokenIds { get; init; } = new HashSet<int>();
@@ -42,6 +43,11 @@ public sealed record GenerationRequest
     public bool Logprobs { get; init; }
     /// <summary>0…20 alternatives per position (requires <see cref="Logprobs"/>).</summary>
     public int TopLogprobs { get; init; }
+    /// <summary>Report each prompt token's log-probability given the tokens before it, with this
+    /// many (0–20) alternatives (a <see cref="PromptLogprobsEvent"/> before the first token);
+    /// null: off. Every position must then be computed, so the request never continues a parked
+    /// state, and its prompt runs in chunks of its own (see <see cref="EngineOptions.ScoredChunkTokens"/>).</summary>
+    public int? PromptLogprobs { get; init; }
     /// <summary>Park and continue this conversation's state under this id.</summary>
     public string? SessionId { get; init; }
     /// <summary>Whose request this is (an API key); states are only reused by the same owner.</summary>
@@ -73,6 +79,9 @@ public sealed record TokenLogprob(int TokenId, float Logprob, IReadOnlyList<(int
 public abstract record EngineEvent;
 /// <summary>A generated token of choice <see cref="Index"/> (stop ids are never reported as tokens).</summary>
 public sealed record TokenEvent(int Index, int TokenId, TokenLogprob? Logprob) : EngineEvent;
+/// <summary>The prompt's log-probabilities: entry j is prompt token j + 1 given tokens 0…j (the
+/// first token has none). Once per request, before any <see cref="TokenEvent"/>.</summary>
+public sealed record PromptLogprobsEvent(IReadOnlyList<TokenLogprob> Logprobs) : EngineEvent;
 /// <summary>Choice <see cref="Index"/> ended.</summary>
 public sealed record FinishedEvent(int Index, FinishReason Reason) : EngineEvent;
 /// <summary>The last event: token counts for the whole request.</summary>

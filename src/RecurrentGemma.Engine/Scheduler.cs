@@ -14,8 +14,11 @@ internal static class Scheduler
         return runningSequences + choices <= maxRunning && obtainableSlots >= slotsNeeded;
     }
 
-    /// <summary>Prompt chunks for this step: in admission order, each as much as the budget allows.</summary>
-    public static List<(Sequence Sequence, int Tokens)> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget)
+    /// <summary>Prompt chunks for this step: in admission order, each as much as the budget allows.
+    /// A scored prompt (prompt logprobs: every position's logits, [T, V] floats) runs alone, at most
+    /// <paramref name="scoredChunk"/> tokens a step, when it is the oldest; until then it waits, so
+    /// it cannot starve and never makes another prompt's chunk carry a vocabulary per position.</summary>
+    public static List<(Sequence Sequence, int Tokens)> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget, int scoredChunk = int.MaxValue)
     {
         var plan = new List<(Sequence, int)>();
         int left = tokenBudget;
@@ -24,6 +27,11 @@ internal static class Scheduler
             if (left <= 0) break;
             int n = Math.Min(s.PromptRemaining, left);
             if (n <= 0) continue;
+            if (s.Request.Request.PromptLogprobs is not null)
+            {
+                if (plan.Count == 0) return [(s, Math.Min(n, scoredChunk))];
+                continue;
+            }
             plan.Add((s, n));
             left -= n;
         }

@@ -40,6 +40,8 @@ internal sealed class ActiveRequest(long id, GenerationRequest request)
         return this;
     }
     public int CachedTokens { get; set; }
+    /// <summary>Prompt log-probabilities scored so far (<see cref="GenerationRequest.PromptLogprobs"/>).</summary>
+    public List<TokenLogprob> PromptScores { get; } = [];
     volatile bool _abortRequested;
     /// <summary>Its caller cancelled it (set on any thread; seen by the engine when a request that
     /// was still restoring arrives).</summary>

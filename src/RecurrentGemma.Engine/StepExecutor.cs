@@ -18,6 +18,8 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     readonly StepBuffer _buffer = new(model.Device);
     ForwardPlan? _forward;
     SamplerPlan? _sampler;
+    ScorePlan? _score;
+    IReadOnlyList<int> _scoreTargets = [];
     IReadOnlyList<SamplingRow> _rows = [];
 
     public TransferCounter Transfers => _buffer.Counter;
@@ -51,16 +53,24 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
 
     /// <param name="samples">rows to sample after the forward; <paramref name="logitRows"/> says
     /// which forward row each one reads (null: one per forward row, in order).</param>
+    /// <param name="scoreTargets">a scored chunk (one row): the prompt ids its first positions
+    /// predict; the forward then keeps every position's logits (row r, position t is logit row
+    /// r·T + t), and <see cref="Sample"/> also returns their log-probabilities.</param>
     public void Prepare(GriffinState state, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots,
-        IReadOnlyList<SamplingRow> samples, int[]? logitRows = null)
+        IReadOnlyList<SamplingRow> samples, int[]? logitRows = null, IReadOnlyList<int>? scoreTargets = null, int scoreTop = 0)
     {
         _buffer.Clear();
         UseThreads(decode: tokens.All(t => t.Count == 1), tokens.Count);
-        _forward = model.Plan(_buffer, state, tokens, slots);
+        _forward = model.Plan(_buffer, state, tokens, slots, scoreTargets is null ? LogitsSelection.LastValid : LogitsSelection.All);
         _rows = samples;
         _sampler = samples.Count > 0 ? Sampler.Plan(_buffer, samples, model.Config.VocabSize, logitRows) : null;
+        _scoreTargets = scoreTargets ?? [];
+        _score = scoreTargets is { Count: > 0 } ? PromptScorer.Plan(_buffer, scoreTargets, scoreTop) : null;
         _buffer.Upload();
     }
+
+    /// <summary>The prompt log-probabilities of the last <see cref="Sample"/> (empty when it scored none).</summary>
+    public IReadOnlyList<TokenLogprob> LastScores { get; private set; } = [];
 
     /// <returns>[B, 1, V] float32 logits of each row's last token (on the device).</returns>
     public Tensor Forward()
@@ -74,12 +84,22 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         return logits;
     }
 
+    /// <summary>Samples the planned rows and scores the planned prompt positions, both in the
+    /// step's one device→host copy.</summary>
     public (int[] Tokens, TokenLogprob?[] Logprobs) Sample(Tensor logits)
     {
-        if (_sampler is null) return ([], []);
+        LastScores = [];
+        if (_sampler is null && _score is null) return ([], []);
         var clock = Stopwatch.StartNew();
-        var packed = _buffer.Download(Sampler.Sample(logits, _sampler, _buffer));
-        var result = Sampler.Unpack(packed, _sampler, _rows);
+        // Scored first: the sampler may change a batch's logits in place (never a row it selected).
+        var scores = _score is null ? null : PromptScorer.Score(logits, _score, _buffer);
+        var parts = new List<Tensor>(2);
+        if (_sampler is not null) parts.Add(Sampler.Sample(logits, _sampler, _buffer));
+        if (scores is not null) parts.Add(scores);
+        var packed = _buffer.Download(parts.Count == 1 ? parts[0] : cat(parts, 0));
+        int sampled = _sampler is null ? 0 : Sampler.PackedLength(_sampler);
+        var result = _sampler is null ? ([], []) : Sampler.Unpack(packed, _sampler, _rows);
+        if (_score is not null) LastScores = PromptScorer.Unpack(packed.AsSpan(sampled), _score, _scoreTargets);
         SamplerSeconds += clock.Elapsed.TotalSeconds;
         return result;
     }

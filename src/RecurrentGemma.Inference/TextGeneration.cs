@@ -77,6 +77,19 @@ public sealed class TextGeneration : IAsyncDisposable
                     yield return new ChoiceFinished(f.Index, reason) { TokenIds = sampled[f.Index].ToArray() };
                     break;
                 }
+                case PromptLogprobsEvent scored:
+                {
+                    // One list for the prompt, shown on every choice (they share it).
+                    var tokens = new List<PromptTokenLogprob>(PromptTokens.Count);
+                    if (PromptTokens.Count > 0) tokens.Add(new PromptTokenLogprob(tokenizer.Decode([PromptTokens[0]]), null, null));
+                    foreach (var lp in scored.Logprobs)
+                    {
+                        var d = _service.Describe(lp);
+                        tokens.Add(new PromptTokenLogprob(d.Token, d.Logprob, d.Top));
+                    }
+                    for (int i = 0; i < n; i++) yield return new PromptLogprobs(i, tokens);
+                    break;
+                }
                 case UsageEvent u:
                     yield return new UsageReport(u.PromptTokens, u.CompletionTokens, u.CachedTokens);
                     break;

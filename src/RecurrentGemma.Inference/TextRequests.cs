@@ -30,6 +30,10 @@ public sealed record TextGenerationRequest
     public string? Owner { get; init; }
     /// <summary>Completions "echo": prepend the prompt to the returned text.</summary>
     public bool Echo { get; init; }
+    /// <summary>Also report every prompt token with its log-probability given the tokens before it
+    /// (and <see cref="TopLogprobs"/> alternatives): completions' echo with logprobs. The prompt
+    /// is then computed whole (no parked state is continued); <see cref="MaxTokens"/> may be 0.</summary>
+    public bool PromptLogprobs { get; init; }
     /// <summary>Structured output: the text must be JSON of this form (stop strings then do not apply).</summary>
     public Constraints.OutputFormat? Format { get; init; }
     /// <summary>Tools offered to the model (null: none, or tool_choice none). The answer is then
@@ -51,6 +55,11 @@ public sealed record TokenLogprobText(string Token, byte[] Bytes, float Logprob,
 public abstract record TextEvent;
 /// <summary>New text of choice <see cref="Index"/> (never half a character, never part of a stop string).</summary>
 public sealed record TextDelta(int Index, string Text, IReadOnlyList<TokenLogprobText> Logprobs) : TextEvent;
+/// <summary>The prompt's tokens of choice <see cref="Index"/>, with their log-probabilities (the
+/// first token has none); before any <see cref="TextDelta"/> of that choice.</summary>
+public sealed record PromptLogprobs(int Index, IReadOnlyList<PromptTokenLogprob> Tokens) : TextEvent;
+/// <summary>One prompt token: its text, and (except for the first) its log-probability and alternatives.</summary>
+public sealed record PromptTokenLogprob(string Token, float? Logprob, IReadOnlyList<(string Token, byte[] Bytes, float Logprob)>? Top);
 /// <summary>Choice <see cref="Index"/> ended: "stop" or "length".</summary>
 public sealed record ChoiceFinished(int Index, string FinishReason) : TextEvent
 {

@@ -102,9 +102,11 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal(Enumerable.Range(0, 4), choices.EnumerateArray().Select(c => c.GetProperty("index").GetInt32()));
         Assert.StartsWith("a b c", choices[0].GetProperty("text").GetString());
         Assert.StartsWith("d e f", choices[3].GetProperty("text").GetString());
+        // With echo, logprobs cover the prompt's tokens too (OpenAI's legacy behaviour), then the 3 generated.
         var lp = choices[0].GetProperty("logprobs");
-        Assert.Equal(3, lp.GetProperty("tokens").GetArrayLength());
-        Assert.Equal(2, lp.GetProperty("top_logprobs")[0].EnumerateObject().Count());
+        int promptIds = (await ReadJson(await client.PostAsync("/tokenize", JsonBody("""{"prompt":"a b c"}""")))).GetProperty("count").GetInt32();
+        Assert.Equal(promptIds + 3, lp.GetProperty("tokens").GetArrayLength());
+        Assert.Equal(2, lp.GetProperty("top_logprobs")[promptIds].EnumerateObject().Count());
         Assert.Equal(12, many.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }
 
@@ -159,6 +161,61 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         // A caller's stop id ends it like <eos>; with ignore_eos it still does.
         Assert.Equal((0, "stop"), await Ask(""","logit_bias":{"5":100},"stop_token_ids":[5]"""));
         Assert.Equal((2, "stop"), await Ask(""","logit_bias":{"5":100},"stop_token_ids":[5],"ignore_eos":true,"min_tokens":2"""));
+    }
+
+    [Fact]
+    public async Task Echo_with_logprobs_scores_the_prompt_as_evaluation_harnesses_read_it()
+    {
+        var client = await server.ReadyClientAsync();
+        // Score only: max_tokens 0. The prompt's tokens come back with their log-probabilities, the first with null.
+        var scored = await ReadJson(await client.PostAsync("/v1/completions", JsonBody("""{"prompt":"Once upon a time","max_tokens":0,"echo":true,"logprobs":2}""")));
+        var choice = scored.GetProperty("choices")[0];
+        Assert.Equal("Once upon a time", choice.GetProperty("text").GetString());
+        Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+        var lp = choice.GetProperty("logprobs");
+        var tokens = lp.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()).ToList();
+        int promptTokens = scored.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        Assert.Equal(promptTokens, tokens.Count);
+        Assert.Equal("Once upon a time", string.Concat(tokens));
+        Assert.Equal(0, scored.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        var values = lp.GetProperty("token_logprobs");
+        Assert.Equal(JsonValueKind.Null, values[0].ValueKind);
+        Assert.Equal(JsonValueKind.Null, lp.GetProperty("top_logprobs")[0].ValueKind);
+        for (int i = 1; i < tokens.Count; i++)
+        {
+            Assert.True(values[i].GetSingle() <= 0, $"token {i}: {values[i]}");
+            var top = lp.GetProperty("top_logprobs")[i];
+            Assert.InRange(top.EnumerateObject().Count(), 1, 2);
+            // Its best alternative is at least as likely as the token itself.
+            Assert.True(top.EnumerateObject().Max(p => p.Value.GetSingle()) >= values[i].GetSingle() - 1e-6);
+        }
+        var offsets = lp.GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()).ToList();
+        Assert.Equal(Enumerable.Range(0, tokens.Count).Select(i => tokens.Take(i).Sum(t => t!.Length)), offsets);
+
+        // As lm-evaluation-harness asks: token ids, one generated token, greedy. The prompt's scores
+        // are the same, then the generated token's follows.
+        var ids = (await ReadJson(await client.PostAsync("/tokenize", JsonBody("""{"prompt":"Once upon a time"}""")))).GetProperty("tokens").ToString();
+        var withOne = await ReadJson(await client.PostAsync("/v1/completions", JsonBody($$"""{"prompt":[{{ids}}],"max_tokens":1,"echo":true,"logprobs":1,"temperature":0}""")));
+        var lp1 = withOne.GetProperty("choices")[0].GetProperty("logprobs");
+        Assert.Equal(promptTokens + 1, lp1.GetProperty("tokens").GetArrayLength());
+        for (int i = 1; i < promptTokens; i++) Assert.Equal(values[i].GetSingle(), lp1.GetProperty("token_logprobs")[i].GetSingle(), 1e-5f);
+        var last = lp1.GetProperty("top_logprobs")[promptTokens].EnumerateObject().Single();
+        Assert.Equal(lp1.GetProperty("tokens")[promptTokens].GetString(), last.Name);   // greedy: the token is its own best alternative
+
+        // Streamed: the echoed text, then a chunk with the prompt's logprobs, then the tokens.
+        var raw = await (await client.PostAsync("/v1/completions", JsonBody("""{"prompt":"Once upon a time","max_tokens":2,"echo":true,"logprobs":0,"stream":true}"""))).Content.ReadAsStringAsync();
+        var chunks = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Where(e => e != "data: [DONE]")
+            .Select(e => JsonDocument.Parse(e[6..]).RootElement.GetProperty("choices")[0]).ToList();
+        Assert.Equal("Once upon a time", chunks[0].GetProperty("text").GetString());
+        Assert.Equal(promptTokens, chunks[1].GetProperty("logprobs").GetProperty("tokens").GetArrayLength());
+
+        // max_tokens 0 only scores a prompt: without echo and logprobs it asks for nothing.
+        foreach (var body in new[] { """{"prompt":"x","max_tokens":0}""", """{"prompt":"x","max_tokens":0,"echo":true}""", """{"prompt":"x","max_tokens":0,"logprobs":1}""" })
+        {
+            var r = await client.PostAsync("/v1/completions", JsonBody(body));
+            Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+            Assert.Equal("max_tokens", (await ReadJson(r)).GetProperty("error").GetProperty("param").GetString());
+        }
     }
 
     [Fact]

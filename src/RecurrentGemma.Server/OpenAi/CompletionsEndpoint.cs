@@ -29,6 +29,7 @@ public static class CompletionsEndpoint
             {
                 switch (events.Current)
                 {
+                    case PromptLogprobs pl: logprobs[pl.Index].AddPrompt(pl.Tokens); break;
                     case TextDelta d: api.MarkFirstToken(); logprobs[d.Index].Add(d.Logprobs, texts[d.Index].Length); texts[d.Index].Append(d.Text); break;
                     case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
                     case UsageReport u: usage = u; break;
@@ -62,6 +63,14 @@ public static class CompletionsEndpoint
             {
                 switch (events.Current)
                 {
+                    case PromptLogprobs pl:
+                    {
+                        // The echoed prompt went out first; its logprobs follow in a chunk of their own.
+                        var prompt = new LogprobsBuilder();
+                        prompt.AddPrompt(pl.Tokens);
+                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(pl.Index, "", prompt.Build(), null)]), OpenAiJson.Default.CompletionResponse, ct);
+                        break;
+                    }
                     case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
                         api.MarkFirstToken();
                         streamedText.Append(d.Text);
@@ -95,6 +104,26 @@ public static class CompletionsEndpoint
     sealed class LogprobsBuilder
     {
         readonly CompletionLogprobsDto _dto = new([], [], [], []);
+
+        /// <summary>The prompt's tokens, from text offset 0 (they are the echoed text).</summary>
+        public void AddPrompt(IReadOnlyList<PromptTokenLogprob> tokens)
+        {
+            int offset = 0;
+            foreach (var t in tokens)
+            {
+                _dto.Tokens.Add(t.Token);
+                _dto.TokenLogprobs.Add(t.Logprob);
+                Dictionary<string, float>? top = null;
+                if (t.Top is { } alternatives)
+                {
+                    top = [];
+                    foreach (var a in alternatives) top.TryAdd(a.Token, a.Logprob);
+                }
+                _dto.TopLogprobs.Add(top);
+                _dto.TextOffset.Add(offset);
+                offset += t.Token.Length;
+            }
+        }
 
         public void Add(IReadOnlyList<TokenLogprobText> tokens, int offset)
         {

@@ -45,6 +45,7 @@ public static class GenerationMerger
                     switch (e)
                     {
                         case TextDelta d: await channel.Writer.WriteAsync(d with { Index = d.Index + offset }, ct); break;
+                        case PromptLogprobs pl: await channel.Writer.WriteAsync(pl with { Index = pl.Index + offset }, ct); break;
                         case ChoiceFinished f: await channel.Writer.WriteAsync(f with { Index = f.Index + offset }, ct); break;
                         case UsageReport u:
                             Interlocked.Add(ref prompt, u.PromptTokens); Interlocked.Add(ref completion, u.CompletionTokens); Interlocked.Add(ref cached, u.CachedTokens);

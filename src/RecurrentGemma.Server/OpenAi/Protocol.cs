@@ -147,7 +147,9 @@ public sealed record CompletionChoiceDto(int Index, string Text,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] CompletionLogprobsDto? Logprobs,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
 
-public sealed record CompletionLogprobsDto(List<string> Tokens, List<float> TokenLogprobs, List<Dictionary<string, float>> TopLogprobs, List<int> TextOffset);
+/// <summary>The legacy logprobs object; with echo the prompt's tokens come first, the very first
+/// with null (nothing precedes it).</summary>
+public sealed record CompletionLogprobsDto(List<string> Tokens, List<float?> TokenLogprobs, List<Dictionary<string, float>?> TopLogprobs, List<int> TextOffset);
 
 public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy);
 public sealed record ModelListDto(string Object, List<ModelDto> Data);

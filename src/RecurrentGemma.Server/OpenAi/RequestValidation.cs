@@ -66,7 +66,10 @@ public static class RequestValidation
         int top = r.Logprobs ?? 0;
         Range(top, 0, 20, "logprobs");
         var sampling = Sampling(r, limits);
-        int maxTokens = MaxTokens(r.MaxTokens, "max_tokens", 16, limits);   // OpenAI's default for completions
+        // OpenAI's default for completions is 16. With echo and logprobs 0 scores the prompt only
+        // (how evaluation harnesses read a text's log-likelihood).
+        bool scoresPrompt = (r.Echo ?? false) && r.Logprobs is not null;
+        int maxTokens = MaxTokens(r.MaxTokens, "max_tokens", 16, limits, least: scoresPrompt ? 0 : 1);
         var stops = Stops(r.Stop);
         var session = Session(r.SessionId, headerSession);
         var format = Format(r.ResponseFormat);
@@ -74,7 +77,8 @@ public static class RequestValidation
         var generations = prompts.Select(p => WithEnds(new TextGenerationRequest
         {
             Prompt = p.Text, PromptTokenIds = p.Ids, MaxTokens = maxTokens, N = n, Sampling = sampling, Stop = stops,
-            Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, SessionId = session, Owner = owner, Format = format,
+            Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, PromptLogprobs = scoresPrompt,
+            SessionId = session, Owner = owner, Format = format,
         }, r, limits)).ToList();
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
         return new ValidatedRequest(generations, stream, usage);
@@ -189,10 +193,10 @@ public static class RequestValidation
 
     const int MaxStopTokenIds = 256;
 
-    static int MaxTokens(int? value, string field, int fallback, ValidationLimits limits)
+    static int MaxTokens(int? value, string field, int fallback, ValidationLimits limits, int least = 1)
     {
         int v = value ?? Math.Min(fallback, limits.MaxNewTokens);
-        Range(v, 1, limits.MaxNewTokens, field);
+        Range(v, least, limits.MaxNewTokens, field);
         return v;
     }
 
