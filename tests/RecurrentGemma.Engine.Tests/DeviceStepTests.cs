@@ -54,6 +54,15 @@ public class DeviceStepTests
         executor.Prepare(state, [new long[] { 2, 3, 4 }], [2], []);
         using (executor.Forward()) { }
         Assert.Equal(1, executor.Transfers.Total - before);
+        // A scored chunk (prompt logprobs) that also samples the prompt's first token: the scores
+        // ride the same one copy out.
+        before = executor.Transfers.Total;
+        executor.Prepare(state, [new long[] { 2, 5, 7, 9 }], [3], rows.Take(1).ToList(), [3], scoreTargets: [5, 7, 9], scoreTop: 2);
+        var (scoredFirst, _) = executor.Sample(executor.Forward());
+        Assert.Equal(2, executor.Transfers.Total - before);
+        Assert.Single(scoredFirst);
+        Assert.Equal([5, 7, 9], executor.LastScores.Select(s => s.TokenId));
+        Assert.All(executor.LastScores, s => Assert.Equal(2, s.Top.Count));
     }
 
     [Fact]
@@ -66,6 +75,7 @@ public class DeviceStepTests
             PromptTokens = [2, .. Enumerable.Range(0, 3 + 4 * i).Select(j => 3 + (i * 7 + j) % 200)],
             MaxNewTokens = 12, Sampling = row.Params with { Seed = i }, Logprobs = row.Logprobs, TopLogprobs = row.TopLogprobs,
         }).ToList();
+        requests[1] = requests[1] with { PromptLogprobs = 2 };   // one scores its prompt, in chunks of its own
         var results = await Task.WhenAll(requests.Select(r => Run(engine, r)));
         Assert.All(results, r => Assert.Null(r.Error));
         var after = engine.Snapshot;
