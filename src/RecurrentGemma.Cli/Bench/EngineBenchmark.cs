@@ -11,7 +11,7 @@ namespace RecurrentGemma.Cli.Bench;
 /// The engine on random-weight models: aggregate decode throughput at 1…32 concurrent sequences
 /// (levels in rotation over several rounds, medians),
 /// where a step's time goes (model forward, sampler, the rest = scheduling and bookkeeping), and
-/// a 10-turn conversation with and without session reuse.
+/// a 10-turn conversation with and without session reuse, and scoring a prompt against prefilling it.
 /// </summary>
 public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress, int? repeats = null)
 {
@@ -86,7 +86,39 @@ public sealed class EngineBenchmark(string shapeName, GriffinConfig config, Scal
         for (int t = 0; t < without.Count; t++)
             sb.AppendLine(ci, $"| {t + 1} | {without[t].Prompt} | {without[t].Prefilled} | {without[t].Ttft * 1000:F0} ms | {with[t].Prefilled} | {with[t].Ttft * 1000:F0} ms |");
         progress.WriteLine($"[bench] conversation: turn 10 TTFT {without[^1].Ttft * 1000:F0} ms without reuse, {with[^1].Ttft * 1000:F0} ms with");
+
+        // 3. Scoring a prompt (completions' echo with logprobs, as evaluation harnesses read a
+        //    text's log-likelihood) against prefilling it plainly; alternated, medians.
+        sb.AppendLine();
+        int scoredT = big ? 256 : 512, scoreRounds = Math.Max(1, repeats ?? (quick ? 1 : 3));
+        var (plain, scored) = Scoring(model, Prompt(scoredT), scoreRounds);
+        sb.AppendLine(ci, $"Scoring a {scoredT}-token prompt (prompt logprobs, 1 alternative, max_tokens 0; chunks of {new EngineOptions().ScoredChunkTokens} tokens run alone with every position's logits) against prefilling it (one token generated), {scoreRounds} rounds alternated: "
+            + $"**{Spread.Of(scored).Format("F1")} tok/s scored, {Spread.Of(plain).Format("F1")} tok/s plain** ({Spread.Of(scored).Median / Spread.Of(plain).Median:F2}×).");
+        progress.WriteLine($"[bench] scoring {scoredT} tokens: {Spread.Of(scored).Median:F1} tok/s vs plain prefill {Spread.Of(plain).Median:F1}");
         return sb.ToString();
+    }
+
+    /// <summary>Prompt tokens per second, plainly prefilled and scored, rounds alternated on one engine.</summary>
+    static (List<double> Plain, List<double> Scored) Scoring(GriffinForCausalLM model, int[] prompt, int rounds)
+    {
+        var engine = new EngineClient(model, new EngineOptions { MaxSlots = 2, ParkFinishedStates = false });
+        var plain = new List<double>();
+        var scored = new List<double>();
+        try
+        {
+            double Time(GenerationRequest r)
+            {
+                var clock = Stopwatch.StartNew();
+                Task.Run(async () => { await foreach (var _ in engine.Submit(r).ReadEventsAsync()) { } }).GetAwaiter().GetResult();
+                return prompt.Length / clock.Elapsed.TotalSeconds;
+            }
+            var plainRequest = new GenerationRequest { PromptTokens = prompt, MaxNewTokens = 1, Sampling = SamplingParams.Greedy };
+            var scoredRequest = plainRequest with { MaxNewTokens = 0, PromptLogprobs = 1 };
+            Time(plainRequest); Time(scoredRequest);   // warm-up: first touch of each path's memory
+            for (int r = 0; r < rounds; r++) { plain.Add(Time(plainRequest)); scored.Add(Time(scoredRequest)); }
+        }
+        finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        return (plain, scored);
     }
 
     /// <summary>Runs the prompts together; returns each sequence's token arrival times (s).</summary>
