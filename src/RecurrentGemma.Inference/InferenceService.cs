@@ -28,7 +28,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         {
             try
             {
-                var turns = GemmaChatTemplate.Turns(messages, request.Tools);
+                var turns = GemmaChatTemplate.Turns(messages, request.Tools, request.ContinueFinalMessage);
                 return ChatPromptIds(turns, request.Owner);
             }
             catch (ChatTemplateException e) { throw new InvalidRequestException(e.Message, e.Param); }
@@ -80,6 +80,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             if (role == "model" && turn.SampledIds is { } known) ids.AddRange(known);
             else if (role == "model" && _generated.TryGet(owner, text, out var sampled)) ids.AddRange(sampled);
             else ids.AddRange(_options.AllowSpecialTokensInContent ? Tokenizer.Encode(text) : Tokenizer.EncodeContent(text));
+            if (turn.Open) return ids;   // the answer continues this turn: no end of turn, no new model turn
             ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.EndOfTurn}\n"));
         }
         ids.AddRange(Tokenizer.Encode($"{GemmaChatTemplate.StartOfTurn}model\n"));
@@ -98,10 +99,12 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(stops)).ToArray(); }
         catch (ArgumentException e) { throw new InvalidRequestException(e.Message.Split(" (Parameter")[0], "stop"); }
         var prompt = PromptTokens(request);
-        // A constrained answer ends where its grammar does: nothing may end it early or keep it going.
+        // A constrained answer ends where its grammar does: nothing may end it early or keep it
+        // going, and its grammar reads it from its first token, so it cannot continue a prefix.
         if (request.Tools is not null || request.Format is not null)
         {
-            string? field = request.IgnoreEos ? "ignore_eos" : request.MinTokens > 0 ? "min_tokens" : request.StopTokenIds.Count > 0 ? "stop_token_ids" : null;
+            string? field = request.IgnoreEos ? "ignore_eos" : request.MinTokens > 0 ? "min_tokens" : request.StopTokenIds.Count > 0 ? "stop_token_ids"
+                : request.ContinueFinalMessage ? "continue_final_message" : null;
             if (field is not null)
                 throw new InvalidRequestException($"{field} cannot be combined with structured output or tools: the answer ends where its grammar does.", field);
         }

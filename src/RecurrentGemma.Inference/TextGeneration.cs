@@ -72,7 +72,8 @@ public sealed class TextGeneration : IAsyncDisposable
                     }
                     var reason = f.Reason == FinishReason.Cancelled ? "cancelled"
                         : stoppedByString[f.Index] || f.Reason == FinishReason.Stop ? "stop" : "length";
-                    if (f.Index == 0 && f.Reason != FinishReason.Cancelled && _request.Messages is not null && !stoppedByString[0])
+                    // A continued answer's text is only its end: not the message a client sends back.
+                    if (f.Index == 0 && f.Reason != FinishReason.Cancelled && _request.Messages is not null && !_request.ContinueFinalMessage && !stoppedByString[0])
                         _service.RememberGenerated(_request.Owner, texts[0].ToString(), sampled[0]);
                     yield return new ChoiceFinished(f.Index, reason) { TokenIds = sampled[f.Index].ToArray() };
                     break;

@@ -8,6 +8,9 @@ public sealed record TextGenerationRequest
 {
     /// <summary>Chat messages (rendered with the Gemma template), or null for a raw prompt.</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
+    /// <summary>The last message is the start of the answer, which the model continues (vLLM's
+    /// continue_final_message); the text returned is the continuation.</summary>
+    public bool ContinueFinalMessage { get; init; }
     /// <summary>Raw prompt text (BOS is prepended), used when <see cref="Messages"/> is null.</summary>
     public string? Prompt { get; init; }
     /// <summary>A raw prompt as token ids, read exactly as given (no BOS added), used when

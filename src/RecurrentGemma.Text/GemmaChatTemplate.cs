@@ -28,6 +28,9 @@ public sealed record ChatMessage(string Role, string? Content, IReadOnlyList<Cha
 public sealed record ChatTurn(string Role, string Text)
 {
     public IReadOnlyList<int>? SampledIds { get; init; }
+    /// <summary>The model's turn the answer continues: rendered without its end of turn, and no
+    /// new model turn follows it.</summary>
+    public bool Open { get; init; }
 }
 
 /// <summary>A conversation the template cannot render; names the offending message.</summary>
@@ -68,8 +71,10 @@ public static class GemmaChatTemplate
     /// <summary>Validated, merged (role, text) turns in order; the last one is the user's. With
     /// <paramref name="tools"/>, their description joins the first user turn (after any system
     /// text), assistant tool calls render as call blocks and tool results as a user turn
-    /// (<see cref="ToolFormat"/>).</summary>
-    public static List<ChatTurn> Turns(IReadOnlyList<ChatMessage> messages, ToolPrompt? tools = null)
+    /// (<see cref="ToolFormat"/>). With <paramref name="continueFinal"/> the last one is instead an
+    /// assistant message the model continues (vLLM's continue_final_message: the caller prefills
+    /// the start of the answer), kept as written at its end — a trailing space is part of the prefix.</summary>
+    public static List<ChatTurn> Turns(IReadOnlyList<ChatMessage> messages, ToolPrompt? tools = null, bool continueFinal = false)
     {
         if (messages is null || messages.Count == 0)
             throw new ChatTemplateException("messages must contain at least one message", "messages");
@@ -80,7 +85,10 @@ public static class GemmaChatTemplate
         for (int i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
-            var text = TextOf(m, i).Trim();
+            bool open = continueFinal && i == messages.Count - 1;
+            var text = open ? TextOf(m, i).TrimStart() : TextOf(m, i).Trim();
+            if (open && (m.Role != "assistant" || m.ToolCalls is { Count: > 0 }))
+                throw new ChatTemplateException("continue_final_message needs the conversation to end with an assistant message (without tool calls) to continue", "messages");
             switch (m.Role)
             {
                 case "system" or "developer":
@@ -121,6 +129,14 @@ public static class GemmaChatTemplate
                 default:
                     throw new ChatTemplateException($"messages[{i}].role '{m.Role}' is not one of system, developer, user, assistant", $"messages[{i}].role");
             }
+        }
+        if (continueFinal)
+        {
+            // The continued answer must follow a user turn, as any answer does.
+            if (turns.Count < 2 || turns[^1].Role != "model" || turns[^2].Role != "user" || pendingSystem.Count > 0)
+                throw new ChatTemplateException("continue_final_message needs a user turn before the assistant message it continues", "messages");
+            turns[^1] = turns[^1] with { SampledIds = null, Open = true };
+            return turns;
         }
         if (turns.Count == 0 || turns[^1].Role != "user" || pendingSystem.Count > 0)
             throw new ChatTemplateException("the conversation must end with a user or tool message (the model answers the last user turn)", "messages");

@@ -168,6 +168,22 @@ public class InferenceServiceTests
     }
 
     [Fact]
+    public async Task A_continued_final_message_ends_the_prompt_inside_the_model_turn()
+    {
+        var engine = new FakeEngine(Tok.Encode(" time").ToArray());
+        var service = new InferenceService(engine, Tok, "m");
+        List<ChatMessage> messages = [ChatMessage.User("Tell a story"), ChatMessage.Assistant("Once upon a")];
+        var ids = service.PromptTokens(new TextGenerationRequest { Messages = messages, ContinueFinalMessage = true });
+        Assert.Equal(Tok.EncodeWithBos("<start_of_turn>user\nTell a story<end_of_turn>\n<start_of_turn>model\nOnce upon a"), ids);
+        var (text, _, _, _) = await Run(service, new TextGenerationRequest { Messages = messages, ContinueFinalMessage = true, MaxTokens = 5 });
+        Assert.Equal(" time", text);   // the reply is the continuation
+        Assert.Equal("continue_final_message", Assert.Throws<InvalidRequestException>(() => service.Start(new TextGenerationRequest
+        {
+            Messages = messages, ContinueFinalMessage = true, Format = new Constraints.OutputFormat(Constraints.OutputFormatKind.JsonObject),
+        })).Param);
+    }
+
+    [Fact]
     public async Task Before_min_tokens_no_stop_string_is_looked_for()
     {
         var ids = Tok.Encode("a END b END c");

@@ -219,6 +219,35 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
     }
 
     [Fact]
+    public async Task A_prefilled_answer_is_continued_like_the_same_raw_prompt()
+    {
+        var client = await server.ReadyClientAsync();
+        const string Messages = """[{"role":"user","content":"Tell me a story"},{"role":"assistant","content":"Once upon a"}]""";
+        var ids = await ReadJson(await client.PostAsync("/tokenize", JsonBody($$"""{"messages":{{Messages}},"continue_final_message":true,"add_generation_prompt":false}""")));
+        var chat = await ReadJson(await client.PostAsync("/v1/chat/completions", JsonBody($$"""{"messages":{{Messages}},"continue_final_message":true,"add_generation_prompt":false,"max_tokens":6,"temperature":0}""")));
+        var raw = await ReadJson(await client.PostAsync("/v1/completions", JsonBody($$"""{"prompt":{{ids.GetProperty("tokens")}},"max_tokens":6,"temperature":0}""")));
+        Assert.Equal(ids.GetProperty("count").GetInt32(), chat.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(raw.GetProperty("choices")[0].GetProperty("text").GetString(), chat.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+        // The prompt stops inside the model's turn: no end of turn after the prefix (id 107), none opened after it (106).
+        var tokens = ids.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToList();
+        Assert.NotEqual(107, tokens[^1]);
+        Assert.Equal(2, tokens.Count(t => t == 106));
+
+        foreach (var (body, param) in new[]
+                 {
+                     ($$"""{"messages":{{Messages}},"continue_final_message":true,"add_generation_prompt":true}""", "add_generation_prompt"),
+                     ("""{"messages":[{"role":"user","content":"x"}],"add_generation_prompt":false}""", "add_generation_prompt"),
+                     ("""{"messages":[{"role":"user","content":"x"}],"continue_final_message":true}""", "messages"),
+                     ($$$"""{"messages":{{{Messages}}},"continue_final_message":true,"response_format":{"type":"json_object"}}""", "continue_final_message"),
+                 })
+        {
+            var r = await client.PostAsync("/v1/chat/completions", JsonBody(body));
+            Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+            Assert.Equal(param, (await ReadJson(r)).GetProperty("error").GetProperty("param").GetString());
+        }
+    }
+
+    [Fact]
     public async Task Asking_for_text_output_only_is_served()
     {
         var client = await server.ReadyClientAsync();

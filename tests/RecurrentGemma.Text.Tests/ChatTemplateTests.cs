@@ -101,6 +101,27 @@ public class ChatTemplateTests
         Assert.Equal("messages[1].tool_call_id", e.Param);
     }
 
+    [Fact]
+    public void A_continued_final_message_stays_open_and_keeps_its_trailing_space()
+    {
+        var turns = GemmaChatTemplate.Turns([ChatMessage.System("Be brief."), ChatMessage.User("Tell a story"), ChatMessage.Assistant("  Once upon a ")], continueFinal: true);
+        Assert.Equal(["user", "model"], turns.Select(t => t.Role));
+        Assert.True(turns[^1].Open);
+        Assert.Equal("Once upon a ", turns[^1].Text);   // leading space trimmed as always, the trailing one is the prefix's
+        Assert.False(turns[0].Open);
+
+        // Only an assistant message after a user turn can be continued.
+        foreach (var messages in new List<ChatMessage>[]
+                 {
+                     [ChatMessage.User("x")],
+                     [ChatMessage.Assistant("x")],
+                     [ChatMessage.User("x"), new("assistant", null) { ToolCalls = [new ToolCall("c", "f", "{}")] }],
+                 })
+            Assert.Equal("messages", Assert.Throws<ChatTemplateException>(() => GemmaChatTemplate.Turns(messages, continueFinal: true)).Param);
+        // Without the flag a conversation ending with an assistant message is refused as before.
+        Assert.Throws<ChatTemplateException>(() => GemmaChatTemplate.Turns([ChatMessage.User("x"), ChatMessage.Assistant("y")]));
+    }
+
     [Theory]
     [InlineData("<tool_call>\n{\"name\":\"f\",\"arguments\":{}}\n</tool_call>", 1)]
     [InlineData("<tool_call>\n{\"name\":\"f\",\"arguments\":{\"a\":1}}\n</tool_call>\n<tool_call>\n{\"name\":\"g\",\"arguments\":{\"b\":\"x\\n</tool_call>\"}}\n</tool_call>", 2)]

@@ -23,7 +23,10 @@ public static class ModelsAndTokenizeEndpoints
         List<int> tokens;
         if (body.Messages is not null)
         {
-            var chat = RequestValidation.Chat(new ChatCompletionRequest { Messages = body.Messages }, api.Limits, null, api.Owner);
+            var chat = RequestValidation.Chat(new ChatCompletionRequest
+            {
+                Messages = body.Messages, ContinueFinalMessage = body.ContinueFinalMessage, AddGenerationPrompt = body.AddGenerationPrompt,
+            }, api.Limits, null, api.Owner);
             tokens = service.PromptTokens(chat.Generations[0]);
         }
         else if (body.Prompt is not null)

@@ -61,6 +61,11 @@ public sealed class ChatCompletionRequest : GenerationRequestBase
     public JsonElement? Audio { get; set; }
     /// <summary>Built-in web search: refused (this server has no tools of its own).</summary>
     public JsonElement? WebSearchOptions { get; set; }
+    /// <summary>Extension (vLLM): the last message is an assistant message whose text starts the
+    /// answer; the model continues it, and the reply holds the continuation.</summary>
+    public bool? ContinueFinalMessage { get; set; }
+    /// <summary>Extension (vLLM): false only together with continue_final_message.</summary>
+    public bool? AddGenerationPrompt { get; set; }
 }
 
 public sealed class ChatMessageDto
@@ -162,6 +167,9 @@ public sealed class TokenizeRequest
     public List<ChatMessageDto>? Messages { get; set; }
     /// <summary>Prepend BOS to a plain prompt (default true; chat prompts always start with BOS).</summary>
     public bool? AddSpecialTokens { get; set; }
+    /// <summary>As in chat completions: the ids of a conversation whose last message is continued.</summary>
+    public bool? ContinueFinalMessage { get; set; }
+    public bool? AddGenerationPrompt { get; set; }
 }
 
 public sealed record TokenizeResponse(List<int> Tokens, int Count, int MaxModelLen);

@@ -44,9 +44,15 @@ public static class RequestValidation
         Range(top, 0, 20, "top_logprobs");
         if (top > 0 && !logprobs) throw ApiError.Invalid("top_logprobs requires logprobs to be true.", "top_logprobs");
 
+        bool continueFinal = r.ContinueFinalMessage ?? false;
+        if (continueFinal && r.AddGenerationPrompt == true)
+            throw ApiError.Invalid("continue_final_message and add_generation_prompt cannot both be true: an answer either continues the last message or starts a new turn.", "add_generation_prompt");
+        if (!continueFinal && r.AddGenerationPrompt == false)
+            throw ApiError.Invalid("add_generation_prompt false is only supported with continue_final_message: otherwise the answer always starts a new model turn.", "add_generation_prompt");
+
         var generation = new TextGenerationRequest
         {
-            Messages = messages, MaxTokens = maxTokens, N = Choices(r.N, limits),
+            Messages = messages, ContinueFinalMessage = continueFinal, MaxTokens = maxTokens, N = Choices(r.N, limits),
             Sampling = Sampling(r, limits),
             Stop = Stops(r.Stop), Logprobs = logprobs, TopLogprobs = top,
             SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = Format(r.ResponseFormat), Tools = tools,
