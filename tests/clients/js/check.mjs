@@ -37,6 +37,12 @@ const byIdLists = await client.completions.create({ model: "recurrentgemma-demo"
 ok(byIds.choices[0].text === byText.choices[0].text && byIdLists.choices.length === 2 && byIdLists.choices[1].text === byText.choices[0].text
   && byIds.usage.prompt_tokens === ids.count, "completions.create with token ids");
 
+// Echo with logprobs scores the prompt (max_tokens 0), as evaluation harnesses ask through this client.
+const scored = await client.completions.create({ model: "recurrentgemma-demo", prompt: ids.tokens, max_tokens: 0, echo: true, logprobs: 1 });
+const lp = scored.choices[0].logprobs;
+ok(lp.tokens.length === ids.count && lp.token_logprobs[0] === null && lp.token_logprobs.slice(1).every((x) => x <= 0)
+  && scored.choices[0].text === "Once upon a time", "completions.create echo + logprobs scores the prompt");
+
 try {
   await client.chat.completions.create({ model: "recurrentgemma-demo", messages: [{ role: "user", content: "hi" }], temperature: 5 });
   ok(false, "a bad request throws");
