@@ -55,7 +55,7 @@ internal sealed partial class EngineLoop
 
         // A scored prompt runs alone (the scheduler's rule): its positions predict the prompt's
         // next ids, and its last position, when it ends the prompt, is the sampled one.
-        var scored = plan.Count == 1 && plan[0].Sequence.Request.Request.PromptLogprobs is { } top ? plan[0] : default;
+        var scored = plan.Count == 1 && plan[0].Sequence.Request.Request.PromptLogprobs is not null ? plan[0] : default;
         int[]? scoreTargets = null;
         if (scored.Sequence is { } sc)
         {

@@ -321,10 +321,6 @@ internal static class Sampler
     }
 
     /// <summary>The host side of the packed result.</summary>
-    /// <summary>How many values <see cref="Sample"/> packs for this plan.</summary>
-    public static int PackedLength(SamplerPlan plan) =>
-        plan.Rows * (1 + (plan.Has(SamplerNeeds.Logprobs) ? 1 + 2 * plan.MaxTop : 0));
-
     public static (int[] Tokens, TokenLogprob?[] Logprobs) Unpack(ReadOnlySpan<double> packed, SamplerPlan plan, IReadOnlyList<SamplingRow> rows)
     {
         int r = plan.Rows, k = plan.MaxTop;

@@ -97,7 +97,7 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         if (_sampler is not null) parts.Add(Sampler.Sample(logits, _sampler, _buffer));
         if (scores is not null) parts.Add(scores);
         var packed = _buffer.Download(parts.Count == 1 ? parts[0] : cat(parts, 0));
-        int sampled = _sampler is null ? 0 : Sampler.PackedLength(_sampler);
+        int sampled = packed.Length - (_score?.PackedLength ?? 0);   // the scores are packed last
         var result = _sampler is null ? ([], []) : Sampler.Unpack(packed, _sampler, _rows);
         if (_score is not null) LastScores = PromptScorer.Unpack(packed.AsSpan(sampled), _score, _scoreTargets);
         SamplerSeconds += clock.Elapsed.TotalSeconds;

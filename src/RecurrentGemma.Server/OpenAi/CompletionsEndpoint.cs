@@ -17,7 +17,8 @@ public static class CompletionsEndpoint
         var ct = api.RequestToken;
         var events = GenerationMerger.Start(service, request, ct);
         await using var _ = events;
-        string Echo(int index) => first.Echo ? EchoText(request.Generations[index / n], service) : "";
+        var echoes = request.Generations.Select(g => first.Echo ? EchoText(g, service) : "").ToArray();   // decoded once per prompt
+        string Echo(int index) => echoes[index / n];
 
         if (!request.Stream)
         {
