@@ -35,7 +35,10 @@ ENV Model__Path=/models/model \
     Model__Device=auto \
     Logs__Format=json \
     Urls=http://0.0.0.0:8000 \
-    DOTNET_gcServer=1
+    DOTNET_gcServer=1 \
+    GLIBC_TUNABLES=glibc.malloc.arena_max=1
+# One malloc arena from the start (glibc reads GLIBC_TUNABLES only at exec): outside a container
+# the server re-runs itself once to get it (src/RecurrentGemma.Model/MemoryTuning.cs).
 VOLUME ["/models"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:8000/health/live || exit 1

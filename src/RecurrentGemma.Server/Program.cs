@@ -3,6 +3,7 @@ using RecurrentGemma.Server.Hosting;
 // RecurrentGemma.Server: an OpenAI-compatible server for RecurrentGemma.
 // Request path: OpenAi/*Endpoint → RequestValidation → InferenceService (template, tokens)
 //   → EngineClient → EngineLoop (continuous batching on the model) → events back the same way.
+RecurrentGemma.Model.MemoryTuning.UseOneArena(typeof(Program).Assembly);   // first: may re-run the program with one malloc arena (Model/MemoryTuning.cs)
 RecurrentGemma.Model.MemoryTuning.Apply();   // before libtorch allocates: reuse pages (Model/MemoryTuning.cs)
 RecurrentGemma.Model.OpenMpTuning.Apply();   // before libtorch loads: its threads must not hold the cores (Model/OpenMpTuning.cs)
 var builder = WebApplication.CreateBuilder(args);

@@ -23,6 +23,15 @@ public class SigtermTests
         using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         var body = response.Content.ReadAsStringAsync();
         await Task.Delay(300);
+        // The server re-ran itself with one malloc arena (Model/MemoryTuning.cs) under the same
+        // process id — the one the signal below goes to — unless the environment chose otherwise.
+        if (Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is null && Environment.GetEnvironmentVariable("RGEMMA_MALLOC_TUNING") is null)
+        {
+            var environ = (await File.ReadAllTextAsync($"/proc/{server.Process.Id}/environ")).Split('\0');
+            Assert.Contains("GLIBC_TUNABLES=glibc.malloc.arena_max=1", environ);
+            for (int i = 0; i < 100 && !server.Log.Contains("\"Malloc\":"); i++) await Task.Delay(100);
+            Assert.Contains("\"Malloc\":\"heap kept (mmap off, no trim), one arena\"", server.Log);
+        }
         server.Terminate();
         await Task.Delay(200);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await http.GetAsync("/health/ready")).StatusCode);

@@ -117,6 +117,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             if (device.type == TorchSharp.DeviceType.CPU)
             {
                 log.LogInformation("libtorch's OpenMP threads: {OpenMp}", RecurrentGemma.Model.OpenMpTuning.Describe());
+                log.LogInformation("C heap: {Malloc}", RecurrentGemma.Model.MemoryTuning.Describe());
                 log.LogInformation("Many-row f32 projections: {F32Gemm}", RecurrentGemma.Model.Modules.F32Gemm.Describe());
                 log.LogInformation("Many-row bf16 projections: {Bf16Gemm}", RecurrentGemma.Model.Modules.Bf16Gemm.Describe());
             }
