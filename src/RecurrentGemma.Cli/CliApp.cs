@@ -26,6 +26,8 @@ public static class CliApp
             Random-weight model benchmarks (no download): load, prefill, decode, state size.
         rgemma bench --suite tokenizer [--tokenizer <tokenizer.model>] [--corpus <cases.jsonl>] [--out docs/benchmarks.md]
             Tokenizer encode/decode speed on ~1 MB of mixed text.
+        rgemma bench --suite sampler [--repeats N] [--out docs/benchmarks.md]
+            One batched sampler pass over 256k-id logits per setting at 1, 16 and 64 rows.
         rgemma bench --suite engine [--shape tiny|2b|all] [--dtype bf16|f32] [--quick] [--out docs/benchmarks.md]
             Engine throughput at 1–32 concurrent sequences, step overhead, 10-turn session reuse.
         """;

@@ -26,4 +26,5 @@ public static class Scalars
     public static Scalar Two { get; } = Of(2L);
     public static Scalar NegativeInfinity { get; } = Of(double.NegativeInfinity);
     public static Scalar True { get; } = true.ToScalar();
+    public static Scalar False { get; } = false.ToScalar();
 }

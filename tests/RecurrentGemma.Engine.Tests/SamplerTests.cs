@@ -87,6 +87,57 @@ public class SamplerTests
     }
 
     [Fact]
+    public void Penalties_of_rows_in_one_batch_each_touch_only_their_own_ids()
+    {
+        // Row 0: presence + frequency, token 0 generated three times, 4 once; row 1: repetition on
+        // its prompt (1) and generated (3, twice) ids, and the same frequency setting with nothing
+        // generated that row 0's history could leak into.
+        using var logits = tensor(new[] { 2.0f, 1.0f, 0.5f, -1.0f, 0.0f, 2.0f, 1.0f, 0.5f, -1.0f, 0.0f }).reshape(2, 5);
+        var rows = new List<SamplingRow>
+        {
+            new(new SamplingParams { PresencePenalty = 0.5f, FrequencyPenalty = 0.25f }, 0.5, [3], [0, 4, 0, 0], 0, false),
+            new(new SamplingParams { RepetitionPenalty = 2f, FrequencyPenalty = 0.25f }, 0.5, [1], [], 0, false),
+            new(new SamplingParams { RepetitionPenalty = 2f }, 0.5, [1], [3, 3], 0, false),
+        };
+        using var three = cat([logits, logits.narrow(0, 0, 1)], 0);
+        var d = Sampler.DistributionsOnce(three, rows);
+        Near(Softmax([2.0 - 0.5 - 3 * 0.25, 1.0, 0.5, -1.0, 0.0 - 0.5 - 0.25]), d[0]);
+        Near(Softmax([2.0, 1.0 / 2, 0.5, -1.0, 0.0]), d[1]);
+        Near(Softmax([2.0, 1.0 / 2, 0.5, -1.0 * 2, 0.0]), d[2]);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    [InlineData(32)]
+    [InlineData(299)]
+    public void Top_p_over_the_most_likely_ids_keeps_what_sorting_the_row_keeps(int candidates)
+    {
+        // Rows from peaked to flat, each with its own top_p: with few candidates most rows fall
+        // short of top_p and are sorted whole; with many, few do. Either way the same ids stay.
+        var random = new Random(21);
+        const int rows = 24, vocab = 300;
+        var values = new float[rows * vocab];
+        for (int r = 0; r < rows; r++)
+        {
+            double scale = 0.2 + r * 0.4;
+            for (int v = 0; v < vocab; v++)
+                values[r * vocab + v] = (float)(scale * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
+        }
+        values[5 * vocab + 7] = float.NegativeInfinity;   // an id an earlier step masked
+        using var y = tensor(values).reshape(rows, vocab);
+        using var p = tensor(Enumerable.Range(0, rows).Select(r => (float)(0.05 + 0.9 * r / (rows - 1.0))).ToArray()).unsqueeze(1);
+        using var sorted = y.clone();
+        using var candidatesFirst = y.clone();
+        Sampler.TopPBySort(sorted, p);
+        Sampler.TopPByCandidates(candidatesFirst, p, candidates);
+        using var kept = sorted.isfinite();
+        Assert.True(kept.sum().item<long>() > rows, "top-p dropped everything but one id per row: the case is too easy");
+        Assert.True(kept.eq(candidatesFirst.isfinite()).all().item<bool>(), $"{candidates} candidates kept other ids than sorting");
+        Assert.True(sorted.masked_fill(kept.logical_not(), 0).eq(candidatesFirst.masked_fill(kept.logical_not(), 0)).all().item<bool>(), "a kept logit changed");
+    }
+
+    [Fact]
     public void Logit_bias_is_added_before_everything_else()
     {
         double[] expected = [2.0, 1.0, 0.5 + 5, -1.0, 0.0 - 100];

@@ -55,10 +55,26 @@ public static class BenchCommand
             if (output is not null) WriteSection(output, "tiers", text);
             return Task.FromResult(0);
         }
+        if (suite == "sampler")
+        {
+            int repeats = args.Int("repeats", 5);
+            var output = args.Get("out");
+            args.EnsureAllRead();
+            var sb = new StringBuilder();
+            sb.AppendLine("## Sampler (issue #9): one batched pass over 256k-id logits");
+            sb.AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite sampler --repeats {repeats} --out docs/benchmarks.md`  ");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}.");
+            sb.AppendLine();
+            sb.AppendLine(new SamplerBenchmark(repeats, stderr).Run());
+            stdout.WriteLine(sb);
+            if (output is not null) WriteSection(output, "sampler", sb.ToString());
+            return Task.FromResult(0);
+        }
         if (suite == "engine") return RunEngine(args, stdout, stderr);
         if (suite == "step") return RunStep(args, stdout, stderr);
         if (suite == "profile") return RunProfile(args, stdout, stderr);
-        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, grammar, tiers, engine, step or profile, got '{suite}'");
+        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, grammar, tiers, engine, step, profile or sampler, got '{suite}'");
 
         var shapes = (args.Get("shape") ?? "all") switch
         {
@@ -191,7 +207,7 @@ public static class BenchCommand
         sb.AppendLine("## Where a 2B batch-1 decode step goes (issue #9)");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite profile --steps {steps}{(dtypes.Length == 1 ? $" --dtype {(dtypes[0] == ScalarType.BFloat16 ? "bf16" : "f32")}" : "")}{simdArg} --out docs/benchmarks.md`  ");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc tuning {MemoryTuning.Applied}, OpenMP {OpenMpTuning.Describe()}, {SimdGemvSummary()}; random weights. Floor = the part's weight bytes ÷ the copy bandwidth (read + write) measured just before each step; the table's floor column uses the median of those.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, {SimdGemvSummary()}; random weights. Floor = the part's weight bytes ÷ the copy bandwidth (read + write) measured just before each step; the table's floor column uses the median of those.");
         sb.AppendLine();
         foreach (var dtype in dtypes) sb.AppendLine(new DecodeProfile("2b", GriffinConfig.RecurrentGemma2B, dtype, steps, stderr).Run());
         stdout.WriteLine(sb);
@@ -210,7 +226,7 @@ public static class BenchCommand
         var device = TorchDevices.Resolve(deviceName);
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite step --device {deviceName} --repeats {repeats}{(section != "step" ? $" --section {section}" : "")} --out docs/benchmarks.md`  ");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc tuning {MemoryTuning.Applied}, OpenMP {OpenMpTuning.Describe()}.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}.");
         sb.AppendLine();
         sb.AppendLine(new StepBenchmark(fixture, device, repeats, stderr).Run());
         stdout.WriteLine(sb);
@@ -226,7 +242,7 @@ public static class BenchCommand
         sb.AppendLine();
         sb.AppendLine(ci, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- {command.Replace("rgemma ", "")}`  ");
         var touch = ProcessStats.TouchCost();
-        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, AVX512_BF16 listed {CpuFeatures.HasNativeBf16}, {Bf16Summary()}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, {SimdGemvSummary()}, {RecurrentGemma.Model.Modules.F32Gemm.Describe(decide: true)}, {RecurrentGemma.Model.Modules.Bf16Gemm.Describe(decide: true)}, malloc tuning {MemoryTuning.Applied}, OpenMP {OpenMpTuning.Describe()}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
+        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, AVX512_BF16 listed {CpuFeatures.HasNativeBf16}, {Bf16Summary()}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, {SimdGemvSummary()}, {RecurrentGemma.Model.Modules.F32Gemm.Describe(decide: true)}, {RecurrentGemma.Model.Modules.Bf16Gemm.Describe(decide: true)}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
         sb.AppendLine();
         sb.AppendLine("Figures are medians with (min–max) over the repeats given in the columns; tok/s = tokens ÷ step time.");
         sb.AppendLine();
