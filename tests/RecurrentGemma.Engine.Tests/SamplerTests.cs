@@ -107,14 +107,17 @@ public class SamplerTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(4)]
-    [InlineData(32)]
-    [InlineData(299)]
-    public void Top_p_over_the_most_likely_ids_keeps_what_sorting_the_row_keeps(int candidates)
+    [InlineData(new[] { 1 })]
+    [InlineData(new[] { 4 })]
+    [InlineData(new[] { 32 })]
+    [InlineData(new[] { 299 })]
+    [InlineData(new[] { 2, 16 })]
+    [InlineData(new[] { 8, 64, 200 })]
+    public void Top_p_over_the_most_likely_ids_keeps_what_sorting_the_row_keeps(int[] candidates)
     {
         // Rows from peaked to flat, each with its own top_p: with few candidates most rows fall
-        // short of top_p and are sorted whole; with many, few do. Either way the same ids stay.
+        // short of top_p and go on to the next count or are sorted whole; with many, few do.
+        // Either way the same ids stay.
         var random = new Random(21);
         const int rows = 24, vocab = 300;
         var values = new float[rows * vocab];
@@ -133,7 +136,7 @@ public class SamplerTests
         Sampler.TopPByCandidates(candidatesFirst, p, candidates);
         using var kept = sorted.isfinite();
         Assert.True(kept.sum().item<long>() > rows, "top-p dropped everything but one id per row: the case is too easy");
-        Assert.True(kept.eq(candidatesFirst.isfinite()).all().item<bool>(), $"{candidates} candidates kept other ids than sorting");
+        Assert.True(kept.eq(candidatesFirst.isfinite()).all().item<bool>(), $"{string.Join(", ", candidates)} candidates kept other ids than sorting");
         Assert.True(sorted.masked_fill(kept.logical_not(), 0).eq(candidatesFirst.masked_fill(kept.logical_not(), 0)).all().item<bool>(), "a kept logit changed");
     }
 

@@ -21,11 +21,13 @@ public sealed class SamplerBenchmark(int repeats, TextWriter progress)
     const int Vocab = 256000;
     static readonly int[] RowCounts = [1, 16, 64];
 
-    static readonly (string Name, SamplingParams Params, int Top, bool Flat)[] Settings =
+    /// <summary>Flat: false = peaked logits, null = broad, true = flat.</summary>
+    static readonly (string Name, SamplingParams Params, int Top, bool? Flat)[] Settings =
     [
         ("greedy", SamplingParams.Greedy, 0, false),
         ("temperature 1", new SamplingParams(), 0, false),
         ("top-p 0.9, temperature 0.8 (peaked)", new SamplingParams { Temperature = 0.8f, TopP = 0.9f }, 0, false),
+        ("top-p 0.9, temperature 0.8 (broad)", new SamplingParams { Temperature = 0.8f, TopP = 0.9f }, 0, null),
         ("top-p 0.9, temperature 0.8 (flat)", new SamplingParams { Temperature = 0.8f, TopP = 0.9f }, 0, true),
         ("top-k 50", new SamplingParams { TopK = 50 }, 0, false),
         ("min-p 0.05", new SamplingParams { MinP = 0.05f }, 0, false),
@@ -48,13 +50,14 @@ public sealed class SamplerBenchmark(int repeats, TextWriter progress)
         using var buffer = new StepBuffer(CPU);
         var times = new Dictionary<(int, int), List<double>>();
         var faults = new Dictionary<(int, int), List<double>>();
-        var nucleus = new Dictionary<bool, double>();
+        var nucleus = new Dictionary<int, double>();
         var rng = new Random(11);
         foreach (int r in RowCounts)
         {
             using var peaked = randn([r, Vocab], generator: new TorchSharp.torch.Generator(5)).mul_(4);
+            using var broad = randn([r, Vocab], generator: new TorchSharp.torch.Generator(7)).mul_(2.5);
             using var flat = randn([r, Vocab], generator: new TorchSharp.torch.Generator(6)).mul_(0.5);
-            if (r == RowCounts[0]) { nucleus[false] = NucleusSize(peaked); nucleus[true] = NucleusSize(flat); }
+            if (r == RowCounts[0]) { nucleus[0] = NucleusSize(peaked); nucleus[1] = NucleusSize(broad); nucleus[2] = NucleusSize(flat); }
             var history = Enumerable.Range(0, 200).Select(_ => rng.Next(Vocab)).ToArray();
             for (int rep = 0; rep <= repeats; rep++)
                 for (int s = 0; s < Settings.Length; s++)
@@ -69,7 +72,7 @@ public sealed class SamplerBenchmark(int repeats, TextWriter progress)
                         buffer.Clear();
                         var plan = Sampler.Plan(buffer, rows, Vocab);
                         buffer.Upload();
-                        buffer.Download(Sampler.Sample(isFlat ? flat : peaked, plan, buffer));
+                        buffer.Download(Sampler.Sample(isFlat switch { true => flat, null => broad, false => peaked }, plan, buffer));
                     }
                     double ms = clock.Elapsed.TotalMilliseconds;
                     long f = ProcessStats.PageFaults() - f0;
@@ -81,7 +84,7 @@ public sealed class SamplerBenchmark(int repeats, TextWriter progress)
         }
 
         var sb = new StringBuilder();
-        sb.AppendLine(ci, $"One sampler pass over [R, {Vocab}] float32 logits (plan, upload, pass, download), {repeats} repeats after a warm-up, settings in turn; ms median (min–max), page faults per pass (median). Peaked logits: top-p 0.9 at temperature 0.8 keeps {nucleus[false]:F0} ids; flat: {nucleus[true]:F0}.");
+        sb.AppendLine(ci, $"One sampler pass over [R, {Vocab}] float32 logits (plan, upload, pass, download), {repeats} repeats after a warm-up, settings in turn; ms median (min–max), page faults per pass (median). Top-p 0.9 at temperature 0.8 keeps {nucleus[0]:F0} ids of a peaked row, {nucleus[1]:F0} of a broad one (σ = 2.5), {nucleus[2]:F0} of a flat one.");
         sb.AppendLine();
         sb.AppendLine("| setting | " + string.Join(" | ", RowCounts.Select(r => $"{r} row{(r > 1 ? "s" : "")}: ms (faults)")) + " |");
         sb.AppendLine("|---|" + string.Concat(RowCounts.Select(_ => "---|")));
