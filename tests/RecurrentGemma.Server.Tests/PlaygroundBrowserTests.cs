@@ -71,8 +71,25 @@ public class PlaygroundBrowserTests(BrowserFixture fixture) : IClassFixture<Brow
         return (page, problems);
     }
 
-    static Task WaitAsync(IPage page, string condition, int timeoutMs = 60000) =>
-        page.WaitForFunctionAsync($"() => {condition}", new WaitForFunctionOptions { Timeout = timeoutMs, PollingInterval = 50 });
+    /// <summary>Waits for a condition on the page; on a timeout the failure says what the page
+    /// showed instead (stats lines, error box, Stop button), so a failure in CI can be read.</summary>
+    static async Task WaitAsync(IPage page, string condition, int timeoutMs = 60000)
+    {
+        try { await page.WaitForFunctionAsync($"() => {condition}", new WaitForFunctionOptions { Timeout = timeoutMs, PollingInterval = 50 }); }
+        catch (WaitTaskTimeoutException)
+        {
+            var shown = await page.EvaluateExpressionAsync<string>("""
+                JSON.stringify({
+                  messages: document.querySelectorAll('.message').length,
+                  stats: [...document.querySelectorAll('.message .stats')].map(e => e.textContent),
+                  lastAnswerLength: document.querySelector('.message.assistant:last-of-type .body')?.textContent.length ?? null,
+                  error: document.querySelector('#error')?.textContent ?? null,
+                  stopHidden: document.querySelector('#stop')?.hidden ?? null,
+                })
+                """);
+            throw new Xunit.Sdk.XunitException($"waited {timeoutMs} ms for: {condition}\nthe page showed: {shown}");
+        }
+    }
 
     static async Task SendAsync(IPage page, string text)
     {
