@@ -167,6 +167,10 @@ public class PlaygroundBrowserTests(BrowserFixture fixture) : IClassFixture<Brow
     {
         var (page, problems) = await OpenAsync();
         await BlockStopIdsAsync(page);   // so the answer surely runs until Stop
+        // A slow page, so the server runs ahead of it and the answer arrives faster than it is
+        // drawn, as on a loaded machine: Stop must still end it (once, a 4000-token answer read
+        // from the buffer in one go finished "length" after Stop was clicked).
+        await page.EmulateCPUThrottlingAsync(6);
         await page.EvaluateExpressionAsync("document.querySelector('#p-max-tokens').value = '4000'");
         await page.EvaluateExpressionAsync("document.querySelector('#p-temperature').value = '1'");
         await SendAsync(page, "Talk for a long time.");

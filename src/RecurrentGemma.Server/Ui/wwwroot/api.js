@@ -40,8 +40,17 @@ export async function streamChat(body, session, signal, onDelta) {
   });
   if (!r.ok) await fail(r);
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "", usage = null, finish = null;
+  let buffer = "", usage = null, finish = null, yielded = performance.now();
   for (;;) {
+    // Reads of data already buffered resolve as microtasks, which run before any click: when the
+    // server is ahead of the page, the rest of the answer would be read to its end before Stop
+    // could run (a test saw a 4000-token answer finish "length" after Stop was clicked). So give
+    // the event loop a turn every frame's worth of reading, and stop here if Stop came in it.
+    if (performance.now() - yielded > 16) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      yielded = performance.now();
+      signal?.throwIfAborted();
+    }
     const { value, done } = await reader.read();
     if (done) break;
     buffer += value;

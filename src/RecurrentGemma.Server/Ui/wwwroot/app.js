@@ -158,14 +158,21 @@ async function answer() {
   renderMessages();
   const bubble = ui.messages.lastElementChild.querySelector(".body");
   const started = performance.now();
-  let first = null, last = null;
+  let first = null, last = null, drawing = false;
   try {
     const { usage, finish } = await streamChat(body, conversation.session, running.signal, (delta) => {
       last = performance.now();
       first ??= last;
       reply.content += delta;
-      renderText(bubble, reply.content);
-      ui.messages.scrollTop = ui.messages.scrollHeight;
+      // Redraw once a frame, not once a token: rendering the whole answer per token grows with
+      // its square and, on a long answer, fell behind the server.
+      if (drawing) return;
+      drawing = true;
+      requestAnimationFrame(() => {
+        drawing = false;
+        renderText(bubble, reply.content);
+        ui.messages.scrollTop = ui.messages.scrollHeight;
+      });
     });
     const tokens = usage?.completion_tokens ?? 0;
     reply.stats = {
