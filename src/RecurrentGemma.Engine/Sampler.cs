@@ -50,7 +50,7 @@ internal sealed class SamplerPlan
 /// </summary>
 internal static class Sampler
 {
-    const int ParamCount = 10;   // temperature⁻¹, top-k, top-p, min-p, presence, frequency, repetition, uniform, vocab limit, greedy
+    const int ParamCount = 7;   // temperature⁻¹, top-k, top-p, min-p, uniform, vocab limit, greedy (penalties: sparse edits)
 
     public static SamplerPlan Plan(StepBuffer buffer, IReadOnlyList<SamplingRow> rows, int vocab, int[]? logitRows = null)
     {
@@ -71,12 +71,9 @@ internal static class Sampler
             ps[o + 1] = topK ? p.TopK : 0;
             ps[o + 2] = p.TopP < 1 ? p.TopP : 2;   // 2: never drops a token
             ps[o + 3] = p.MinP;
-            ps[o + 4] = p.PresencePenalty;
-            ps[o + 5] = p.FrequencyPenalty;
-            ps[o + 6] = p.RepetitionPenalty;
-            ps[o + 7] = row.Uniform;
-            ps[o + 8] = row.SampleableVocab is { } limit && limit < vocab ? limit : vocab;
-            ps[o + 9] = greedy ? 1 : 0;
+            ps[o + 4] = row.Uniform;
+            ps[o + 5] = row.SampleableVocab is { } limit && limit < vocab ? limit : vocab;
+            ps[o + 6] = greedy ? 1 : 0;
             if (greedy) needs |= SamplerNeeds.Greedy;
             if (row.Logprobs) { needs |= SamplerNeeds.Logprobs; maxTop = Math.Max(maxTop, row.TopLogprobs); }
             if (!greedy)
@@ -141,8 +138,8 @@ internal static class Sampler
         else
         {
             var greedy = plan.Has(SamplerNeeds.Greedy) ? x.argmax(-1) : null;    // before x changes in place
-            var drawn = InverseCdf(Probabilities(x, plan, p, owned), p.narrow(1, 7, 1));
-            chosen = greedy is null ? drawn : where(p.narrow(1, 9, 1).squeeze(1).gt(Scalars.Zero), greedy, drawn);
+            var drawn = InverseCdf(Probabilities(x, plan, p, owned), p.narrow(1, 4, 1));
+            chosen = greedy is null ? drawn : where(p.narrow(1, 6, 1).squeeze(1).gt(Scalars.Zero), greedy, drawn);
         }
 
         var parts = new List<Tensor> { chosen.to(ScalarType.Float64) };
@@ -160,7 +157,7 @@ internal static class Sampler
     }
 
     /// <summary>The logits after the vocabulary limit, logit_bias and penalties ([R, V], a copy),
-    /// the raw log-probabilities when asked, and the per-row parameters [R, 10].</summary>
+    /// the raw log-probabilities when asked, and the per-row parameters [R, 7].</summary>
     internal static (Tensor X, Tensor? Raw, Tensor Params, bool Owned) Process(Tensor logits, SamplerPlan plan, StepBuffer buffer)
     {
         int r = plan.Rows, v = plan.Vocab;
@@ -185,7 +182,7 @@ internal static class Sampler
         }
         if (aliases && plan.Has(SamplerNeeds.InPlace)) x = x.clone();
         if (plan.Has(SamplerNeeds.VocabLimit))
-            x.masked_fill_(arange(Scalars.Zero, Scalars.Of((long)v), Scalars.One, ScalarType.Float32, x.device).unsqueeze(0).ge(Col(8)), Scalars.NegativeInfinity);
+            x.masked_fill_(arange(Scalars.Zero, Scalars.Of((long)v), Scalars.One, ScalarType.Float32, x.device).unsqueeze(0).ge(Col(5)), Scalars.NegativeInfinity);
         if (plan.Has(SamplerNeeds.Bias))
             x.view(-1).index_add_(0, buffer.Long(plan.BiasIndex, plan.BiasIndex.Length), buffer.Float(plan.BiasValue, ScalarType.Float32, plan.BiasValue.Length), Scalars.One);
         // The penalties touch only the ids a row has seen: gathered, changed and written back at

@@ -43,9 +43,6 @@ public static class MemoryTuning
 
     const string ArenaTunable = "glibc.malloc.arena_max";
 
-    [DllImport("libc", EntryPoint = "setenv")]
-    static extern int SetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
-
     [DllImport("libc", EntryPoint = "execv", SetLastError = true)]
     static extern int ExecV([MarshalAs(UnmanagedType.LPUTF8Str)] string path, IntPtr[] argv);
 
@@ -84,7 +81,7 @@ public static class MemoryTuning
             for (int i = 0; i < args.Length; i++) argv[i] = Marshal.StringToCoTaskMemUTF8(args[i]);
             Console.Out.Flush();
             Console.Error.Flush();
-            if (SetEnv("GLIBC_TUNABLES", tunables.Length == 0 ? ArenaTunable + "=1" : $"{tunables}:{ArenaTunable}=1", 1) == 0)
+            if (OpenMpTuning.SetEnv("GLIBC_TUNABLES", tunables.Length == 0 ? ArenaTunable + "=1" : $"{tunables}:{ArenaTunable}=1", 1) == 0)
                 ExecV("/proc/self/exe", argv);   // returns only on failure
             _arenas = $"glibc's arenas (could not re-run the program: errno {Marshal.GetLastPInvokeError()})";
         }

@@ -24,8 +24,9 @@ public static class OpenMpTuning
     /// <summary>The spin count set when nothing else asks for one.</summary>
     public const string DefaultSpinCount = "10000";
 
+    /// <summary>libc's setenv: the native environment, which .NET's own setter does not reach on Linux.</summary>
     [DllImport("libc", EntryPoint = "setenv")]
-    static extern int SetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
+    internal static extern int SetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
 
     [DllImport("libc", EntryPoint = "getenv")]
     static extern IntPtr GetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name);
