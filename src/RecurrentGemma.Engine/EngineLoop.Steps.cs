@@ -36,7 +36,8 @@ internal sealed partial class EngineLoop
     int PrefillStep()
     {
         var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
-        var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens));
+        var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens),
+            seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled);
 
         // Choices whose prompt this chunk completes sample now: their rows are known before the forward.
         var candidates = new List<(Sequence Choice, SamplingRow Row, Sequence Main)>();

@@ -17,8 +17,13 @@ internal static class Scheduler
     /// <summary>Prompt chunks for this step: in admission order, each as much as the budget allows.
     /// A scored prompt (prompt logprobs: every position's logits, [T, V] floats) runs alone, at most
     /// <paramref name="scoredChunk"/> tokens a step, when it is the oldest; until then it waits, so
-    /// it cannot starve and never makes another prompt's chunk carry a vocabulary per position.</summary>
-    public static List<(Sequence Sequence, int Tokens)> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget, int scoredChunk = int.MaxValue)
+    /// it cannot starve and never makes another prompt's chunk carry a vocabulary per position.
+    /// With <paramref name="seededAlone"/>, a prompt whose request has a seed runs alone the same way
+    /// (in chunks of the whole budget): a chunk shared with other prompts is a different matrix
+    /// product than the prompt's own, which rounds its state differently, so the seed could give
+    /// other text beside other requests (BatchInvariance covers the decode steps after it).</summary>
+    public static List<(Sequence Sequence, int Tokens)> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget, int scoredChunk = int.MaxValue,
+        bool seededAlone = false)
     {
         var plan = new List<(Sequence, int)>();
         int left = tokenBudget;
@@ -30,6 +35,11 @@ internal static class Scheduler
             if (s.Request.Request.PromptLogprobs is not null)
             {
                 if (plan.Count == 0) return [(s, Math.Min(n, scoredChunk))];
+                continue;
+            }
+            if (seededAlone && s.Request.Request.Sampling.Seed is not null)
+            {
+                if (plan.Count == 0) return [(s, n)];
                 continue;
             }
             plan.Add((s, n));

@@ -162,6 +162,7 @@ public class SimdGemvTests
         if (!Vectors) return;
         bool forced = SimdGemv.Forced;
         SimdGemv.Forced = true;
+        BatchInvariance.Enabled = false;   // the rules by size and row count; the guarantee's own below
         try
         {
             using var w = zeros(2048, 1024);
@@ -180,8 +181,21 @@ public class SimdGemvTests
             Assert.False(SimdGemv.Applies(zeros(1, 2048), w.t(), null));                    // transposed view
             Assert.False(SimdGemv.Applies(zeros(new long[] { 1, 1024 }, ScalarType.BFloat16), w, null));   // mixed dtypes
             Assert.False(SimdGemv.Applies(zeros(1, 64), zeros(64, 64), null));              // below the size threshold
+
+            // BatchInvariance: every size and 1–32 rows, on the 256-bit loops too, never by timing.
+            BatchInvariance.Enabled = true;
+            SimdGemv.Forced = false;
+            foreach (bool avx2 in new[] { false, true })
+            {
+                SimdGemv.Avx2Only = avx2;
+                Assert.True(SimdGemv.Applies(zeros(1, 64), zeros(64, 64), null));
+                Assert.True(SimdGemv.Applies(zeros(32, 64), zeros(64, 64), null));
+                Assert.True(SimdGemv.Applies(zeros(new long[] { 17, 1, 1024 }, ScalarType.BFloat16), wb, null));
+                Assert.False(SimdGemv.Applies(zeros(33, 64), zeros(64, 64), null));
+                Assert.False(SimdGemv.Applies(zeros(new long[] { 1, 1024 }, ScalarType.BFloat16), w, null));
+            }
         }
-        finally { SimdGemv.Forced = forced; }
+        finally { (SimdGemv.Forced, SimdGemv.Avx2Only, BatchInvariance.Enabled) = (forced, false, true); }
     }
 
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]

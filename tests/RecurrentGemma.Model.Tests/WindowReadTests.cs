@@ -119,6 +119,7 @@ public class WindowReadTests
         int w = fx.Config.AttentionWindowSize;
         var savedMin = DecodeAttention.MinKeysPerSplit;
         var savedMode = LocalAttentionBlock.WindowRead;
+        BatchInvariance.Enabled = false;   // ranges by the row count (the guarantee's fixed ranges: BatchInvarianceTests)
         try
         {
             DecodeAttention.MinKeysPerSplit = 2;
@@ -156,6 +157,7 @@ public class WindowReadTests
         {
             DecodeAttention.MinKeysPerSplit = savedMin;
             LocalAttentionBlock.WindowRead = savedMode;
+            BatchInvariance.Enabled = true;
         }
     }
 
@@ -163,10 +165,27 @@ public class WindowReadTests
     public void Rows_are_split_only_while_there_are_fewer_than_twice_the_kernel_threads()
     {
         int threads = KernelWorkers.Threads;
-        Assert.Equal(Math.Min(2 * threads, 2049 / 256), DecodeAttention.Splits(1, 2049));
-        Assert.Equal(1, DecodeAttention.Splits(2 * threads, 2049));
-        Assert.Equal(1, DecodeAttention.Splits(1, 300));          // one range of ≥ 256 keys
-        Assert.Equal(Math.Min(2 * threads, 2), DecodeAttention.Splits(1, 512));
+        BatchInvariance.Enabled = false;
+        try
+        {
+            Assert.Equal(Math.Min(2 * threads, 2049 / 256), DecodeAttention.Splits(1, 2049));
+            Assert.Equal(1, DecodeAttention.Splits(2 * threads, 2049));
+            Assert.Equal(1, DecodeAttention.Splits(1, 300));          // one range of ≥ 256 keys
+            Assert.Equal(Math.Min(2 * threads, 2), DecodeAttention.Splits(1, 512));
+        }
+        finally { BatchInvariance.Enabled = true; }
+    }
+
+    [Fact]
+    public void Under_batch_invariance_a_row_is_cut_by_its_key_count_alone()
+    {
+        Assert.True(BatchInvariance.Enabled);
+        foreach (int rows in new[] { 1, 2, 7, 32 })
+        {
+            Assert.Equal(4, DecodeAttention.Splits(rows, 2049));   // a 2B window and the new key: ranges of ~512
+            Assert.Equal(1, DecodeAttention.Splits(rows, 300));
+            Assert.Equal(2, DecodeAttention.Splits(rows, 1024));
+        }
     }
 
     [Fact]

@@ -97,6 +97,10 @@ public static unsafe class DecodeAttention
     /// </summary>
     public static int Splits(int rows, int keys)
     {
+        // A split changes the order the row's softmax and value sums are taken in; under
+        // BatchInvariance it follows the key count alone (one range per 512 keys), so a row is cut
+        // the same way alone as beside 31 others.
+        if (BatchInvariance.Enabled) return Math.Max(1, keys / Math.Max(1, 2 * MinKeysPerSplit));
         int wanted = (2 * KernelWorkers.Threads + rows - 1) / rows;
         return Math.Clamp(wanted, 1, Math.Max(1, keys / Math.Max(1, MinKeysPerSplit)));
     }

@@ -15,7 +15,7 @@ internal static unsafe class GeluGateRows
     const int PartElements = 2048;
 
     public static bool Applies(Tensor both) =>
-        StepFusion.Takes(both) && both.size(-1) % 2 == 0 && both.numel() / both.size(-1) <= SimdGemv.MaxRows;
+        StepFusion.Takes(both) && both.size(-1) % 2 == 0 && (both.numel() / both.size(-1) <= SimdGemv.MaxRows || BatchInvariance.Covers(both.numel() / both.size(-1)));
 
     /// <param name="both">[.., 2M]: the gate projection's M outputs, then the up projection's.</param>
     /// <returns>[.., M] in <paramref name="both"/>'s dtype.</returns>

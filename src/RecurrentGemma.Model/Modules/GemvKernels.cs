@@ -68,13 +68,70 @@ internal static unsafe class GemvKernels
                 y[n] += r0[i] * x[i]; y[n + 1] += r1[i] * x[i]; y[n + 2] += r2[i] * x[i]; y[n + 3] += r3[i] * x[i];
             }
         }
-        for (; n < n1; n++)
+        for (; n < n1; n++) y[n] = RowF32(w + n * k, k, x);
+    }
+
+    /// <summary>
+    /// One output of W·x in the order every float32 loop here sums one (the loops of one to four
+    /// rows of x alike): one accumulator per vector lane over K, the lanes summed, then the last
+    /// K mod lanes one at a time. The grouped loops' leftover rows come here, so an output is
+    /// summed the same way wherever the grouping puts its row (<see cref="BatchInvariance"/>).
+    /// </summary>
+    internal static float RowF32(float* r, long k, float* x)
+    {
+        long i = 0;
+        float s;
+        if (Use512)
         {
-            float* r = w + n * k;
-            float s = 0;
-            for (long i = 0; i < k; i++) s += r[i] * x[i];
-            y[n] = s;
+            var a = Vector512<float>.Zero;
+            for (; i + 16 <= k; i += 16) a = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(x + i), a);
+            s = Vector512.Sum(a);
         }
+        else
+        {
+            var a = Vector256<float>.Zero;
+            for (; i + 8 <= k; i += 8) a = Fma.MultiplyAdd(Vector256.Load(r + i), Vector256.Load(x + i), a);
+            s = Vector256.Sum(a);
+        }
+        for (; i < k; i++) s += r[i] * x[i];
+        return s;
+    }
+
+    /// <summary>
+    /// The bf16 counterpart of <see cref="RowF32"/>: even and odd products in two accumulators per
+    /// lane over the pairs of K, added, the lanes summed, then the last element when K is odd.
+    /// </summary>
+    internal static float RowBf16(ushort* r, long k, float* xEven, float* xOdd)
+    {
+        long pairs = k / 2, j = 0;
+        uint* p = (uint*)r;
+        float s;
+        if (Use512)
+        {
+            var high = Vector512.Create(0xFFFF0000u);
+            var a = Vector512<float>.Zero; var b = a;
+            for (; j + 16 <= pairs; j += 16)
+            {
+                var v = Vector512.Load(p + j);
+                a = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v, 16).AsSingle(), Vector512.Load(xEven + j), a);
+                b = Avx512F.FusedMultiplyAdd((v & high).AsSingle(), Vector512.Load(xOdd + j), b);
+            }
+            s = Vector512.Sum(a + b);
+        }
+        else
+        {
+            var high = Vector256.Create(0xFFFF0000u);
+            var a = Vector256<float>.Zero; var b = a;
+            for (; j + 8 <= pairs; j += 8)
+            {
+                var v = Vector256.Load(p + j);
+                a = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v, 16).AsSingle(), Vector256.Load(xEven + j), a);
+                b = Fma.MultiplyAdd((v & high).AsSingle(), Vector256.Load(xOdd + j), b);
+            }
+            s = Vector256.Sum(a + b);
+        }
+        for (long i = 2 * j; i < k; i++) s += ToFloat(r[i]) * ((i & 1) == 0 ? xEven[i / 2] : xOdd[i / 2]);
+        return s;
     }
 
     /// <summary>
@@ -142,33 +199,35 @@ internal static unsafe class GemvKernels
             {
                 var high = Vector512.Create(0xFFFF0000u);
                 var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+                var b0 = a0; var b1 = a0; var b2 = a0; var b3 = a0;
                 for (; j + 16 <= pairs; j += 16, ahead += Rows * 64)
                 {
                     Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
                     var e = Vector512.Load(xEven + j);
                     var o = Vector512.Load(xOdd + j);
-                    a0 = Step(Vector512.Load(r0 + j), e, o, high, a0);
-                    a1 = Step(Vector512.Load(r1 + j), e, o, high, a1);
-                    a2 = Step(Vector512.Load(r2 + j), e, o, high, a2);
-                    a3 = Step(Vector512.Load(r3 + j), e, o, high, a3);
+                    Step(Vector512.Load(r0 + j), e, o, high, ref a0, ref b0);
+                    Step(Vector512.Load(r1 + j), e, o, high, ref a1, ref b1);
+                    Step(Vector512.Load(r2 + j), e, o, high, ref a2, ref b2);
+                    Step(Vector512.Load(r3 + j), e, o, high, ref a3, ref b3);
                 }
-                y[n] = Vector512.Sum(a0); y[n + 1] = Vector512.Sum(a1); y[n + 2] = Vector512.Sum(a2); y[n + 3] = Vector512.Sum(a3);
+                y[n] = Vector512.Sum(a0 + b0); y[n + 1] = Vector512.Sum(a1 + b1); y[n + 2] = Vector512.Sum(a2 + b2); y[n + 3] = Vector512.Sum(a3 + b3);
             }
             else
             {
                 var high = Vector256.Create(0xFFFF0000u);
                 var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+                var b0 = a0; var b1 = a0; var b2 = a0; var b3 = a0;
                 for (; j + 8 <= pairs; j += 8, ahead += Rows * 32)
                 {
                     Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64);
                     var e = Vector256.Load(xEven + j);
                     var o = Vector256.Load(xOdd + j);
-                    a0 = Step(Vector256.Load(r0 + j), e, o, high, a0);
-                    a1 = Step(Vector256.Load(r1 + j), e, o, high, a1);
-                    a2 = Step(Vector256.Load(r2 + j), e, o, high, a2);
-                    a3 = Step(Vector256.Load(r3 + j), e, o, high, a3);
+                    Step(Vector256.Load(r0 + j), e, o, high, ref a0, ref b0);
+                    Step(Vector256.Load(r1 + j), e, o, high, ref a1, ref b1);
+                    Step(Vector256.Load(r2 + j), e, o, high, ref a2, ref b2);
+                    Step(Vector256.Load(r3 + j), e, o, high, ref a3, ref b3);
                 }
-                y[n] = Vector256.Sum(a0); y[n + 1] = Vector256.Sum(a1); y[n + 2] = Vector256.Sum(a2); y[n + 3] = Vector256.Sum(a3);
+                y[n] = Vector256.Sum(a0 + b0); y[n + 1] = Vector256.Sum(a1 + b1); y[n + 2] = Vector256.Sum(a2 + b2); y[n + 3] = Vector256.Sum(a3 + b3);
             }
             for (long i = 2 * j; i < k; i++)
             {
@@ -177,13 +236,7 @@ internal static unsafe class GemvKernels
                 y[n + 2] += ToFloat(row0[2 * k + i]) * xi; y[n + 3] += ToFloat(row0[3 * k + i]) * xi;
             }
         }
-        for (; n < n1; n++)
-        {
-            ushort* r = w + n * k;
-            float s = 0;
-            for (long i = 0; i < k; i++) s += ToFloat(r[i]) * ((i & 1) == 0 ? xEven[i / 2] : xOdd[i / 2]);
-            y[n] = s;
-        }
+        for (; n < n1; n++) y[n] = RowBf16(w + n * k, k, xEven, xOdd);
     }
 
     /// <summary>
@@ -202,23 +255,25 @@ internal static unsafe class GemvKernels
             byte* ahead = (byte*)r + 8 * k * sizeof(ushort);
             var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
             var a4 = a0; var a5 = a0; var a6 = a0; var a7 = a0;
+            var b0 = a0; var b1 = a0; var b2 = a0; var b3 = a0;
+            var b4 = a0; var b5 = a0; var b6 = a0; var b7 = a0;
             long j = 0;
             for (; j + 16 <= pairs; j += 16, ahead += 8 * 64)
             {
                 for (int p = 0; p < 8; p++) Sse.Prefetch0(ahead + p * 64);
                 var e = Vector512.Load(xEven + j);
                 var o = Vector512.Load(xOdd + j);
-                a0 = Step(Vector512.Load(r + j), e, o, high, a0);
-                a1 = Step(Vector512.Load(r + half + j), e, o, high, a1);
-                a2 = Step(Vector512.Load(r + 2 * half + j), e, o, high, a2);
-                a3 = Step(Vector512.Load(r + 3 * half + j), e, o, high, a3);
-                a4 = Step(Vector512.Load(r + 4 * half + j), e, o, high, a4);
-                a5 = Step(Vector512.Load(r + 5 * half + j), e, o, high, a5);
-                a6 = Step(Vector512.Load(r + 6 * half + j), e, o, high, a6);
-                a7 = Step(Vector512.Load(r + 7 * half + j), e, o, high, a7);
+                Step(Vector512.Load(r + j), e, o, high, ref a0, ref b0);
+                Step(Vector512.Load(r + half + j), e, o, high, ref a1, ref b1);
+                Step(Vector512.Load(r + 2 * half + j), e, o, high, ref a2, ref b2);
+                Step(Vector512.Load(r + 3 * half + j), e, o, high, ref a3, ref b3);
+                Step(Vector512.Load(r + 4 * half + j), e, o, high, ref a4, ref b4);
+                Step(Vector512.Load(r + 5 * half + j), e, o, high, ref a5, ref b5);
+                Step(Vector512.Load(r + 6 * half + j), e, o, high, ref a6, ref b6);
+                Step(Vector512.Load(r + 7 * half + j), e, o, high, ref a7, ref b7);
             }
-            Span<float> s = [Vector512.Sum(a0), Vector512.Sum(a1), Vector512.Sum(a2), Vector512.Sum(a3),
-                             Vector512.Sum(a4), Vector512.Sum(a5), Vector512.Sum(a6), Vector512.Sum(a7)];
+            Span<float> s = [Vector512.Sum(a0 + b0), Vector512.Sum(a1 + b1), Vector512.Sum(a2 + b2), Vector512.Sum(a3 + b3),
+                             Vector512.Sum(a4 + b4), Vector512.Sum(a5 + b5), Vector512.Sum(a6 + b6), Vector512.Sum(a7 + b7)];
             for (long i = 2 * j; i < k; i++)
             {
                 float xi = (i & 1) == 0 ? xEven[i / 2] : xOdd[i / 2];
@@ -229,15 +284,25 @@ internal static unsafe class GemvKernels
         return n;
     }
 
-    /// <summary>acc + even(v)·e + odd(v)·o for 32 bf16 weights read as 16 pairs.</summary>
+    /// <summary>
+    /// even(v)·e into <paramref name="even"/> and odd(v)·o into <paramref name="odd"/> for 32 bf16
+    /// weights read as 16 pairs: two independent chains (neither FMA waits on the other), added
+    /// once at the end — the order every bf16 loop here sums in (<see cref="RowBf16"/>).
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Step(Vector512<uint> v, Vector512<float> e, Vector512<float> o, Vector512<uint> high, Vector512<float> acc) =>
-        Avx512F.FusedMultiplyAdd((v & high).AsSingle(), o, Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v, 16).AsSingle(), e, acc));
+    static void Step(Vector512<uint> v, Vector512<float> e, Vector512<float> o, Vector512<uint> high, ref Vector512<float> even, ref Vector512<float> odd)
+    {
+        even = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v, 16).AsSingle(), e, even);
+        odd = Avx512F.FusedMultiplyAdd((v & high).AsSingle(), o, odd);
+    }
 
     /// <summary>The same with 256-bit vectors (16 bf16 weights as 8 pairs).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Step(Vector256<uint> v, Vector256<float> e, Vector256<float> o, Vector256<uint> high, Vector256<float> acc) =>
-        Fma.MultiplyAdd((v & high).AsSingle(), o, Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v, 16).AsSingle(), e, acc));
+    static void Step(Vector256<uint> v, Vector256<float> e, Vector256<float> o, Vector256<uint> high, ref Vector256<float> even, ref Vector256<float> odd)
+    {
+        even = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v, 16).AsSingle(), e, even);
+        odd = Fma.MultiplyAdd((v & high).AsSingle(), o, odd);
+    }
 
     /// <summary>
     /// Reads [s, e) once with no arithmetic beyond a running sum (the read ceiling the loops above

@@ -64,13 +64,7 @@ internal static unsafe class GemvRowsKernels
             }
         }
         for (; at < n1; at++)
-            for (int b = 0; b < rows; b++)
-            {
-                float* r = w + at * k, xb = x + b * k;
-                float sum = 0;
-                for (long i = 0; i < k; i++) sum += r[i] * xb[i];
-                y[b * n + at] = sum;
-            }
+            for (int b = 0; b < rows; b++) y[b * n + at] = GemvKernels.RowF32(w + at * k, k, x + b * k);   // as one row of x sums it
     }
 
     /// <summary>
@@ -136,12 +130,6 @@ internal static unsafe class GemvRowsKernels
             }
         }
         for (; at < n1; at++)
-            for (int b = 0; b < rows; b++)
-            {
-                ushort* r = w + at * k;
-                float sum = 0;
-                for (long i = 0; i < k; i++) sum += GemvKernels.ToFloat(r[i]) * ((i & 1) == 0 ? xEven[b * half + i / 2] : xOdd[b * half + i / 2]);
-                y[b * n + at] = sum;
-            }
+            for (int b = 0; b < rows; b++) y[b * n + at] = GemvKernels.RowBf16(w + at * k, k, xEven + b * half, xOdd + b * half);   // as one row of x sums it
     }
 }

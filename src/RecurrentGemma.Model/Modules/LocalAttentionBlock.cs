@@ -136,7 +136,8 @@ public sealed class LocalAttentionBlock : TemporalBlock
         var mode = WindowRead;
         if (mode is WindowReadMode.Auto or WindowReadMode.Kernel
             && DecodeAttention.Applies(rows, k, v, keysPool, valuesPool, batch.MaskBias)
-            && (mode == WindowReadMode.Kernel || DecodeAttention.Prefers(batch.Plan.VisibleRingKeys, batch.B, w,
+            && (mode == WindowReadMode.Kernel || (mode == WindowReadMode.Auto && BatchInvariance.Covers(batch.B))   // one order per row whatever the batch
+                || DecodeAttention.Prefers(batch.Plan.VisibleRingKeys, batch.B, w,
                 DecodeAttention.CrossoverFraction(rows.dtype, _heads, _headDim, w, batch.B))))
             return DecodeAttention.Forward(rows, k, v, keysPool, valuesPool, batch.Plan.Slots, batch.MaskBias, _scale);
         var runs = batch.Plan.SlotRuns;   // host metadata of the plan: no device read

@@ -24,7 +24,7 @@ internal static unsafe class RecurrentStepRows
 {
     /// <summary>A one-token step of up to 8 rows with no document boundary and no trace, where the kernels take the gates' product.</summary>
     public static bool Applies(Tensor yx, ForwardBatch batch, Tensor gates) =>
-        batch.T == 1 && batch.B <= SimdGemv.MaxRows && batch.GateKeep is null && batch.Trace is null
+        batch.T == 1 && (batch.B <= SimdGemv.MaxRows || BatchInvariance.Covers(batch.B)) && batch.GateKeep is null && batch.Trace is null
         && StepFusion.Takes(yx) && SimdGemv.Takes(gates.dtype, gates.numel(), batch.B);
 
     /// <param name="yx">[B, 1, 2L]: linear_y's outputs, then linear_x's, in the model dtype.</param>

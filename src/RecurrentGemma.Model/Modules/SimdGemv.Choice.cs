@@ -24,7 +24,8 @@ public static partial class SimdGemv
 
     /// <summary>Whether bf16 projections with this many rows of x take the dot-product kernel now.</summary>
     public static bool UsesBf16Dot(int rows = 1) =>
-        !Avx2Only && rows >= 1 && rows <= RowsSupported && DotChoice.Uses(Bf16Dot, Math.Min(Bucket(rows), MaxRows));
+        !Avx2Only && rows >= 1 && rows <= MaxPassRows
+        && DotChoice.Uses(Bf16Dot, BatchInvariance.Enabled ? 1 : Math.Min(Bucket(rows), MaxRows));   // invariant: one kernel for every row count, as one row timed
 
     /// <summary>
     /// One-row f32 projections through <see cref="GemvKernels.F32RowByRow"/> (one weight row at a
@@ -34,7 +35,7 @@ public static partial class SimdGemv
     public static bool? F32RowByRow { get; set; }
 
     /// <summary>Whether one-row f32 projections take the row-by-row loop now.</summary>
-    public static bool UsesF32RowByRow => Supported && RowByRowChoice.Uses(F32RowByRow, 1);
+    public static bool UsesF32RowByRow => Supported && !BatchInvariance.Enabled && RowByRowChoice.Uses(F32RowByRow, 1);   // its four accumulators sum in another order than the rows loops
 
     static readonly TimedChoice DotChoice = new(ScalarType.BFloat16, () => Bf16DotKernel.Available);
     static readonly TimedChoice RowByRowChoice = new(ScalarType.Float32, () => true);

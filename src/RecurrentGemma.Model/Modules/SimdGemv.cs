@@ -65,6 +65,13 @@ public static unsafe partial class SimdGemv
     public static int RowsSupported => GemvKernels.Has512 && !Avx2Only ? MaxPassRows : 1;
 
     /// <summary>
+    /// The most rows of x a projection goes through the kernels with now: <see cref="RowsSupported"/>,
+    /// or 32 on any CPU they run on while <see cref="BatchInvariance"/> holds (the 256-bit loops then
+    /// take one row of x per pass).
+    /// </summary>
+    public static int RowsTaken => Enabled && Supported && BatchInvariance.Enabled ? BatchInvariance.MaxRows : RowsSupported;
+
+    /// <summary>
     /// Runs the 256-bit (AVX2 + FMA) loops on a CPU that has AVX-512 too, so that the path the
     /// AVX2-only machines take is tested here (and can be compared); one row of x only, as there.
     /// </summary>
@@ -72,16 +79,28 @@ public static unsafe partial class SimdGemv
 
     public static bool Applies(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (!Enabled || !Supported || weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
+        if (!Enabled || !Supported || !Structural(x, weight, bias, out long rows)) return false;
+        if (BatchInvariance.Covers(rows)) return true;   // every size and row count: one summation order per row
+        if (weight.numel() < MinElements || rows > RowsSupported) return false;
+        return Forced || Wins(weight.dtype, (int)rows);
+    }
+
+    /// <summary>
+    /// Whether the kernels can read these tensors at all (CPU, f32 or bf16 alike, rows of x with
+    /// unit inner stride, a row-major weight, a contiguous bias), with how many rows of x there are.
+    /// </summary>
+    internal static bool Structural(Tensor x, Tensor weight, Tensor? bias, out long rows)
+    {
+        rows = 0;
+        if (weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
         var dtype = weight.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || x.dtype != dtype) return false;
         long k = weight.size(1);
-        if (x.size(-1) != k || weight.numel() < MinElements) return false;
-        long rows = x.numel() / k;
-        if (rows < 1 || rows > RowsSupported) return false;
+        if (k < 1 || x.size(-1) != k) return false;
+        rows = x.numel() / k;
+        if (rows < 1) return false;
         if (weight.stride(1) != 1 || weight.stride(0) != k || RowStride(x) < k) return false;
-        if (bias is not null && (bias.dtype != dtype || !bias.is_contiguous())) return false;
-        return Forced || Wins(dtype, (int)rows);
+        return bias is null || (bias.dtype == dtype && bias.is_contiguous());
     }
 
     /// <summary>
@@ -89,15 +108,16 @@ public static unsafe partial class SimdGemv
     /// kernels (the rules of <see cref="Applies"/> without the tensors; <see cref="RecurrentStepRows"/>).
     /// </summary>
     internal static bool Takes(ScalarType dtype, long elements, int rows) =>
-        Enabled && Supported && elements >= MinElements && rows >= 1 && rows <= RowsSupported
-        && (Forced || Wins(dtype, rows));
+        BatchInvariance.Covers(rows)
+        || (Enabled && Supported && elements >= MinElements && rows >= 1 && rows <= RowsSupported && (Forced || Wins(dtype, rows)));
 
     /// <summary>x·Wᵀ + b for 1–32 rows of x: [.., K] → [.., N] in x's dtype (bf16 rounded once, from float32 sums).</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
     {
         long start = Stopwatch.GetTimestamp();
         long n = weight.size(0), k = weight.size(1);
-        var shape = x.shape;   // a fresh array on every call (ours to change); host metadata only: this path never runs on a GPU
+        var shape = ShapeBuffer((int)x.dim());   // size(d), not .shape: that marshals through a delegate (~150 managed bytes a call)
+        for (int d = 0; d < shape.Length - 1; d++) shape[d] = x.size(d);
         shape[^1] = n;
         var y = empty(shape, x.dtype, x.device);
         Run(x, RowStride(x), weight, bias, y, (int)(x.numel() / k), n, k);
@@ -107,6 +127,15 @@ public static unsafe partial class SimdGemv
     }
 
     static long _ticks, _bytes;
+
+    /// <summary>A reused array for an output shape of this many dims (libtorch copies it): no garbage per projection.</summary>
+    static long[] ShapeBuffer(int dims)
+    {
+        var cache = _shapes ??= new long[8][];
+        return dims < cache.Length ? cache[dims] ??= new long[dims] : new long[dims];
+    }
+
+    [ThreadStatic] static long[]?[]? _shapes;
 
     /// <summary>Time spent in, and weight bytes streamed by, the kernels so far in this process (profiling).</summary>
     public static (TimeSpan Elapsed, long WeightBytes) Totals =>
@@ -170,32 +199,55 @@ public static unsafe partial class SimdGemv
                 int parts = (int)Math.Clamp(n * bytesPerRow / (512 << 10), 1, 8 * KernelWorkers.Threads);
                 long size = ((n + parts - 1) / parts + 7) & ~7L;
                 parts = (int)((n + size - 1) / size);
-                // Within a part, blocks of weight rows that stay in L2 while each four rows of x pass over them.
-                long block = rows <= 4 ? size : Math.Max(8, (BlockBytes / bytesPerRow) & ~7L);
-                float* xe = xEven, xo = xOdd, xf = pack ? s : (float*)xp;
-                KernelWorkers.Run(parts, p =>
+                // Within a part, blocks of weight rows that stay in L2 while each four rows of x pass
+                // over them (the 256-bit loops take one row of x per pass: several rows reach them only
+                // for BatchInvariance, which wants every row summed as the one-row loop sums it).
+                int group = GemvKernels.Has512 && !Avx2Only ? 4 : 1;
+                long block = rows <= group ? size : Math.Max(8, (BlockBytes / bytesPerRow) & ~7L);
+                var job = new Job
                 {
-                    long n0 = p * size, n1 = Math.Min(n, n0 + size), len = n1 - n0;
-                    var sums = PartSums(rows * len);
-                    fixed (float* l = sums)
-                    {
-                        // The kernels address sums as y[b·stride + i] for output rows i in [n0, n1).
-                        float* y0 = l - n0;
-                        for (long m0 = n0; m0 < n1; m0 += block)
-                        {
-                            long m1 = Math.Min(n1, m0 + block);
-                            for (int b0 = 0; b0 < rows; b0 += 4)
-                                if (dot) Bf16DotKernel.Rows((ushort*)w, k, (ushort*)xp + b0 * xStride, xStride, Math.Min(4, rows - b0), y0 + b0 * len, len, m0, m1);
-                                else Pass(bf16, rowByRow, w, k, xf + b0 * k, xe + b0 * half, xo + b0 * half, y0 + b0 * len, len, m0, m1, Math.Min(4, rows - b0));
-                        }
-                        Finish(bf16, l, bp, yp, rows, n, len, n0, n1);
-                    }
-                });
+                    W = w, X = xp, XStride = xStride, XF = pack ? s : (float*)xp, XEven = xEven, XOdd = xOdd, Half = half,
+                    Y = yp, Bias = bp, Rows = rows, N = n, K = k, Size = size, Block = block, Group = group,
+                    Bf16 = bf16, Dot = dot, RowByRow = rowByRow,
+                };
+                if (parts == 1) job.Part(0);   // a small weight: on this thread, and no delegate to allocate
+                else RunParts(parts, job);
             }
         }
         finally
         {
             ArrayPool<float>.Shared.Return(scratch);
+        }
+    }
+
+    static void RunParts(int parts, Job job) => KernelWorkers.Run(parts, job.Part);
+
+    /// <summary>One projection's operands and how it is cut: part p computes output rows [p·Size, (p + 1)·Size).</summary>
+    struct Job
+    {
+        public void* W, X, Y, Bias;
+        public float* XF, XEven, XOdd;
+        public long XStride, Half, N, K, Size, Block;
+        public int Rows, Group;
+        public bool Bf16, Dot, RowByRow;
+
+        public readonly void Part(int p)
+        {
+            long n0 = p * Size, n1 = Math.Min(N, n0 + Size), len = n1 - n0;
+            var sums = PartSums(Rows * len);
+            fixed (float* l = sums)
+            {
+                // The kernels address sums as y[b·stride + i] for output rows i in [n0, n1).
+                float* y0 = l - n0;
+                for (long m0 = n0; m0 < n1; m0 += Block)
+                {
+                    long m1 = Math.Min(n1, m0 + Block);
+                    for (int b0 = 0; b0 < Rows; b0 += Group)
+                        if (Dot) Bf16DotKernel.Rows((ushort*)W, K, (ushort*)X + b0 * XStride, XStride, Math.Min(Group, Rows - b0), y0 + b0 * len, len, m0, m1);
+                        else Pass(Bf16, RowByRow, W, K, XF + b0 * K, XEven + b0 * Half, XOdd + b0 * Half, y0 + b0 * len, len, m0, m1, Math.Min(Group, Rows - b0));
+                }
+                Finish(Bf16, l, Bias, Y, Rows, N, len, n0, n1);
+            }
         }
     }
 

@@ -30,7 +30,14 @@ internal static unsafe class SoftCap
         {
             long i = (long)p * PartElements, to = Math.Min(n, i + PartElements);
             for (; i + 8 <= to; i += 8) (VectorMath.Tanh(VectorMath.Load(src, i, bf16) * vInverse) * vc).Store(dst + i);
-            for (; i < to; i++) dst[i] = VectorMath.Tanh(VectorMath.Read(src, i, bf16) * inverse) * c;
+            if (i == to) return;
+            // The last few through the vector function too: the scalar one can differ in the last
+            // bit, and which elements are last depends on how many rows the tensor has
+            // (BatchInvariance: a 300-id vocabulary's last 4 logits alone, not beside a second row).
+            float* tail = stackalloc float[8];
+            for (int j = 0; j < 8; j++) tail[j] = i + j < to ? VectorMath.Read(src, i + j, bf16) : 0f;
+            (VectorMath.Tanh(Vector256.Load(tail) * vInverse) * vc).Store(tail);
+            for (int j = 0; i + j < to; j++) dst[i + j] = tail[j];
         }
         KernelWorkers.Run((int)((n + PartElements - 1) / PartElements), Part);
         StepFusion.Count();

@@ -58,6 +58,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             var dtype = TorchDevices.ResolveDType(options.DType, device);
             log.LogInformation("Device {Device} (Model:Device = {Configured}), dtype {DType} (Model:DType = {ConfiguredDType})",
                 device, options.Device, dtype == TorchSharp.torch.ScalarType.BFloat16 ? "bf16" : "f32", options.DType);
+            RecurrentGemma.Model.Modules.BatchInvariance.Enabled = options.BatchInvariant;
             GemmaTokenizer tokenizer;
             if (IsDemo)
             {
@@ -116,6 +117,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             log.LogInformation("Batch-1 projections: {SimdGemv}", RecurrentGemma.Model.Modules.SimdGemv.Describe());
             if (device.type == TorchSharp.DeviceType.CPU)
             {
+                log.LogInformation("Batch invariance: {BatchInvariance}", RecurrentGemma.Model.Modules.BatchInvariance.Describe());
                 log.LogInformation("libtorch's OpenMP threads: {OpenMp}", RecurrentGemma.Model.OpenMpTuning.Describe());
                 log.LogInformation("C heap: {Malloc}", RecurrentGemma.Model.MemoryTuning.Describe());
                 log.LogInformation("Many-row f32 projections: {F32Gemm}", RecurrentGemma.Model.Modules.F32Gemm.Describe());

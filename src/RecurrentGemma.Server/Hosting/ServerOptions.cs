@@ -12,6 +12,11 @@ public sealed class ModelOptions
     public string DType { get; set; } = "auto";
     /// <summary>auto (cuda when available), cpu or cuda.</summary>
     public string Device { get; set; } = "auto";
+    /// <summary>On the CPU, compute each sequence's decode step exactly as it would run alone
+    /// (up to 32 sequences a step) and prefill a seeded prompt in a chunk of its own, so a seed
+    /// gives the same text whatever else is running; false takes the per-row-count fastest
+    /// kernels instead (docs/benchmarks.md measures the difference). Process-wide.</summary>
+    public bool BatchInvariant { get; set; } = true;
 }
 
 /// <summary>"Api" section: limits of the HTTP surface.</summary>

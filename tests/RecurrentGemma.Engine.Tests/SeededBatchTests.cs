@@ -1,0 +1,80 @@
+using RecurrentGemma.Model.Modules;
+using static RecurrentGemma.Engine.Tests.EngineHarness;
+
+namespace RecurrentGemma.Engine.Tests;
+
+/// <summary>
+/// A seeded request's text does not depend on what runs beside it: its prompt is prefilled in a
+/// forward of its own (the scheduler) and its decode steps compute its row as they would alone
+/// (BatchInvariance), so alone and in differently composed batches it gives the same tokens.
+/// </summary>
+public class SeededBatchTests
+{
+    static Sequence Prompt(int length, long? seed = null) =>
+        new ActiveRequest(1, new GenerationRequest
+        {
+            PromptTokens = Enumerable.Range(3, length).ToArray(), MaxNewTokens = 4,
+            Sampling = new SamplingParams { Seed = seed },
+        }).Init().Choices[0];
+
+    [Fact]
+    public void A_seeded_prompt_is_prefilled_in_a_chunk_of_its_own()
+    {
+        var plain = Prompt(10);
+        var seeded = Prompt(700, seed: 5);
+        var other = Prompt(20);
+
+        // Behind another prompt it waits; the unseeded prompts share the step.
+        var plan = Scheduler.PlanPrefill([plain, seeded, other], 512, seededAlone: true);
+        Assert.Equal(new[] { (plain, 10), (other, 20) }, plan);
+
+        // At the head of the line it runs alone, in chunks of the whole budget.
+        plan = Scheduler.PlanPrefill([seeded, plain, other], 512, seededAlone: true);
+        Assert.Equal(new[] { (seeded, 512) }, plan);
+
+        // Without the rule, it shares the budget like any prompt.
+        plan = Scheduler.PlanPrefill([plain, seeded, other], 512);
+        Assert.Equal(new[] { (plain, 10), (seeded, 502) }, plan);
+    }
+
+    static GenerationRequest Sampled(int[] prompt, long? seed, int maxNew = 40, float temperature = 1f, bool logprobs = false) => new()
+    {
+        PromptTokens = prompt, MaxNewTokens = maxNew, Sampling = new SamplingParams { Temperature = temperature, Seed = seed },
+        Logprobs = logprobs, TopLogprobs = logprobs ? 3 : 0,
+    };
+
+    /// <summary>The logprobs as bits: equal tokens could hide logits that differ in the last bit, these cannot.</summary>
+    static int[] Bits(RunResult r) => r.Logprobs[0].SelectMany(l => l.Top.Select(t => t.Logprob).Prepend(l.Logprob)).Select(BitConverter.SingleToInt32Bits).ToArray();
+
+    [Fact]
+    public async Task A_seeded_request_gives_the_same_tokens_in_every_mix()
+    {
+        if (!SimdGemv.Supported) return;   // the guarantee rests on the CPU kernels
+        int[] prompt = [2, 17, 33, 71, 90, 120, 5, 64];
+        await using var engine = NewEngine(new EngineOptions { MaxSlots = 24, MaxRunningSequences = 16, ParkFinishedStates = false, PrefillTokenBudget = 16 });
+        var first = await Run(engine, Sampled(prompt, 777, logprobs: true));
+        var alone = first.Tokens[0];
+        Assert.Equal(40, first.Logprobs[0].Count);
+        for (int mix = 0; mix < 3; mix++)
+        {
+            // Greedy, unseeded and seeded neighbours with prompts long enough to be chunked, arriving
+            // before and after the seeded one; each mix a different size.
+            var batch = new List<GenerationRequest>();
+            for (int i = 0; i < 5 + 4 * mix; i++)
+            {
+                int[] p = [2, .. Enumerable.Range(0, 3 + (i * 11 + mix * 5) % 37).Select(j => 3 + (i * 13 + j * 7 + mix) % 250)];
+                batch.Add((i % 3) switch
+                {
+                    0 => Greedy(p, 30),
+                    1 => Sampled(p, null, 30, 0.9f),
+                    _ => Sampled(p, 100 + i, 30),
+                });
+            }
+            batch.Insert(2 + mix, Sampled(prompt, 777, logprobs: true));
+            var together = await Task.WhenAll(batch.Select(r => Run(engine, r)));
+            Assert.All(together, r => Assert.Null(r.Error));
+            Assert.Equal(alone, together[2 + mix].Tokens[0]);
+            Assert.Equal(Bits(first), Bits(together[2 + mix]));
+        }
+    }
+}
