@@ -172,9 +172,19 @@ public static class BenchCommand
         var bgemm = AutoOnOff(args, "bf16-gemm", out var bgemmGiven);
         RecurrentGemma.Model.Modules.Bf16Gemm.Enabled = bgemm != false;
         RecurrentGemma.Model.Modules.Bf16Gemm.Forced = bgemm == true;
+        var invariant = ReadBatchInvariant(args);
         return (simd is null ? "" : $" --simd-gemv {simd}") + (dot is null ? "" : $" --bf16-dot {dot}")
             + (rowByRow is null ? "" : $" --f32-row-by-row {rowByRow}") + (gemmGiven is null ? "" : $" --f32-gemm {gemmGiven}")
-            + (bgemmGiven is null ? "" : $" --bf16-gemm {bgemmGiven}");
+            + (bgemmGiven is null ? "" : $" --bf16-gemm {bgemmGiven}") + invariant;
+    }
+
+    /// <summary>--batch-invariant on | off (default on, as the server): BatchInvariance's kernels, or each bucket's fastest.</summary>
+    static string ReadBatchInvariant(CliArgs args)
+    {
+        var given = args.Get("batch-invariant");
+        if (given is not (null or "on" or "off")) throw new UsageException($"--batch-invariant must be on or off, got '{given}'");
+        RecurrentGemma.Model.Modules.BatchInvariance.Enabled = given != "off";
+        return given is null ? "" : $" --batch-invariant {given}";
     }
 
     /// <summary>--name auto | on | off as null / true / false (absent: null); <paramref name="given"/> is what was written.</summary>
@@ -222,11 +232,12 @@ public static class BenchCommand
         int repeats = args.Int("repeats", 7);
         var output = args.Get("out");
         var section = args.Get("section") ?? "step";
+        var invariant = ReadBatchInvariant(args);
         args.EnsureAllRead();
         var device = TorchDevices.Resolve(deviceName);
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite step --device {deviceName} --repeats {repeats}{(section != "step" ? $" --section {section}" : "")} --out docs/benchmarks.md`  ");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite step --device {deviceName} --repeats {repeats}{(section != "step" ? $" --section {section}" : "")}{invariant} --out docs/benchmarks.md`  ");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}.");
         sb.AppendLine();
         sb.AppendLine(new StepBenchmark(fixture, device, repeats, stderr).Run());
         stdout.WriteLine(sb);
