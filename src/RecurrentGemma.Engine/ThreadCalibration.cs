@@ -18,7 +18,7 @@ namespace RecurrentGemma.Engine;
 /// scratch state with one thread and with all, in alternation (a slow phase of a noisy machine
 /// slows both), and each power of two gets its own answer: a near tie at batch 1 must not decide
 /// batch 16, where the kernels' margin is large. Up to the most rows the kernels take
-/// (<see cref="SimdGemv.RowsTaken"/>: 32 where the CPU has AVX-512 or BatchInvariance holds)
+/// (<see cref="SimdGemv.RowsTaken"/>: 32 where the CPU has AVX-512, 16 on the AVX2 loops under BatchInvariance)
 /// every bucket is timed; beyond, libtorch alone runs, and the first bucket where all threads win
 /// ends the sweep (which goes to 16 at most where the kernels take fewer rows). Prefill always uses every thread. Skipped on a GPU.
 /// </summary>

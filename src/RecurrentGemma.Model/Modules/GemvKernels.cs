@@ -35,33 +35,47 @@ internal static unsafe class GemvKernels
             float* r0 = w + n * k, r1 = r0 + k, r2 = r1 + k, r3 = r2 + k;
             byte* ahead = (byte*)r0 + 2 * group;
             long i = 0;
+            // Two accumulators per row over alternating vectors of K (RowF32's order).
             if (Use512)
             {
                 var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-                for (; i + 16 <= k; i += 16, ahead += Rows * 64)
+                var b0 = a0; var b1 = a0; var b2 = a0; var b3 = a0;
+                for (; i + 32 <= k; i += 32, ahead += Rows * 128)
                 {
                     Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
+                    Sse.Prefetch0(ahead + 256); Sse.Prefetch0(ahead + 320); Sse.Prefetch0(ahead + 384); Sse.Prefetch0(ahead + 448);
                     var xv = Vector512.Load(x + i);
                     a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(r0 + i), xv, a0);
                     a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(r1 + i), xv, a1);
                     a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(r2 + i), xv, a2);
                     a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(r3 + i), xv, a3);
+                    xv = Vector512.Load(x + i + 16);
+                    b0 = Avx512F.FusedMultiplyAdd(Vector512.Load(r0 + i + 16), xv, b0);
+                    b1 = Avx512F.FusedMultiplyAdd(Vector512.Load(r1 + i + 16), xv, b1);
+                    b2 = Avx512F.FusedMultiplyAdd(Vector512.Load(r2 + i + 16), xv, b2);
+                    b3 = Avx512F.FusedMultiplyAdd(Vector512.Load(r3 + i + 16), xv, b3);
                 }
-                y[n] = Vector512.Sum(a0); y[n + 1] = Vector512.Sum(a1); y[n + 2] = Vector512.Sum(a2); y[n + 3] = Vector512.Sum(a3);
+                y[n] = Vector512.Sum(a0 + b0); y[n + 1] = Vector512.Sum(a1 + b1); y[n + 2] = Vector512.Sum(a2 + b2); y[n + 3] = Vector512.Sum(a3 + b3);
             }
             else
             {
                 var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-                for (; i + 8 <= k; i += 8, ahead += Rows * 32)
+                var b0 = a0; var b1 = a0; var b2 = a0; var b3 = a0;
+                for (; i + 16 <= k; i += 16, ahead += Rows * 64)
                 {
-                    Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64);
+                    Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
                     var xv = Vector256.Load(x + i);
                     a0 = Fma.MultiplyAdd(Vector256.Load(r0 + i), xv, a0);
                     a1 = Fma.MultiplyAdd(Vector256.Load(r1 + i), xv, a1);
                     a2 = Fma.MultiplyAdd(Vector256.Load(r2 + i), xv, a2);
                     a3 = Fma.MultiplyAdd(Vector256.Load(r3 + i), xv, a3);
+                    xv = Vector256.Load(x + i + 8);
+                    b0 = Fma.MultiplyAdd(Vector256.Load(r0 + i + 8), xv, b0);
+                    b1 = Fma.MultiplyAdd(Vector256.Load(r1 + i + 8), xv, b1);
+                    b2 = Fma.MultiplyAdd(Vector256.Load(r2 + i + 8), xv, b2);
+                    b3 = Fma.MultiplyAdd(Vector256.Load(r3 + i + 8), xv, b3);
                 }
-                y[n] = Vector256.Sum(a0); y[n + 1] = Vector256.Sum(a1); y[n + 2] = Vector256.Sum(a2); y[n + 3] = Vector256.Sum(a3);
+                y[n] = Vector256.Sum(a0 + b0); y[n + 1] = Vector256.Sum(a1 + b1); y[n + 2] = Vector256.Sum(a2 + b2); y[n + 3] = Vector256.Sum(a3 + b3);
             }
             for (; i < k; i++)
             {
@@ -73,8 +87,9 @@ internal static unsafe class GemvKernels
 
     /// <summary>
     /// One output of W·x in the order every float32 loop here sums one (the loops of one to four
-    /// rows of x alike): one accumulator per vector lane over K, the lanes summed, then the last
-    /// K mod lanes one at a time. The grouped loops' leftover rows come here, so an output is
+    /// rows of x alike): two accumulators taking K's vectors in turn (two independent FMA chains:
+    /// one was ~10% slower reading a row at a time, ~55 against ~63–68 GB/s), added, the lanes
+    /// summed, then the last K mod two vectors one at a time. The grouped loops' leftover rows come here, so an output is
     /// summed the same way wherever the grouping puts its row (<see cref="BatchInvariance"/>).
     /// </summary>
     internal static float RowF32(float* r, long k, float* x)
@@ -83,15 +98,23 @@ internal static unsafe class GemvKernels
         float s;
         if (Use512)
         {
-            var a = Vector512<float>.Zero;
-            for (; i + 16 <= k; i += 16) a = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(x + i), a);
-            s = Vector512.Sum(a);
+            var a = Vector512<float>.Zero; var b = a;
+            for (; i + 32 <= k; i += 32)
+            {
+                a = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(x + i), a);
+                b = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 16), Vector512.Load(x + i + 16), b);
+            }
+            s = Vector512.Sum(a + b);
         }
         else
         {
-            var a = Vector256<float>.Zero;
-            for (; i + 8 <= k; i += 8) a = Fma.MultiplyAdd(Vector256.Load(r + i), Vector256.Load(x + i), a);
-            s = Vector256.Sum(a);
+            var a = Vector256<float>.Zero; var b = a;
+            for (; i + 16 <= k; i += 16)
+            {
+                a = Fma.MultiplyAdd(Vector256.Load(r + i), Vector256.Load(x + i), a);
+                b = Fma.MultiplyAdd(Vector256.Load(r + i + 8), Vector256.Load(x + i + 8), b);
+            }
+            s = Vector256.Sum(a + b);
         }
         for (; i < k; i++) s += r[i] * x[i];
         return s;
@@ -140,44 +163,14 @@ internal static unsafe class GemvKernels
     /// follows, with no prefetch instructions. On the 2-core AMD EPYC this read the 2B shapes'
     /// 8.3 GB at 64–71 GB/s against 55–64 for <see cref="F32"/> and 66–74 for a bare read (256-bit
     /// loops, in a slower phase: 37 against 34, read 39; one-off program, docs/platform.md);
-    /// <see cref="SimdGemv"/> times the two on first use.
+    /// <see cref="SimdGemv"/> times the two on first use. Each row is summed as <see cref="RowF32"/>
+    /// sums it (two accumulators; four, as it had before BatchInvariance, read no faster: 63–72
+    /// against 66–70 GB/s in alternating runs), so either loop gives a row the same bits.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void F32RowByRow(float* w, long k, float* x, float* y, long n0, long n1)
     {
-        bool wide = Use512;
-        long body = wide ? k & ~63L : k & ~31L;
-        for (long n = n0; n < n1; n++)
-        {
-            float* r = w + n * k;
-            float s;
-            if (wide)
-            {
-                var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-                for (long i = 0; i < body; i += 64)
-                {
-                    a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(x + i), a0);
-                    a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 16), Vector512.Load(x + i + 16), a1);
-                    a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 32), Vector512.Load(x + i + 32), a2);
-                    a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(r + i + 48), Vector512.Load(x + i + 48), a3);
-                }
-                s = Vector512.Sum((a0 + a1) + (a2 + a3));
-            }
-            else
-            {
-                var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-                for (long i = 0; i < body; i += 32)
-                {
-                    a0 = Fma.MultiplyAdd(Vector256.Load(r + i), Vector256.Load(x + i), a0);
-                    a1 = Fma.MultiplyAdd(Vector256.Load(r + i + 8), Vector256.Load(x + i + 8), a1);
-                    a2 = Fma.MultiplyAdd(Vector256.Load(r + i + 16), Vector256.Load(x + i + 16), a2);
-                    a3 = Fma.MultiplyAdd(Vector256.Load(r + i + 24), Vector256.Load(x + i + 24), a3);
-                }
-                s = Vector256.Sum((a0 + a1) + (a2 + a3));
-            }
-            for (long i = body; i < k; i++) s += r[i] * x[i];
-            y[n] = s;
-        }
+        for (long n = n0; n < n1; n++) y[n] = RowF32(w + n * k, k, x);
     }
 
     /// <summary>

@@ -27,30 +27,39 @@ internal static unsafe class GemvRowsKernels
         {
             float* r0 = w + at * k, r1 = r0 + k;
             byte* ahead = (byte*)r0 + 4 * k * sizeof(float);
+            // Per (row of x, weight row) two accumulators taking K's vectors in turn: the order of
+            // GemvKernels.RowF32, so a row of x gets the bits it gets alone (BatchInvariance).
             var a00 = Vector512<float>.Zero; var a01 = a00; var a10 = a00; var a11 = a00;
             var a20 = a00; var a21 = a00; var a30 = a00; var a31 = a00;
+            var c00 = a00; var c01 = a00; var c10 = a00; var c11 = a00;
+            var c20 = a00; var c21 = a00; var c30 = a00; var c31 = a00;
             long i = 0;
-            for (; i + 16 <= k; i += 16, ahead += 128)
+            for (; i + 32 <= k; i += 32, ahead += 256)
             {
-                Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64);
+                Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
                 var w0 = Vector512.Load(r0 + i); var w1 = Vector512.Load(r1 + i);
-                var x0 = Vector512.Load(x + i);
+                var v0 = Vector512.Load(r0 + i + 16); var v1 = Vector512.Load(r1 + i + 16);
+                var x0 = Vector512.Load(x + i); var y0 = Vector512.Load(x + i + 16);
                 a00 = Avx512F.FusedMultiplyAdd(w0, x0, a00); a01 = Avx512F.FusedMultiplyAdd(w1, x0, a01);
-                var x1 = Vector512.Load(x + k + i);
+                c00 = Avx512F.FusedMultiplyAdd(v0, y0, c00); c01 = Avx512F.FusedMultiplyAdd(v1, y0, c01);
+                var x1 = Vector512.Load(x + k + i); var y1 = Vector512.Load(x + k + i + 16);
                 a10 = Avx512F.FusedMultiplyAdd(w0, x1, a10); a11 = Avx512F.FusedMultiplyAdd(w1, x1, a11);
+                c10 = Avx512F.FusedMultiplyAdd(v0, y1, c10); c11 = Avx512F.FusedMultiplyAdd(v1, y1, c11);
                 if (rows > 2)
                 {
-                    var x2 = Vector512.Load(x + 2 * k + i);
+                    var x2 = Vector512.Load(x + 2 * k + i); var y2 = Vector512.Load(x + 2 * k + i + 16);
                     a20 = Avx512F.FusedMultiplyAdd(w0, x2, a20); a21 = Avx512F.FusedMultiplyAdd(w1, x2, a21);
+                    c20 = Avx512F.FusedMultiplyAdd(v0, y2, c20); c21 = Avx512F.FusedMultiplyAdd(v1, y2, c21);
                 }
                 if (rows > 3)
                 {
-                    var x3 = Vector512.Load(x + 3 * k + i);
+                    var x3 = Vector512.Load(x + 3 * k + i); var y3 = Vector512.Load(x + 3 * k + i + 16);
                     a30 = Avx512F.FusedMultiplyAdd(w0, x3, a30); a31 = Avx512F.FusedMultiplyAdd(w1, x3, a31);
+                    c30 = Avx512F.FusedMultiplyAdd(v0, y3, c30); c31 = Avx512F.FusedMultiplyAdd(v1, y3, c31);
                 }
             }
-            Span<float> s = [Vector512.Sum(a00), Vector512.Sum(a01), Vector512.Sum(a10), Vector512.Sum(a11),
-                             Vector512.Sum(a20), Vector512.Sum(a21), Vector512.Sum(a30), Vector512.Sum(a31)];
+            Span<float> s = [Vector512.Sum(a00 + c00), Vector512.Sum(a01 + c01), Vector512.Sum(a10 + c10), Vector512.Sum(a11 + c11),
+                             Vector512.Sum(a20 + c20), Vector512.Sum(a21 + c21), Vector512.Sum(a30 + c30), Vector512.Sum(a31 + c31)];
             for (; i < k; i++)
                 for (int b = 0; b < rows; b++)
                 {

@@ -43,7 +43,7 @@ public sealed class Linear : nn.Module
 
     internal static Tensor Apply(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (BatchInvariance.TakesProjection(x, weight, bias)) return SimdGemv.Linear(x, weight, bias);   // up to 32 rows: one summation order per row, whatever the row count
+        if (BatchInvariance.TakesProjection(x, weight, bias)) return SimdGemv.Linear(x, weight, bias);   // up to 16 rows: one summation order per row, whatever the row count
         if (Bf16Gemm.Applies(x, weight, bias)) return Bf16Gemm.Linear(x, weight, bias);   // 17+ rows where it measured faster than the paths below
         if (weight.dtype == ScalarType.BFloat16 && weight.device_type == DeviceType.CPU && Upcasts(x.numel() / x.size(-1)))
             return Bf16Upcast.Upcast(x, weight, bias);

@@ -35,7 +35,7 @@ public static partial class SimdGemv
     public static bool? F32RowByRow { get; set; }
 
     /// <summary>Whether one-row f32 projections take the row-by-row loop now.</summary>
-    public static bool UsesF32RowByRow => Supported && !BatchInvariance.Enabled && RowByRowChoice.Uses(F32RowByRow, 1);   // its four accumulators sum in another order than the rows loops
+    public static bool UsesF32RowByRow => Supported && RowByRowChoice.Uses(F32RowByRow, 1);
 
     static readonly TimedChoice DotChoice = new(ScalarType.BFloat16, () => Bf16DotKernel.Available);
     static readonly TimedChoice RowByRowChoice = new(ScalarType.Float32, () => true);
@@ -55,13 +55,15 @@ public static partial class SimdGemv
         {
             false => false,
             true => available(),
-            null => available() && _decisions.GetOrAdd(bucket, b => new Lazy<bool>(() =>
-            {
-                var (d, a, wins) = GemvCalibration.MeasureAlternative(dtype, b, on => _calibrating = on);
-                _timings[b] = (d, a);
-                return wins;
-            })).Value,
+            null => available() && _decisions.GetOrAdd(bucket, static (b, self) => new Lazy<bool>(() => self.Measure(b)), this).Value,   // no closure per call: every projection asks
         };
+
+        bool Measure(int bucket)
+        {
+            var (d, a, wins) = GemvCalibration.MeasureAlternative(dtype, bucket, on => _calibrating = on);
+            _timings[bucket] = (d, a);
+            return wins;
+        }
 
         public bool Decided(int bucket) => _decisions.ContainsKey(bucket);
 

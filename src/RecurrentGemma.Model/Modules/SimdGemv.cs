@@ -66,10 +66,10 @@ public static unsafe partial class SimdGemv
 
     /// <summary>
     /// The most rows of x a projection goes through the kernels with now: <see cref="RowsSupported"/>,
-    /// or 32 on any CPU they run on while <see cref="BatchInvariance"/> holds (the 256-bit loops then
+    /// or <see cref="BatchInvariance.MaxRows"/> if more, on any CPU they run on, while it holds (the 256-bit loops then
     /// take one row of x per pass).
     /// </summary>
-    public static int RowsTaken => Enabled && Supported && BatchInvariance.Enabled ? BatchInvariance.MaxRows : RowsSupported;
+    public static int RowsTaken => Enabled && Supported && BatchInvariance.Enabled ? Math.Max(BatchInvariance.MaxRows, RowsSupported) : RowsSupported;
 
     /// <summary>
     /// Runs the 256-bit (AVX2 + FMA) loops on a CPU that has AVX-512 too, so that the path the
