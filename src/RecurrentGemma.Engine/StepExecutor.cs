@@ -48,7 +48,10 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         _decodeRows = decode ? rows : 0;
         if (_threads is null) return;
         int want = decode ? _threads.Choose(rows) : _allThreads;
-        if (want != _current) { set_num_threads(want); _current = want; }
+        // The count is libtorch's, process-wide: asked each step rather than remembered, since
+        // another engine in the process (test servers share one) may have changed it, and some
+        // of libtorch's products round differently on another number of threads.
+        if (want != _current || want != get_num_threads()) { set_num_threads(want); _current = want; }
     }
 
     /// <param name="samples">rows to sample after the forward; <paramref name="logitRows"/> says

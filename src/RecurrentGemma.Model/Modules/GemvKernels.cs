@@ -133,24 +133,14 @@ internal static unsafe class GemvKernels
         {
             var high = Vector512.Create(0xFFFF0000u);
             var a = Vector512<float>.Zero; var b = a;
-            for (; j + 16 <= pairs; j += 16)
-            {
-                var v = Vector512.Load(p + j);
-                a = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v, 16).AsSingle(), Vector512.Load(xEven + j), a);
-                b = Avx512F.FusedMultiplyAdd((v & high).AsSingle(), Vector512.Load(xOdd + j), b);
-            }
+            for (; j + 16 <= pairs; j += 16) Step(Vector512.Load(p + j), Vector512.Load(xEven + j), Vector512.Load(xOdd + j), high, ref a, ref b);
             s = Vector512.Sum(a + b);
         }
         else
         {
             var high = Vector256.Create(0xFFFF0000u);
             var a = Vector256<float>.Zero; var b = a;
-            for (; j + 8 <= pairs; j += 8)
-            {
-                var v = Vector256.Load(p + j);
-                a = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(v, 16).AsSingle(), Vector256.Load(xEven + j), a);
-                b = Fma.MultiplyAdd((v & high).AsSingle(), Vector256.Load(xOdd + j), b);
-            }
+            for (; j + 8 <= pairs; j += 8) Step(Vector256.Load(p + j), Vector256.Load(xEven + j), Vector256.Load(xOdd + j), high, ref a, ref b);
             s = Vector256.Sum(a + b);
         }
         for (long i = 2 * j; i < k; i++) s += ToFloat(r[i]) * ((i & 1) == 0 ? xEven[i / 2] : xOdd[i / 2]);
