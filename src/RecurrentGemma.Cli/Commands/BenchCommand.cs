@@ -138,7 +138,7 @@ public static class BenchCommand
         sb.AppendLine("## Engine (issue #4): continuous batching, scheduler overhead, session reuse");
         sb.AppendLine();
         sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")}{(repeats is null ? "" : $" --repeats {repeats}")}{simdArg} --out docs/benchmarks.md`  ");
-        sb.AppendLine($"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}; random weights; greedy sampling; times are wall-clock through the engine's request API.");
+        sb.AppendLine($"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}; random weights; greedy sampling; times are wall-clock through the engine's request API.");
         sb.AppendLine();
         foreach (var (name, config) in shape switch { "tiny" or "small" => new[] { ("small", Small) }, "2b" => [("2b", GriffinConfig.RecurrentGemma2B)], _ => [("small", Small), ("2b", GriffinConfig.RecurrentGemma2B)] })
         {
@@ -217,7 +217,7 @@ public static class BenchCommand
         sb.AppendLine("## Where a 2B batch-1 decode step goes (issue #9)");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite profile --steps {steps}{(dtypes.Length == 1 ? $" --dtype {(dtypes[0] == ScalarType.BFloat16 ? "bf16" : "f32")}" : "")}{simdArg} --out docs/benchmarks.md`  ");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, {SimdGemvSummary()}; random weights. Floor = the part's weight bytes ÷ the copy bandwidth (read + write) measured just before each step; the table's floor column uses the median of those.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, {SimdGemvSummary()}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}; random weights. Floor = the part's weight bytes ÷ the copy bandwidth (read + write) measured just before each step; the table's floor column uses the median of those.");
         sb.AppendLine();
         foreach (var dtype in dtypes) sb.AppendLine(new DecodeProfile("2b", GriffinConfig.RecurrentGemma2B, dtype, steps, stderr).Run());
         stdout.WriteLine(sb);
@@ -253,7 +253,7 @@ public static class BenchCommand
         sb.AppendLine();
         sb.AppendLine(ci, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- {command.Replace("rgemma ", "")}`  ");
         var touch = ProcessStats.TouchCost();
-        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, AVX512_BF16 listed {CpuFeatures.HasNativeBf16}, {Bf16Summary()}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, {SimdGemvSummary()}, {RecurrentGemma.Model.Modules.F32Gemm.Describe(decide: true)}, {RecurrentGemma.Model.Modules.Bf16Gemm.Describe(decide: true)}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
+        sb.AppendLine(ci, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, AVX512_BF16 listed {CpuFeatures.HasNativeBf16}, {Bf16Summary()}, split f32 GEMV {RecurrentGemma.Model.Modules.SplitGemv.Enabled}, {SimdGemvSummary()}, {RecurrentGemma.Model.Modules.F32Gemm.Describe(decide: true)}, {RecurrentGemma.Model.Modules.Bf16Gemm.Describe(decide: true)}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}, first touch of memory {touch.Fresh:F2} s/GiB (reused {touch.Reused:F2} s/GiB); random weights (no download).");
         sb.AppendLine();
         sb.AppendLine("Figures are medians with (min–max) over the repeats given in the columns; tok/s = tokens ÷ step time.");
         sb.AppendLine();
