@@ -36,7 +36,7 @@ namespace RecurrentGemma.Model.Modules;
 /// </summary>
 public static class BatchInvariance
 {
-    /// <summary>Most rows of a step the guarantee covers (the small-batch kernels' limit).</summary>
+    /// <summary>Most rows of a step the guarantee covers (the engine's default running sequences; why not 32: above).</summary>
     public const int MaxRows = 16;
 
     /// <summary>On by default; <c>Model:BatchInvariant=false</c> trades the guarantee for the per-bucket fastest kernels.</summary>
