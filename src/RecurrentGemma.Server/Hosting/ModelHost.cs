@@ -118,6 +118,9 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             if (device.type == TorchSharp.DeviceType.CPU)
             {
                 log.LogInformation("Batch invariance: {BatchInvariance}", RecurrentGemma.Model.Modules.BatchInvariance.Describe());
+                if (RecurrentGemma.Model.Modules.BatchInvariance.Enabled && engineSettings.MaxRunningSequences > RecurrentGemma.Model.Modules.BatchInvariance.MaxRows)
+                    log.LogWarning("Engine:MaxRunningSequences is {Running}: decode steps of more than {Rows} sequences take the kernels timed fastest, and a seeded request's text in such a step can differ from its text alone",
+                        engineSettings.MaxRunningSequences, RecurrentGemma.Model.Modules.BatchInvariance.MaxRows);
                 log.LogInformation("libtorch's OpenMP threads: {OpenMp}", RecurrentGemma.Model.OpenMpTuning.Describe());
                 log.LogInformation("C heap: {Malloc}", RecurrentGemma.Model.MemoryTuning.Describe());
                 log.LogInformation("Many-row f32 projections: {F32Gemm}", RecurrentGemma.Model.Modules.F32Gemm.Describe());
