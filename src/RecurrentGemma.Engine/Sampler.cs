@@ -3,39 +3,6 @@ using static TorchSharp.torch;
 
 namespace RecurrentGemma.Engine;
 
-/// <summary>Per-row input to the sampler: its parameters, its uniform draw and its token history.</summary>
-/// <param name="Mask">Allowed ids (a bit per id) of a constrained choice, computed in the
-/// background while the forward runs; null: every id.</param>
-/// <param name="Suppressed">Ids this row may not sample this step (its stop ids before min_tokens):
-/// they ride the logit_bias path with −∞.</param>
-internal sealed record SamplingRow(SamplingParams Params, double Uniform, IReadOnlyList<int> Prompt, IReadOnlyList<int> Generated,
-    int TopLogprobs, bool Logprobs, int? SampleableVocab = null, Task<ulong[]>? Mask = null, IReadOnlyCollection<int>? Suppressed = null);
-
-/// <summary>What at least one row of a sampling pass asks for; the pass skips the rest.</summary>
-[Flags]
-internal enum SamplerNeeds
-{
-    None = 0, Logprobs = 1, Sampled = 2, TopK = 4, TopP = 8, MinP = 16, VocabLimit = 32, Bias = 64, Counts = 128, Repetition = 256, Masked = 512, Greedy = 1024,
-    /// <summary>Steps that change the logits in place (and so need a copy of the forward's output).</summary>
-    InPlace = VocabLimit | Bias | Counts | Repetition | Masked,
-}
-
-/// <summary>The host half of one batched sampling pass: per-row parameters as segments of the step buffer.</summary>
-internal sealed class SamplerPlan
-{
-    public required int Rows { get; init; }
-    public required int Vocab { get; init; }
-    public required int MaxTop { get; init; }
-    public required int MaxTopK { get; init; }
-    public required SamplerNeeds Needs { get; init; }
-    public bool Has(SamplerNeeds n) => (Needs & n) != 0;
-    /// <summary>Penalties as sparse edits, one per distinct (row, id): the value presence/frequency
-    /// add to it, and the repetition factor of a seen id.</summary>
-    public StepBuffer.Segment Params, BiasIndex, BiasValue, CountIndex, CountValue, SeenIndex, SeenValue, LogitRows;
-    /// <summary>Per row, its constraint's mask (null for free rows); uploaded at sampling time.</summary>
-    public IReadOnlyList<Task<ulong[]>?> Masks { get; init; } = [];
-}
-
 /// <summary>
 /// Picks the next token for every row of a batch in one pass on the model's device, each row
 /// with its own parameters held as [R, 1] tensors: logit_bias → penalties (presence/frequency on
@@ -48,7 +15,7 @@ internal sealed class SamplerPlan
 /// logits), as vLLM reports by default. Reads its inputs from the step buffer; returns one
 /// packed float64 tensor for the step's single device→host copy.
 /// </summary>
-internal static class Sampler
+internal static partial class Sampler
 {
     const int ParamCount = 7;   // temperature⁻¹, top-k, top-p, min-p, uniform, vocab limit, greedy (penalties: sparse edits)
 
@@ -309,70 +276,6 @@ internal static class Sampler
         return y.softmax(-1);
     }
 
-    /// <summary>How many of a row's most likely ids the CPU's top-p orders, in turn, before it sorts the
-    /// row: 1024 hold the nucleus of a trained model's usual next-token distribution; 16384 (a
-    /// partial selection of ~28 ms against ~240 ms for sorting 16 rows of 256k ids) catch broad
-    /// ones, as at a high temperature.</summary>
-    internal static readonly int[] TopPCandidates = [1024, 16384];
-
-    /// <summary>
-    /// Top-p by sorting every row (any device; on a GPU a sort of the batch is cheap and needs no
-    /// host read): drop an id when the ids before it in descending order already reach top_p (the
-    /// first always stays). In place on <paramref name="y"/> ([R, V]); p: [R, 1].
-    /// </summary>
-    internal static void TopPBySort(Tensor y, Tensor p)
-    {
-        var (sorted, order) = y.sort(-1, descending: true);
-        var probs = sorted.softmax(-1);
-        var drop = (probs.cumsum(-1) - probs).ge_(p).to(ScalarType.Bool);
-        y.masked_fill_(zeros_like(drop).scatter_(1, order, drop), Scalars.NegativeInfinity);
-    }
-
-    /// <summary>
-    /// The same top-p without sorting the vocabulary (CPU): only the row's K most likely ids are
-    /// ordered (a partial selection). When they hold at least top_p of the mass, the decision for
-    /// each of them is the sort's, and every id outside them is dropped (the mass before it is at
-    /// least theirs); a row whose K ids fall short goes on to the next, larger K if that could
-    /// reach top_p, and is sorted whole if not. Sorting 64 rows of 256k ids took ~1.1 s a step on
-    /// 2 cores against ~50 ms for this when a trained model's few hundred ids hold the nucleus,
-    /// ~180 ms when several thousand do (`bench --suite sampler`). Reading whether any row fell
-    /// short is a host read, free on the CPU, where there is no device queue to drain.
-    /// </summary>
-    internal static void TopPByCandidates(Tensor y, Tensor p, ReadOnlySpan<int> candidates)
-    {
-        if (candidates.IsEmpty || candidates[0] >= y.size(1)) { TopPBySort(y, p); return; }
-        int k = candidates[0];
-        var (values, ids) = y.softmax(-1).topk(k);                                 // [R, K], descending
-        var before = values.cumsum(-1).sub_(values);
-        var drop = ones_like(y, ScalarType.Bool).scatter_(1, ids, before.ge(p));   // outside the K: dropped
-        var kth = values.narrow(1, k - 1, 1);
-        var held = before.narrow(1, k - 1, 1).add_(kth, Scalars.One);              // [R, 1]: the K's mass
-        var shortRows = held.lt(p).squeeze(1);
-        if (shortRows.any().item<bool>())
-        {
-            // The next count can hold at most this mass (no id past the K-th is more likely than
-            // it): rows it cannot bring to top_p are sorted now instead of selected again.
-            var rest = candidates[1..];
-            var reachable = rest.IsEmpty || rest[0] >= y.size(1) ? null
-                : held.add(kth, Scalars.Of((double)(rest[0] - k))).ge(p).squeeze(1);
-            Redo(y, p, drop, reachable is null ? shortRows : shortRows.logical_and(reachable.logical_not()), []);
-            if (reachable is not null) Redo(y, p, drop, shortRows.logical_and(reachable), rest);
-        }
-        y.masked_fill_(drop, Scalars.NegativeInfinity);
-    }
-
-    /// <summary>Decides top-p again for the rows in <paramref name="rows"/> (a [R] mask) with the
-    /// given candidate counts (none: the sort), writing them back and clearing their drop flags.</summary>
-    static void Redo(Tensor y, Tensor p, Tensor drop, Tensor rows, ReadOnlySpan<int> candidates)
-    {
-        if (!rows.any().item<bool>()) return;
-        var at = rows.nonzero().squeeze(1);
-        var part = y.index_select(0, at);
-        TopPByCandidates(part, p.index_select(0, at), candidates);
-        drop.index_fill_(0, at, Scalars.False);   // decided there
-        y.index_copy_(0, at, part);
-    }
-
     /// <summary>One standalone pass (tests and tools): plan, one upload, sample, one download.</summary>
     internal static (int[] Tokens, TokenLogprob?[] Logprobs) SampleOnce(Tensor logits, IReadOnlyList<SamplingRow> rows, TransferCounter? counter = null)
     {
@@ -413,25 +316,4 @@ internal static class Sampler
         }
         return (tokens, logprobs);
     }
-}
-
-/// <summary>
-/// A row's random numbers: draw n of a stream is a SplitMix64 hash of (seed, n), mapped to
-/// (0, 1]. Counter-based, so it depends on nothing but the seed and how many tokens the row has
-/// drawn — not on the batch, the device or the process.
-/// </summary>
-public static class SeededUniform
-{
-    public static double Draw(ulong seed, long index)
-    {
-        ulong z = seed + 0x9E3779B97F4A7C15UL * (ulong)(index + 1);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        z ^= z >> 31;
-        return ((z >> 11) + 1) * (1.0 / (1UL << 53));
-    }
-
-    /// <summary>The stream of one choice of a request: its seed, or a fresh one drawn at admission.</summary>
-    public static ulong StreamSeed(long? seed, int choice) =>
-        seed is { } v ? unchecked((ulong)v * 0x9E3779B97F4A7C15UL + (ulong)choice) : (ulong)Random.Shared.NextInt64();
 }
