@@ -72,9 +72,12 @@ public static class RepoPaths
 
     static string Find()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        // From this assembly's folder, not the process's base folder: a console test runner
+        // (scripts/gpu-bundle.sh, on machines without the SDK) runs from its own directory.
+        var start = Path.GetDirectoryName(typeof(RepoPaths).Assembly.Location) is { Length: > 0 } here ? here : AppContext.BaseDirectory;
+        var dir = new DirectoryInfo(start);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root (RecurrentGemma.Server.sln) not found above " + AppContext.BaseDirectory);
+        return dir?.FullName ?? throw new InvalidOperationException("repository root (RecurrentGemma.Server.sln) not found above " + start);
     }
 }
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The GPU check on a machine without the .NET SDK: runs what scripts/gpu-bundle.sh packed
+# (.gpu/bundle.tar.xz, carried beside this repository) against the libtorch of the machine's
+# PyTorch install. In order, each step's output in $OUT (or ./gpu-out):
+#   1. the machine: GPU, PyTorch and its libtorch;
+#   2. which of the libtorch symbols TorchSharp's bridge asks for that libtorch lacks (the bridge
+#      was built against libtorch 2.10; another version may have renamed some);
+#   3. the model and engine tests on the device (RGEMMA_TEST_DEVICE);
+#   4. the step benchmark on the device, its section of docs/benchmarks.md copied out.
+#   scripts/gpu-run.sh --device cuda                                # on the GPU machine
+#   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
+set -uo pipefail
+cd "$(dirname "$0")/.."
+device=cuda
+torchlib=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) device="$2"; shift 2 ;;
+    --torch-lib) torchlib="$2"; shift 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR]" >&2; exit 2 ;;
+  esac
+done
+out="${OUT:-$PWD/gpu-out}"
+mkdir -p "$out"
+log="$out/gpu-run.log"
+exec > >(tee -a "$log") 2>&1
+
+echo "== 1. machine ($(date -u +%FT%TZ), bundle of commit $(cat .gpu/bundle.commit 2>/dev/null || echo '?'))"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+if [ -z "$torchlib" ]; then
+  torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null) || true
+  python3 -c 'import torch; print("PyTorch", torch.__version__, "CUDA", torch.version.cuda, "available", torch.cuda.is_available())' 2>/dev/null || true
+fi
+[ -n "$torchlib" ] && [ -f "$torchlib/libtorch_cpu.so" ] || { echo "no libtorch found (pass --torch-lib DIR)"; exit 1; }
+echo "libtorch: $torchlib"
+
+bundle=/tmp/rgemma-bundle
+rm -rf "$bundle" && mkdir -p "$bundle"
+tar -C "$bundle" -xJf .gpu/bundle.tar.xz || { echo "no .gpu/bundle.tar.xz: run scripts/gpu-bundle.sh and carry .gpu"; exit 1; }
+# The test binaries find the fixtures by walking up to the solution file: they sit inside the tree.
+rm -rf .gpu/run && mkdir -p .gpu/run && mv "$bundle"/cli "$bundle"/tests .gpu/run/
+export DOTNET_ROOT="$bundle/dotnet" PATH="$bundle/dotnet:$PATH"
+export DOTNET_ROLL_FORWARD=Major DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
+export NUGET_PACKAGES=/nonexistent   # the runner must take the bundle's binaries, not a package cache's
+export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RGEMMA_TEST_DEVICE="$device"
+dotnet --list-runtimes
+
+echo "== 2. libtorch symbols the bridge needs and this libtorch lacks"
+bridge=.gpu/run/cli/runtimes/linux-x64/native/libLibTorchSharp.so
+if command -v nm >/dev/null; then
+  # Names without their version suffix (@...); the bridge's other needs (C and C++ runtimes) are
+  # left out by keeping only names that mention libtorch's namespaces.
+  nm -D --defined-only "$torchlib"/lib{torch,torch_cpu,c10,torch_cuda,c10_cuda}.so 2>/dev/null | awk '{ sub(/@.*/, "", $NF); print $NF }' | sort -u > "$out/libtorch-defined.txt"
+  nm -D --undefined-only "$bridge" | awk '$1 == "U" { sub(/@.*/, "", $NF); print $NF }' | grep -E '(2at|3c10|5torch|6caffe2)' | sort -u > "$out/bridge-needs.txt"
+  comm -23 "$out/bridge-needs.txt" "$out/libtorch-defined.txt" > "$out/missing-symbols.txt"
+  echo "$(wc -l < "$out/bridge-needs.txt") libtorch symbols needed, $(wc -l < "$out/missing-symbols.txt") missing (list: missing-symbols.txt)"
+  head -20 "$out/missing-symbols.txt" | (command -v c++filt >/dev/null && c++filt || cat)
+else
+  echo "no nm on this machine: skipped"
+fi
+
+status=0
+echo "== 3. model and engine tests on $device"
+for suite in Model Engine; do
+  dll=".gpu/run/tests/${suite,,}/RecurrentGemma.$suite.Tests.dll"
+  timeout 420 dotnet "$bundle/runner/xunit.console.dll" "$dll" -nocolor -parallel none -xml "$out/tests-${suite,,}.xml" \
+    > "$out/tests-${suite,,}.log" 2>&1 || status=1
+  grep -E '\[FAIL\]|Total:' "$out/tests-${suite,,}.log" | head -40
+done
+
+echo "== 4. step benchmark on $device"
+if timeout 300 dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$device" --repeats 7 --section "device-$device" --out docs/benchmarks.md \
+  > "$out/bench.log" 2>&1; then
+  sed -n "/<!-- bench:device-$device:begin -->/,/<!-- bench:device-$device:end -->/p" docs/benchmarks.md > "$out/benchmarks-device-$device.md"
+  cat "$out/benchmarks-device-$device.md"
+else
+  status=1
+  tail -30 "$out/bench.log"
+fi
+echo "gpu-run on $device: $([ $status = 0 ] && echo passed || echo FAILED) (logs in $out)"
+exit $status
