@@ -49,9 +49,9 @@ cp -r "$fx" "$stage/dotnet/shared/Microsoft.NETCore.App/"
 echo "== pack"
 tar -C "$stage" -cf - . | xz -T0 -6 > "$out/bundle.tar.xz"
 rm -rf "$stage"
-git rev-parse HEAD > "$out/bundle.commit"
+git describe --always --dirty --abbrev=12 > "$out/bundle.commit"   # "-dirty": built from uncommitted changes
 size=$(stat -c %s "$out/bundle.tar.xz")
-echo "wrote $out/bundle.tar.xz ($((size / 1024 / 1024)) MiB, runtime $(basename "$fx"), commit $(cut -c1-7 "$out/bundle.commit"))"
+echo "wrote $out/bundle.tar.xz ($((size / 1024 / 1024)) MiB, runtime $(basename "$fx"), commit $(cat "$out/bundle.commit"))"
 # The device tool carries at most 64 MiB in all, the repository's tracked files included.
 tracked=$(git ls-files -z | xargs -0 stat -c %s | awk '{ s += $1 } END { print s }')
 echo "with the tracked files: $(((size + tracked) / 1024 / 1024)) MiB of the 64 MiB a device call carries"

@@ -6,20 +6,25 @@
 #   2. which of the libtorch symbols TorchSharp's bridge asks for that libtorch lacks (the bridge
 #      was built against libtorch 2.10; another version may have renamed some);
 #   3. the model and engine tests on the device (RGEMMA_TEST_DEVICE);
-#   4. the step benchmark on the device, its section of docs/benchmarks.md copied out.
+#   4. the step benchmark on the device, its section of docs/benchmarks.md copied out;
+#   5. the engine benchmark on the device (2B bf16 on a GPU: aggregate tok/s at 1–32 sequences).
 #   scripts/gpu-run.sh --device cuda                                # on the GPU machine
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device=cuda
 torchlib=""
+engine_shape=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
     --torch-lib) torchlib="$2"; shift 2 ;;
-    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR]" >&2; exit 2 ;;
+    --engine-shape) engine_shape="$2"; shift 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small]" >&2; exit 2 ;;
   esac
 done
+# The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
+[ -n "$engine_shape" ] || { [ "$device" = cpu ] && engine_shape=small || engine_shape=2b; }
 out="${OUT:-$PWD/gpu-out}"
 mkdir -p "$out"
 log="$out/gpu-run.log"
@@ -77,6 +82,15 @@ if timeout 300 dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$devi
 else
   status=1
   tail -30 "$out/bench.log"
+fi
+echo "== 5. engine benchmark on $device ($engine_shape, bf16)"
+if timeout 300 dotnet .gpu/run/cli/rgemma.dll bench --suite engine --shape "$engine_shape" --dtype bf16 --repeats 3 --device "$device" \
+  --section "engine-$device" --out docs/benchmarks.md > "$out/engine-bench.log" 2>&1; then
+  sed -n "/<!-- bench:engine-$device:begin -->/,/<!-- bench:engine-$device:end -->/p" docs/benchmarks.md > "$out/benchmarks-engine-$device.md"
+  cat "$out/benchmarks-engine-$device.md"
+else
+  status=1
+  tail -30 "$out/engine-bench.log"
 fi
 echo "gpu-run on $device: $([ $status = 0 ] && echo passed || echo FAILED) (logs in $out)"
 exit $status

@@ -13,14 +13,14 @@ namespace RecurrentGemma.Cli.Bench;
 /// where a step's time goes (model forward, sampler, the rest = scheduling and bookkeeping), and
 /// a 10-turn conversation with and without session reuse, and scoring a prompt against prefilling it.
 /// </summary>
-public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress, int? repeats = null)
+public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress, int? repeats = null, Device? device = null)
 {
     public string Run()
     {
         bool big = config.ParameterCount > 1_000_000_000;
         string dt = dtype == ScalarType.BFloat16 ? "bf16" : "f32";
         progress.WriteLine($"[bench] engine {shapeName}/{dt}: building random weights…");
-        using var model = new GriffinForCausalLM(config, dtype, CPU);
+        using var model = new GriffinForCausalLM(config, dtype, device ?? CPU);
         RandomWeights.Initialize(model, seed: 99);
         var rng = new Random(3);
         int[] Prompt(int n) => [2, .. Enumerable.Range(0, n - 1).Select(_ => rng.Next(3, config.VocabSize))];

@@ -132,20 +132,25 @@ public static class BenchCommand
         bool quick = args.Flag("quick");
         var output = args.Get("out");
         int? repeats = args.Get("repeats") is null ? null : args.Int("repeats", 3);
+        // --device: the engine on another device (the GPU check's bundle runs it on CUDA);
+        // --section: where its report goes, so that such a run does not replace the CPU's.
+        var deviceName = args.Get("device") ?? "cpu";
+        var section = args.Get("section") ?? "engine";
         var simdArg = ReadSimdGemv(args);
         args.EnsureAllRead();
+        var device = TorchDevices.Resolve(deviceName);
         var sb = new StringBuilder();
-        sb.AppendLine("## Engine (issue #4): continuous batching, scheduler overhead, session reuse");
+        sb.AppendLine("## Engine (issue #4): continuous batching, scheduler overhead, session reuse" + (device.type == TorchSharp.DeviceType.CPU ? "" : $" — on {device}"));
         sb.AppendLine();
-        sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")}{(repeats is null ? "" : $" --repeats {repeats}")}{simdArg} --out docs/benchmarks.md`  ");
-        sb.AppendLine($"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}; random weights; greedy sampling; times are wall-clock through the engine's request API.");
+        sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")}{(repeats is null ? "" : $" --repeats {repeats}")}{(deviceName != "cpu" ? $" --device {deviceName}" : "")}{(section != "engine" ? $" --section {section}" : "")}{simdArg} --out docs/benchmarks.md`  ");
+        sb.AppendLine($"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, device {device}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}; random weights; greedy sampling; times are wall-clock through the engine's request API.");
         sb.AppendLine();
         foreach (var (name, config) in shape switch { "tiny" or "small" => new[] { ("small", Small) }, "2b" => [("2b", GriffinConfig.RecurrentGemma2B)], _ => [("small", Small), ("2b", GriffinConfig.RecurrentGemma2B)] })
         {
-            sb.AppendLine(new EngineBenchmark(name, config, dtype, quick, stderr, repeats).Run());
+            sb.AppendLine(new EngineBenchmark(name, config, dtype, quick, stderr, repeats, device).Run());
         }
         stdout.WriteLine(sb);
-        if (output is not null) WriteSection(output, "engine", sb.ToString());
+        if (output is not null) WriteSection(output, section, sb.ToString());
         return Task.FromResult(0);
     }
 
