@@ -25,6 +25,8 @@ while [ $# -gt 0 ]; do
 done
 # The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
 [ -n "$engine_shape" ] || { [ "$device" = cpu ] && engine_shape=small || engine_shape=2b; }
+# At most 8 files come back from a device call: the log, the missing symbols, two test logs, two
+# benchmark logs and their two sections.
 out="${OUT:-$PWD/gpu-out}"
 mkdir -p "$out"
 log="$out/gpu-run.log"
@@ -56,10 +58,10 @@ bridge=.gpu/run/cli/runtimes/linux-x64/native/libLibTorchSharp.so
 if command -v nm >/dev/null; then
   # Names without their version suffix (@...); the bridge's other needs (C and C++ runtimes) are
   # left out by keeping only names that mention libtorch's namespaces.
-  nm -D --defined-only "$torchlib"/lib{torch,torch_cpu,c10,torch_cuda,c10_cuda}.so 2>/dev/null | awk '{ sub(/@.*/, "", $NF); print $NF }' | sort -u > "$out/libtorch-defined.txt"
-  nm -D --undefined-only "$bridge" | awk '$1 == "U" { sub(/@.*/, "", $NF); print $NF }' | grep -E '(2at|3c10|5torch|6caffe2)' | sort -u > "$out/bridge-needs.txt"
-  comm -23 "$out/bridge-needs.txt" "$out/libtorch-defined.txt" > "$out/missing-symbols.txt"
-  echo "$(wc -l < "$out/bridge-needs.txt") libtorch symbols needed, $(wc -l < "$out/missing-symbols.txt") missing (list: missing-symbols.txt)"
+  nm -D --defined-only "$torchlib"/lib{torch,torch_cpu,c10,torch_cuda,c10_cuda}.so 2>/dev/null | awk '{ sub(/@.*/, "", $NF); print $NF }' | sort -u > /tmp/libtorch-defined.txt
+  nm -D --undefined-only "$bridge" | awk '$1 == "U" { sub(/@.*/, "", $NF); print $NF }' | grep -E '(2at|3c10|5torch|6caffe2)' | sort -u > /tmp/bridge-needs.txt
+  comm -23 /tmp/bridge-needs.txt /tmp/libtorch-defined.txt > "$out/missing-symbols.txt"
+  echo "$(wc -l < /tmp/bridge-needs.txt) libtorch symbols needed, $(wc -l < "$out/missing-symbols.txt") missing (list: missing-symbols.txt)"
   head -20 "$out/missing-symbols.txt" | (command -v c++filt >/dev/null && c++filt || cat)
 else
   echo "no nm on this machine: skipped"
@@ -69,7 +71,7 @@ status=0
 echo "== 3. model and engine tests on $device"
 for suite in Model Engine; do
   dll=".gpu/run/tests/${suite,,}/RecurrentGemma.$suite.Tests.dll"
-  timeout 420 dotnet "$bundle/runner/xunit.console.dll" "$dll" -nocolor -parallel none -xml "$out/tests-${suite,,}.xml" \
+  timeout 420 dotnet "$bundle/runner/xunit.console.dll" "$dll" -nocolor -parallel none \
     > "$out/tests-${suite,,}.log" 2>&1 || status=1
   grep -E '\[FAIL\]|Total:' "$out/tests-${suite,,}.log" | head -40
 done
