@@ -6,8 +6,8 @@ namespace RecurrentGemma.Engine;
 /// <summary>Top-p (nucleus) filtering of the sampler's batched pass, in place on [R, V] logits.</summary>
 internal static partial class Sampler
 {
-    /// <summary>How many of a row's most likely ids the CPU's top-p orders, in turn, before it sorts the
-    /// row: 1024 hold the nucleus of a trained model's usual next-token distribution; 16384 (a
+    /// <summary>How many of a row's most likely ids the CPU's top-p orders, in turn, before it
+    /// selects the row's threshold over all its ids: 1024 hold the nucleus of a trained model's usual next-token distribution; 16384 (a
     /// partial selection of ~28 ms against ~240 ms for sorting 16 rows of 256k ids) catch broad
     /// ones, as at a high temperature.</summary>
     internal static readonly int[] TopPCandidates = [1024, 16384];
@@ -26,18 +26,41 @@ internal static partial class Sampler
     }
 
     /// <summary>
+    /// Top-p on the CPU for rows whose nucleus is too wide for a partial selection (a flat row:
+    /// most of the vocabulary): each row's threshold is found on the host by
+    /// <see cref="NucleusThreshold"/> over its probabilities, and every id less likely than it is
+    /// dropped. Before, these rows were sorted whole (`bench --suite sampler`, flat rows).
+    /// </summary>
+    internal static void TopPBySelection(Tensor y, Tensor p)
+    {
+        int rows = (int)y.size(0), v = (int)y.size(1);
+        var probs = y.softmax(-1).contiguous();
+        var wanted = p.to(ScalarType.Float64).contiguous();
+        var all = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(probs.bytes);
+        var topP = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(wanted.bytes);
+        var thresholds = new float[rows];
+        var scratch = System.Buffers.ArrayPool<float>.Shared.Rent(v);
+        try
+        {
+            for (int r = 0; r < rows; r++) thresholds[r] = NucleusThreshold.Find(all.Slice(r * v, v), topP[r], scratch);
+        }
+        finally { System.Buffers.ArrayPool<float>.Shared.Return(scratch); }
+        y.masked_fill_(probs.lt(tensor(thresholds).unsqueeze(1)), Scalars.NegativeInfinity);
+    }
+
+    /// <summary>
     /// The same top-p without sorting the vocabulary (CPU): only the row's K most likely ids are
     /// ordered (a partial selection). When they hold at least top_p of the mass, the decision for
     /// each of them is the sort's, and every id outside them is dropped (the mass before it is at
     /// least theirs); a row whose K ids fall short goes on to the next, larger K if that could
-    /// reach top_p, and is sorted whole if not. Sorting 64 rows of 256k ids took ~1.1 s a step on
-    /// 2 cores against ~50 ms for this when a trained model's few hundred ids hold the nucleus,
+    /// reach top_p, and goes to <see cref="TopPBySelection"/> if not. Sorting 64 rows of 256k ids
+    /// took ~1.1 s a step on 2 cores against ~50 ms for this when a trained model's few hundred ids hold the nucleus,
     /// ~180 ms when several thousand do (`bench --suite sampler`). Reading whether any row fell
     /// short is a host read, free on the CPU, where there is no device queue to drain.
     /// </summary>
     internal static void TopPByCandidates(Tensor y, Tensor p, ReadOnlySpan<int> candidates)
     {
-        if (candidates.IsEmpty || candidates[0] >= y.size(1)) { TopPBySort(y, p); return; }
+        if (candidates.IsEmpty || candidates[0] >= y.size(1)) { TopPBySelection(y, p); return; }
         int k = candidates[0];
         var (values, ids) = y.softmax(-1).topk(k);                                 // [R, K], descending
         var before = values.cumsum(-1).sub_(values);
@@ -48,7 +71,7 @@ internal static partial class Sampler
         if (shortRows.any().item<bool>())
         {
             // The next count can hold at most this mass (no id past the K-th is more likely than
-            // it): rows it cannot bring to top_p are sorted now instead of selected again.
+            // it): rows it cannot bring to top_p go to the threshold selection now.
             var rest = candidates[1..];
             var reachable = rest.IsEmpty || rest[0] >= y.size(1) ? null
                 : held.add(kth, Scalars.Of((double)(rest[0] - k))).ge(p).squeeze(1);
