@@ -265,7 +265,7 @@ internal static partial class Sampler
         }
         if (plan.Has(SamplerNeeds.TopP))
         {
-            if (y.device.type == TorchSharp.DeviceType.CPU) TopPByCandidates(y, Col(2), TopPCandidates);
+            if (y.device.type == TorchSharp.DeviceType.CPU) TopPBySelection(y, Col(2));
             else TopPBySort(y, Col(2));
         }
         if (plan.Has(SamplerNeeds.MinP))

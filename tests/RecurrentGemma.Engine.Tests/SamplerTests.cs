@@ -107,19 +107,18 @@ public class SamplerTests
     }
 
     [Theory]
-    [InlineData(new[] { 1 })]
-    [InlineData(new[] { 4 })]
-    [InlineData(new[] { 32 })]
-    [InlineData(new[] { 299 })]
-    [InlineData(new[] { 2, 16 })]
-    [InlineData(new[] { 8, 64, 200 })]
-    public void Top_p_over_the_most_likely_ids_keeps_what_sorting_the_row_keeps(int[] candidates)
+    [InlineData(300, 21)]
+    [InlineData(300, 22)]
+    [InlineData(1000, 23)]
+    [InlineData(4096, 24)]
+    [InlineData(20000, 25)]
+    [InlineData(65536, 26)]
+    public void Top_p_by_selection_keeps_what_sorting_the_row_keeps(int vocab, int seed)
     {
-        // Rows from peaked to flat, each with its own top_p: with few candidates most rows fall
-        // short of top_p and go on to the next count or are sorted whole; with many, few do.
-        // Either way the same ids stay.
-        var random = new Random(21);
-        const int rows = 24, vocab = 300;
+        // Rows from peaked to flat, each with its own top_p (0.05 … 0.95), one id masked by an
+        // earlier step: the threshold selection must keep exactly the ids the sort keeps.
+        var random = new Random(seed);
+        const int rows = 24;
         var values = new float[rows * vocab];
         for (int r = 0; r < rows; r++)
         {
@@ -127,17 +126,17 @@ public class SamplerTests
             for (int v = 0; v < vocab; v++)
                 values[r * vocab + v] = (float)(scale * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
         }
-        values[5 * vocab + 7] = float.NegativeInfinity;   // an id an earlier step masked
+        values[5 * vocab + 7] = float.NegativeInfinity;
         using var y = tensor(values).reshape(rows, vocab);
         using var p = tensor(Enumerable.Range(0, rows).Select(r => (float)(0.05 + 0.9 * r / (rows - 1.0))).ToArray()).unsqueeze(1);
         using var sorted = y.clone();
-        using var candidatesFirst = y.clone();
+        using var selected = y.clone();
         Sampler.TopPBySort(sorted, p);
-        Sampler.TopPByCandidates(candidatesFirst, p, candidates);
+        Sampler.TopPBySelection(selected, p);
         using var kept = sorted.isfinite();
         Assert.True(kept.sum().item<long>() > rows, "top-p dropped everything but one id per row: the case is too easy");
-        Assert.True(kept.eq(candidatesFirst.isfinite()).all().item<bool>(), $"{string.Join(", ", candidates)} candidates kept other ids than sorting");
-        Assert.True(sorted.masked_fill(kept.logical_not(), 0).eq(candidatesFirst.masked_fill(kept.logical_not(), 0)).all().item<bool>(), "a kept logit changed");
+        Assert.True(kept.eq(selected.isfinite()).all().item<bool>(), $"vocabulary {vocab}: the selection kept other ids than sorting");
+        Assert.True(sorted.masked_fill(kept.logical_not(), 0).eq(selected.masked_fill(kept.logical_not(), 0)).all().item<bool>(), "a kept logit changed");
     }
 
     [Fact]
