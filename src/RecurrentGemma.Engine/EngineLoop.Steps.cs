@@ -37,7 +37,7 @@ internal sealed partial class EngineLoop
     {
         var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
         var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens),
-            seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled && _model.Device.type == TorchSharp.DeviceType.CPU);   // elsewhere the decode steps give no such guarantee: nothing to keep
+            seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled && RecurrentGemma.Model.Modules.CpuPaths.On(_model.Device));   // elsewhere the decode steps give no such guarantee: nothing to keep
 
         // Choices whose prompt this chunk completes sample now: their rows are known before the forward.
         var candidates = new List<(Sequence Choice, SamplingRow Row, Sequence Main)>();

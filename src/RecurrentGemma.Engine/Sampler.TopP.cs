@@ -33,6 +33,7 @@ internal static partial class Sampler
     internal static void TopPBySelection(Tensor y, Tensor p)
     {
         int rows = (int)y.size(0), v = (int)y.size(1);
+        RecurrentGemma.Model.Modules.CpuPaths.CountRead();   // a host read of the probabilities: never while the CPU paths are off
         var probs = y.softmax(-1).contiguous();
         var wanted = p.to(ScalarType.Float64).contiguous();
         var topP = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(wanted.bytes).ToArray();

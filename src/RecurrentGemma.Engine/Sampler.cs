@@ -209,7 +209,7 @@ internal static partial class Sampler
         counter.CountUpload();
         // A new handle on the same memory for the step's scope to dispose (the kept one stays);
         // on a GPU the copy up is synchronous from pageable memory, so the next step may rewrite it.
-        return device.type == TorchSharp.DeviceType.CPU ? _flags.alias() : _flags.to(device);
+        return RecurrentGemma.Model.Modules.CpuPaths.On(device) ? _flags.alias() : _flags.to(device);
     }
 
     /// <summary>
@@ -265,7 +265,7 @@ internal static partial class Sampler
         }
         if (plan.Has(SamplerNeeds.TopP))
         {
-            if (y.device.type == TorchSharp.DeviceType.CPU) TopPBySelection(y, Col(2));
+            if (RecurrentGemma.Model.Modules.CpuPaths.On(y)) TopPBySelection(y, Col(2));
             else TopPBySort(y, Col(2));
         }
         if (plan.Has(SamplerNeeds.MinP))

@@ -177,7 +177,7 @@ public sealed class GriffinState : IDisposable
             using var row = t[slot];
             var bytes = snapshot.Rows[i++];
             if (bytes.Length != row.numel() * row.ElementSize) throw new ArgumentException("the snapshot does not fit this state's layout");
-            if (row.device_type == TorchSharp.DeviceType.CPU && row.is_contiguous())
+            if (Modules.CpuPaths.On(row) && row.is_contiguous())
             {
                 row.bytes = bytes;   // straight into the slot: one copy
                 continue;

@@ -133,7 +133,7 @@ public sealed unsafe class StepBuffer : IDisposable
             // On the CPU "the device" is host memory: one copy out of the reusable array into a
             // fresh native tensor (a managed copy would be garbage every step, pinned while it lives).
             _device = empty(n, ScalarType.Float64);
-            _host.AsSpan(0, n).CopyTo(new Span<double>(Modules.SimdGemv.Data(_device), n));
+            _host.AsSpan(0, n).CopyTo(new Span<double>(Modules.SimdGemv.HostData(_device), n));
         }
         else
         {
@@ -144,7 +144,7 @@ public sealed unsafe class StepBuffer : IDisposable
                 using (var fresh = empty(Math.Max(n, 4096), ScalarType.Float64))
                     _staging = fresh.pin_memory().DetachFromDisposeScope();
             }
-            _host.AsSpan(0, n).CopyTo(new Span<double>(Modules.SimdGemv.Data(_staging), n));   // pinned host memory
+            _host.AsSpan(0, n).CopyTo(new Span<double>(Modules.SimdGemv.HostData(_staging), n));   // pinned host memory
             using var slice = _staging.narrow(0, 0, n);
             _device = slice.to(Device, non_blocking: true);
             _unsyncedUpload = true;

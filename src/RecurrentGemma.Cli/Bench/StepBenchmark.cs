@@ -14,7 +14,9 @@ namespace RecurrentGemma.Cli.Bench;
 /// the tiny fixture model's engine decode step time at batch 1 and 8 (median and range of
 /// repeats). An "op" is a tensor handle created on the engine thread — every torch call that
 /// returns a tensor, views included — as counted by TorchSharp's dispose-scope statistics;
-/// in-place calls that return their receiver are not counted.
+/// in-place calls that return their receiver are not counted. Each row is taken twice: on the
+/// CPU's own paths (kernels and fused passes, what a CPU serves with) and on the tensor ops only
+/// (<see cref="RecurrentGemma.Model.Modules.CpuPaths"/> off: the ops a GPU launches, counted here).
 /// </summary>
 public sealed class StepBenchmark(string fixtureDir, Device device, int repeats, TextWriter progress)
 {
@@ -25,8 +27,8 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
 
         sb.AppendLine("Ops per decode step of the model forward (batch 1, after a 4-token prompt; tensors created, see above):");
         sb.AppendLine();
-        sb.AppendLine("| shape | dtype | setup + embedding | per recurrent layer | per attention layer | final norm + head | whole forward | per forward: C heap held at most / managed allocated |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| shape | dtype | path | setup + embedding | per recurrent layer | per attention layer | final norm + head | whole forward | per forward: C heap held at most / managed allocated |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
         var tinyConfig = GriffinConfig.FromFile(Path.Combine(fixtureDir, "config.json"));
         foreach (var (name, config, dtype) in new[]
                  {
@@ -34,26 +36,40 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
                      ("2b", GriffinConfig.RecurrentGemma2B, ScalarType.Float32),
                      ("2b", GriffinConfig.RecurrentGemma2B, ScalarType.BFloat16),
                  })
-        {
-            var c = CountForward(config, dtype);
-            sb.AppendLine(ci, $"| {name} | {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")} | {c.Setup} | {c.PerRecurrent:F0} | {c.PerAttention:F0} | {c.Head} | {c.Total} | {ForwardAllocations.Format(c.Allocated)} |");
-            progress.WriteLine($"[bench] ops {name}: {c.Total} per forward");
-        }
+            foreach (bool cpuPaths in new[] { true, false })
+            {
+                var c = OnPath(cpuPaths, () => CountForward(config, dtype));
+                sb.AppendLine(ci, $"| {name} | {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")} | {PathName(cpuPaths)} | {c.Setup} | {c.PerRecurrent:F0} | {c.PerAttention:F0} | {c.Head} | {c.Total} | {ForwardAllocations.Format(c.Allocated)} |");
+                progress.WriteLine($"[bench] ops {name} {PathName(cpuPaths)}: {c.Total} per forward");
+            }
 
         sb.AppendLine();
         sb.AppendLine(ci, $"Engine decode step of the tiny fixture model on {device.type.ToString().ToLowerInvariant()} (f32, temperature 1 with a seed, 300 new tokens per sequence; step time = engine busy time ÷ steps; {repeats} repeats, each on a fresh engine):");
         sb.AppendLine();
-        sb.AppendLine("| sequences | step ms, median (min–max) | ops per engine step | host transfers per step | page faults per step | managed bytes per step |");
-        sb.AppendLine("|---|---|---|---|---|---|");
+        sb.AppendLine("| path | sequences | step ms, median (min–max) | ops per engine step | host transfers per step | page faults per step | managed bytes per step |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
         using var model = CheckpointLoader.Load(fixtureDir, new ModelLoadOptions { Device = device });
-        foreach (int b in new[] { 1, 8 })
-        {
-            var (times, ops, transfers, faults, managed) = EngineSteps(model, b);
-            times.Sort();
-            sb.AppendLine(ci, $"| {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} | {faults:F1} | {ForwardAllocations.Bytes(managed)} |");
-            progress.WriteLine($"[bench] engine batch {b}: {times[times.Count / 2]:F3} ms/step");
-        }
+        foreach (bool cpuPaths in new[] { true, false })
+            foreach (int b in new[] { 1, 8 })
+            {
+                var (times, ops, transfers, faults, managed) = OnPath(cpuPaths, () => EngineSteps(model, b));
+                times.Sort();
+                sb.AppendLine(ci, $"| {PathName(cpuPaths)} | {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} | {faults:F1} | {ForwardAllocations.Bytes(managed)} |");
+                progress.WriteLine($"[bench] engine {PathName(cpuPaths)} batch {b}: {times[times.Count / 2]:F3} ms/step");
+            }
         return sb.ToString();
+    }
+
+    static string PathName(bool cpuPaths) => cpuPaths ? "CPU paths" : "tensor ops (a GPU's)";
+
+    /// <summary>Runs <paramref name="measure"/> with the CPU's own paths on or off (off: the ops a GPU
+    /// runs; on a GPU both are the same), then puts the switch back.</summary>
+    static T OnPath<T>(bool cpuPaths, Func<T> measure)
+    {
+        var saved = RecurrentGemma.Model.Modules.CpuPaths.Enabled;
+        RecurrentGemma.Model.Modules.CpuPaths.Enabled = cpuPaths;
+        try { return measure(); }
+        finally { RecurrentGemma.Model.Modules.CpuPaths.Enabled = saved; }
     }
 
     sealed record OpCounts(long Setup, double PerRecurrent, double PerAttention, long Head, long Total, Allocated Allocated);

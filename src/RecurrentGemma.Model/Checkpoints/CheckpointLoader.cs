@@ -164,7 +164,7 @@ public static class CheckpointLoader
                     var (file, entry, target) = item;
                     using var noGrad = no_grad();
                     var fileType = SafeTensorsFile.ToScalarType(file.Path, entry);
-                    if (fileType == target.dtype && target.device_type == TorchSharp.DeviceType.CPU && target.is_contiguous())
+                    if (fileType == target.dtype && Modules.CpuPaths.On(target) && target.is_contiguous())
                         file.ReadInto(entry, target);                       // straight into the parameter
                     else
                     {

@@ -56,10 +56,19 @@ public sealed class CausalConv1D : nn.Module
         long t = u.size(1);
         int last = _width - 1;
         var window = cat([history, u], 1);                                   // [B, K−1+T, L]
+        newHistory = historyRows is null ? window.narrow(1, t, _width - 1) : window.gather(1, historyRows);
+        if (t == 1 && window.dtype == ScalarType.Float32)
+        {
+            // A float32 decode step: the window is exactly the K taps' inputs, so one product and
+            // one sum over the taps replace K multiply-adds (3 ops instead of 6 per step and layer,
+            // what a GPU launches; the CPU's small steps take RecurrentStepRows instead). The
+            // window stays as it is: newHistory is a view of it. Not in bf16, where the tensor
+            // path and RecurrentStepRows round after every multiply-add and this would not.
+            return window.mul(Taps).sum(1, keepdim: true).add_(bias, Scalars.One);
+        }
         var v = window.narrow(1, last, t) * _tap[last];                      // tap K−1: the current token
         for (int j = 0; j < last; j++) v.addcmul_(window.narrow(1, j, t), _tap[j], Scalars.One);
         v.add_(bias, Scalars.One);
-        newHistory = historyRows is null ? window.narrow(1, t, _width - 1) : window.gather(1, historyRows);
         return v;
     }
 

@@ -25,7 +25,7 @@ public static unsafe partial class DecodeAttention
 {
     /// <summary>CPU tensors of one dtype whose rows are laid out as the pass reads them.</summary>
     internal static bool Applies(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, Tensor mask) =>
-        rows.device_type == DeviceType.CPU && rows.dtype is ScalarType.Float32 or ScalarType.BFloat16
+        CpuPaths.On(rows) && rows.dtype is ScalarType.Float32 or ScalarType.BFloat16
         && k.dtype == rows.dtype && v.dtype == rows.dtype && keysPool.dtype == rows.dtype && valuesPool.dtype == rows.dtype
         && rows.stride(-1) == 1 && k.stride(-1) == 1 && v.stride(-1) == 1
         && keysPool.is_contiguous() && valuesPool.is_contiguous()

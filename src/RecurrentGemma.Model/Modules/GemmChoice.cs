@@ -32,7 +32,7 @@ internal sealed class GemmChoice(ScalarType dtype, double margin)
     /// </summary>
     public static long Rows(Tensor x, Tensor weight, Tensor? bias, ScalarType dtype, int minRows, int unit = 1)
     {
-        if (weight.device_type != DeviceType.CPU || weight.dim() != 2 || weight.dtype != dtype || x.dtype != dtype) return 0;
+        if (!CpuPaths.On(weight) || weight.dim() != 2 || weight.dtype != dtype || x.dtype != dtype) return 0;
         long k = weight.size(1);
         if (k % unit != 0 || x.size(-1) != k || weight.numel() < SimdGemv.MinElements) return 0;
         long rows = x.numel() / k;

@@ -45,7 +45,7 @@ public sealed class Linear : nn.Module
     {
         if (BatchInvariance.TakesProjection(x, weight, bias)) return SimdGemv.Linear(x, weight, bias);   // up to 16 rows: one summation order per row, whatever the row count
         if (Bf16Gemm.Applies(x, weight, bias)) return Bf16Gemm.Linear(x, weight, bias);   // 17+ rows where it measured faster than the paths below
-        if (weight.dtype == ScalarType.BFloat16 && weight.device_type == DeviceType.CPU && Upcasts(x.numel() / x.size(-1)))
+        if (weight.dtype == ScalarType.BFloat16 && CpuPaths.On(weight) && Upcasts(x.numel() / x.size(-1)))
             return Bf16Upcast.Upcast(x, weight, bias);
         if (F32Gemm.Applies(x, weight, bias)) return F32Gemm.Linear(x, weight, bias);   // 17+ rows where it measured faster than the paths below
         if (SimdGemv.Applies(x, weight, bias)) return SimdGemv.Linear(x, weight, bias);

@@ -101,7 +101,7 @@ public sealed class LocalAttentionBlock : TemporalBlock
     /// </summary>
     Tensor Chunk(Tensor rows, Tensor k, Tensor v, Tensor keysPool, Tensor valuesPool, ForwardBatch batch, ScalarType dtype)
     {
-        bool upcast = dtype == ScalarType.BFloat16 && rows.device_type == TorchSharp.DeviceType.CPU
+        bool upcast = dtype == ScalarType.BFloat16 && CpuPaths.On(rows)
             && (UpcastBf16Chunks ?? Linear.Upcasts(batch.T));
         Tensor Compute(Tensor x) => upcast ? x.to(ScalarType.Float32) : x;
         Tensor keys = Compute(k), values = Compute(v);
@@ -142,7 +142,7 @@ public sealed class LocalAttentionBlock : TemporalBlock
             return DecodeAttention.Forward(rows, k, v, keysPool, valuesPool, batch.Plan.Slots, batch.MaskBias, _scale);
         var runs = batch.Plan.SlotRuns;   // host metadata of the plan: no device read
         if (mode is WindowReadMode.Auto or WindowReadMode.Kernel)
-            mode = runs.Count == 1 || keysPool.device_type == TorchSharp.DeviceType.CPU ? WindowReadMode.InPlace : WindowReadMode.Gather;
+            mode = runs.Count == 1 || CpuPaths.On(keysPool) ? WindowReadMode.InPlace : WindowReadMode.Gather;
         if (mode == WindowReadMode.Gather || runs.Count == 1)
         {
             // One run: a view. Scattered rows off the CPU: one gather launch beats a few per run.

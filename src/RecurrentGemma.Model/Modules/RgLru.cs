@@ -85,7 +85,8 @@ public sealed class RgLru : nn.Module
         var gateX = g.narrow(-1, 0, bw);
         var logA = g.narrow(-1, bw, bw).mul_(_negScale!);
         var a = logA.exp();
-        var multiplier = logA.mul(Scalars.Two).exp_().neg_().add_(Scalars.One, Scalars.One).sqrt_();
+        // √(1 − exp(2·log a)) as the reference writes it, in place on logA (a view of g, not read again).
+        var multiplier = logA.mul_(Scalars.Two).exp_().neg_().add_(Scalars.One, Scalars.One).sqrt_();
         if (batch.GateKeep is { } keep)
         {
             // A new document forgets the past and its input is not scaled (ã = 0, μ = 1);

@@ -19,7 +19,7 @@ internal static unsafe class RgLruScan
 {
     /// <summary>CPU float32 tensors laid out as the kernel reads them (g is made contiguous by the caller).</summary>
     public static bool Applies(Tensor v32, Tensor h0) =>
-        v32.device_type == DeviceType.CPU && v32.dtype == ScalarType.Float32 && v32.is_contiguous()
+        CpuPaths.On(v32) && v32.dtype == ScalarType.Float32 && v32.is_contiguous()
         && h0.dtype == ScalarType.Float32 && h0.is_contiguous();
 
     /// <param name="g">[B, T, H, 2bw] float32 gate products before their bias (input gate, then recurrence gate).</param>

@@ -14,7 +14,7 @@ namespace RecurrentGemma.Model.Modules;
 internal static unsafe class RmsNormRows
 {
     public static bool Applies(Tensor x, Tensor gain) =>
-        x.device_type == DeviceType.CPU && x.dtype is ScalarType.Float32 or ScalarType.BFloat16
+        CpuPaths.On(x) && x.dtype is ScalarType.Float32 or ScalarType.BFloat16
         && x.is_contiguous() && gain.is_contiguous() && gain.dtype == ScalarType.Float32
         && (x.numel() / x.size(-1) <= SimdGemv.MaxRows || BatchInvariance.Covers(x.numel() / x.size(-1)))
         && SimdGemv.Enabled && SimdGemv.Supported;

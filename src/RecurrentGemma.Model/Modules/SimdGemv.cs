@@ -58,8 +58,17 @@ public static unsafe partial class SimdGemv
     [DllImport("LibTorchSharp")]
     static extern IntPtr THSTensor_data(IntPtr handle);
 
-    /// <summary>The first element of a CPU tensor's storage (callers check contiguity and dtype).</summary>
-    internal static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
+    /// <summary>The first element of a CPU tensor's storage for a kernel to read or write (callers
+    /// check contiguity and dtype); counted (<see cref="CpuPaths.KernelReads"/>).</summary>
+    internal static void* Data(Tensor t)
+    {
+        CpuPaths.CountRead();
+        return (void*)THSTensor_data(t.Handle);
+    }
+
+    /// <summary>The same pointer for host bookkeeping that is not a model path (the step buffer's
+    /// metadata on the CPU): not counted.</summary>
+    internal static void* HostData(Tensor t) => (void*)THSTensor_data(t.Handle);
 
     /// <summary>The most rows of x the kernels take on this CPU (several rows: AVX-512 only).</summary>
     public static int RowsSupported => GemvKernels.Has512 && !Avx2Only ? MaxPassRows : 1;
@@ -92,7 +101,7 @@ public static unsafe partial class SimdGemv
     internal static bool Structural(Tensor x, Tensor weight, Tensor? bias, out long rows)
     {
         rows = 0;
-        if (weight.device_type != DeviceType.CPU || weight.dim() != 2) return false;
+        if (!CpuPaths.On(weight) || weight.dim() != 2) return false;
         var dtype = weight.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || x.dtype != dtype) return false;
         long k = weight.size(1);

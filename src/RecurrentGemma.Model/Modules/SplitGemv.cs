@@ -20,7 +20,7 @@ public static class SplitGemv
 
     public static bool Applies(Tensor x, Tensor weight) =>
         Enabled && Environment.ProcessorCount > 1 && weight.dtype == ScalarType.Float32
-        && weight.device_type == TorchSharp.DeviceType.CPU && weight.numel() >= MinElements
+        && CpuPaths.On(weight) && weight.numel() >= MinElements
         && x.numel() / x.size(-1) <= MaxRows;
 
     /// <summary>Each weight's row blocks, cut once (views that live as long as the weight).</summary>

@@ -20,6 +20,6 @@ public static class StepFusion
 
     /// <summary>Whether a fused pass may read <paramref name="t"/>: switched on, vector kernels here, a contiguous float32 or bf16 CPU tensor.</summary>
     internal static bool Takes(TorchSharp.torch.Tensor t) =>
-        Enabled && SimdGemv.Enabled && SimdGemv.Supported && t.device_type == TorchSharp.DeviceType.CPU
+        Enabled && SimdGemv.Enabled && SimdGemv.Supported && CpuPaths.On(t)
         && t.dtype is TorchSharp.torch.ScalarType.Float32 or TorchSharp.torch.ScalarType.BFloat16 && t.is_contiguous();
 }
