@@ -49,9 +49,11 @@ cp -r "$fx" "$stage/dotnet/shared/Microsoft.NETCore.App/"
 echo "== pack"
 tar -C "$stage" -cf - . | xz -T0 -6 > "$out/bundle.tar.xz"
 rm -rf "$stage"
-git describe --always --dirty --abbrev=12 > "$out/bundle.commit"   # "-dirty": built from uncommitted changes
+# "-dirty": built from uncommitted changes; "no git": built in a copy of the tree (CI's check of the bundle).
+git describe --always --dirty --abbrev=12 > "$out/bundle.commit" 2>/dev/null || echo "no git" > "$out/bundle.commit"
 size=$(stat -c %s "$out/bundle.tar.xz")
 echo "wrote $out/bundle.tar.xz ($((size / 1024 / 1024)) MiB, runtime $(basename "$fx"), commit $(cat "$out/bundle.commit"))"
 # The device tool carries at most 64 MiB in all, the repository's tracked files included.
-tracked=$(git ls-files -z | xargs -0 stat -c %s | awk '{ s += $1 } END { print s }')
-echo "with the tracked files: $(((size + tracked) / 1024 / 1024)) MiB of the 64 MiB a device call carries"
+if tracked=$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c %s | awk '{ s += $1 } END { print s + 0 }') && [ "$tracked" -gt 0 ]; then
+  echo "with the tracked files: $(((size + tracked) / 1024 / 1024)) MiB of the 64 MiB a device call carries"
+fi

@@ -10,17 +10,21 @@
 #   5. the engine benchmark on the device (2B bf16 on a GPU: aggregate tok/s at 1–32 sequences).
 #   scripts/gpu-run.sh --device cuda                                # on the GPU machine
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
+#   scripts/gpu-run.sh --device cpu --torch-lib DIR --quick         # CI's check of the bundle: steps 1–2,
+#       the reference and device-step test classes only, and one CLI call instead of the benchmarks
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device=cuda
 torchlib=""
 engine_shape=""
+quick=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
     --torch-lib) torchlib="$2"; shift 2 ;;
     --engine-shape) engine_shape="$2"; shift 2 ;;
-    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small]" >&2; exit 2 ;;
+    --quick) quick=1; shift ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick]" >&2; exit 2 ;;
   esac
 done
 # The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
@@ -41,7 +45,7 @@ fi
 [ -n "$torchlib" ] && [ -f "$torchlib/libtorch_cpu.so" ] || { echo "no libtorch found (pass --torch-lib DIR)"; exit 1; }
 echo "libtorch: $torchlib"
 
-bundle=/tmp/rgemma-bundle
+bundle="$PWD/.gpu/unpacked"   # inside the tree (ignored by git): two checks on one machine do not collide
 rm -rf "$bundle" && mkdir -p "$bundle"
 tar -C "$bundle" -xJf .gpu/bundle.tar.xz || { echo "no .gpu/bundle.tar.xz: run scripts/gpu-bundle.sh and carry .gpu"; exit 1; }
 # The test binaries find the fixtures by walking up to the solution file: they sit inside the tree.
@@ -71,10 +75,24 @@ status=0
 echo "== 3. model and engine tests on $device"
 for suite in Model Engine; do
   dll=".gpu/run/tests/${suite,,}/RecurrentGemma.$suite.Tests.dll"
-  timeout 420 dotnet "$bundle/runner/xunit.console.dll" "$dll" -nocolor -parallel none \
+  filter=()
+  if [ $quick = 1 ]; then
+    [ $suite = Model ] && filter=(-class RecurrentGemma.Model.Tests.ReferenceLogitsTests) || filter=(-class RecurrentGemma.Engine.Tests.DeviceStepTests)
+  fi
+  timeout 420 dotnet "$bundle/runner/xunit.console.dll" "$dll" "${filter[@]}" -nocolor -parallel none \
     > "$out/tests-${suite,,}.log" 2>&1 || status=1
   grep -E '\[FAIL\]|Total:' "$out/tests-${suite,,}.log" | head -40
+  grep -q 'Total:' "$out/tests-${suite,,}.log" || { status=1; tail -20 "$out/tests-${suite,,}.log"; }   # the runner itself failed
 done
+
+if [ $quick = 1 ]; then
+  echo "== 4. the CLI on $device (quick: no benchmarks)"
+  timeout 120 dotnet .gpu/run/cli/rgemma.dll logits --model tests/fixtures/griffin/tiny --tokens 2,17,42 --device "$device" \
+    > "$out/bench.log" 2>&1 || status=1
+  head -c 300 "$out/bench.log"; echo
+  echo "gpu-run on $device (quick): $([ $status = 0 ] && echo passed || echo FAILED) (logs in $out)"
+  exit $status
+fi
 
 echo "== 4. step benchmark on $device"
 if timeout 300 dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$device" --repeats 7 --section "device-$device" --out docs/benchmarks.md \
