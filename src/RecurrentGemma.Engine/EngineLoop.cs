@@ -79,7 +79,7 @@ internal sealed partial class EngineLoop
             SlotSizing = reason;
             _store = new StateStore(_model, slots, _options.ParkedCapFor(slots), (long)_options.HostMemoryMiB * 1024 * 1024, Disk);
             _executor = new StepExecutor(_model);
-            if (_options.CalibrateThreads) _executor.Calibrate();
+            if (_options.CalibrateThreads) _executor.Calibrate(_store.State);
             Publish();
             _ready.TrySetResult();
             while (true)

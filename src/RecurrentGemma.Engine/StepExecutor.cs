@@ -35,10 +35,11 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     public string ThreadChoice => _threads is null ? _calibration : $"{_calibration}; now {_threads.Describe()}";
 
     /// <summary>Measures the thread count for decode steps (<see cref="ThreadCalibration"/>).</summary>
-    public void Calibrate()
+    /// <summary>Times decode steps in the engine's own (still empty) slot pool: no scratch state beside it.</summary>
+    public void Calibrate(GriffinState pool)
     {
         _allThreads = _current = ThreadCalibration.AllThreads;
-        var plan = ThreadCalibration.Calibrate(model);
+        var plan = ThreadCalibration.Calibrate(model, pool);
         _calibration = $"decode: {plan.Reason}";
         if (plan.Buckets.Count > 0) _threads = new AdaptiveDecodeThreads(plan);
     }

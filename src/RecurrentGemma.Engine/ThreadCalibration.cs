@@ -31,15 +31,37 @@ public static class ThreadCalibration
     /// <summary>The process's intra-op thread count before any engine changed it.</summary>
     public static int AllThreads { get; } = get_num_threads();
 
-    public static DecodeThreads Calibrate(GriffinForCausalLM model)
+    /// <param name="model">The model whose decode steps are timed.</param>
+    /// <param name="pool">
+    /// The engine's slot pool, empty at start: the steps run in its first slots, which are reset
+    /// afterwards, and no batch larger than the pool is timed (none can run). Null: a scratch state
+    /// of its own — on top of the pool, 32 slots of a 2B f32 model are 1.2 GB held while timing
+    /// and kept by the heap afterwards (docs/benchmarks.md).
+    /// </param>
+    public static DecodeThreads Calibrate(GriffinForCausalLM model, GriffinState? pool = null)
     {
         int all = AllThreads;
         if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1)
             return new DecodeThreads(all, [], "all threads (GPU or one thread: not calibrated)");
         int kernelRows = SimdGemv.RowsTaken;
         int largest = Math.Max(LargestBatch, kernelRows);
-        using var state = model.CreateState(largest);
+        if (pool is not null) largest = Math.Min(largest, pool.Capacity);
+        var state = pool ?? model.CreateState(largest);
         var slots = Enumerable.Range(0, largest).Select(i => (long)i).ToArray();
+        try
+        {
+            return Sweep(model, state, slots, all, kernelRows);
+        }
+        finally
+        {
+            if (pool is null) state.Dispose();
+            else foreach (var slot in slots) pool.Reset((int)slot);   // clean, as a slot must be before its first sequence
+        }
+    }
+
+    static DecodeThreads Sweep(GriffinForCausalLM model, GriffinState state, long[] slots, int all, int kernelRows)
+    {
+        int largest = slots.Length;
         using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)new long[] { 2, 3, 4, 5 }).ToList(), state, slots)) { }
         // Time sequences whose attention windows are full, the steady state of any long
         // conversation: there attention runs libtorch ops whose spinning workers slow the
@@ -48,7 +70,8 @@ public static class ThreadCalibration
         // The values do not matter for timing; random ones stand in for a long prefill.
         using (no_grad())
         {
-            foreach (var t in state.AllTensors()) t.normal_(0, 0.5);
+            foreach (var t in state.AllTensors())
+                using (var used = t.narrow(0, 0, largest)) used.normal_(0, 0.5);   // the calibration's slots only: the rest of a pool stays untouched
             foreach (var slot in slots) state.SetTokenCount((int)slot, 2L * model.Config.AttentionWindowSize);
         }
         double Step(int threads, int batch)
@@ -65,7 +88,11 @@ public static class ThreadCalibration
             int repeats = Step(all, 1) > LongStepMs ? 3 : 5;   // also the warm-up
             var buckets = new List<ThreadTiming>();
             var seen = new List<string>();
-            for (int batch = 1; batch <= largest; batch *= 2)
+            // Powers of two, and the largest batch itself when a small pool ends between two.
+            var sizes = new List<int>();
+            for (int b = 1; b < largest; b *= 2) sizes.Add(b);
+            sizes.Add(largest);
+            foreach (int batch in sizes)
             {
                 Step(all, batch);   // the first step of a batch size allocates its buffers
                 List<double> ones = [], manys = [];

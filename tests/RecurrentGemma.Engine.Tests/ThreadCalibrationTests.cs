@@ -51,6 +51,42 @@ public class ThreadCalibrationTests
         Assert.Contains("1 vs", plan.Reason);
     }
 
+    [Fact]
+    public void In_a_small_pool_the_sweep_ends_at_the_pool_and_leaves_every_slot_clean()
+    {
+        var model = EngineHarness.FixtureModel();
+        using var pool = model.CreateState(12);
+        var plan = ThreadCalibration.Calibrate(model, pool);
+        if (ThreadCalibration.AllThreads <= 1) { Assert.Empty(plan.Buckets); return; }
+        // No batch larger than the pool can run, so none is timed; 12 itself is (it is not a power of two).
+        Assert.Equal([1, 2, 4, 8, 12], plan.Buckets.Select(b => b.Batch));
+        for (int slot = 0; slot < 12; slot++) Assert.Equal(0, pool.TokenCount(slot));
+        foreach (var t in pool.AllTensors()) Assert.Equal(0, t.abs().sum().item<float>());
+    }
+
+    [Fact]
+    public void In_the_engines_pool_the_calibration_uses_only_the_slots_it_times()
+    {
+        var model = EngineHarness.FixtureModel();
+        int largest = Math.Max(16, SimdGemv.RowsTaken);
+        using var pool = model.CreateState(largest + 3);
+        int marked = largest + 2;
+        using (TorchSharp.torch.no_grad())
+            foreach (var t in pool.AllTensors()) { using var row = t[marked]; row.fill_(0.25); }
+        pool.SetTokenCount(marked, 77);
+        var plan = ThreadCalibration.Calibrate(model, pool);
+        if (ThreadCalibration.AllThreads > 1) Assert.NotEmpty(plan.Buckets);
+        Assert.Equal(77, pool.TokenCount(marked));
+        foreach (var t in pool.AllTensors())
+        {
+            using var row = t[marked];
+            Assert.True(row.eq(0.25).all().item<bool>(), "a slot past the calibration's was written");
+            using var used = t.narrow(0, 0, largest);
+            Assert.Equal(0, used.abs().sum().item<float>());
+        }
+        for (int slot = 0; slot < largest; slot++) Assert.Equal(0, pool.TokenCount(slot));
+    }
+
     /// <summary>Feeds the chooser steps that take <paramref name="oneMs"/> / <paramref name="allMs"/> per row on each side.</summary>
     static (int OnOne, int OnAll) Run(AdaptiveDecodeThreads t, int rows, int steps, double oneMs, double allMs)
     {

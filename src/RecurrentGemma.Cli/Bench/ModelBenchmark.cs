@@ -113,11 +113,13 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             // 3. Batched decode: every sequence one token per step, on the torch thread count the
             //    engine would choose for that batch (ThreadCalibration: one thread where it wins).
             int all = RecurrentGemma.Engine.ThreadCalibration.AllThreads;
-            var decodeThreads = RecurrentGemma.Engine.ThreadCalibration.Calibrate(model);
+            int[] batches = [1, 4, 16, 64];
+            // The decode runs' state is the pool the calibration times in, as the engine's is.
+            using var decodeState = model.CreateState(batches.Max());
+            var decodeThreads = RecurrentGemma.Engine.ThreadCalibration.Calibrate(model, decodeState);
             string threadChoice = decodeThreads.Reason;
             Say($"decode threads: {threadChoice}");
             void UseThreads(int batch) => set_num_threads(decodeThreads.For(batch));
-            int[] batches = [1, 4, 16, 64];
             int steps = big ? (quick ? 3 : 7) : (quick ? 10 : 40);
             var decode = new List<(int, Spread)>();
             double decodeFaults = 0;
@@ -130,8 +132,8 @@ public sealed class ModelBenchmark(string shapeName, GriffinConfig config, Scala
             // The batch sizes take turns in rounds of a few steps (the first of each untimed: the
             // thread count may have just changed), so a slow phase of a shared machine falls on
             // all of them alike rather than on whichever ran then.
-            using (var state = model.CreateState(batches.Max()))
             {
+                var state = decodeState;
                 var slots = Enumerable.Range(0, batches.Max()).Select(i => (long)i).ToArray();
                 using (model.Forward(slots.Select(_ => (IReadOnlyList<long>)RandomIds(8)).ToList(), state, slots)) { }
                 var times = batches.ToDictionary(b => b, _ => new List<double>());
