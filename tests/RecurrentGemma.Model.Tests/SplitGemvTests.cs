@@ -25,6 +25,25 @@ public class SplitGemvTests
     }
 
     [Fact]
+    public void Forgetting_a_weight_drops_its_views_and_a_later_call_cuts_it_again()
+    {
+        if (Environment.ProcessorCount == 1) return;
+        using var gen = new Generator(4);
+        using var w = empty(2048, 1024).normal_(0, 0.05, gen);
+        using var x = empty(2, 1024).normal_(0, 1, gen);
+        using var expected = nn.functional.linear(x, w);
+        using (SplitGemv.Linear(x, w, null)) { }
+        Assert.True(SplitGemv.Holds(w));
+        SplitGemv.Forget(w);
+        Assert.False(SplitGemv.Holds(w));
+        SplitGemv.Forget(w);                 // a second time: nothing to drop
+        using var again = SplitGemv.Linear(x, w, null);
+        Assert.True(SplitGemv.Holds(w));
+        Assert.True(expected.allclose(again, rtol: 1e-5, atol: 1e-5));
+        SplitGemv.Forget(w);
+    }
+
+    [Fact]
     public void Larger_batches_and_bf16_keep_the_regular_path()
     {
         using var w = zeros(3000, 1024);

@@ -26,6 +26,23 @@ public static class SplitGemv
     /// <summary>Each weight's row blocks, cut once (views that live as long as the weight).</summary>
     static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor, Tensor?[][]> Parts = new();
 
+    /// <summary>
+    /// Drops a weight's cut views now, for a weight that is about to go (the kernel timings' test
+    /// weights). Otherwise the views keep its memory alive until the garbage collector finalizes
+    /// them: after the start-up timings that was 0.79 GB of test weights resident (2B bf16 harness,
+    /// docs/benchmarks.md).
+    /// </summary>
+    public static void Forget(Tensor weight)
+    {
+        if (!Parts.TryGetValue(weight, out var cut)) return;
+        Parts.Remove(weight);
+        foreach (var views in cut)
+            foreach (var view in views) view?.Dispose();
+    }
+
+    /// <summary>Whether this weight's cut views are held now (tests).</summary>
+    public static bool Holds(Tensor weight) => Parts.TryGetValue(weight, out _);
+
     static Tensor?[][] Cut(Tensor weight, Tensor? bias)
     {
         long outFeatures = weight.size(0);
