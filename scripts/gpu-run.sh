@@ -12,19 +12,22 @@
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR --quick         # CI's check of the bundle: steps 1–2,
 #       the reference and device-step test classes only, and one CLI call instead of the benchmarks
+#   ... --device cpu --tensor-path   # the tests with the CPU's own paths off: the ops a GPU runs
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device=cuda
 torchlib=""
 engine_shape=""
 quick=0
+tensor_path=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
     --torch-lib) torchlib="$2"; shift 2 ;;
     --engine-shape) engine_shape="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
-    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick]" >&2; exit 2 ;;
+    --tensor-path) tensor_path=1; shift ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick] [--tensor-path]" >&2; exit 2 ;;
   esac
 done
 # The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
@@ -72,12 +75,22 @@ else
 fi
 
 status=0
-echo "== 3. model and engine tests on $device"
+paths=""
+if [ $tensor_path = 1 ]; then
+  export RGEMMA_TEST_CPU_PATHS=off   # read by the test assemblies: CpuPaths off, libtorch's tensor ops only
+  paths=" (CPU paths off: the tensor ops a GPU runs)"
+fi
+echo "== 3. model and engine tests on $device$paths"
 for suite in Model Engine; do
   dll=".gpu/run/tests/${suite,,}/RecurrentGemma.$suite.Tests.dll"
   filter=()
+  # Tests whose model runs on the test device but whose assertion is about a CPU path (its kernels,
+  # its bit-for-bit batch invariance, its thread calibration) are marked Device=cpu-only.
+  [ "$device" != cpu ] || [ $tensor_path = 1 ] && filter+=(-notrait "Device=cpu-only")
+  # Tests of the CPU's kernels themselves (on CPU tensors) need those paths on.
+  [ $tensor_path = 1 ] && filter+=(-notrait "Paths=cpu-kernels")
   if [ $quick = 1 ]; then
-    [ $suite = Model ] && filter=(-class RecurrentGemma.Model.Tests.ReferenceLogitsTests) || filter=(-class RecurrentGemma.Engine.Tests.DeviceStepTests)
+    [ $suite = Model ] && filter+=(-class RecurrentGemma.Model.Tests.ReferenceLogitsTests) || filter+=(-class RecurrentGemma.Engine.Tests.DeviceStepTests)
   fi
   timeout 420 dotnet "$bundle/runner/xunit.console.dll" "$dll" "${filter[@]}" -nocolor -parallel none \
     > "$out/tests-${suite,,}.log" 2>&1 || status=1

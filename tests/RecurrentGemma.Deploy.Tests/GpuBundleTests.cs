@@ -7,7 +7,8 @@ namespace RecurrentGemma.Deploy.Tests;
 /// The GPU check's carried bundle, end to end on the CPU: scripts/gpu-bundle.sh packs the runtime,
 /// the Release builds and xUnit's console runner; scripts/gpu-run.sh --quick unpacks it with no
 /// SDK on the path and no package cache, checks the bridge's libtorch symbols, runs the reference
-/// and device-step test classes from the bundle and calls the CLI. A lent GPU machine gets one
+/// and device-step test classes from the bundle with the CPU's own paths off (the tensor ops a GPU
+/// runs: <c>--tensor-path</c>) and calls the CLI. A lent GPU machine gets one
 /// call of a few minutes, so a bundle that broke since it was last run by hand (a file the tests
 /// need and the bundle lacks, a runtime that does not start) must fail here, not there. It runs in
 /// a copy of the working tree, so the Release builds and the script's outputs stay out of it.
@@ -37,10 +38,11 @@ public class GpuBundleTests
             Assert.True(packed == 0, "gpu-bundle.sh failed:\n" + Tail(packLog));
             Assert.True(new FileInfo(Path.Combine(copy, ".gpu", "bundle.tar.xz")).Length > 1 << 20, "the bundle is suspiciously small");
 
-            var (ran, runLog) = await Run(copy, "bash", ["scripts/gpu-run.sh", "--device", "cpu", "--torch-lib", torchLib, "--quick"], TimeSpan.FromMinutes(3),
+            var (ran, runLog) = await Run(copy, "bash", ["scripts/gpu-run.sh", "--device", "cpu", "--torch-lib", torchLib, "--quick", "--tensor-path"], TimeSpan.FromMinutes(3),
                 ("OUT", Path.Combine(copy, "out")));
             Assert.True(ran == 0, "gpu-run.sh failed:\n" + Tail(runLog));
             Assert.Contains(" 0 missing", runLog);                                       // every libtorch symbol the bridge needs
+            Assert.Contains("CPU paths off", runLog);                                    // the tests ran the ops a GPU runs
             Assert.Matches(@"RecurrentGemma\.Model\.Tests\s+Total: [1-9]\d*, Errors: 0, Failed: 0", runLog);
             Assert.Matches(@"RecurrentGemma\.Engine\.Tests\s+Total: [1-9]\d*, Errors: 0, Failed: 0", runLog);
             Assert.Contains("{\"logits\":[[", runLog);                                    // the bundled CLI ran a forward

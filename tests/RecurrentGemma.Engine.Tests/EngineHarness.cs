@@ -15,6 +15,9 @@ public sealed class RunResult
 
 public static class EngineHarness
 {
+    [System.Runtime.CompilerServices.ModuleInitializer]
+    internal static void Initialize() => GriffinFixture.ApplyTestSettings();   // RGEMMA_TEST_CPU_PATHS, before any test
+
     static readonly Dictionary<string, GriffinForCausalLM> Models = new();
 
     /// <summary>A fixture model, loaded once per test run (modules hold no per-sequence state).</summary>

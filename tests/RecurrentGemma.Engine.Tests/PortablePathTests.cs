@@ -16,9 +16,10 @@ public class PortablePathTests
     static async Task<long> WithoutCpuPaths(Func<Task> check)
     {
         long before = CpuPaths.KernelReads;
+        bool saved = CpuPaths.Enabled;
         CpuPaths.Enabled = false;
         try { await check(); }
-        finally { CpuPaths.Enabled = true; }
+        finally { CpuPaths.Enabled = saved; }
         return CpuPaths.KernelReads - before;
     }
 

@@ -46,6 +46,7 @@ public class SeededBatchTests
     /// <summary>The logprobs as bits: equal tokens could hide logits that differ in the last bit, these cannot.</summary>
     static int[] Bits(RunResult r) => r.Logprobs[0].SelectMany(l => l.Top.Select(t => t.Logprob).Prepend(l.Logprob)).Select(BitConverter.SingleToInt32Bits).ToArray();
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Fact]
     public async Task A_seeded_request_gives_the_same_tokens_in_every_mix()
     {

@@ -25,6 +25,7 @@ public class ThreadCalibrationTests
         Assert.Equal(4, new DecodeThreads(4, [], "none").For(1));
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Fact]
     public void The_sweep_times_every_batch_size_the_kernels_take_and_powers_of_two_only()
     {
@@ -51,6 +52,7 @@ public class ThreadCalibrationTests
         Assert.Contains("1 vs", plan.Reason);
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Fact]
     public void In_a_small_pool_the_sweep_ends_at_the_pool_and_leaves_every_slot_clean()
     {
@@ -64,6 +66,7 @@ public class ThreadCalibrationTests
         foreach (var t in pool.AllTensors()) Assert.Equal(0, t.abs().sum().item<float>());
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Fact]
     public void In_the_engines_pool_the_calibration_uses_only_the_slots_it_times()
     {

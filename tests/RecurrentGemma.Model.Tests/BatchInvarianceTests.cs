@@ -11,6 +11,7 @@ namespace RecurrentGemma.Model.Tests;
 /// leave tails, and with a decode attention window cut into ranges. Bitwise, not "close": a
 /// last-bit difference is what moves a seeded token.
 /// </summary>
+[Trait("Paths", "cpu-kernels")]   // tests of the CPU's own kernels: they need CpuPaths on (a GPU machine runs them on its CPU)
 [Collection(nameof(SimdGemvTests))]   // flips process-wide switches: never alongside the other model tests
 public class BatchInvarianceTests
 {
@@ -94,6 +95,7 @@ public class BatchInvarianceTests
         AssertInvariant(model, BatchInvariance.MaxRows, [1, 2, 7, 11, BatchInvariance.MaxRows]);
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Fact]
     public void The_fixture_model_decodes_each_sequence_as_it_does_alone()
     {

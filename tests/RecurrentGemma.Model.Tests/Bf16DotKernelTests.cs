@@ -124,6 +124,7 @@ public class Bf16DotKernelTests
         finally { (SimdGemv.Bf16Dot, SimdGemv.Forced, SimdGemv.MinElements) = (before, forced, min); }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
     public void A_fixture_bf16_decode_step_through_it_matches_libtorch(string name)
     {

@@ -10,6 +10,7 @@ namespace RecurrentGemma.Model.Tests;
 /// float32 sums then wait in a scratch between blocks), with strided rows of x and leading dims;
 /// when it applies; and bf16 fixture models through it drifting no more than through libtorch.
 /// </summary>
+[Trait("Paths", "cpu-kernels")]   // tests of the CPU's own kernels: they need CpuPaths on (a GPU machine runs them on its CPU)
 [Collection(nameof(SimdGemvTests))]   // flips process-wide switches: never alongside the other model tests
 public class Bf16GemmTests
 {
@@ -89,6 +90,7 @@ public class Bf16GemmTests
         finally { (Bf16Gemm.Forced, Bf16Gemm.Enabled) = (forced, true); }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
     public void Fixture_bf16_prefill_through_it_drifts_from_f32_no_more_than_through_libtorch(string name)
     {

@@ -7,6 +7,7 @@ namespace RecurrentGemma.Model.Tests;
 /// Many-row bf16 matmuls on the CPU run natively or as float32 on up-cast copies, whichever this
 /// machine runs faster: the rule that turns timings into a row count, and both paths' results.
 /// </summary>
+[Trait("Paths", "cpu-kernels")]   // tests of the CPU's own kernels: they need CpuPaths on (a GPU machine runs them on its CPU)
 [Collection(nameof(Bf16UpcastTests))]   // pins a process-wide switch: never alongside the other model tests
 [CollectionDefinition(nameof(Bf16UpcastTests), DisableParallelization = true)]
 public class Bf16UpcastTests
@@ -63,6 +64,7 @@ public class Bf16UpcastTests
         finally { Linear.UpcastBf16OnCpu = saved; }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Fact]
     public void A_bf16_prefill_chunk_attends_in_float32_when_pinned_and_stays_within_the_reference_drift()
     {

@@ -10,6 +10,7 @@ namespace RecurrentGemma.Model.Tests;
 /// leading dims; when it applies; and the fixture models still matching the reference with every
 /// projection of 33+ rows through it.
 /// </summary>
+[Trait("Paths", "cpu-kernels")]   // tests of the CPU's own kernels: they need CpuPaths on (a GPU machine runs them on its CPU)
 [Collection(nameof(SimdGemvTests))]   // flips process-wide switches: never alongside the other model tests
 public class F32GemmTests
 {
@@ -82,6 +83,7 @@ public class F32GemmTests
         finally { (F32Gemm.Forced, F32Gemm.Enabled) = (forced, true); }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
     public void Fixture_models_match_the_reference_with_every_many_row_projection_through_it(string name)
     {

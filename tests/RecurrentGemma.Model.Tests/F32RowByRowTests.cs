@@ -46,6 +46,7 @@ public class F32RowByRowTests
         finally { (SimdGemv.F32RowByRow, SimdGemv.Avx2Only, BatchInvariance.Enabled) = (before, false, true); }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
     public void Fixture_models_decode_the_reference_tokens_through_it(string name)
     {

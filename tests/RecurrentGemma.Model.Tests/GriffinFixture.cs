@@ -56,6 +56,20 @@ public sealed class GriffinFixture
     /// </summary>
     public static Device TestDevice { get; } = TorchDevices.Resolve(Environment.GetEnvironmentVariable("RGEMMA_TEST_DEVICE") is { Length: > 0 } d ? d : "cpu");
 
+    /// <summary>
+    /// RGEMMA_TEST_CPU_PATHS=off runs the whole model or engine test project with the CPU's own
+    /// paths off (<see cref="Modules.CpuPaths"/>): the GPU's tensor-op path, rehearsed on the CPU
+    /// with the filter a GPU run uses ("Device!=cpu-only"). Called by each test assembly's module
+    /// initializer, before any test.
+    /// </summary>
+    public static void ApplyTestSettings()
+    {
+        if (Environment.GetEnvironmentVariable("RGEMMA_TEST_CPU_PATHS") is "off") Modules.CpuPaths.Enabled = false;
+    }
+
+    [System.Runtime.CompilerServices.ModuleInitializer]
+    internal static void Initialize() => ApplyTestSettings();
+
     public static IEnumerable<object[]> All() =>
         System.IO.Directory.GetDirectories(Root)
             .Where(d => File.Exists(Path.Combine(d, "cases.json")))

@@ -9,6 +9,7 @@ namespace RecurrentGemma.Model.Tests;
 /// of the vector width, uneven thread parts); and the fixture models still match the reference
 /// with every projection forced through it (their weights are below its size threshold).
 /// </summary>
+[Trait("Paths", "cpu-kernels")]   // tests of the CPU's own kernels: they need CpuPaths on (a GPU machine runs them on its CPU)
 [Collection(nameof(SimdGemvTests))]   // flips process-wide switches: never alongside the other model tests
 [CollectionDefinition(nameof(SimdGemvTests), DisableParallelization = true)]
 public class SimdGemvTests
@@ -198,6 +199,7 @@ public class SimdGemvTests
         finally { (SimdGemv.Forced, SimdGemv.Avx2Only, BatchInvariance.Enabled) = (forced, false, true); }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
     public void Fixture_models_match_the_reference_with_every_projection_through_the_kernel(string name)
     {

@@ -5,6 +5,7 @@ namespace RecurrentGemma.Model.Tests;
 
 /// <summary>The multi-threaded small-batch f32 matmul equals libtorch's own (fixture weights are
 /// below its size threshold, so it is checked here on its own).</summary>
+[Trait("Paths", "cpu-kernels")]   // tests of the CPU's own kernels: they need CpuPaths on (a GPU machine runs them on its CPU)
 public class SplitGemvTests
 {
     [Theory]

@@ -25,6 +25,7 @@ public class StepFusionTests
         ["odd", ScalarType.Float32], ["odd", ScalarType.BFloat16],
     ];
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(Cases))]
     public void Fused_decode_steps_equal_the_tensor_path(string name, ScalarType dtype)
     {
@@ -52,6 +53,7 @@ public class StepFusionTests
         finally { (SimdGemv.Forced, SimdGemv.MinElements, StepFusion.Enabled) = (forced, min, true); }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(Cases))]
     public void One_row_on_the_256_bit_path_equals_the_tensor_path(string name, ScalarType dtype)
     {

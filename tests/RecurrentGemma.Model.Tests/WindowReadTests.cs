@@ -65,6 +65,7 @@ public class WindowReadTests
         finally { LocalAttentionBlock.WindowRead = saved; }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
     public void The_fused_cpu_pass_equals_the_tensor_path(string name)
     {
@@ -109,6 +110,7 @@ public class WindowReadTests
         }
     }
 
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Theory, MemberData(nameof(GriffinFixture.All), MemberType = typeof(GriffinFixture))]
     public void A_few_rows_split_over_key_ranges_equal_the_tensor_path(string name)
     {
