@@ -35,11 +35,11 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     public string ThreadChoice => _threads is null ? _calibration : $"{_calibration}; now {_threads.Describe()}";
 
     /// <summary>Measures the thread count for decode steps (<see cref="ThreadCalibration"/>).</summary>
-    /// <summary>Times decode steps in the engine's own (still empty) slot pool: no scratch state beside it.</summary>
-    public void Calibrate(GriffinState pool)
+    /// <summary>Times decode steps of up to <paramref name="maxBatch"/> rows in a scratch state (before the slot pool exists).</summary>
+    public void Calibrate(int maxBatch)
     {
         _allThreads = _current = ThreadCalibration.AllThreads;
-        var plan = ThreadCalibration.Calibrate(model, pool);
+        var plan = ThreadCalibration.Calibrate(model, maxBatch: maxBatch);
         _calibration = $"decode: {plan.Reason}";
         if (plan.Buckets.Count > 0) _threads = new AdaptiveDecodeThreads(plan);
     }

@@ -14,8 +14,8 @@ namespace RecurrentGemma.Engine;
 /// the model's own SIMD kernels split over every core (<see cref="SimdGemv"/>), and libtorch's
 /// OpenMP workers, spinning between its ops, take those cores from them (2B bf16 recurrent layer
 /// 8.6 vs 6.1 ms; a 2B bf16 step of 16 rows 394 ms on one torch thread, 597 on two, libtorch's own
-/// path 503 on two; docs/benchmarks.md). So decode steps at batch 1, 2, 4, … are timed (in the engine's still-empty
-/// slot pool) with one thread and with all, in alternation (a slow phase of a noisy machine
+/// path 503 on two; docs/benchmarks.md). So decode steps at batch 1, 2, 4, … are timed (before the
+/// engine allocates its slot pool) with one thread and with all, in alternation (a slow phase of a noisy machine
 /// slows both), and each power of two gets its own answer: a near tie at batch 1 must not decide
 /// batch 16, where the kernels' margin is large. Up to the most rows the kernels take
 /// (<see cref="SimdGemv.RowsTaken"/>: 32 where the CPU has AVX-512, 16 on the AVX2 loops under BatchInvariance)
@@ -33,19 +33,21 @@ public static class ThreadCalibration
 
     /// <param name="model">The model whose decode steps are timed.</param>
     /// <param name="pool">
-    /// The engine's slot pool, empty at start: the steps run in its first slots, which are reset
-    /// afterwards, and no batch larger than the pool is timed (none can run). Null: a scratch state
-    /// of its own — on top of the pool, 32 slots of a 2B f32 model are 1.2 GB held while timing
-    /// and kept by the heap afterwards (docs/benchmarks.md).
+    /// An empty state to time in (a benchmark's): the steps run in its first slots, which are reset
+    /// afterwards, and no batch larger than it is timed. Null: a scratch state of its own, freed
+    /// when done. The engine calibrates before it allocates its slot pool, which then reuses the
+    /// scratch's memory; made while a pool was held, the scratch (32 slots of a 2B f32 model:
+    /// 1.2 GB) and the kernels' first timings came on top of it (docs/benchmarks.md).
     /// </param>
-    public static DecodeThreads Calibrate(GriffinForCausalLM model, GriffinState? pool = null)
+    /// <param name="maxBatch">The most rows a step can have (the engine's slots): no larger batch is timed.</param>
+    public static DecodeThreads Calibrate(GriffinForCausalLM model, GriffinState? pool = null, int maxBatch = int.MaxValue)
     {
         int all = AllThreads;
         if (model.Device.type != TorchSharp.DeviceType.CPU || all <= 1)
             return new DecodeThreads(all, [], "all threads (GPU or one thread: not calibrated)");
         int kernelRows = SimdGemv.RowsTaken;
         int largest = Math.Max(LargestBatch, kernelRows);
-        if (pool is not null) largest = Math.Min(largest, pool.Capacity);
+        largest = Math.Max(1, Math.Min(largest, Math.Min(maxBatch, pool?.Capacity ?? int.MaxValue)));
         var state = pool ?? model.CreateState(largest);
         var slots = Enumerable.Range(0, largest).Select(i => (long)i).ToArray();
         try

@@ -68,7 +68,16 @@ public class ThreadCalibrationTests
 
     [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
     [Fact]
-    public void In_the_engines_pool_the_calibration_uses_only_the_slots_it_times()
+    public void No_batch_larger_than_the_engine_can_run_is_timed()
+    {
+        var plan = ThreadCalibration.Calibrate(EngineHarness.FixtureModel(), maxBatch: 6);
+        if (ThreadCalibration.AllThreads <= 1) { Assert.Empty(plan.Buckets); return; }
+        Assert.Equal([1, 2, 4, 6], plan.Buckets.Select(b => b.Batch));
+    }
+
+    [Trait("Device", "cpu-only")]   // the model runs on the test device, the assertion is about a CPU path
+    [Fact]
+    public void In_a_given_state_the_calibration_uses_only_the_slots_it_times()
     {
         var model = EngineHarness.FixtureModel();
         int largest = Math.Max(16, SimdGemv.RowsTaken);
