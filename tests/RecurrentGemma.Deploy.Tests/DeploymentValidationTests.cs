@@ -10,7 +10,7 @@ namespace RecurrentGemma.Deploy.Tests;
 /// </summary>
 public class DeploymentValidationTests
 {
-    static readonly string Root = FindRoot();
+    static readonly string Root = RepoRoot.Path;
     static readonly Lazy<string?> Installed = new(InstallValidators);
 
     [Theory]
@@ -52,12 +52,5 @@ public class DeploymentValidationTests
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(timeout)) { p.Kill(true); return (-1, $"{file} {args} timed out"); }
         return (p.ExitCode, stdout.Result + stderr.Result);
-    }
-
-    static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
     }
 }

@@ -18,7 +18,7 @@ public class GpuBundleTests
     [Fact]
     public async Task The_gpu_check_bundle_packs_and_runs_on_the_cpu()
     {
-        var root = Root();
+        var root = RepoRoot.Path;
         var torchLib = CpuLibtorch();
         var copy = Directory.CreateTempSubdirectory("rgemma-bundle-check-").FullName;
         try
@@ -92,11 +92,4 @@ public class GpuBundleTests
     }
 
     static string Tail(string log) => log.Length <= 4000 ? log : log[^4000..];
-
-    static string Root()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
-    }
 }

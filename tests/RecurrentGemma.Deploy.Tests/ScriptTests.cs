@@ -11,7 +11,7 @@ public class ScriptTests
 {
     public static TheoryData<string> Scripts()
     {
-        var root = Root();
+        var root = RepoRoot.Path;
         var data = new TheoryData<string> { ".ci/run" };
         foreach (var f in Directory.GetFiles(Path.Combine(root, "scripts"), "*.sh").Order(StringComparer.Ordinal))
             data.Add(Path.GetRelativePath(root, f));
@@ -21,17 +21,10 @@ public class ScriptTests
     [Theory, MemberData(nameof(Scripts))]
     public void The_script_parses_as_bash(string script)
     {
-        var psi = new ProcessStartInfo("bash", ["-n", script]) { WorkingDirectory = Root(), RedirectStandardError = true, RedirectStandardOutput = true };
+        var psi = new ProcessStartInfo("bash", ["-n", script]) { WorkingDirectory = RepoRoot.Path, RedirectStandardError = true, RedirectStandardOutput = true };
         using var p = Process.Start(psi)!;
         var errors = p.StandardError.ReadToEnd();
         Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), $"bash -n {script} did not finish");
         Assert.True(p.ExitCode == 0, $"bash -n {script}:\n{errors}");
-    }
-
-    static string Root()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "RecurrentGemma.Server.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
     }
 }
