@@ -30,6 +30,8 @@ public static class CliApp
             One batched sampler pass over 256k-id logits per setting at 1, 16 and 64 rows.
         rgemma bench --suite engine [--shape tiny|2b|all] [--dtype bf16|f32] [--quick] [--out docs/benchmarks.md]
             Engine throughput at 1–32 concurrent sequences, step overhead, 10-turn session reuse.
+        rgemma bench --suite burst [--shape small|2b] [--dtype bf16|f32] [--requests N] [--repeats N] [--out docs/benchmarks.md]
+            A burst of sampled requests at once, unseeded against one seed each: forwards, last first token.
         """;
 
     public static Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default) =>

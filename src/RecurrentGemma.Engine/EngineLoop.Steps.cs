@@ -31,14 +31,20 @@ internal sealed partial class EngineLoop
         return batch.Count;
     }
 
-    /// <summary>Step 4: prompt chunks within the token budget, one ragged batched forward; the
-    /// prompts it completes sample their first tokens in the same step.</summary>
+    /// <summary>Step 4: prompt chunks within the token budget, in one ragged batched forward
+    /// (seeded prompts in forwards of their own: the scheduler's rule).</summary>
     int PrefillStep()
     {
         var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
-        var plan = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens),
+        var forwards = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens),
             seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled && RecurrentGemma.Model.Modules.CpuPaths.On(_model.Device));   // elsewhere the decode steps give no such guarantee: nothing to keep
+        return forwards.Sum(PrefillForward);
+    }
 
+    /// <summary>One forward over prompt chunks; the prompts it completes sample their first tokens
+    /// right after it.</summary>
+    int PrefillForward(List<(Sequence Sequence, int Tokens)> plan)
+    {
         // Choices whose prompt this chunk completes sample now: their rows are known before the forward.
         var candidates = new List<(Sequence Choice, SamplingRow Row, Sequence Main)>();
         foreach (var (seq, n) in plan)

@@ -14,37 +14,48 @@ internal static class Scheduler
         return runningSequences + choices <= maxRunning && obtainableSlots >= slotsNeeded;
     }
 
-    /// <summary>Prompt chunks for this step: in admission order, each as much as the budget allows.
-    /// A scored prompt (prompt logprobs: every position's logits, [T, V] floats) runs alone, at most
+    /// <summary>Prompt chunks for this step, as forwards: in admission order, each prompt as much
+    /// as the budget allows, the unseeded ones sharing one forward. A scored prompt (prompt
+    /// logprobs: every position's logits, [T, V] floats) runs alone, at most
     /// <paramref name="scoredChunk"/> tokens a step, when it is the oldest; until then it waits, so
     /// it cannot starve and never makes another prompt's chunk carry a vocabulary per position.
-    /// With <paramref name="seededAlone"/>, a prompt whose request has a seed runs alone the same way
-    /// (in chunks of the whole budget): a chunk shared with other prompts is a different matrix
-    /// product than the prompt's own, which rounds its state differently, so the seed could give
-    /// other text beside other requests (BatchInvariance covers the decode steps after it).</summary>
-    public static List<(Sequence Sequence, int Tokens)> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget, int scoredChunk = int.MaxValue,
-        bool seededAlone = false)
+    /// With <paramref name="seededAlone"/>, a prompt whose request has a seed gets a forward of its
+    /// own, always in chunks of the whole budget (the last one shorter), the chunks it would get
+    /// with nothing else queued: a chunk shared with other prompts is a different matrix product
+    /// than the prompt's own, which rounds its state differently, so the seed could give other text
+    /// beside other requests (BatchInvariance covers the decode steps after it). Such forwards
+    /// share the step and its budget with the others, so a burst of seeded prompts is prefilled in
+    /// a few steps rather than one step each; one whose chunk does not fit what is left of the
+    /// budget waits for the next step (the first prompt of a step always fits).</summary>
+    public static List<List<(Sequence Sequence, int Tokens)>> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget,
+        int scoredChunk = int.MaxValue, bool seededAlone = false)
     {
-        var plan = new List<(Sequence, int)>();
+        var shared = new List<(Sequence, int)>();
+        var forwards = new List<List<(Sequence, int)>>();
         int left = tokenBudget;
         foreach (var s in prefilling)
         {
             if (left <= 0) break;
             int n = Math.Min(s.PromptRemaining, left);
             if (n <= 0) continue;
+            bool first = left == tokenBudget;
             if (s.Request.Request.PromptLogprobs is not null)
             {
-                if (plan.Count == 0) return [(s, Math.Min(n, scoredChunk))];
+                if (first) return [[(s, Math.Min(n, scoredChunk))]];
                 continue;
             }
             if (seededAlone && s.Request.Request.Sampling.Seed is not null)
             {
-                if (plan.Count == 0) return [(s, n)];
+                int own = Math.Min(s.PromptRemaining, tokenBudget);
+                if (own > left) continue;
+                forwards.Add([(s, own)]);
+                left -= own;
                 continue;
             }
-            plan.Add((s, n));
+            if (shared.Count == 0) forwards.Add(shared);   // the shared forward runs in its first prompt's turn
+            shared.Add((s, n));
             left -= n;
         }
-        return plan;
+        return forwards;
     }
 }

@@ -93,4 +93,18 @@ public class CliTests
         }
         finally { File.Delete(path); }
     }
+    [Fact]
+    public void Burst_bench_counts_a_prefill_forward_per_seeded_prompt()
+    {
+        var tiny = new Model.GriffinConfig
+        {
+            VocabSize = 300, HiddenSize = 64, IntermediateSize = 192, NumHiddenLayers = 3,
+            NumAttentionHeads = 2, HeadDimOverride = 32, LruWidthOverride = 64,
+        };
+        var table = new Bench.BurstBenchmark("tiny", tiny, TorchSharp.torch.ScalarType.Float32, requests: 4, rounds: 1, TextWriter.Null).Run();
+        int Forwards(string row) => int.Parse(table.Split('\n').Single(l => l.StartsWith($"| {row}", StringComparison.Ordinal)).Split('|')[4].Trim().Split(' ')[0]);
+        // 48 new tokens: one prefill forward or more, then 47 decode steps; seeded, one prefill forward per prompt.
+        Assert.InRange(Forwards("unseeded"), 48, 4 + 47 + 3);
+        Assert.InRange(Forwards("seeded"), 4 + 47, 4 + 47 + 3);
+    }
 }

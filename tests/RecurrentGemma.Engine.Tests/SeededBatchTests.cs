@@ -18,23 +18,42 @@ public class SeededBatchTests
         }).Init().Choices[0];
 
     [Fact]
-    public void A_seeded_prompt_is_prefilled_in_a_chunk_of_its_own()
+    public void A_seeded_prompt_is_prefilled_in_a_forward_of_its_own()
     {
         var plain = Prompt(10);
         var seeded = Prompt(700, seed: 5);
         var other = Prompt(20);
 
-        // Behind another prompt it waits; the unseeded prompts share the step.
+        // Its chunk (the whole budget) does not fit behind another prompt: it waits; the unseeded prompts share a forward.
         var plan = Scheduler.PlanPrefill([plain, seeded, other], 512, seededAlone: true);
-        Assert.Equal(new[] { (plain, 10), (other, 20) }, plan);
+        Assert.Equal([[(plain, 10), (other, 20)]], plan);
 
         // At the head of the line it runs alone, in chunks of the whole budget.
         plan = Scheduler.PlanPrefill([seeded, plain, other], 512, seededAlone: true);
-        Assert.Equal(new[] { (seeded, 512) }, plan);
+        Assert.Equal([[(seeded, 512)]], plan);
 
         // Without the rule, it shares the budget like any prompt.
         plan = Scheduler.PlanPrefill([plain, seeded, other], 512);
-        Assert.Equal(new[] { (plain, 10), (seeded, 502) }, plan);
+        Assert.Equal([[(plain, 10), (seeded, 502)]], plan);
+    }
+
+    [Fact]
+    public void Short_seeded_prompts_share_the_step_in_forwards_of_their_own()
+    {
+        var plain = Prompt(10);
+        var s1 = Prompt(40, seed: 1);
+        var other = Prompt(20);
+        var s2 = Prompt(30, seed: 2);
+        var s3 = Prompt(600, seed: 3);   // a chunk of 512 would not fit what is left
+        var s4 = Prompt(400, seed: 4);   // this one does
+
+        var plan = Scheduler.PlanPrefill([s1, plain, other, s2, s3, s4], 512, seededAlone: true);
+        Assert.Equal([[(s1, 40)], [(plain, 10), (other, 20)], [(s2, 30)], [(s4, 400)]], plan);
+
+        // The same chunks as alone: a seeded prompt never takes a cut-down chunk to fill the budget.
+        Assert.Equal([[(s1, 40)]], Scheduler.PlanPrefill([s1], 512, seededAlone: true));
+        Assert.Equal([[(s3, 512)]], Scheduler.PlanPrefill([s3], 512, seededAlone: true));
+        Assert.Equal([[(plain, 10), (other, 20)]], Scheduler.PlanPrefill([plain, s3, other], 512, seededAlone: true));
     }
 
     static GenerationRequest Sampled(int[] prompt, long? seed, int maxNew = 40, float temperature = 1f, bool logprobs = false) => new()

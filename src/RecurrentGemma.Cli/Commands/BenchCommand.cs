@@ -71,10 +71,34 @@ public static class BenchCommand
             if (output is not null) WriteSection(output, "sampler", sb.ToString());
             return Task.FromResult(0);
         }
+        if (suite == "burst")
+        {
+            var shape = args.Get("shape") ?? "2b";
+            var dtype = TorchDevices.ParseDType(args.Get("dtype") ?? "bf16");
+            int requests = args.Int("requests", 16), repeats = args.Int("repeats", 3);
+            var output = args.Get("out");
+            args.EnsureAllRead();
+            var (name, config) = shape switch
+            {
+                "small" => ("small", Small),
+                "2b" => ("2b", GriffinConfig.RecurrentGemma2B),
+                _ => throw new UsageException($"--shape must be small or 2b, got '{shape}'"),
+            };
+            var sb = new StringBuilder();
+            sb.AppendLine("## Seeded bursts (issue #9): what a seed costs when many requests arrive at once");
+            sb.AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite burst --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")} --requests {requests} --repeats {repeats} --out docs/benchmarks.md`  ");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}; random weights; times are wall-clock through the engine's request API.");
+            sb.AppendLine();
+            sb.AppendLine(new BurstBenchmark(name, config, dtype, requests, repeats, stderr).Run());
+            stdout.WriteLine(sb);
+            if (output is not null) WriteSection(output, "burst", sb.ToString());
+            return Task.FromResult(0);
+        }
         if (suite == "engine") return RunEngine(args, stdout, stderr);
         if (suite == "step") return RunStep(args, stdout, stderr);
         if (suite == "profile") return RunProfile(args, stdout, stderr);
-        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, grammar, tiers, engine, step, profile or sampler, got '{suite}'");
+        if (suite != "model") throw new UsageException($"--suite must be model, tokenizer, grammar, tiers, engine, burst, step, profile or sampler, got '{suite}'");
 
         var shapes = (args.Get("shape") ?? "all") switch
         {

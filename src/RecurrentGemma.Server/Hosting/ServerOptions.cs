@@ -13,7 +13,7 @@ public sealed class ModelOptions
     /// <summary>auto (cuda when available), cpu or cuda.</summary>
     public string Device { get; set; } = "auto";
     /// <summary>On the CPU, compute each sequence's decode step exactly as it would run alone
-    /// (up to 16 sequences a step) and prefill a seeded prompt in a chunk of its own, so a seed
+    /// (up to 16 sequences a step) and prefill a seeded prompt in forwards of its own, so a seed
     /// gives the same text whatever else is running; false takes the per-row-count fastest
     /// kernels instead (docs/benchmarks.md measures the difference). Process-wide.</summary>
     public bool BatchInvariant { get; set; } = true;
