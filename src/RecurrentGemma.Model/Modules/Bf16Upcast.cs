@@ -22,7 +22,15 @@ public static class Bf16Upcast
     /// </summary>
     static readonly int[] Rows = [128, 512];
 
-    static readonly Lazy<(long FromRows, string Summary)> Decision = new(() => GemvCalibration.HandingBack(Measure));
+    static readonly Lazy<(long FromRows, string Summary)> Decision = new(() =>
+    {
+        var e = KernelChoices.Decide("bf16-upcast/from-rows", () =>
+        {
+            var (from, summary) = GemvCalibration.HandingBack(Measure);
+            return new KernelChoices.Entry(from == long.MaxValue ? -1 : from, [], summary);
+        });
+        return (e.Value < 0 ? long.MaxValue : (long)e.Value, e.Summary ?? "");
+    });
 
     /// <summary>Rows of x from which a CPU bf16 matmul is up-cast (long.MaxValue: never).</summary>
     public static long FromRows => Decision.Value.FromRows;

@@ -25,7 +25,8 @@ public static partial class DecodeAttention
     /// </summary>
     public static double CrossoverFraction(ScalarType dtype, int heads, int headDim, long window, int rows = 8) =>
         Crossovers.GetOrAdd((dtype, heads, headDim, window, Splits(rows, (int)window + 1) > 1 ? 1 : 8),
-            key => Measure(key.Item1, key.Item2, key.Item3, key.Item4, key.Item5));
+            key => KernelChoices.Decide($"decode-attention/{KernelChoices.Name(key.Item1)}/h{key.Item2}/d{key.Item3}/w{key.Item4}/r{key.Item5}",
+                () => new KernelChoices.Entry(Measure(key.Item1, key.Item2, key.Item3, key.Item4, key.Item5), [])).Value);
 
     static double Measure(ScalarType dtype, int heads, int hd, long w, int rows)
     {

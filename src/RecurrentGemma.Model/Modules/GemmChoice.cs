@@ -47,9 +47,13 @@ internal sealed class GemmChoice(ScalarType dtype, double margin)
     public bool Wins(long rows) =>
         _decisions.GetOrAdd(Bucket(rows), b => new Lazy<bool>(() =>
         {
-            var (otherMs, kernelMs, ratio) = GemvCalibration.MeasureGemm(dtype, b);
-            _timings[b] = (otherMs, kernelMs);
-            return ratio <= margin;
+            var e = KernelChoices.Decide($"gemm/{KernelChoices.Name(dtype)}/x{b}", () =>
+            {
+                var (otherMs, kernelMs, ratio) = GemvCalibration.MeasureGemm(dtype, b);
+                return new KernelChoices.Entry(ratio <= margin ? 1 : 0, [otherMs, kernelMs, ratio]);
+            });
+            if (e.Timings is [var other, var kernel, ..]) _timings[b] = (other, kernel);
+            return e.Value != 0;
         })).Value;
 
     /// <summary>"×24 on (kernel vs other ms), …" for the buckets timed so far (all of them when <paramref name="decide"/>); null when none.</summary>

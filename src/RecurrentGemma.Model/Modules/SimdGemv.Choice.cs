@@ -37,14 +37,14 @@ public static partial class SimdGemv
     /// <summary>Whether one-row f32 projections take the row-by-row loop now.</summary>
     public static bool UsesF32RowByRow => Supported && RowByRowChoice.Uses(F32RowByRow, 1);
 
-    static readonly TimedChoice DotChoice = new(ScalarType.BFloat16, () => Bf16DotKernel.Available);
-    static readonly TimedChoice RowByRowChoice = new(ScalarType.Float32, () => true);
+    static readonly TimedChoice DotChoice = new("bf16-dot", ScalarType.BFloat16, () => Bf16DotKernel.Available);
+    static readonly TimedChoice RowByRowChoice = new("f32-row-by-row", ScalarType.Float32, () => true);
 
     /// <summary>
     /// A loop of the kernels' own timed against the default one, once per bucket of rows of x
     /// (<see cref="GemvCalibration.MeasureAlternative"/>); while it times, it switches itself.
     /// </summary>
-    sealed class TimedChoice(ScalarType dtype, Func<bool> available)
+    sealed class TimedChoice(string name, ScalarType dtype, Func<bool> available)
     {
         readonly ConcurrentDictionary<int, Lazy<bool>> _decisions = new();
         readonly ConcurrentDictionary<int, (double Default, double Alternative)> _timings = new();
@@ -60,9 +60,13 @@ public static partial class SimdGemv
 
         bool Measure(int bucket)
         {
-            var (d, a, wins) = GemvCalibration.MeasureAlternative(dtype, bucket, on => _calibrating = on);
-            _timings[bucket] = (d, a);
-            return wins;
+            var e = KernelChoices.Decide($"{name}/x{bucket}", () =>
+            {
+                var (d, a, wins) = GemvCalibration.MeasureAlternative(dtype, bucket, on => _calibrating = on);
+                return new KernelChoices.Entry(wins ? 1 : 0, [d, a]);
+            });
+            if (e.Timings is [var byDefault, var alternative]) _timings[bucket] = (byDefault, alternative);
+            return e.Value != 0;
         }
 
         public bool Decided(int bucket) => _decisions.ContainsKey(bucket);
@@ -87,7 +91,20 @@ public static partial class SimdGemv
 
     /// <summary>Whether the kernels beat libtorch for this dtype and row count on this machine (timed once per process).</summary>
     public static bool Wins(ScalarType dtype, int rows = 1) =>
-        Decisions.GetOrAdd((dtype, Bucket(rows)), key => new Lazy<bool>(() => GemvCalibration.Measure(key.Item1, key.Item2, _timings))).Value;
+        Decisions.GetOrAdd((dtype, Bucket(rows)), key => new Lazy<bool>(() => Decide(key.Item1, key.Item2))).Value;
+
+    /// <summary>Timed, or read from the decisions kept for this machine (<see cref="KernelChoices"/>).</summary>
+    static bool Decide(ScalarType dtype, int bucket)
+    {
+        var e = KernelChoices.Decide($"simd-gemv/{KernelChoices.Name(dtype)}/x{bucket}", () =>
+        {
+            bool wins = GemvCalibration.Measure(dtype, bucket, _timings);
+            var (t, s) = _timings[(dtype, bucket)];
+            return new KernelChoices.Entry(wins ? 1 : 0, [t, s]);
+        });
+        if (e.Timings is [var torch, var simd]) _timings[(dtype, bucket)] = (torch, simd);
+        return e.Value != 0;
+    }
 
     /// <summary>
     /// What was decided so far, with the timings it was decided by (start-up log, benchmark
@@ -108,9 +125,10 @@ public static partial class SimdGemv
                 var (t, s) = _timings.GetValueOrDefault((dtype, bucket));
                 parts.Add(string.Create(ci, $"{name}×{bucket} {(wins ? "on" : "off")} ({s:F2} vs {t:F2} ms)"));
             }
-        if (parts.Count == 0) return "SIMD GEMV not yet timed (no small-batch projection large enough so far)";
-        return "SIMD GEMV per dtype × rows of x, kernels vs libtorch per ~64 MiB weight: " + string.Join(", ", parts)
-            + "; f32×1 loop " + DescribeRowByRow(decide) + "; bf16 kernel (AVX512-BF16 dot product or C# loop) " + DescribeDot(decide);
+        var head = parts.Count == 0
+            ? "SIMD GEMV against libtorch not yet timed (no small-batch projection large enough so far, or batch invariance gave them to the kernels untimed)"
+            : "SIMD GEMV per dtype × rows of x, kernels vs libtorch per ~64 MiB weight: " + string.Join(", ", parts);
+        return head + "; f32×1 loop " + DescribeRowByRow(decide) + "; bf16 kernel (AVX512-BF16 dot product or C# loop) " + DescribeDot(decide);
     }
 
     static string DescribeRowByRow(bool decide)

@@ -59,6 +59,8 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             log.LogInformation("Device {Device} (Model:Device = {Configured}), dtype {DType} (Model:DType = {ConfiguredDType})",
                 device, options.Device, dtype == TorchSharp.torch.ScalarType.BFloat16 ? "bf16" : "f32", options.DType);
             RecurrentGemma.Model.Modules.BatchInvariance.Enabled = options.BatchInvariant;
+            if (device.type == TorchSharp.DeviceType.CPU && KernelChoicesPath(options.KernelChoices) is { } choices)
+                log.LogInformation("CPU kernel choices: {KernelChoices}", RecurrentGemma.Model.Modules.KernelChoices.UseFile(choices));
             GemmaTokenizer tokenizer;
             if (IsDemo)
             {
@@ -125,6 +127,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                 log.LogInformation("C heap: {Malloc}", RecurrentGemma.Model.MemoryTuning.Describe());
                 log.LogInformation("Many-row f32 projections: {F32Gemm}", RecurrentGemma.Model.Modules.F32Gemm.Describe());
                 log.LogInformation("Many-row bf16 projections: {Bf16Gemm}", RecurrentGemma.Model.Modules.Bf16Gemm.Describe());
+                log.LogInformation("CPU kernel choices: {KernelChoices}", RecurrentGemma.Model.Modules.KernelChoices.Describe());
             }
             if (dtype == TorchSharp.torch.ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU
                 && RecurrentGemma.Model.Modules.Linear.UpcastBf16OnCpu is null)
@@ -153,6 +156,21 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             foreach (var f in new DirectoryInfo(path).EnumerateFiles("*.safetensors").OrderBy(f => f.Name, StringComparer.Ordinal))
                 sb.Append('|').Append(f.Name).Append(':').Append(f.Length).Append(':').Append(f.LastWriteTimeUtc.Ticks);
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(sb.ToString())));
+    }
+
+    /// <summary>Model:KernelChoices as a file path (null: off). "auto": the user's cache directory.</summary>
+    internal static string? KernelChoicesPath(string? setting)
+    {
+        if (string.IsNullOrWhiteSpace(setting) || setting.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
+        if (!setting.Equals("auto", StringComparison.OrdinalIgnoreCase)) return setting;
+        var cache = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        if (string.IsNullOrWhiteSpace(cache))
+        {
+            var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+            if (string.IsNullOrWhiteSpace(home)) return null;   // nowhere to keep them: each process times its own
+            cache = System.IO.Path.Combine(home, ".cache");
+        }
+        return System.IO.Path.Combine(cache, "rgemma", "kernel-choices.json");
     }
 
     /// <summary>The demo model's shape: small enough to build in a moment on any machine.</summary>

@@ -17,6 +17,11 @@ public sealed class ModelOptions
     /// gives the same text whatever else is running; false takes the per-row-count fastest
     /// kernels instead (docs/benchmarks.md measures the difference). Process-wide.</summary>
     public bool BatchInvariant { get; set; } = true;
+    /// <summary>Where the CPU kernels' timed decisions are kept, so that a restart (or a replica
+    /// sharing the file) takes the same kernels and a seed the same text: a file path, "auto"
+    /// ($XDG_CACHE_HOME or ~/.cache, rgemma/kernel-choices.json) or "off" (each process times its
+    /// own). A file written on another CPU or build is replaced.</summary>
+    public string KernelChoices { get; set; } = "auto";
 }
 
 /// <summary>"Api" section: limits of the HTTP surface.</summary>

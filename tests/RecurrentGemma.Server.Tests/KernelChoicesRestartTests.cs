@@ -1,0 +1,62 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using RecurrentGemma.Server.Hosting;
+
+namespace RecurrentGemma.Server.Tests;
+
+/// <summary>
+/// A restarted server takes the CPU kernels its predecessor timed (Model:KernelChoices), so the
+/// same seed meets the same kernels and gives the same text: the first process writes the file,
+/// the second reads it — shown by editing one decision in between and finding the edit in the
+/// second process's start-up log.
+/// </summary>
+public class KernelChoicesRestartTests
+{
+    [Fact]
+    public async Task A_restart_takes_the_kernel_choices_from_the_file()
+    {
+        if (!OperatingSystem.IsLinux() || !RecurrentGemma.Model.Modules.SimdGemv.Supported) return;
+        var root = Path.Combine(Path.GetTempPath(), "rg-kc-" + Guid.NewGuid().ToString("N")[..8]);
+        var dir = Path.Combine(root, "wide-head");
+        var choices = Path.Combine(root, "cache", "kernel-choices.json");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            // A vocabulary of 8192 × 128: the head is large enough (2^20 weights) for the kernels and their timing.
+            var config = ModelHost.DemoConfig(8192);
+            using (var model = new RecurrentGemma.Model.GriffinForCausalLM(config, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU))
+            {
+                RecurrentGemma.Model.RandomWeights.Initialize(model, 5);
+                RecurrentGemma.Model.Checkpoints.SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors());
+            }
+            File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(new
+            {
+                vocab_size = 8192, hidden_size = 128, intermediate_size = 768, num_hidden_layers = 6, num_attention_heads = 4,
+                lru_width = 128, attention_window_size = 256, _block_types = new[] { "recurrent", "recurrent", "attention" },
+            }));
+            File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), RecurrentGemma.Text.Demo.DemoTokenizer.ModelBytes());
+            string args = $"--Model:Path={dir} --Model:KernelChoices={choices} --Engine:MaxSlots=4 --Api:ShutdownGraceSeconds=1";
+
+            await using (var first = await ServerProcess.StartAsync(args))
+                Assert.True(first.Log.Contains("none yet in"), first.Log);
+            var file = JsonNode.Parse(File.ReadAllText(choices))!.AsObject();
+            // Timed at start-up (the engine's thread calibration runs batch-1 steps): the one-row f32 loop.
+            Assert.True(file["choices"]!.AsObject().ContainsKey("f32-row-by-row/x1"), file.ToJsonString());
+            var oneRow = file["choices"]!["f32-row-by-row/x1"]!.AsObject();
+            bool timedOn = (double)oneRow["value"]! != 0;
+
+            // The opposite decision, with timings no machine would measure: the next process must take it.
+            oneRow["value"] = timedOn ? 0 : 1;
+            oneRow["timings"] = new JsonArray(111.11, 222.22);
+            File.WriteAllText(choices, file.ToJsonString());
+
+            await using var second = await ServerProcess.StartAsync(args);
+            Assert.Matches("CPU kernel choices: \"?[0-9]+ read from", second.Log);
+            Assert.True(second.Log.Contains($"f32×1 loop {(timedOn ? "four rows per pass" : "row by row")} (row by row 222.22 vs four rows per pass 111.11 ms)"), second.Log);
+            var response = await second.Http.PostAsync("/v1/completions", new StringContent(
+                """{"prompt":"hello","max_tokens":4,"temperature":1,"seed":7}""", System.Text.Encoding.UTF8, "application/json"));
+            Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+}
