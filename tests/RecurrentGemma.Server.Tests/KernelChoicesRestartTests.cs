@@ -59,4 +59,27 @@ public class KernelChoicesRestartTests
         }
         finally { Directory.Delete(root, recursive: true); }
     }
+    [Theory]
+    [InlineData("off", null, null)]
+    [InlineData("", null, null)]
+    [InlineData("/data/choices.json", null, "/data/choices.json")]
+    [InlineData("auto", "/xdg-cache", "/xdg-cache/rgemma/kernel-choices.json")]
+    public void The_setting_names_the_file(string setting, string? xdgCache, string? expected)
+    {
+        var before = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        try
+        {
+            Environment.SetEnvironmentVariable("XDG_CACHE_HOME", xdgCache);
+            Assert.Equal(expected, ModelHost.KernelChoicesPath(setting));
+        }
+        finally { Environment.SetEnvironmentVariable("XDG_CACHE_HOME", before); }
+    }
+
+    [Fact]
+    public void Auto_without_XDG_CACHE_HOME_is_the_home_cache()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 }) return;
+        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        Assert.Equal(Path.Combine(home, ".cache", "rgemma", "kernel-choices.json"), ModelHost.KernelChoicesPath("auto"));
+    }
 }

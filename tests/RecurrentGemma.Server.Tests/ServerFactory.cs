@@ -19,6 +19,7 @@ public class ServerFactory : WebApplicationFactory<Program>
         ["Api:DefaultMaxTokens"] = "16",
         ["Api:ShutdownGraceSeconds"] = "2",
         ["Urls"] = "http://127.0.0.1:0",
+        ["Model:KernelChoices"] = "off",   // tests keep nothing in the user's cache (KernelChoicesRestartTests names a file)
     };
 
     public ServerFactory With(string key, string? value) { _settings[key] = value; return this; }

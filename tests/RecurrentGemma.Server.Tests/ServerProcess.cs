@@ -32,6 +32,7 @@ public sealed class ServerProcess : IAsyncDisposable
         {
             RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory,
         };
+        psi.Environment["Model__KernelChoices"] = "off";   // nothing kept in the user's cache; an argument overrides it
         foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
         {
             if (value is null) psi.Environment.Remove(name);
