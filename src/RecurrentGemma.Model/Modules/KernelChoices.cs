@@ -10,9 +10,9 @@ namespace RecurrentGemma.Model.Modules;
 /// the model's GEMMs or the other path, bf16 up-casting, the decode-attention crossover), kept in
 /// a file so that the next process on the same machine and build takes the same ones.
 ///
-/// Why: each decision is timed once per process, and where two paths run close (the bf16 GEMM at
-/// 256 rows ran 0.78 of the other path's time against a threshold of 0.8 on the 2-core EPYC) a
-/// noisy timing can choose the other one after a restart. The two paths sum in different orders,
+/// Why: each decision is timed once per process, and where two paths run close a noisy timing can
+/// choose the other one after a restart (bf16 projections of 17–32 rows, SIMD passes or libtorch:
+/// the other way in 3 of 10 fresh processes on the 2-core EPYC, docs/benchmarks.md). The two paths sum in different orders,
 /// so the logits differ in their last bits and a seeded request's text can change with them: the
 /// seed's promise — the same text after a restart — would then hold only by luck. Replicas that
 /// share one file (a volume) take the same kernels too. The decisions stay measured, never chosen
