@@ -37,7 +37,8 @@ internal sealed partial class EngineLoop
     {
         var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
         var forwards = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens),
-            seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled && RecurrentGemma.Model.Modules.CpuPaths.On(_model.Device));   // elsewhere the decode steps give no such guarantee: nothing to keep
+            seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled && RecurrentGemma.Model.Modules.CpuPaths.On(_model.Device),   // elsewhere the decode steps give no such guarantee: nothing to keep
+            forwardTokens: Math.Max(1, _options.SeededForwardTokens));
         return forwards.Sum(PrefillForward);
     }
 

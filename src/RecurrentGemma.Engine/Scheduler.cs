@@ -26,9 +26,11 @@ internal static class Scheduler
     /// beside other requests (BatchInvariance covers the decode steps after it). Such forwards
     /// share the step and its budget with the others, so a burst of seeded prompts is prefilled in
     /// a few steps rather than one step each; one whose chunk does not fit what is left of the
-    /// budget waits for the next step (the first prompt of a step always fits).</summary>
+    /// budget waits for the next step (the first prompt of a step always fits). Such a forward
+    /// counts at least <paramref name="forwardTokens"/> of the budget: its fixed cost (a read of
+    /// every weight) does not shrink with its chunk.</summary>
     public static List<List<(Sequence Sequence, int Tokens)>> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget,
-        int scoredChunk = int.MaxValue, bool seededAlone = false)
+        int scoredChunk = int.MaxValue, bool seededAlone = false, int forwardTokens = 1)
     {
         var shared = new List<(Sequence, int)>();
         var forwards = new List<List<(Sequence, int)>>();
@@ -46,10 +48,10 @@ internal static class Scheduler
             }
             if (seededAlone && s.Request.Request.Sampling.Seed is not null)
             {
-                int own = Math.Min(s.PromptRemaining, tokenBudget);
-                if (own > left) continue;
+                int own = Math.Min(s.PromptRemaining, tokenBudget), cost = Math.Max(own, forwardTokens);
+                if (!first && cost > left) continue;
                 forwards.Add([(s, own)]);
-                left -= own;
+                left -= Math.Min(cost, left);
                 continue;
             }
             if (shared.Count == 0) forwards.Add(shared);   // the shared forward runs in its first prompt's turn

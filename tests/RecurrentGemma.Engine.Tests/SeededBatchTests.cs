@@ -56,6 +56,23 @@ public class SeededBatchTests
         Assert.Equal([[(plain, 10), (other, 20)]], Scheduler.PlanPrefill([plain, s3, other], 512, seededAlone: true));
     }
 
+    [Fact]
+    public void A_forward_of_its_own_counts_at_least_its_fixed_cost_against_the_budget()
+    {
+        var seeded = Enumerable.Range(0, 20).Select(i => Prompt(5, seed: i)).ToList();
+        var plan = Scheduler.PlanPrefill(seeded, 512, seededAlone: true, forwardTokens: 32);
+        Assert.Equal(16, plan.Count);   // 16 × 32 = 512
+        Assert.All(plan, f => Assert.Equal(5, Assert.Single(f).Tokens));
+
+        // The first prompt of a step runs even when its charge is more than the whole budget.
+        Assert.Equal([[(seeded[0], 5)]], Scheduler.PlanPrefill(seeded, 16, seededAlone: true, forwardTokens: 32));
+
+        // An unseeded prompt behind them takes what is left; without the charge they would take 100 tokens.
+        var plain = Prompt(1000);
+        plan = Scheduler.PlanPrefill([.. seeded.Take(3), plain], 512, seededAlone: true, forwardTokens: 32);
+        Assert.Equal((plain, 512 - 96), Assert.Single(plan[^1]));
+    }
+
     static GenerationRequest Sampled(int[] prompt, long? seed, int maxNew = 40, float temperature = 1f, bool logprobs = false) => new()
     {
         PromptTokens = prompt, MaxNewTokens = maxNew, Sampling = new SamplingParams { Temperature = temperature, Seed = seed },
@@ -71,7 +88,7 @@ public class SeededBatchTests
     {
         if (!SimdGemv.Supported) return;   // the guarantee rests on the CPU kernels
         int[] prompt = [2, 17, 33, 71, 90, 120, 5, 64];
-        await using var engine = NewEngine(new EngineOptions { MaxSlots = 24, MaxRunningSequences = 16, ParkFinishedStates = false, PrefillTokenBudget = 16 });
+        await using var engine = NewEngine(new EngineOptions { MaxSlots = 24, MaxRunningSequences = 16, ParkFinishedStates = false, PrefillTokenBudget = 16, SeededForwardTokens = 1 });
         var first = await Run(engine, Sampled(prompt, 777, logprobs: true));
         var alone = first.Tokens[0];
         Assert.Equal(40, first.Logprobs[0].Count);

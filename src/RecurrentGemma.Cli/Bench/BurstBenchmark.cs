@@ -54,6 +54,63 @@ public sealed class BurstBenchmark(string shapeName, GriffinConfig config, Scala
             var rows = results[seeded];
             sb.AppendLine(ci, $"| {(seeded ? "seeded (one seed each)" : "unseeded")} | {Spread.Of(rows.Select(x => x.Total).ToList()).Format("F2")} s | {Spread.Of(rows.Select(x => x.LastFirst).ToList()).Format("F2")} s | {Spread.Of(rows.Select(x => (double)x.Forwards).ToList()).Format("F0")} |");
         }
+        sb.AppendLine();
+        sb.Append(Stall(model, prompts.Count * 2, rounds, ci));
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// What a crowd of short seeded prompts does to streams already decoding: 4 greedy streams run,
+    /// then <paramref name="burst"/> seeded 3-token prompts arrive; the streams' longest gap between
+    /// two tokens, with each forward of its own charged 1 token of the budget and the default.
+    /// </summary>
+    string Stall(GriffinForCausalLM model, int burst, int rounds, CultureInfo ci)
+    {
+        var rng = new Random(11);
+        var gaps = new Dictionary<int, List<double>> { [1] = [], [new EngineOptions().SeededForwardTokens] = [] };
+        var done = gaps.Keys.ToDictionary(k => k, _ => new List<double>());
+        for (int r = 0; r < rounds; r++)
+            foreach (int charge in gaps.Keys)
+            {
+                var engine = new EngineClient(model, new EngineOptions { MaxSlots = burst + 5, MaxRunningSequences = burst + 4, ParkFinishedStates = false, SeededForwardTokens = charge });
+                try
+                {
+                    var streams = Enumerable.Range(0, 4).Select(_ => engine.Submit(new GenerationRequest
+                    {
+                        PromptTokens = [2, rng.Next(3, config.VocabSize)], MaxNewTokens = 4096, Sampling = SamplingParams.Greedy,
+                    })).ToList();
+                    var clock = Stopwatch.StartNew();
+                    var times = streams.Select(_ => new List<double>()).ToList();
+                    var readers = streams.Select((h, i) => Task.Run(async () =>
+                    {
+                        await foreach (var e in h.ReadEventsAsync()) if (e is TokenEvent) lock (times[i]) times[i].Add(clock.Elapsed.TotalSeconds);
+                    })).ToList();
+                    while (times.Any(t => { lock (t) return t.Count < 3; })) Thread.Sleep(10);   // all four decoding
+                    double from = clock.Elapsed.TotalSeconds;
+                    var crowd = Enumerable.Range(0, burst).Select(i => engine.Submit(new GenerationRequest
+                    {
+                        PromptTokens = [2, rng.Next(3, config.VocabSize), rng.Next(3, config.VocabSize)], MaxNewTokens = 1,
+                        Sampling = new SamplingParams { Temperature = 1, Seed = 500 + i },
+                    })).ToList();
+                    Task.WhenAll(crowd.Select(async h => { await foreach (var _ in h.ReadEventsAsync()) { } })).GetAwaiter().GetResult();
+                    done[charge].Add(clock.Elapsed.TotalSeconds - from);
+                    double to = clock.Elapsed.TotalSeconds + 0.5;
+                    Thread.Sleep(500);
+                    foreach (var h in streams) h.Cancel();
+                    Task.WhenAll(readers).GetAwaiter().GetResult();
+                    double worst = times.Max(t => { lock (t) return t.Zip(t.Skip(1), (a, b) => (a, b)).Where(p => p.b >= from && p.a <= to).Select(p => p.b - p.a).DefaultIfEmpty(0).Max(); });
+                    gaps[charge].Add(worst);
+                    progress.WriteLine($"[bench] stall round {r + 1}, charge {charge}: longest gap {worst:F2} s, the crowd done in {done[charge][^1]:F2} s");
+                }
+                finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+            }
+        var sb = new StringBuilder();
+        sb.AppendLine(ci, $"4 greedy streams decoding when {burst} seeded 3-token prompts arrive (1 new token each): the streams' longest gap between two tokens and when the last of the crowd had its token, {rounds} rounds, median (min–max):");
+        sb.AppendLine();
+        sb.AppendLine("| a forward of its own counts against the step's budget | the streams' longest gap | the crowd's last token |");
+        sb.AppendLine("|---|---|---|");
+        foreach (var (charge, list) in gaps)
+            sb.AppendLine(ci, $"| {(charge == 1 ? "its tokens (3)" : $"at least {charge} tokens (Engine:SeededForwardTokens, the default)")} | {Spread.Of(list).Format("F2")} s | {Spread.Of(done[charge]).Format("F2")} s |");
         return sb.ToString();
     }
 
