@@ -19,22 +19,10 @@ public class KernelChoicesRestartTests
         var root = Path.Combine(Path.GetTempPath(), "rg-kc-" + Guid.NewGuid().ToString("N")[..8]);
         var dir = Path.Combine(root, "wide-head");
         var choices = Path.Combine(root, "cache", "kernel-choices.json");
-        Directory.CreateDirectory(dir);
         try
         {
             // A vocabulary of 8192 × 128: the head is large enough (2^20 weights) for the kernels and their timing.
-            var config = ModelHost.DemoConfig(8192);
-            using (var model = new RecurrentGemma.Model.GriffinForCausalLM(config, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU))
-            {
-                RecurrentGemma.Model.RandomWeights.Initialize(model, 5);
-                RecurrentGemma.Model.Checkpoints.SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors());
-            }
-            File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(new
-            {
-                vocab_size = 8192, hidden_size = 128, intermediate_size = 768, num_hidden_layers = 6, num_attention_heads = 4,
-                lru_width = 128, attention_window_size = 256, _block_types = new[] { "recurrent", "recurrent", "attention" },
-            }));
-            File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), RecurrentGemma.Text.Demo.DemoTokenizer.ModelBytes());
+            ModelDirectory.Write(dir, vocab: 8192);
             string args = $"--Model:Path={dir} --Model:KernelChoices={choices} --Engine:MaxSlots=4 --Api:ShutdownGraceSeconds=1";
 
             await using (var first = await ServerProcess.StartAsync(args))

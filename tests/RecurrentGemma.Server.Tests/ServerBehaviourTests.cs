@@ -229,21 +229,9 @@ public class ServerBehaviourTests
     public async Task A_model_directory_is_served_under_its_name()
     {
         var dir = Path.Combine(Path.GetTempPath(), "rg-api-" + Guid.NewGuid().ToString("N")[..8], "my-griffin");
-        Directory.CreateDirectory(dir);
         try
         {
-            var config = ModelHost.DemoConfig(4096);
-            using (var model = new RecurrentGemma.Model.GriffinForCausalLM(config, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU))
-            {
-                RecurrentGemma.Model.RandomWeights.Initialize(model, 5);
-                RecurrentGemma.Model.Checkpoints.SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors());
-            }
-            File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(new
-            {
-                vocab_size = 4096, hidden_size = 128, intermediate_size = 768, num_hidden_layers = 6, num_attention_heads = 4,
-                lru_width = 128, attention_window_size = 256, _block_types = new[] { "recurrent", "recurrent", "attention" },
-            }));
-            File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), RecurrentGemma.Text.Demo.DemoTokenizer.ModelBytes());
+            ModelDirectory.Write(dir, vocab: 4096);
             var logs = new CapturingLoggerProvider();
             await using var server = new ServerFactory().With("Model:Path", dir);
             var factory = server.WithWebHostBuilder(b => b.ConfigureServices(s => s.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(logs)));
