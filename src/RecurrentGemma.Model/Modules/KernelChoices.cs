@@ -15,7 +15,7 @@ namespace RecurrentGemma.Model.Modules;
 /// the other way in 3 of 10 fresh processes on the 2-core EPYC, docs/benchmarks.md). The two paths sum in different orders,
 /// so the logits differ in their last bits and a seeded request's text can change with them: the
 /// seed's promise — the same text after a restart — would then hold only by luck. Replicas that
-/// share one file (a volume) take the same kernels too. The decisions stay measured, never chosen
+/// share one file (a volume) and start after it was written take the same kernels too. The decisions stay measured, never chosen
 /// by CPU model: the file holds what this machine measured, and a file written on another CPU, core
 /// count, thread count or build (its fingerprint) is ignored and replaced.
 ///
