@@ -26,7 +26,12 @@ public class KernelChoicesRestartTests
             string args = $"--Model:Path={dir} --Model:KernelChoices={choices} --Engine:MaxSlots=4 --Api:ShutdownGraceSeconds=1";
 
             await using (var first = await ServerProcess.StartAsync(args))
+            {
                 Assert.True(first.Log.Contains("none yet in"), first.Log);
+                // Decode steps take the one-row decisions (the start-up calibration usually has already).
+                var r = await first.Http.PostAsync("/v1/completions", Json("""{"prompt":"hello","max_tokens":3,"temperature":0}"""));
+                Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
+            }
             var file = JsonNode.Parse(File.ReadAllText(choices))!.AsObject();
             // Timed at start-up (the engine's thread calibration runs batch-1 steps): the one-row f32 loop.
             Assert.True(file["choices"]!.AsObject().ContainsKey("f32-row-by-row/x1"), file.ToJsonString());
@@ -39,10 +44,11 @@ public class KernelChoicesRestartTests
             File.WriteAllText(choices, file.ToJsonString());
 
             await using var second = await ServerProcess.StartAsync(args);
+            // The kernels' lines are logged just after the server turns ready: wait for the last of them (bounded).
+            for (int i = 0; i < 200 && !second.Log.Contains("CPU kernel choices: kept in"); i++) await Task.Delay(50);
             Assert.Matches("CPU kernel choices: \"?[0-9]+ read from", second.Log);
             Assert.True(second.Log.Contains($"f32×1 loop {(timedOn ? "four rows per pass" : "row by row")} (row by row 222.22 vs four rows per pass 111.11 ms)"), second.Log);
-            var response = await second.Http.PostAsync("/v1/completions", new StringContent(
-                """{"prompt":"hello","max_tokens":4,"temperature":1,"seed":7}""", System.Text.Encoding.UTF8, "application/json"));
+            var response = await second.Http.PostAsync("/v1/completions", Json("""{"prompt":"hello","max_tokens":4,"temperature":1,"seed":7}"""));
             Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
         }
         finally { Directory.Delete(root, recursive: true); }
@@ -70,4 +76,6 @@ public class KernelChoicesRestartTests
         var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
         Assert.Equal(Path.Combine(home, ".cache", "rgemma", "kernel-choices.json"), ModelHost.KernelChoicesPath("auto"));
     }
+
+    static StringContent Json(string body) => new(body, System.Text.Encoding.UTF8, "application/json");
 }
