@@ -39,7 +39,9 @@ internal sealed partial class EngineLoop
         var forwards = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens),
             seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled && RecurrentGemma.Model.Modules.CpuPaths.On(_model.Device),   // elsewhere the decode steps give no such guarantee: nothing to keep
             forwardTokens: Math.Max(1, _options.SeededForwardTokens));
-        return forwards.Sum(PrefillForward);
+        int tokens = 0;
+        foreach (var forward in forwards) tokens += PrefillForward(forward);
+        return tokens;
     }
 
     /// <summary>One forward over prompt chunks; the prompts it completes sample their first tokens

@@ -14,9 +14,9 @@ namespace RecurrentGemma.Engine;
 /// the model's own SIMD kernels split over every core (<see cref="SimdGemv"/>), and libtorch's
 /// OpenMP workers, spinning between its ops, take those cores from them (2B bf16 recurrent layer
 /// 8.6 vs 6.1 ms; a 2B bf16 step of 16 rows 394 ms on one torch thread, 597 on two, libtorch's own
-/// path 503 on two; docs/benchmarks.md). So decode steps at batch 1, 2, 4, … are timed (before the
-/// engine allocates its slot pool) with one thread and with all, in alternation (a slow phase of a noisy machine
-/// slows both), and each power of two gets its own answer: a near tie at batch 1 must not decide
+/// path 503 on two; docs/benchmarks.md). So decode steps at batch 1, 2, 4, … are timed (before
+/// the engine allocates its slot pool) with one thread and with all, in alternation (a slow phase
+/// of a noisy machine slows both), and each power of two gets its own answer: a near tie at batch 1 must not decide
 /// batch 16, where the kernels' margin is large. Up to the most rows the kernels take
 /// (<see cref="SimdGemv.RowsTaken"/>: 32 where the CPU has AVX-512, 16 on the AVX2 loops under BatchInvariance)
 /// every bucket is timed; beyond, libtorch alone runs, and the first bucket where all threads win

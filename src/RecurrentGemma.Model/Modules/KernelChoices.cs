@@ -12,12 +12,13 @@ namespace RecurrentGemma.Model.Modules;
 ///
 /// Why: each decision is timed once per process, and where two paths run close a noisy timing can
 /// choose the other one after a restart (bf16 projections of 17–32 rows, SIMD passes or libtorch:
-/// the other way in 3 of 10 fresh processes on the 2-core EPYC, docs/benchmarks.md). The two paths sum in different orders,
-/// so the logits differ in their last bits and a seeded request's text can change with them: the
-/// seed's promise — the same text after a restart — would then hold only by luck. Replicas that
-/// share one file (a volume) and start after it was written take the same kernels too. The decisions stay measured, never chosen
-/// by CPU model: the file holds what this machine measured, and a file written on another CPU, core
-/// count, thread count or build (its fingerprint) is ignored and replaced.
+/// the other way in 3 of 10 fresh processes on the 2-core EPYC, docs/benchmarks.md). The two
+/// paths sum in different orders, so the logits differ in their last bits and a seeded request's
+/// text can change with them: the seed's promise — the same text after a restart — would then
+/// hold only by luck. Replicas that share one file (a volume) and start after it was written take
+/// the same kernels too. The decisions stay measured, never chosen by CPU model: the file holds
+/// what this machine measured, and a file written on another CPU, core count, thread count or
+/// build (its fingerprint) is ignored and replaced.
 ///
 /// Without <see cref="UseFile"/> (tests, benchmarks) every process times its own decisions.
 /// </summary>
