@@ -38,6 +38,16 @@ public sealed class AdaptiveDecodeThreads
     /// <summary>How many times a bucket's chosen side changed since start-up.</summary>
     public long Switches { get; private set; }
 
+    /// <summary>Decode steps recorded since start-up.</summary>
+    public long Recorded { get; private set; }
+
+    /// <summary>
+    /// What the engine knows now, per bucket as step times at the bucket's batch size (its
+    /// per-row medians × the batch): the plan the next process starts from (<see cref="ThreadCalibration.Remember"/>).
+    /// </summary>
+    public IReadOnlyList<ThreadTiming> Snapshot() =>
+        [.. _batches.Select((b, i) => new ThreadTiming(b, _one[i].Median * b, _many[i].Median * b))];
+
     /// <summary>The torch threads for a decode step of <paramref name="rows"/> sequences.</summary>
     public int Choose(int rows)
     {
@@ -54,6 +64,7 @@ public sealed class AdaptiveDecodeThreads
         int i = Bucket(rows);
         if (i < 0 || rows <= 0 || !(milliseconds >= 0)) return;
         bool before = PrefersOne(i);
+        Recorded++;
         (threads == 1 ? _one[i] : _many[i]).Add(milliseconds / rows);
         if (PrefersOne(i) != before) Switches++;
     }

@@ -29,6 +29,8 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
 
     int _allThreads, _current, _decodeRows;
     AdaptiveDecodeThreads? _threads;
+    string? _threadsKey;
+    long _savedSwitches, _savedRecorded;
     string _calibration = "";
 
     /// <summary>The start-up measurement and the choice now (it adapts while the engine runs).</summary>
@@ -42,6 +44,20 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         var plan = ThreadCalibration.Calibrate(model, maxBatch: maxBatch);
         _calibration = $"decode: {plan.Reason}";
         if (plan.Buckets.Count > 0) _threads = new AdaptiveDecodeThreads(plan);
+        _threadsKey = plan.Key;
+    }
+
+    /// <summary>
+    /// Writes what the running engine learned about decode threads to the kernel-choices file
+    /// (when the process keeps one): when a bucket changes sides, and at the end, so the next
+    /// process starts from this run's steps rather than from one start-up moment.
+    /// </summary>
+    void SaveThreads()
+    {
+        if (_threads is null || _threadsKey is null) return;
+        _savedSwitches = _threads.Switches;
+        _savedRecorded = _threads.Recorded;
+        ThreadCalibration.Remember(_threadsKey, _threads.Snapshot(), $"learned while running: {_threads.Describe()}");
     }
 
     void UseThreads(bool decode, int rows)
@@ -84,7 +100,11 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
         Forwards++;
         ForwardSeconds += clock.Elapsed.TotalSeconds;
         // On the CPU the forward has finished here (no device queue), so this is the step's compute time.
-        if (_decodeRows > 0) _threads?.Record(_decodeRows, _current, clock.Elapsed.TotalMilliseconds);
+        if (_decodeRows > 0 && _threads is not null)
+        {
+            _threads.Record(_decodeRows, _current, clock.Elapsed.TotalMilliseconds);
+            if (_threads.Switches != _savedSwitches) SaveThreads();   // rare: a file write on the engine thread is fine
+        }
         return logits;
     }
 
@@ -118,6 +138,7 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
 
     public void Dispose()
     {
+        if (_threads is not null && _threads.Recorded != _savedRecorded) SaveThreads();
         if (_allThreads > 0) set_num_threads(_allThreads);   // leave the process as we found it
         _buffer.Dispose();
     }

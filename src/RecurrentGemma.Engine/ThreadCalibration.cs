@@ -21,6 +21,8 @@ namespace RecurrentGemma.Engine;
 /// (<see cref="SimdGemv.RowsTaken"/>: 32 where the CPU has AVX-512, 16 on the AVX2 loops under BatchInvariance)
 /// every bucket is timed; beyond, libtorch alone runs, and the first bucket where all threads win
 /// ends the sweep (which goes to 16 at most where the kernels take fewer rows). Prefill always uses every thread. Skipped on a GPU.
+/// Where the process keeps the kernels' choices in a file (Model:KernelChoices), a plan kept there
+/// for this model, path and batch range is taken instead of timing (<see cref="Remember"/>).
 /// </summary>
 public static class ThreadCalibration
 {
@@ -48,11 +50,19 @@ public static class ThreadCalibration
         int kernelRows = SimdGemv.RowsTaken;
         int largest = Math.Max(LargestBatch, kernelRows);
         largest = Math.Max(1, Math.Min(largest, Math.Min(maxBatch, pool?.Capacity ?? int.MaxValue)));
+        string key = Key(model, largest);
+        if (KernelChoices.FilePath is not null && KernelChoices.TryRecall(key, out var kept) && FromEntry(kept, all, largest, key) is { } recalled)
+        {
+            WarmUp(model);
+            return recalled;
+        }
         var state = pool ?? model.CreateState(largest);
         var slots = Enumerable.Range(0, largest).Select(i => (long)i).ToArray();
         try
         {
-            return Sweep(model, state, slots, all, kernelRows);
+            var plan = Sweep(model, state, slots, all, kernelRows) with { Key = key };
+            Remember(key, plan.Buckets, plan.Reason);
+            return plan;
         }
         finally
         {
@@ -60,6 +70,69 @@ public static class ThreadCalibration
             else foreach (var slot in slots) pool.Reset((int)slot);   // clean, as a slot must be before its first sequence
         }
     }
+
+    /// <summary>
+    /// The name of a calibration in the kernel-choices file: the model's dtype and shape, the
+    /// process-wide switches that change a decode step's path, and the largest batch timed (an
+    /// engine with fewer slots times fewer sizes). The file's fingerprint holds the machine and build.
+    /// </summary>
+    public static string Key(GriffinForCausalLM model, int largest)
+    {
+        var c = model.Config;
+        string blocks = string.Concat(c.BlockTypes.Select(b => b == BlockKind.Recurrent ? 'r' : 'a'));
+        string shape = FormattableString.Invariant(
+            $"d{c.HiddenSize}-m{c.MlpWidth}-r{c.LruWidth}-l{c.NumHiddenLayers}{blocks}-h{c.NumAttentionHeads}x{c.HeadDim}-v{c.VocabSize}-w{c.AttentionWindowSize}");
+        string paths = (BatchInvariance.Enabled ? "invariant" : "variant") + (CpuPaths.Enabled ? "" : "-tensor-ops");
+        return FormattableString.Invariant($"decode-threads/{KernelChoices.Name(model.DType)}/{shape}/{paths}/b{largest}");
+    }
+
+    /// <summary>
+    /// Keeps a plan in the kernel-choices file (when the process keeps one): the start-up sweep,
+    /// and later what the running engine learned (<see cref="AdaptiveDecodeThreads.Snapshot"/>),
+    /// so that the next process on this machine starts from it instead of timing decode steps
+    /// again (a 2B model: ~7 s for 8 slots, ~23 s for 64; docs/benchmarks.md). Value: the bucket
+    /// count; timings: batch, one-thread ms, all-threads ms per bucket.
+    /// </summary>
+    public static void Remember(string key, IReadOnlyList<ThreadTiming> buckets, string summary)
+    {
+        if (KernelChoices.FilePath is null || buckets.Count == 0) return;
+        KernelChoices.Record(key, new KernelChoices.Entry(buckets.Count,
+            [.. buckets.SelectMany(b => new[] { b.Batch, b.OneThreadMs, b.AllThreadsMs })], summary));
+    }
+
+    /// <summary>A kept plan, or null when the entry is not one this engine can use (it is then timed again).</summary>
+    static DecodeThreads? FromEntry(KernelChoices.Entry e, int all, int largest, string key)
+    {
+        var t = e.Timings;
+        if (t.Length == 0 || t.Length % 3 != 0 || t.Length / 3 != e.Value) return null;
+        var buckets = new List<ThreadTiming>();
+        for (int i = 0; i < t.Length; i += 3)
+        {
+            int batch = (int)t[i];
+            if (batch != t[i] || batch < 1 || batch > largest || (buckets.Count > 0 && batch <= buckets[^1].Batch)) return null;
+            if (!(t[i + 1] > 0) || !(t[i + 2] > 0) || double.IsInfinity(t[i + 1]) || double.IsInfinity(t[i + 2])) return null;
+            buckets.Add(new ThreadTiming(batch, t[i + 1], t[i + 2]));
+        }
+        return new DecodeThreads(all, buckets,
+            $"{DecodeThreads.Summary(buckets.Select(b => (b.Batch, b.OneThread)))} (kept by an earlier process, not timed: 1 vs {all} threads: {Timings(buckets)})", key);
+    }
+
+    /// <summary>
+    /// One short prompt and one decode step in a scratch slot of its own, where a kept plan
+    /// replaced the timed steps: the first request then finds the one-row kernel decisions taken
+    /// (read from the file, and in the start-up log) and the step's buffers allocated (without
+    /// it a 2B model's first request waited ~0.35 s longer; docs/benchmarks.md).
+    /// </summary>
+    static void WarmUp(GriffinForCausalLM model)
+    {
+        using var state = model.CreateState(1);
+        long[] slot = [0];
+        using (model.Forward([new long[] { 2, 3, 4, 5 }], state, slot)) { }
+        using (model.Forward([new long[] { 6 }], state, slot)) { }
+    }
+
+    static string Timings(IEnumerable<ThreadTiming> buckets) =>
+        string.Join(", ", buckets.Select(b => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"b{b.Batch} {b.OneThreadMs:F2}/{b.AllThreadsMs:F2} ms")));
 
     static DecodeThreads Sweep(GriffinForCausalLM model, GriffinState state, long[] slots, int all, int kernelRows)
     {
@@ -89,7 +162,6 @@ public static class ThreadCalibration
         {
             int repeats = Step(all, 1) > LongStepMs ? 3 : 5;   // also the warm-up
             var buckets = new List<ThreadTiming>();
-            var seen = new List<string>();
             // Powers of two, and the largest batch itself when a small pool ends between two.
             var sizes = new List<int>();
             for (int b = 1; b < largest; b *= 2) sizes.Add(b);
@@ -104,12 +176,10 @@ public static class ThreadCalibration
                     manys.Add(Step(all, batch));
                 }
                 double one = Median(ones), many = Median(manys);
-                seen.Add($"b{batch} {one:F2}/{many:F2} ms");
                 buckets.Add(new ThreadTiming(batch, one, many));
                 if (one >= many && batch >= kernelRows) break;
             }
-            var ci = System.Globalization.CultureInfo.InvariantCulture;
-            return new DecodeThreads(all, buckets, $"{DecodeThreads.Summary(buckets.Select(b => (b.Batch, b.OneThread)))} (1 vs {all} threads: {string.Join(", ", seen)})");
+            return new DecodeThreads(all, buckets, $"{DecodeThreads.Summary(buckets.Select(b => (b.Batch, b.OneThread)))} (1 vs {all} threads: {Timings(buckets)})");
         }
         finally { set_num_threads(all); }
     }
@@ -126,7 +196,8 @@ public sealed record ThreadTiming(int Batch, double OneThreadMs, double AllThrea
 /// of the smallest timed power of two at or above it; larger than every timed one, all threads.
 /// (The engine keeps it up to date while it runs: <see cref="AdaptiveDecodeThreads"/>.)
 /// </summary>
-public sealed record DecodeThreads(int AllThreads, IReadOnlyList<ThreadTiming> Buckets, string Reason)
+/// <param name="Key">Its name in the kernel-choices file (<see cref="ThreadCalibration.Key"/>); null when not calibrated.</param>
+public sealed record DecodeThreads(int AllThreads, IReadOnlyList<ThreadTiming> Buckets, string Reason, string? Key = null)
 {
     public int For(int rows)
     {

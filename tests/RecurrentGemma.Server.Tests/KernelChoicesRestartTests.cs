@@ -8,7 +8,7 @@ namespace RecurrentGemma.Server.Tests;
 /// A restarted server takes the CPU kernels its predecessor timed (Model:KernelChoices), so the
 /// same seed meets the same kernels and gives the same text: the first process writes the file,
 /// the second reads it — shown by editing one decision in between and finding the edit in the
-/// second process's start-up log.
+/// second process's start-up log. The engine's decode thread plan is kept the same way.
 /// </summary>
 public class KernelChoicesRestartTests
 {
@@ -41,6 +41,17 @@ public class KernelChoicesRestartTests
             // The opposite decision, with timings no machine would measure: the next process must take it.
             oneRow["value"] = timedOn ? 0 : 1;
             oneRow["timings"] = new JsonArray(111.11, 222.22);
+            // The engine's decode thread plan (timed at start-up, rewritten at shutdown with what the
+            // engine learned): times no machine would measure, one side winning each size in turn.
+            var threadPlan = file["choices"]!.AsObject().Where(c => c.Key.StartsWith("decode-threads/", StringComparison.Ordinal)).ToList();
+            bool calibrated = Environment.ProcessorCount > 1;   // one core: nothing to calibrate
+            Assert.Equal(calibrated ? 1 : 0, threadPlan.Count);
+            if (calibrated)
+            {
+                Assert.EndsWith("/b4", threadPlan[0].Key);   // the engine's 4 slots bound the sizes timed
+                Assert.StartsWith("learned while running", (string?)threadPlan[0].Value!["summary"]);
+                file["choices"]![threadPlan[0].Key] = new JsonObject { ["value"] = 3, ["timings"] = new JsonArray(1, 0.5, 8.5, 2, 9.25, 0.75, 4, 0.25, 16) };
+            }
             File.WriteAllText(choices, file.ToJsonString());
 
             await using var second = await ServerProcess.StartAsync(args);
@@ -48,6 +59,8 @@ public class KernelChoicesRestartTests
             for (int i = 0; i < 200 && !second.Log.Contains("CPU kernel choices: kept in"); i++) await Task.Delay(50);
             Assert.Matches("CPU kernel choices: \"?[0-9]+ read from", second.Log);
             Assert.True(second.Log.Contains($"f32×1 loop {(timedOn ? "four rows per pass" : "row by row")} (row by row 222.22 vs four rows per pass 111.11 ms)"), second.Log);
+            if (calibrated)
+                Assert.Matches("Engine threads: \"?decode: one thread at batch 1/4 \\(kept by an earlier process, not timed: 1 vs [0-9]+ threads: b1 0.50/8.50 ms, b2 9.25/0.75 ms, b4 0.25/16.00 ms\\)", second.Log);
             var response = await second.Http.PostAsync("/v1/completions", Json("""{"prompt":"hello","max_tokens":4,"temperature":1,"seed":7}"""));
             Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
         }

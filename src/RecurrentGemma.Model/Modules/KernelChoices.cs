@@ -110,6 +110,30 @@ public static class KernelChoices
         return entry;
     }
 
+    /// <summary>
+    /// The decision this process holds for <paramref name="key"/>, read from the file or taken
+    /// earlier, without timing anything (for callers that measure on their own terms).
+    /// </summary>
+    public static bool TryRecall(string key, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Entry? entry)
+    {
+        if (!Known.TryGetValue(key, out entry)) return false;
+        Interlocked.Increment(ref _recalled);
+        return true;
+    }
+
+    /// <summary>
+    /// Sets <paramref name="key"/> to <paramref name="entry"/>, replacing what was held (a choice
+    /// learned while running supersedes the start-up timing), and writes the file when one is in use.
+    /// </summary>
+    public static void Record(string key, Entry entry)
+    {
+        lock (Gate)
+        {
+            Known[key] = entry;
+            if (_path is not null) Write();
+        }
+    }
+
     /// <summary>The whole file, replaced at once (a reader never sees half of it).</summary>
     static void Write()
     {
@@ -136,7 +160,7 @@ public static class KernelChoices
     }
 
     /// <summary>A dtype's short name in keys.</summary>
-    internal static string Name(TorchSharp.torch.ScalarType dtype) => dtype switch
+    public static string Name(TorchSharp.torch.ScalarType dtype) => dtype switch
     {
         TorchSharp.torch.ScalarType.Float32 => "f32",
         TorchSharp.torch.ScalarType.BFloat16 => "bf16",
