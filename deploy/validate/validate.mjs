@@ -64,6 +64,13 @@ async function kubernetes() {
     check(pod.securityContext?.runAsNonRoot === true, `${overlay}: must run as non-root`);
     const gpu = server?.resources?.limits?.["nvidia.com/gpu"];
     check(overlay.startsWith("gpu") ? gpu === "1" || gpu === 1 : gpu === undefined, `${overlay}: nvidia.com/gpu ${overlay.startsWith("gpu") ? "must be requested" : "must not be requested"}`);
+    if (overlay === "cpu") {
+      // The kernel-choices file must sit on a writable volume of the pod, or every container restart times again.
+      const file = server?.env?.find((e) => e.name === "Model__KernelChoices")?.value;
+      const mount = (server?.volumeMounts ?? []).find((m) => file && file.startsWith(m.mountPath.replace(/\/?$/, "/")));
+      const volume = mount && (pod.volumes ?? []).find((v) => v.name === mount.name);
+      check(file && mount && !mount.readOnly && volume?.emptyDir, `${overlay}: Model__KernelChoices must name a file on a writable emptyDir mount`);
+    }
     const hpa = byKind.HorizontalPodAutoscaler;
     check(JSON.stringify(hpa?.spec?.metrics ?? []).includes("rgemma_engine_state_slots_usage_ratio"), `${overlay}: HPA must scale on state slot usage`);
     check(byKind.Ingress?.metadata?.annotations?.["nginx.ingress.kubernetes.io/upstream-hash-by"], `${overlay}: session affinity annotation missing`);
