@@ -54,6 +54,58 @@ public class GrammarTests
         for (int v = min - 30; v <= max + 30; v++) Assert.Equal(v >= min && v <= max, Accepts(m, v.ToString()));
     }
 
+    [Theory]
+    [InlineData("""{"type":"integer","minimum":5,"maximum":1}""", "no integer lies between the minimum 5 and the maximum 1")]
+    [InlineData("""{"type":"integer","minimum":1e308}""", "no integer of at most 15 digits (the most written) is at least 1000000000000000")]
+    [InlineData("""{"type":"integer","exclusiveMaximum":-1e300}""", "no integer of at most 15 digits (the most written) is at most -1000000000000001")]
+    public void An_empty_integer_range_says_which_bound_empties_it(string schema, string message)
+    {
+        var e = Assert.Throws<GrammarException>(() => Compile(schema, strict: true));
+        Assert.Equal(message, e.Message);
+        Assert.Throws<GrammarException>(() => Compile(schema, strict: false));   // no valid document: not ignorable
+    }
+
+    [Theory]
+    [InlineData("""{"$ref":"#"}""")]
+    [InlineData("""{"allOf":[{"$ref":"#"}]}""")]
+    [InlineData("""{"anyOf":[{"$ref":"#"}]}""")]
+    [InlineData("""{"$ref":"#/$defs/a","$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}}}""")]
+    [InlineData("""{"type":"object","properties":{"a":{"$ref":"#"}},"required":["a"],"additionalProperties":false}""")]
+    [InlineData("""{"type":"array","items":{"$ref":"#"},"minItems":1}""")]
+    public void A_recursion_with_no_way_out_is_refused_not_generated_forever(string schema)
+    {
+        // Before: the self-references compiled to a grammar whose matcher stopped at once with
+        // nothing (an empty "document"), the required nesting ran to max_tokens ({"a":{"a":…).
+        foreach (bool strict in new[] { true, false })
+        {
+            var e = Assert.Throws<GrammarException>(() => Compile(schema, strict));
+            Assert.Contains("no finite JSON document", e.Message);
+        }
+        // In a tool's parameters the error names the tool.
+        var tools = new ToolPrompt([new ToolDefinition("ok", null, JsonDocument.Parse("""{"type":"object"}""").RootElement),
+                                    new ToolDefinition("loop", null, JsonDocument.Parse(schema).RootElement)]);
+        Assert.Equal("tools[1].function.parameters", Assert.Throws<GrammarException>(() => ToolCallGrammar.Build(tools)).Path);
+    }
+
+    [Fact]
+    public void A_branch_with_no_way_out_is_never_entered_while_the_rest_of_the_schema_stays()
+    {
+        // "a" can only nest forever, "b" ends: a document must leave "a" out, so generation may not start it.
+        var m = Compile("""
+        {"type":"object","properties":{"a":{"$ref":"#/$defs/loop"},"b":{"type":"string"},"c":{"anyOf":[{"$ref":"#/$defs/loop"},{"type":"null"}]}},
+         "required":["b"],"additionalProperties":false,
+         "$defs":{"loop":{"type":"object","properties":{"x":{"$ref":"#/$defs/loop"}},"required":["x"],"additionalProperties":false}}}
+        """);
+        Assert.True(Accepts(m, """{"b":"x"}"""));
+        Assert.True(Accepts(m, """{"b":"x","c":null}"""));
+        Assert.True(m.Advance(m.Start, "{\"a\":"u8.ToArray()).IsDead);
+        Assert.True(m.Advance(m.Start, "{\"b\":\"x\",\"c\":{"u8.ToArray()).IsDead);
+        Assert.False(m.Advance(m.Start, "{\"b\":\"x\",\"c\":n"u8.ToArray()).IsDead);
+        // A recursion with a way out is kept whole: a tree of any depth.
+        var tree = Compile("""{"type":"object","properties":{"kids":{"type":"array","items":{"$ref":"#"}}},"required":["kids"],"additionalProperties":false}""");
+        Assert.True(Accepts(tree, """{"kids":[{"kids":[]},{"kids":[{"kids":[]}]}]}"""));
+    }
+
     [Fact]
     public void Refs_recurse_and_enums_consts_anyof_arrays_and_formats_compile()
     {

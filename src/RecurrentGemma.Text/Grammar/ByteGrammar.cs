@@ -156,6 +156,54 @@ public sealed class ByteGrammar
     }
 
     internal ByteSet TerminalSet(int symbol) => Terminals[~symbol];
+
+    /// <summary>
+    /// Removes every alternative that cannot derive a finite byte string (one that goes through a
+    /// rule that only ever recurses, or an empty byte set), so that the matcher never enters a
+    /// branch it could not finish: a schema's recursion without a way out (a property that is
+    /// required and refers back to its own object, a $ref to itself) would otherwise let
+    /// generation start a document that can only nest until max_tokens. Returns whether
+    /// <paramref name="rule"/> itself derives one. Linear in the grammar's size (a worklist over
+    /// the uses of each rule, not repeated passes).
+    /// </summary>
+    public bool PruneUnproductive(int rule)
+    {
+        int n = Rules.Count;
+        var productive = new bool[n];
+        var pending = new int[n][];                              // per rule and alternative: symbols not yet known productive
+        var users = new List<(int Rule, int Alt)>?[n];
+        var ready = new Queue<int>();
+        for (int r = 0; r < n; r++)
+        {
+            var alts = Rules[r];
+            pending[r] = new int[alts.Length];
+            for (int a = 0; a < alts.Length; a++)
+            {
+                foreach (int sym in alts[a])
+                {
+                    if (sym < 0) { if (TerminalSet(sym).IsEmpty) pending[r][a]++; }   // an empty set never matches: never counted down
+                    else { pending[r][a]++; (users[sym] ??= []).Add((r, a)); }
+                }
+                if (pending[r][a] == 0 && !productive[r]) { productive[r] = true; ready.Enqueue(r); }
+            }
+        }
+        while (ready.TryDequeue(out int done))
+            foreach (var (r, a) in users[done] ?? [])
+                if (--pending[r][a] == 0 && !productive[r]) { productive[r] = true; ready.Enqueue(r); }
+
+        for (int r = 0; r < n; r++)
+        {
+            if (Array.TrueForAll(pending[r], p => p == 0)) continue;
+            if (pending[r].Length > 0 && pending[r][0] != 0)
+            {
+                // The first alternative goes: character budgets recorded against its positions no longer apply.
+                foreach (var key in CharBudget.Keys.Where(k => k.Rule == r).ToList()) { CharBudget.Remove(key); CharsRequired.Remove(key); }
+            }
+            var p = pending[r];
+            Rules[r] = [.. Rules[r].Where((_, a) => p[a] == 0)];
+        }
+        return productive[rule];
+    }
 }
 
 /// <summary>A schema or grammar that cannot be compiled: the reason and the JSON path of the culprit.</summary>

@@ -94,7 +94,10 @@ internal sealed class JsonGrammar(ByteGrammar g)
     public int IntegerRange(long? lo, long? hi)
     {
         long a = Math.Max(lo ?? -Largest, -Largest), b = Math.Min(hi ?? Largest, Largest);
-        if (a > b) throw new GrammarException($"no integer lies between the minimum {lo} and the maximum {hi}", "");
+        if (a > b)
+            throw new GrammarException(lo is null || hi is null
+                ? $"no integer of at most {MaxIntegerDigits} digits (the most written) is {(lo is null ? $"at most {hi}" : $"at least {lo}")}"
+                : $"no integer lies between the minimum {lo} and the maximum {hi}", "");
         var parts = new List<int>();
         if (a < 0) parts.Add(g.Seq(g.Byte((byte)'-'), NonNegativeRange(Math.Max(1, -Math.Min(b, -1)), -a)));
         if (b >= 0) parts.Add(NonNegativeRange(Math.Max(a, 0), b));

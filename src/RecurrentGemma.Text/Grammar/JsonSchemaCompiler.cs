@@ -63,8 +63,15 @@ public sealed class JsonSchemaCompiler
 
     /// <summary>Adds the schema's rules to an existing grammar (a tool's arguments inside the
     /// call format) and returns the rule for one valid document.</summary>
-    public static int CompileInto(ByteGrammar g, JsonElement schema, bool strict, SchemaLimits? limits = null) =>
-        new JsonSchemaCompiler(g, schema, strict, limits ?? new SchemaLimits()).Schema(schema, "", 0);
+    public static int CompileInto(ByteGrammar g, JsonElement schema, bool strict, SchemaLimits? limits = null)
+    {
+        int rule = new JsonSchemaCompiler(g, schema, strict, limits ?? new SchemaLimits()).Schema(schema, "", 0);
+        // A recursion with no way out ({"$ref":"#"}, a required property referring back to its own
+        // object) has no finite document: refused here rather than generated until max_tokens.
+        if (!g.PruneUnproductive(rule))
+            throw new GrammarException("no finite JSON document satisfies it: every one would nest forever through a $ref that has no way out", "");
+        return rule;
+    }
 
     /// <summary>Any JSON object (response_format json_object).</summary>
     public static ByteGrammar AnyObject()
