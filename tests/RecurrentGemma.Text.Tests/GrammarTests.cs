@@ -107,6 +107,61 @@ public class GrammarTests
     }
 
     [Fact]
+    public void Enum_and_const_values_of_another_type_than_the_schema_names_are_never_written()
+    {
+        // Before: {"type":"integer","enum":["x",3]} wrote "x", a string.
+        foreach (bool strict in new[] { true, false })
+        {
+            var m = Compile("""{"type":"integer","enum":["x",3,2.5,4.0,null]}""", strict);
+            Assert.True(Accepts(m, "3"));
+            Assert.True(Accepts(m, "4.0"));   // 4.0 is an integer in JSON Schema
+            Assert.False(Accepts(m, "\"x\""));
+            Assert.False(Accepts(m, "2.5"));
+            Assert.False(Accepts(m, "null"));
+            var n = Compile("""{"type":["number","null"],"enum":["x",2.5,null,true]}""", strict);
+            Assert.True(Accepts(n, "2.5") && Accepts(n, "null"));
+            Assert.False(Accepts(n, "\"x\"") || Accepts(n, "true"));
+            var e = Assert.Throws<GrammarException>(() => Compile("""{"type":"string","const":5}""", strict));
+            Assert.Equal("const", e.Path);
+        }
+    }
+
+    [Theory]
+    [InlineData("""{"type":"string","enum":["ab","abc"],"maxLength":2}""", "maxLength")]
+    [InlineData("""{"const":"a","enum":["b"]}""", "enum")]
+    [InlineData("""{"$ref":"#/$defs/a","type":"string","$defs":{"a":{"type":"integer"}}}""", "type")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer"}},"anyOf":[{"required":["a"]}]}""", "type")]
+    [InlineData("""{"anyOf":[{"type":"integer"}],"minimum":3}""", "minimum")]
+    [InlineData("""{"allOf":[{"type":"integer"}],"maximum":3}""", "maximum")]
+    [InlineData("""{"type":"string","format":"email","maxLength":3}""", "maxLength")]
+    [InlineData("""{"type":"string","format":"uuid","pattern":"^x$"}""", "pattern")]
+    public void Strict_mode_refuses_a_constraint_that_the_deciding_keyword_would_leave_unenforced(string schema, string culprit)
+    {
+        // Before, each of these compiled in strict mode and wrote documents that broke the named keyword.
+        var e = Assert.Throws<GrammarException>(() => Compile(schema, strict: true));
+        Assert.Equal(culprit, e.Path);
+        Assert.Contains("strict mode", e.Message);
+    }
+
+    [Theory]
+    [InlineData("""{"oneOf":[{"type":"integer"},{"type":"string"}]}""", true)]
+    [InlineData("""{"oneOf":[{"type":"integer"},{"type":"number"}]}""", false)]   // 3 matches both
+    [InlineData("""{"oneOf":[{"const":"a"},{"enum":["b","c"]},{"type":"integer"}]}""", true)]
+    [InlineData("""{"oneOf":[{"enum":["a","b"]},{"enum":["b"]}]}""", false)]
+    [InlineData("""{"oneOf":[{"enum":[1]},{"enum":[1.0]}]}""", false)]          // the same number
+    [InlineData("""{"oneOf":[{"const":"a"},{"type":"string"}]}""", false)]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"k":{"const":"cat"},"m":{"type":"string"}},"required":["k","m"]},{"$ref":"#/$defs/dog"}],"$defs":{"dog":{"type":"object","properties":{"k":{"enum":["dog"]}},"required":["k"]}}}""", true)]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"k":{"const":"cat"}},"required":["k"]},{"type":"object","properties":{"k":{"const":"cat"},"n":{"type":"integer"}},"required":["k"]}]}""", false)]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"k":{"const":"cat"}}},{"type":"object","properties":{"k":{"const":"dog"}}}]}""", false)]   // k optional: {} matches both
+    [InlineData("""{"oneOf":[{"type":"integer"},{}]}""", false)]
+    public void Strict_oneOf_needs_branches_no_value_matches_twice(string schema, bool compiles)
+    {
+        Compile(schema, strict: false);   // without strict, oneOf is taken as anyOf
+        if (compiles) Compile(schema, strict: true);
+        else Assert.Equal("oneOf", Assert.Throws<GrammarException>(() => Compile(schema, strict: true)).Path);
+    }
+
+    [Fact]
     public void Refs_recurse_and_enums_consts_anyof_arrays_and_formats_compile()
     {
         var m = Compile("""

@@ -93,24 +93,36 @@ public sealed class JsonSchemaCompiler
             if (!Supported.Contains(p.Name) && !Annotations.Contains(p.Name) && _strict)
                 throw new GrammarException($"the keyword '{p.Name}' is not supported in strict mode", Join(path, p.Name));
 
-        if (s.TryGetProperty("$ref", out var reference)) return Ref(reference, Join(path, "$ref"), depth);
-        if (s.TryGetProperty("const", out var constant)) return Literal(constant);
+        // One keyword decides below ($ref, const, enum, a composition); in strict mode a sibling
+        // that constrains values would go unenforced, so it is refused rather than ignored.
+        if (s.TryGetProperty("$ref", out var reference))
+        {
+            RefuseSiblings(s, "$ref", path);
+            return Ref(reference, Join(path, "$ref"), depth);
+        }
+        if (s.TryGetProperty("const", out var constant)) return Literals(s, "const", [constant], path);
         if (s.TryGetProperty("enum", out var values))
         {
             if (values.ValueKind != JsonValueKind.Array || values.GetArrayLength() == 0)
                 throw new GrammarException("enum must be a non-empty array", Join(path, "enum"));
-            return _g.Choice(values.EnumerateArray().Select(Literal).ToArray());
+            return Literals(s, "enum", [.. values.EnumerateArray()], path);
         }
         foreach (var key in new[] { "anyOf", "oneOf" })
             if (s.TryGetProperty(key, out var options))
             {
                 if (options.ValueKind != JsonValueKind.Array || options.GetArrayLength() == 0)
                     throw new GrammarException($"{key} must be a non-empty array", Join(path, key));
+                RefuseSiblings(s, key, path);
+                if (key == "oneOf" && _strict) SchemaValueKinds.RequireDisjoint(options, Resolve, Join(path, key));
                 return _g.Choice(options.EnumerateArray().Select((o, i) => Schema(o, $"{Join(path, key)}[{i}]", depth + 1)).ToArray());
             }
         if (s.TryGetProperty("allOf", out var all))
         {
-            if (all.ValueKind == JsonValueKind.Array && all.GetArrayLength() == 1) return Schema(all[0], Join(path, "allOf") + "[0]", depth + 1);
+            if (all.ValueKind == JsonValueKind.Array && all.GetArrayLength() == 1)
+            {
+                RefuseSiblings(s, "allOf", path);
+                return Schema(all[0], Join(path, "allOf") + "[0]", depth + 1);
+            }
             if (_strict) throw new GrammarException("allOf is supported with one member only", Join(path, "allOf"));
         }
 
@@ -229,7 +241,12 @@ public sealed class JsonSchemaCompiler
                 _ when _strict => throw new GrammarException($"the format '{format.GetString()}' is not supported in strict mode", Join(path, "format")),
                 _ => null,
             };
-            if (body is { } b) return _g.Seq(_json.Quote, b, _json.Quote);
+            if (body is { } b)
+            {
+                if (_strict && new[] { "pattern", "minLength", "maxLength" }.FirstOrDefault(k => s.TryGetProperty(k, out _)) is { } other)
+                    throw new GrammarException($"'{other}' together with format is not supported in strict mode: only the format would be enforced", Join(path, other));
+                return _g.Seq(_json.Quote, b, _json.Quote);
+            }
         }
         if (s.TryGetProperty("pattern", out var pattern) && pattern.ValueKind == JsonValueKind.String)
         {
@@ -311,6 +328,44 @@ public sealed class JsonSchemaCompiler
 
     /// <summary>A JSON value written compactly, as a literal.</summary>
     int Literal(JsonElement value) => _g.Literal(JsonSerializer.SerializeToUtf8Bytes(value));
+
+    /// <summary>
+    /// const or enum: the values a sibling type admits (in any mode: a value of another type is
+    /// never valid), and in strict mode no other constraining sibling (it would not be checked).
+    /// </summary>
+    int Literals(JsonElement s, string key, JsonElement[] values, string path)
+    {
+        if (_strict && SchemaValueKinds.ConstrainingSibling(s, key, Supported, "type") is { } other)
+            throw new GrammarException($"'{other}' beside {key} is not supported in strict mode: only the {key} values would be enforced", Join(path, other));
+        if (SchemaValueKinds.DeclaredTypes(s) is { } types)
+        {
+            values = [.. values.Where(v => SchemaValueKinds.TypesOf(v).Any(types.Contains))];
+            if (values.Length == 0) throw new GrammarException($"no {key} value has the type the schema names", Join(path, key));
+        }
+        return _g.Choice([.. values.Select(Literal)]);
+    }
+
+    /// <summary>In strict mode, a keyword that decides alone may not have constraining siblings.</summary>
+    void RefuseSiblings(JsonElement s, string key, string path)
+    {
+        if (_strict && SchemaValueKinds.ConstrainingSibling(s, key, Supported) is { } other)
+            throw new GrammarException($"'{other}' beside {key} is not supported in strict mode: move it into the {key} target", Join(path, other));
+    }
+
+    /// <summary>The schema a local $ref names (itself when it is not one), for shallow checks; unresolvable: itself.</summary>
+    JsonElement Resolve(JsonElement s)
+    {
+        for (int hops = 0; hops < 16 && s.ValueKind == JsonValueKind.Object && s.TryGetProperty("$ref", out var r)
+            && r.ValueKind == JsonValueKind.String && r.GetString() is { } target && (target == "#" || target.StartsWith("#/", StringComparison.Ordinal)); hops++)
+        {
+            JsonElement node = _root;
+            if (target != "#")
+                foreach (var raw in target[2..].Split('/'))
+                    if (node.ValueKind != JsonValueKind.Object || !node.TryGetProperty(raw.Replace("~1", "/").Replace("~0", "~"), out node)) return s;
+            s = node;
+        }
+        return s;
+    }
 
     static string Join(string path, string key) => path.Length == 0 ? key : $"{path}.{key}";
 }
