@@ -21,7 +21,11 @@ public sealed record SchemaLimits
 /// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email), and
 /// minimum/maximum (also exclusive) for integers. Annotations (title, description, default,
 /// examples…) are ignored. Any other keyword: with strict, a <see cref="GrammarException"/>
-/// naming it and its path; without, ignored.
+/// naming it and its path; without, ignored. Strict also refuses a constraint that a deciding
+/// keyword ($ref, a composition, const/enum, format) would leave unenforced, and a oneOf whose
+/// branches could match one value twice (<see cref="SchemaValueKinds"/>). A schema with no finite
+/// document is refused in any mode, and branches with no way out are pruned
+/// (<see cref="ByteGrammar.PruneUnproductive"/>).
 /// </summary>
 public sealed class JsonSchemaCompiler
 {
