@@ -117,7 +117,7 @@ public sealed class JsonSchemaCompiler
                 if (options.ValueKind != JsonValueKind.Array || options.GetArrayLength() == 0)
                     throw new GrammarException($"{key} must be a non-empty array", Join(path, key));
                 RefuseSiblings(s, key, path);
-                if (key == "oneOf" && _strict) SchemaValueKinds.RequireDisjoint(options, Resolve, Join(path, key));
+                if (key == "oneOf" && _strict) SchemaValueKinds.RequireDisjoint(options, o => SchemaValueKinds.Resolve(_root, o), Join(path, key));
                 return _g.Choice(options.EnumerateArray().Select((o, i) => Schema(o, $"{Join(path, key)}[{i}]", depth + 1)).ToArray());
             }
         if (s.TryGetProperty("allOf", out var all))
@@ -312,17 +312,9 @@ public sealed class JsonSchemaCompiler
     {
         var target = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : throw new GrammarException("$ref must be a string", path);
         if (_refs.TryGetValue(target, out var rule)) return rule;   // recursion: the rule is declared before it is defined
-        JsonElement node = _root;
-        if (target != "#")
-        {
-            if (!target.StartsWith("#/")) throw new GrammarException($"only local references (#/$defs/…) are supported, not '{target}'", path);
-            foreach (var raw in target[2..].Split('/'))
-            {
-                var part = raw.Replace("~1", "/").Replace("~0", "~");
-                if (node.ValueKind != JsonValueKind.Object || !node.TryGetProperty(part, out node))
-                    throw new GrammarException($"the reference '{target}' points to nothing", path);
-            }
-        }
+        if (target != "#" && !target.StartsWith("#/", StringComparison.Ordinal))
+            throw new GrammarException($"only local references (#/$defs/…) are supported, not '{target}'", path);
+        if (!SchemaValueKinds.TryFind(_root, target, out var node)) throw new GrammarException($"the reference '{target}' points to nothing", path);
         rule = _g.Declare();
         _refs[target] = rule;
         int body = Schema(node, target, depth + 1);
@@ -356,20 +348,7 @@ public sealed class JsonSchemaCompiler
             throw new GrammarException($"'{other}' beside {key} is not supported in strict mode: move it into the {key} target", Join(path, other));
     }
 
-    /// <summary>The schema a local $ref names (itself when it is not one), for shallow checks; unresolvable: itself.</summary>
-    JsonElement Resolve(JsonElement s)
-    {
-        for (int hops = 0; hops < 16 && s.ValueKind == JsonValueKind.Object && s.TryGetProperty("$ref", out var r)
-            && r.ValueKind == JsonValueKind.String && r.GetString() is { } target && (target == "#" || target.StartsWith("#/", StringComparison.Ordinal)); hops++)
-        {
-            JsonElement node = _root;
-            if (target != "#")
-                foreach (var raw in target[2..].Split('/'))
-                    if (node.ValueKind != JsonValueKind.Object || !node.TryGetProperty(raw.Replace("~1", "/").Replace("~0", "~"), out node)) return s;
-            s = node;
-        }
-        return s;
-    }
+
 
     static string Join(string path, string key) => path.Length == 0 ? key : $"{path}.{key}";
 }

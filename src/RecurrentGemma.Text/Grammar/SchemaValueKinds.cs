@@ -13,6 +13,26 @@ namespace RecurrentGemma.Text.Grammar;
 /// </summary>
 internal static class SchemaValueKinds
 {
+    /// <summary>The node a local reference ("#", "#/$defs/a", with JSON pointer's ~0 ~1 escapes) names in <paramref name="root"/>.</summary>
+    public static bool TryFind(JsonElement root, string target, out JsonElement node)
+    {
+        node = root;
+        if (target == "#") return true;
+        if (!target.StartsWith("#/", StringComparison.Ordinal)) return false;
+        foreach (var raw in target[2..].Split('/'))
+            if (node.ValueKind != JsonValueKind.Object || !node.TryGetProperty(raw.Replace("~1", "/").Replace("~0", "~"), out node)) return false;
+        return true;
+    }
+
+    /// <summary>The schema a chain of local $refs leads to (itself when it is not one; where a reference points to nothing, the last schema found).</summary>
+    public static JsonElement Resolve(JsonElement root, JsonElement s)
+    {
+        for (int hops = 0; hops < 16 && s.ValueKind == JsonValueKind.Object && s.TryGetProperty("$ref", out var r)
+            && r.ValueKind == JsonValueKind.String && TryFind(root, r.GetString()!, out var node); hops++)
+            s = node;
+        return s;
+    }
+
     /// <summary>The JSON Schema type names a value has ("integer" values are "number"s too).</summary>
     public static IEnumerable<string> TypesOf(JsonElement value)
     {
