@@ -161,6 +161,58 @@ public class GrammarTests
         else Assert.Equal("oneOf", Assert.Throws<GrammarException>(() => Compile(schema, strict: true)).Path);
     }
 
+    [Theory]
+    [InlineData("""{"type":"number","minimum":0,"maximum":1}""", new[] { "0", "0.5", "1", "1.0", "1.000", "0.999999" }, new[] { "1.5", "-0.1", "2", "1.01", "1e0", "-1" })]
+    [InlineData("""{"type":"number","exclusiveMinimum":0,"exclusiveMaximum":10}""", new[] { "0.001", "9.99", "5", "0.00000001" }, new[] { "0", "0.0", "10", "10.0", "-1", "-0.5" })]
+    [InlineData("""{"type":"number","minimum":-5,"maximum":-2}""", new[] { "-5", "-2", "-3.5", "-2.0", "-5.000", "-4.25" }, new[] { "-5.1", "-1.9", "2", "-1", "-6" })]
+    [InlineData("""{"type":"number","minimum":-3,"exclusiveMaximum":2}""", new[] { "-3", "-2.5", "0", "1.999", "-0.5" }, new[] { "2", "2.0", "-3.01", "-4" })]
+    [InlineData("""{"type":"number","minimum":2,"exclusiveMinimum":2,"maximum":9,"exclusiveMaximum":12}""", new[] { "2.5", "9", "9.0" }, new[] { "2", "2.0", "9.5", "10" })]
+    [InlineData("""{"type":"number","minimum":100}""", new[] { "100", "100.25", "12345.5", "999999999999999" }, new[] { "99.9", "0", "-100" })]
+    public void Number_bounds_that_are_integers_are_kept(string schema, string[] inside, string[] outside)
+    {
+        // Before, strict mode refused them (400) and without strict they were ignored (a "minimum":5 wrote -777777777777777).
+        foreach (bool strict in new[] { true, false })
+        {
+            var m = Compile(schema, strict);
+            foreach (var v in inside) Assert.True(Accepts(m, v), $"{v} in {schema}");
+            foreach (var v in outside) Assert.False(Accepts(m, v), $"{v} in {schema}");
+        }
+    }
+
+    [Fact]
+    public void Every_number_a_bounded_schema_writes_is_within_its_bounds_and_every_plain_one_within_them_is_written()
+    {
+        // Integer parts −13..13 with fractions that land on, near and between the bounds.
+        string[] fractions = ["", ".0", ".00", ".5", ".05", ".001", ".999", ".10"];
+        var numbers = Enumerable.Range(-13, 27).SelectMany(i => fractions.Select(f => i < 0 ? $"-{-i}{f}" : $"{i}{f}"))
+            .Concat(fractions.Where(f => f.Length > 0).Select(f => $"-0{f}")).ToList();
+        var bounds = new int?[] { null, -10, -3, -1, 0, 1, 4, 11 };
+        int schemas = 0;
+        foreach (var lo in bounds)
+            foreach (var hi in bounds)
+                foreach (bool loIn in new[] { true, false })
+                    foreach (bool hiIn in new[] { true, false })
+                    {
+                        if (lo is null && hi is null) continue;
+                        string json = "{\"type\":\"number\"" + (lo is { } l ? $",\"{(loIn ? "minimum" : "exclusiveMinimum")}\":{l}" : "")
+                                    + (hi is { } h ? $",\"{(hiIn ? "maximum" : "exclusiveMaximum")}\":{h}" : "") + "}";
+                        bool Within(double v) => (lo is null || (loIn ? v >= lo : v > lo)) && (hi is null || (hiIn ? v <= hi : v < hi));
+                        bool any = numbers.Any(n => Within(double.Parse(n, System.Globalization.CultureInfo.InvariantCulture)) && !n.StartsWith("-0"));
+                        GrammarMatcher m;
+                        try { m = Compile(json, strict: true); }
+                        catch (GrammarException) { Assert.False(any, $"{json} was refused, yet numbers lie within it"); continue; }
+                        schemas++;
+                        foreach (var n in numbers)
+                        {
+                            bool within = Within(double.Parse(n, System.Globalization.CultureInfo.InvariantCulture));
+                            bool accepted = Accepts(m, n);
+                            if (accepted) Assert.True(within, $"{json} wrote {n}");
+                            else if (within) Assert.True(n.StartsWith("-0"), $"{json} refused {n}");   // "-0…" may be left out: a subset
+                        }
+                    }
+        Assert.True(schemas > 100, $"{schemas} bounded schemas compiled");
+    }
+
     [Fact]
     public void Refs_recurse_and_enums_consts_anyof_arrays_and_formats_compile()
     {
@@ -182,7 +234,7 @@ public class GrammarTests
     [InlineData("""{"type":"string","pattern":"^(a)\\1$"}""", "pattern")]
     [InlineData("""{"type":"string","pattern":"(?=x)y"}""", "pattern")]
     [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"hostname"}}}""", "properties.x.format")]
-    [InlineData("""{"type":"object","properties":{"x":{"type":"number","minimum":0}}}""", "properties.x.minimum")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"number","minimum":0.5}}}""", "properties.x.minimum")]
     [InlineData("""{"type":"object","properties":{"x":{"not":{"type":"null"}}}}""", "properties.x.not")]
     public void Strict_mode_names_the_keyword_it_cannot_enforce_and_non_strict_ignores_it(string schema, string path)
     {

@@ -19,7 +19,7 @@ public sealed record SchemaLimits
 /// and additionalProperties not false, any members), items, prefixItems, minItems/maxItems, enum,
 /// const, anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/…
 /// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email), and
-/// minimum/maximum (also exclusive) for integers. Annotations (title, description, default,
+/// minimum/maximum (also exclusive) for integers, and for numbers where the bounds are integers. Annotations (title, description, default,
 /// examples…) are ignored. Any other keyword: with strict, a <see cref="GrammarException"/>
 /// naming it and its path; without, ignored. Strict also refuses a constraint that a deciding
 /// keyword ($ref, a composition, const/enum, format) would leave unenforced, and a oneOf whose
@@ -278,12 +278,31 @@ public sealed class JsonSchemaCompiler
         catch (GrammarException e) { throw new GrammarException(e.Message, path); }
     }
 
+    /// <summary>
+    /// A number, within its bounds where they are integers (the usual 0, 1, 100; written without
+    /// an exponent then). A bound with a fraction is refused in strict mode and ignored otherwise.
+    /// </summary>
     int Number(JsonElement s, string path)
     {
-        foreach (var key in new[] { "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum" })
-            if (s.TryGetProperty(key, out _) && _strict)
-                throw new GrammarException($"'{key}' is supported for integers only in strict mode", Join(path, key));
-        return _json.Number;
+        (long Value, bool Inclusive)? lo = null, hi = null;
+        foreach (var (key, lower, inclusive) in new[] { ("minimum", true, true), ("exclusiveMinimum", true, false), ("maximum", false, true), ("exclusiveMaximum", false, false) })
+        {
+            if (!s.TryGetProperty(key, out var v)) continue;
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d))
+                throw new GrammarException($"{key} must be a number", Join(path, key));
+            if (Math.Floor(d) != d)
+            {
+                if (_strict) throw new GrammarException($"'{key}' with a fraction ({d.ToString(System.Globalization.CultureInfo.InvariantCulture)}) is not supported in strict mode: number bounds must be integers", Join(path, key));
+                return _json.Number;   // not strict: the bounds are ignored
+            }
+            long b = (long)Math.Clamp(d, -1e16, 1e16);   // past 15 digits a bound cuts all or nothing
+            // Of a bound and its exclusive form the tighter wins (the exclusive one where equal).
+            if (lower && (lo is null || b > lo.Value.Value || (b == lo.Value.Value && !inclusive))) lo = (b, inclusive);
+            if (!lower && (hi is null || b < hi.Value.Value || (b == hi.Value.Value && !inclusive))) hi = (b, inclusive);
+        }
+        if (lo is null && hi is null) return _json.Number;
+        return _json.NumberRange(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
+            ?? throw new GrammarException($"no number lies within the bounds{(lo is { } l ? $" {(l.Inclusive ? "≥" : ">")} {l.Value}" : "")}{(hi is { } h ? $" {(h.Inclusive ? "≤" : "<")} {h.Value}" : "")}", path);
     }
 
     /// <summary>A bound as an integer: minimum rounds up, maximum down; an exclusive minimum
