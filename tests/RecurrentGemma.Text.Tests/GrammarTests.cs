@@ -143,6 +143,20 @@ public class GrammarTests
         Assert.Contains("strict mode", e.Message);
     }
 
+    [Fact]
+    public void Without_strict_a_pattern_or_length_beside_a_format_is_what_is_kept()
+    {
+        // Before, the format won and a 3-character limit wrote a 60-character email address.
+        var m = Compile("""{"type":"string","format":"email","maxLength":3}""");
+        Assert.True(Accepts(m, "\"abc\""));
+        Assert.False(Accepts(m, "\"a@b.co\""));
+        var p = Compile("""{"type":"string","format":"uuid","pattern":"^x+$"}""");
+        Assert.True(Accepts(p, "\"xx\""));
+        Assert.False(Accepts(p, "\"123e4567-e89b-12d3-a456-426614174000\""));
+        var f = Compile("""{"type":"string","format":"uuid"}""");   // alone, the format holds
+        Assert.False(Accepts(f, "\"xx\""));
+    }
+
     [Theory]
     [InlineData("""{"oneOf":[{"type":"integer"},{"type":"string"}]}""", true)]
     [InlineData("""{"oneOf":[{"type":"integer"},{"type":"number"}]}""", false)]   // 3 matches both

@@ -245,12 +245,12 @@ public sealed class JsonSchemaCompiler
                 _ when _strict => throw new GrammarException($"the format '{format.GetString()}' is not supported in strict mode", Join(path, "format")),
                 _ => null,
             };
-            if (body is { } b)
-            {
-                if (_strict && new[] { "pattern", "minLength", "maxLength" }.FirstOrDefault(k => s.TryGetProperty(k, out _)) is { } other)
-                    throw new GrammarException($"'{other}' together with format is not supported in strict mode: only the format would be enforced", Join(path, other));
-                return _g.Seq(_json.Quote, b, _json.Quote);
-            }
+            var other = new[] { "pattern", "minLength", "maxLength" }.FirstOrDefault(k => s.TryGetProperty(k, out _));
+            if (body is not null && other is not null && _strict)
+                throw new GrammarException($"'{other}' together with format is not supported in strict mode: only the format would be enforced", Join(path, other));
+            // Without strict the pattern or lengths win: they always assert, a format is only an
+            // annotation unless a validator opts in (JSON Schema 2020-12).
+            if (body is { } written && other is null) return _g.Seq(_json.Quote, written, _json.Quote);
         }
         if (s.TryGetProperty("pattern", out var pattern) && pattern.ValueKind == JsonValueKind.String)
         {
