@@ -158,6 +158,34 @@ public sealed class ByteGrammar
     internal ByteSet TerminalSet(int symbol) => Terminals[~symbol];
 
     /// <summary>
+    /// The fewest and most bytes <paramref name="rule"/> matches; false where it recurses (no
+    /// finite bound to give). What a format writes is then known to fit a length limit or not.
+    /// </summary>
+    public bool TryLengthRange(int rule, out int min, out int max)
+    {
+        var memo = new Dictionary<int, (int Min, int Max)>();
+        var open = new HashSet<int>();
+        bool cyclic = false;
+        (int Min, int Max) Of(int sym)
+        {
+            if (sym < 0) return (1, 1);
+            if (memo.TryGetValue(sym, out var known)) return known;
+            if (!open.Add(sym)) { cyclic = true; return (0, 0); }
+            (int Min, int Max) best = (int.MaxValue, 0);
+            foreach (var alt in Rules[sym])
+            {
+                int lo = 0, hi = 0;
+                foreach (int s in alt) { var (a, b) = Of(s); lo += a; hi += b; }
+                best = (Math.Min(best.Min, lo), Math.Max(best.Max, hi));
+            }
+            open.Remove(sym);
+            return memo[sym] = best;
+        }
+        (min, max) = Of(rule);
+        return !cyclic && min != int.MaxValue;
+    }
+
+    /// <summary>
     /// Removes every alternative that cannot derive a finite byte string (one that goes through a
     /// rule that only ever recurses, or an empty byte set), so that the matcher never enters a
     /// branch it could not finish: a schema's recursion without a way out (a property that is

@@ -234,6 +234,42 @@ internal sealed class JsonGrammar(ByteGrammar g)
         return g.Seq(g.Repeat(Hex, 8, 8), dash, g.Repeat(Hex, 4, 4), dash, g.Repeat(Hex, 4, 4), dash, g.Repeat(Hex, 4, 4), dash, g.Repeat(Hex, 12, 12));
     }
 
+    /// <summary>Dotted-quad IPv4 (0–255 each, no leading zeros).</summary>
+    public int Ipv4()
+    {
+        int octet = NonNegativeRange(0, 255), dot = g.Byte((byte)'.');
+        return g.Seq(octet, dot, octet, dot, octet, dot, octet);
+    }
+
+    /// <summary>A host name of one to four lowercase labels (RFC 1123 letters, digits and inner hyphens).</summary>
+    public int Hostname() => Host(tld: false);
+
+    int Host(bool tld)
+    {
+        int alnum = g.Terminal(ByteSet.Range([], [((byte)'a', (byte)'z'), ((byte)'0', (byte)'9')]));
+        int inner = g.Terminal(ByteSet.Range("-"u8.ToArray(), [((byte)'a', (byte)'z'), ((byte)'0', (byte)'9')]));
+        int label = g.Seq(alnum, g.Optional(g.Seq(g.Repeat(inner, 0, 18), alnum)));   // 1–20 characters, no hyphen at either end
+        int dot = g.Byte((byte)'.');
+        if (!tld) return g.Seq(label, g.Repeat(g.Seq(dot, label), 0, 3));
+        return g.Seq(label, g.Repeat(g.Seq(dot, label), 0, 2), dot, g.Repeat(g.Terminal(ByteSet.Range((byte)'a', (byte)'z')), 2, 6));
+    }
+
+    /// <summary>
+    /// An absolute http(s) URI: host with a top-level domain, an optional port, up to five path
+    /// segments of unreserved characters and an optional query of key=value pairs. A conservative
+    /// subset of RFC 3986 URIs, of bounded length (so maxLength limits like Pydantic's 2083 hold).
+    /// </summary>
+    public int Uri()
+    {
+        var unreserved = ByteSet.Range("-._~"u8.ToArray(), [((byte)'a', (byte)'z'), ((byte)'A', (byte)'Z'), ((byte)'0', (byte)'9')]);
+        int segment = g.Repeat(g.Terminal(unreserved), 1, 20);
+        int port = g.Seq(g.Byte((byte)':'), NonNegativeRange(1, 65535));
+        int path = g.Repeat(g.Seq(g.Byte((byte)'/'), segment), 0, 5);
+        int pair = g.Seq(segment, g.Byte((byte)'='), segment);
+        int query = g.Seq(g.Byte((byte)'?'), pair, g.Repeat(g.Seq(g.Byte((byte)'&'), pair), 0, 3));
+        return g.Seq(g.Literal("http"), g.Optional(g.Byte((byte)'s')), g.Literal("://"), Host(tld: true), g.Optional(port), path, g.Optional(query));
+    }
+
     public int Email()
     {
         int alnum = g.Terminal(ByteSet.Range([], [((byte)'a', (byte)'z'), ((byte)'0', (byte)'9')]));

@@ -18,7 +18,7 @@ public sealed record SchemaLimits
 /// out), required, additionalProperties (only the listed properties are written; with none listed
 /// and additionalProperties not false, any members), items, prefixItems, minItems/maxItems, enum,
 /// const, anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/…
-/// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email), and
+/// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname), and
 /// minimum/maximum (also exclusive) for integers, and for numbers where the bounds are integers. Annotations (title, description, default,
 /// examples…) are ignored. Any other keyword: with strict, a <see cref="GrammarException"/>
 /// naming it and its path; without, ignored. Strict also refuses a constraint that a deciding
@@ -242,10 +242,18 @@ public sealed class JsonSchemaCompiler
                 "date-time" => _json.DateTime(),
                 "uuid" => _json.Uuid(),
                 "email" => _json.Email(),
+                "uri" => _json.Uri(),
+                "ipv4" => _json.Ipv4(),
+                "hostname" => _json.Hostname(),
                 _ when _strict => throw new GrammarException($"the format '{format.GetString()}' is not supported in strict mode", Join(path, "format")),
                 _ => null,
             };
             var other = new[] { "pattern", "minLength", "maxLength" }.FirstOrDefault(k => s.TryGetProperty(k, out _));
+            // Lengths the format's every string already meets are no conflict (Pydantic's HttpUrl:
+            // a uri of 1 to 2083 characters). The formats are ASCII: bytes are characters.
+            if (body is { } f && other is not null && !s.TryGetProperty("pattern", out _) && _g.TryLengthRange(f, out int shortest, out int longest)
+                && shortest >= (Count(s, "minLength", path, unrolled: false) ?? 0) && longest <= (Count(s, "maxLength", path, unrolled: false) ?? int.MaxValue))
+                other = null;
             if (body is not null && other is not null && _strict)
                 throw new GrammarException($"'{other}' together with format is not supported in strict mode: only the format would be enforced", Join(path, other));
             // Without strict the pattern or lengths win: they always assert, a format is only an
@@ -318,12 +326,13 @@ public sealed class JsonSchemaCompiler
         return key is "minimum" or "exclusiveMaximum" ? (long)Math.Ceiling(d) : (long)Math.Floor(d);
     }
 
-    int? Count(JsonElement s, string key, string path)
+    /// <param name="unrolled">whether the count becomes grammar rules (then it is limited); a bound only compared is not.</param>
+    int? Count(JsonElement s, string key, string path, bool unrolled = true)
     {
         if (!s.TryGetProperty(key, out var v)) return null;
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var n) || n < 0)
             throw new GrammarException($"{key} must be a non-negative integer", Join(path, key));
-        if (n > _limits.MaxRepeat) throw new GrammarException($"{key} above {_limits.MaxRepeat} is not supported", Join(path, key));
+        if (unrolled && n > _limits.MaxRepeat) throw new GrammarException($"{key} above {_limits.MaxRepeat} is not supported", Join(path, key));
         return n;
     }
 
