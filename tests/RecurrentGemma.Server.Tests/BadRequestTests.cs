@@ -125,6 +125,39 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.DoesNotContain("   at ", error.GetProperty("message").GetString());   // never a stack trace
     }
 
+    [Theory]
+    [InlineData("/v1/completions", "text/plain", "hi", 415, "Content-Type must be application/json, got 'text/plain; charset=utf-8'.")]
+    [InlineData("/v1/responses", "application/xml", "<a/>", 415, "Content-Type must be application/json, got 'application/xml; charset=utf-8'.")]
+    [InlineData("/v1/chat/completions", "application/json", "[1]", 400, "The request body must be a JSON object, not an array.")]
+    [InlineData("/v1/completions", "application/json", " 42", 400, "The request body must be a JSON object, not a number.")]
+    [InlineData("/tokenize", "application/json", "\"x\"", 400, "The request body must be a JSON object, not a string.")]
+    [InlineData("/v1/responses", "application/json", "true", 400, "The request body must be a JSON object, not a boolean.")]
+    public async Task The_message_says_what_was_wrong_in_the_clients_terms(string path, string contentType, string body, int status, string message)
+    {
+        // Before: "HTTP 415." for a type refused by routing, and the server's own type names
+        // ("could not be converted to RecurrentGemma.Server.OpenAi.ChatCompletionRequest").
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync(path, new StringContent(body, Encoding.UTF8, contentType));
+        Assert.Equal(status, (int)r.StatusCode);
+        var error = (await ReadJson(r)).GetProperty("error");
+        Assert.Equal(message, error.GetProperty("message").GetString());
+        if (status == 415) Assert.Equal("unsupported_media_type", error.GetProperty("code").GetString());
+    }
+
+    [Theory]
+    [InlineData("abc", "limit must be an integer between 1 and 100, got 'abc'.")]
+    [InlineData("0", "limit must be between 1 and 100, got 0.")]
+    [InlineData("99999999999", "limit must be an integer between 1 and 100, got '99999999999'.")]
+    public async Task A_query_parameter_that_is_no_number_is_a_400_naming_it(string limit, string message)
+    {
+        var client = await server.ReadyClientAsync();
+        var r = await client.GetAsync($"/v1/responses/resp_x/input_items?limit={limit}");
+        Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+        var error = (await ReadJson(r)).GetProperty("error");
+        Assert.Equal("limit", error.GetProperty("param").GetString());
+        Assert.Equal(message, error.GetProperty("message").GetString());
+    }
+
     [Fact]
     public async Task Unknown_routes_and_wrong_methods_get_the_envelope()
     {

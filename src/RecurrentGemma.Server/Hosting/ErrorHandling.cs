@@ -39,10 +39,14 @@ public static class ErrorHandling
             {
                 404 => new ApiError(404, $"Unknown route {http.Request.Method} {http.Request.Path}.", "invalid_request_error", null, "not_found"),
                 405 => new ApiError(405, $"Method {http.Request.Method} is not allowed on {http.Request.Path}.", "invalid_request_error", null, "method_not_allowed"),
+                // The JSON endpoints declare what they accept; routing refuses any other body type before the handler runs.
+                415 => new ApiError(415, $"Content-Type must be application/json, got '{ClipHeader(http.Request.ContentType)}'.", "invalid_request_error", null, "unsupported_media_type"),
                 var s => new ApiError(s, $"HTTP {s}.", "invalid_request_error"),
             };
             await ApiErrorWriter.WriteAsync(http, error);
         });
         return app;
     }
+
+    static string ClipHeader(string? value) => string.IsNullOrEmpty(value) ? "none" : value.Length > 40 ? value[..40] + "…" : value;
 }

@@ -58,10 +58,27 @@ public static class RequestReader
         {
             var param = ParamFromPath(e.Path);
             var message = param is null
-                ? $"The request body is not valid JSON: {e.Message.Split(" Path:")[0]}"
+                ? e.Path == "$" && e.Message.Contains("could not be converted", StringComparison.Ordinal)
+                    ? $"The request body must be a JSON object, not {KindOf(body)}."   // not the server's type names
+                    : $"The request body is not valid JSON: {e.Message.Split(" Path:")[0]}"
                 : $"Invalid type for '{param}': {Describe(e)}";
             throw ApiError.Invalid(message, param);
         }
+    }
+
+    /// <summary>What kind of JSON value a body holds, by its first byte after any whitespace (and a UTF-8 byte order mark).</summary>
+    static string KindOf(byte[] body)
+    {
+        foreach (byte b in body)
+            switch ((char)b)
+            {
+                case ' ' or '\t' or '\r' or '\n' or '\uFEFF' or (char)0xEF or (char)0xBB or (char)0xBF: continue;
+                case '[': return "an array";
+                case '"': return "a string";
+                case 't' or 'f': return "a boolean";
+                default: return "a number";
+            }
+        return "empty";
     }
 
     static string Clip(string s) => s.Length > 40 ? s[..40] + "…" : s;

@@ -28,10 +28,14 @@ public static class StoredResponsesEndpoints
     }
 
     /// <summary>The items the response was generated from — the conversation's earlier items and its
-    /// own input — newest first by default, paged with limit (1–100, default 20), after and before.</summary>
-    public static IResult InputItems(string id, ApiContext api, ResponseStore store, int? limit, string? order, string? after, string? before)
+    /// own input — newest first by default, paged with limit (1–100, default 20), after and before.
+    /// The limit is read as text, so that a value that is no number is a 400 naming it (bound as
+    /// an int, the framework's bare 400 said nothing).</summary>
+    public static IResult InputItems(string id, ApiContext api, ResponseStore store, string? limit, string? order, string? after, string? before)
     {
-        int take = limit ?? 20;
+        int take = 20;
+        if (limit is not null && !int.TryParse(limit, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out take))
+            throw ApiError.Invalid($"limit must be an integer between 1 and 100, got '{(limit.Length > 20 ? limit[..20] + "…" : limit)}'.", "limit");
         if (take is < 1 or > 100) throw ApiError.Invalid($"limit must be between 1 and 100, got {take}.", "limit");
         if (order is not (null or "asc" or "desc")) throw ApiError.Invalid($"order must be asc or desc, got '{order}'.", "order");
         var stored = ResponsesEndpoint.Read(store, api.Owner, id) ?? throw NotFound(id);
