@@ -127,7 +127,7 @@ public static class GemmaChatTemplate
                     Add(turns, "user", ToolFormat.RenderResult(null, m.Name ?? "function", text));
                     break;
                 default:
-                    throw new ChatTemplateException($"messages[{i}].role '{m.Role}' is not one of system, developer, user, assistant", $"messages[{i}].role");
+                    throw new ChatTemplateException($"messages[{i}].role '{m.Role}' is not one of system, developer, user, assistant, tool, function", $"messages[{i}].role");
             }
         }
         if (continueFinal)

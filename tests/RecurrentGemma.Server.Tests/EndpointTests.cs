@@ -284,6 +284,21 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal([2, 106], chat.GetProperty("tokens").EnumerateArray().Take(2).Select(x => x.GetInt32()));
     }
 
+    [Theory]
+    [InlineData("""{"role":"assistant","content":[{"type":"refusal","refusal":"I cannot help with that."}]}""")]
+    [InlineData("""{"role":"assistant","content":null,"refusal":"I cannot help with that."}""")]
+    public async Task An_earlier_refusal_sent_back_is_the_assistants_text(string refused)
+    {
+        // OpenAI's clients send an earlier answer back as it came; before, a refusal part was a 400
+        // ("only text content is supported") and a refusal field an empty turn.
+        var client = await server.ReadyClientAsync();
+        async Task<string> Tokens(string assistant) => (await ReadJson(await client.PostAsync("/tokenize",
+            JsonBody($$"""{"messages":[{"role":"user","content":"Hi"},{{assistant}},{"role":"user","content":"Why?"}]}""")))).GetProperty("tokens").ToString();
+        Assert.Equal(await Tokens("""{"role":"assistant","content":"I cannot help with that."}"""), await Tokens(refused));
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody($$"""{"messages":[{"role":"user","content":"Hi"},{{refused}},{"role":"user","content":"Why?"}],"max_tokens":2}"""));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+    }
+
     [Fact]
     public async Task Health_and_swagger_are_served()
     {

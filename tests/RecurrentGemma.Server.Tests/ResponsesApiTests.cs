@@ -191,6 +191,8 @@ public class ResponsesApiTests(DemoServer server) : IClassFixture<DemoServer>
     [InlineData("""{"input":"   "}""", "input")]
     [InlineData("""{"input":[]}""", "input")]
     [InlineData("""{}""", "input")]
+    [InlineData("""{"input":[{"role":"user","content":[{"type":"refusal","refusal":"no"}]}]}""", "input[0].content[0].type")]   // only an assistant's
+    [InlineData("""{"input":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"refusal"}]},{"role":"user","content":"why"}]}""", "input[1].content[0].refusal")]
     public async Task Bad_requests_get_a_400_naming_the_field(string body, string param)
     {
         var client = await server.ReadyClientAsync();
@@ -198,6 +200,18 @@ public class ResponsesApiTests(DemoServer server) : IClassFixture<DemoServer>
         var error = (await ReadJson(r)).GetProperty("error");
         Assert.True(r.StatusCode == HttpStatusCode.BadRequest, error.ToString());
         Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task An_earlier_refusal_sent_back_as_input_is_the_assistants_text()
+    {
+        // A client that keeps its own history sends earlier output back; a declined answer comes as a refusal part.
+        var client = await server.ReadyClientAsync();
+        object History(object assistant) => new { input = new object[] { new { role = "user", content = "Hi" }, assistant, new { role = "user", content = "Why?" } }, max_output_tokens = 3, temperature = 0, store = false };
+        var refused = await Create(client, History(new { role = "assistant", content = new[] { new { type = "refusal", refusal = "I cannot help with that." } } }));
+        var said = await Create(client, History(new { role = "assistant", content = new[] { new { type = "output_text", text = "I cannot help with that." } } }));
+        Assert.Equal(In(said), In(refused));
+        Assert.Equal(Text(said), Text(refused));
     }
 
     [Fact]

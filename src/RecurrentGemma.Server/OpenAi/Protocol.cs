@@ -78,6 +78,8 @@ public sealed class ChatMessageDto
     public JsonElement? ToolCalls { get; set; }
     /// <summary>A tool message: the call it answers.</summary>
     public string? ToolCallId { get; set; }
+    /// <summary>An assistant message that declined (as the OpenAI clients send an earlier answer back): its text.</summary>
+    public string? Refusal { get; set; }
 }
 
 public sealed class StreamOptionsDto

@@ -128,7 +128,9 @@ public static class RequestValidation
     {
         if (string.IsNullOrEmpty(m.Role)) throw ApiError.Invalid($"messages[{i}].role is required.", $"messages[{i}].role");
         var content = m.Content;
-        if (content is null || content.Value.ValueKind == JsonValueKind.Null) return new ChatMessage(m.Role, "");
+        bool assistant = m.Role == "assistant";
+        if (content is null || content.Value.ValueKind == JsonValueKind.Null)
+            return new ChatMessage(m.Role, assistant && m.Refusal is { } declined ? declined : "");   // a refusal is what the model said
         if (content.Value.ValueKind == JsonValueKind.String) return new ChatMessage(m.Role, content.Value.GetString());
         if (content.Value.ValueKind != JsonValueKind.Array)
             throw ApiError.Invalid($"messages[{i}].content must be a string or an array of content parts.", $"messages[{i}].content");
@@ -138,8 +140,10 @@ public static class RequestValidation
         {
             if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
                 throw ApiError.Invalid($"messages[{i}].content[{p}] must be an object with a 'type'.", $"messages[{i}].content[{p}].type");
-            string? text = part.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-            parts.Add(new ChatContentPart(type.GetString()!, text));
+            // An assistant's refusal part (OpenAI's clients send earlier answers back in this form) is its text.
+            bool refusal = assistant && type.GetString() == "refusal";
+            string? text = part.TryGetProperty(refusal ? "refusal" : "text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            parts.Add(new ChatContentPart(refusal ? "text" : type.GetString()!, text));
             p++;
         }
         return new ChatMessage(m.Role, null, parts);

@@ -91,6 +91,12 @@ public static class ResponseInput
             string here = $"{at}[{p++}]";
             if (part.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{here} must be an object.", here);
             var type = Str(part, "type", here) ?? throw ApiError.Invalid($"{here}.type is required.", $"{here}.type");
+            if (type == "refusal" && role == "assistant")
+            {
+                // An earlier answer that declined, sent back as it came: what the model said.
+                parts.Add(ResponseContentPartDto.OutputText(Str(part, "refusal", here) ?? throw ApiError.Invalid($"{here}.refusal is required.", $"{here}.refusal")));
+                continue;
+            }
             if (type is not ("input_text" or "output_text"))
                 throw ApiError.Invalid($"{here}.type '{type}' is not supported: only input_text and output_text parts (this model reads text only).", $"{here}.type");
             var text = Str(part, "text", here) ?? throw ApiError.Invalid($"{here}.text is required.", $"{here}.text");
