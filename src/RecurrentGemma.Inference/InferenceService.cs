@@ -96,7 +96,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         StopSequenceMatcher[] matchers;
         // A constrained answer is never cut by a stop string (it would no longer parse).
         var stops = request.Format is null && request.Tools is null ? request.Stop : [];
-        try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(stops)).ToArray(); }
+        try { matchers = Enumerable.Range(0, request.N).Select(_ => new StopSequenceMatcher(stops, request.IncludeStopString)).ToArray(); }
         catch (ArgumentException e) { throw new InvalidRequestException(e.Message.Split(" (Parameter")[0], "stop"); }
         var prompt = PromptTokens(request);
         // A constrained answer ends where its grammar does: nothing may end it early or keep it

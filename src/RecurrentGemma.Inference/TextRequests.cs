@@ -26,6 +26,8 @@ public sealed record TextGenerationRequest
     public bool IgnoreEos { get; init; }
     /// <summary>No end id, stop id or stop string ends a choice before it has this many tokens (vLLM's min_tokens).</summary>
     public int MinTokens { get; init; }
+    /// <summary>The stop string that ends a choice stays at the end of its text (vLLM's include_stop_str_in_output).</summary>
+    public bool IncludeStopString { get; init; }
     public int N { get; init; } = 1;
     public bool Logprobs { get; init; }
     public int TopLogprobs { get; init; }

@@ -8,18 +8,22 @@ public readonly record struct StopScan(string Emit, string? MatchedStop);
 /// Finds stop strings in streamed text, across token boundaries. Text that could still become
 /// a stop string is held back until it either completes one (then it and everything after is
 /// dropped, and generation should end) or can no longer (then it is released). The stop
-/// string itself is never emitted. OpenAI allows at most <see cref="MaxStops"/> stop strings.
+/// string itself is not emitted, unless asked for (vLLM's include_stop_str_in_output); what
+/// follows it never is. OpenAI allows at most <see cref="MaxStops"/> stop strings.
 /// </summary>
 public sealed class StopSequenceMatcher
 {
     public const int MaxStops = 4;
 
     readonly string[] _stops;
+    readonly bool _includeStop;
     string _held = "";
     bool _stopped;
 
-    public StopSequenceMatcher(IReadOnlyList<string>? stops)
+    /// <param name="includeStop">emit the matched stop string at the end of the text.</param>
+    public StopSequenceMatcher(IReadOnlyList<string>? stops, bool includeStop = false)
     {
+        _includeStop = includeStop;
         stops ??= [];
         if (stops.Count > MaxStops)
             throw new ArgumentException($"at most {MaxStops} stop sequences are allowed, got {stops.Count}", nameof(stops));
@@ -55,7 +59,7 @@ public sealed class StopSequenceMatcher
         {
             _stopped = true;
             _held = "";
-            return new StopScan(text[..best], matched);
+            return new StopScan(text[..(_includeStop ? best + matched.Length : best)], matched);
         }
 
         // Hold back the longest tail that is a proper prefix of some stop string.

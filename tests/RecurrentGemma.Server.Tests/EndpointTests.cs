@@ -163,6 +163,31 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal((2, "stop"), await Ask(""","logit_bias":{"5":100},"stop_token_ids":[5],"ignore_eos":true,"min_tokens":2"""));
     }
 
+    [Theory]
+    [InlineData("/v1/completions", "\"prompt\":\"Once upon a time\"", "text")]
+    [InlineData("/v1/chat/completions", "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]", "message")]
+    public async Task Include_stop_str_in_output_keeps_the_stop_string_and_nothing_after_it(string path, string input, string field)
+    {
+        var client = await server.ReadyClientAsync();
+        async Task<(string Text, string Finish)> Ask(string extra)
+        {
+            var r = await client.PostAsync(path, JsonBody($$"""{{{input}},"max_tokens":24,"temperature":0,"ignore_eos":true{{extra}}}"""));
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            var choice = (await ReadJson(r)).GetProperty("choices")[0];
+            var text = field == "text" ? choice.GetProperty("text").GetString()! : choice.GetProperty("message").GetProperty("content").GetString()!;
+            return (text, choice.GetProperty("finish_reason").GetString()!);
+        }
+        var (whole, _) = await Ask("");
+        Assert.True(whole.Length >= 8, whole);
+        // A stop string cut from the greedy text's middle: where it first occurs, the answer ends.
+        int from = whole.Length / 2;
+        while (char.IsSurrogate(whole[from]) || char.IsSurrogate(whole[from + 1])) from++;   // whole characters only
+        string stop = whole.Substring(from, 2);
+        int at = whole.IndexOf(stop, StringComparison.Ordinal);
+        Assert.Equal((whole[..at], "stop"), await Ask($$""","stop":[{{JsonSerializer.Serialize(stop)}}]"""));
+        Assert.Equal((whole[..(at + 2)], "stop"), await Ask($$""","stop":[{{JsonSerializer.Serialize(stop)}}],"include_stop_str_in_output":true"""));
+    }
+
     [Fact]
     public async Task Echo_with_logprobs_scores_the_prompt_as_evaluation_harnesses_read_it()
     {

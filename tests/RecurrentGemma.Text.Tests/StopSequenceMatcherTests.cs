@@ -29,6 +29,18 @@ public class StopSequenceMatcherTests
     }
 
     [Fact]
+    public void Asked_for_the_stop_string_ends_the_text_and_nothing_after_it_does()
+    {
+        var m = new StopSequenceMatcher([" world", "xyz"], includeStop: true);
+        Assert.Equal("Hello", m.Push("Hello wo").Emit);
+        var r = m.Push("rld. Bye");
+        Assert.Equal(" world", r.Emit);
+        Assert.Equal(" world", r.MatchedStop);
+        Assert.Equal("", m.Push("more").Emit);
+        Assert.Equal("", m.Flush());
+    }
+
+    [Fact]
     public void Text_that_may_start_a_stop_is_held_then_released()
     {
         var m = new StopSequenceMatcher(["STOP"]);

@@ -39,6 +39,8 @@ public abstract class GenerationRequestBase
     public bool? IgnoreEos { get; set; }
     /// <summary>Extension (vLLM): no end id, stop id or stop string ends a choice before this many tokens.</summary>
     public int? MinTokens { get; set; }
+    /// <summary>Extension (vLLM): the stop string that ended a choice stays at the end of its text.</summary>
+    public bool? IncludeStopStrInOutput { get; set; }
 }
 
 /// <summary>POST /v1/chat/completions body.</summary>

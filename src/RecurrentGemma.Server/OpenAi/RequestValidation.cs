@@ -187,7 +187,7 @@ public static class RequestValidation
         return result;
     }
 
-    /// <summary>vLLM's extensions on where a choice ends: stop_token_ids, ignore_eos, min_tokens.</summary>
+    /// <summary>vLLM's extensions on where a choice ends: stop_token_ids, ignore_eos, min_tokens, include_stop_str_in_output.</summary>
     static TextGenerationRequest WithEnds(TextGenerationRequest g, GenerationRequestBase r, ValidationLimits limits)
     {
         var ids = r.StopTokenIds ?? [];
@@ -198,7 +198,7 @@ public static class RequestValidation
         int min = r.MinTokens ?? 0;
         if (min < 0 || min > g.MaxTokens)
             throw ApiError.Invalid($"min_tokens must be between 0 and max_tokens ({g.MaxTokens}), got {min}.", "min_tokens");
-        return g with { StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min };
+        return g with { StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min, IncludeStopString = r.IncludeStopStrInOutput ?? false };
     }
 
     const int MaxStopTokenIds = 256;
