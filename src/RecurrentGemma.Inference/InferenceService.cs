@@ -133,7 +133,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             catch (Text.Grammar.GrammarException e)
             {
                 var param = format.Kind == Constraints.OutputFormatKind.JsonSchema
-                    ? "response_format.json_schema.schema" + (e.Path.Length > 0 ? "." + e.Path : "") : "response_format";
+                    ? (format.Param ?? "response_format.json_schema.schema") + (e.Path.Length > 0 ? "." + e.Path : "") : format.Param ?? "response_format";
                 throw new InvalidRequestException($"The schema cannot be used: {e.Message}" + (e.Path.Length > 0 ? $" (at '{e.Path}')." : "."), param);
             }
         }

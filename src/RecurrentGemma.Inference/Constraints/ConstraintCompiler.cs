@@ -6,10 +6,14 @@ using RecurrentGemma.Text.Grammar;
 
 namespace RecurrentGemma.Inference.Constraints;
 
-/// <summary>What the output must be: one JSON object, or a document valid against a schema.</summary>
-public sealed record OutputFormat(OutputFormatKind Kind, JsonElement? Schema = null, bool Strict = false);
+/// <summary>
+/// What the output must be: one JSON object, a document valid against a schema, or exactly one
+/// of some strings (vLLM's choice). <paramref name="Param"/>: where the request gave it, for
+/// errors (null: response_format's json_schema).
+/// </summary>
+public sealed record OutputFormat(OutputFormatKind Kind, JsonElement? Schema = null, bool Strict = false, IReadOnlyList<string>? Choices = null, string? Param = null);
 
-public enum OutputFormatKind { JsonObject, JsonSchema }
+public enum OutputFormatKind { JsonObject, JsonSchema, Choice }
 
 /// <summary>
 /// Compiles output formats to grammar matchers, once per distinct schema: an LRU cache keyed by a
@@ -27,10 +31,26 @@ public sealed class ConstraintCompiler(int capacity = 64)
     /// <summary>The matcher for a format; a <see cref="GrammarException"/> if the schema cannot be compiled.</summary>
     public GrammarMatcher Matcher(OutputFormat format)
     {
-        var text = format.Kind == OutputFormatKind.JsonObject ? "json_object" : format.Schema!.Value.GetRawText();
-        return Cached($"{format.Kind}:{format.Strict}:{Hash(text)}", () => format.Kind == OutputFormatKind.JsonObject
-            ? JsonSchemaCompiler.AnyObject()
-            : JsonSchemaCompiler.Compile(format.Schema!.Value, format.Strict, Limits));
+        var text = format.Kind switch
+        {
+            OutputFormatKind.JsonObject => "json_object",
+            OutputFormatKind.Choice => string.Join("\0", format.Choices!),
+            _ => format.Schema!.Value.GetRawText(),
+        };
+        return Cached($"{format.Kind}:{format.Strict}:{Hash(text)}", () => format.Kind switch
+        {
+            OutputFormatKind.JsonObject => JsonSchemaCompiler.AnyObject(),
+            OutputFormatKind.Choice => Choice(format.Choices!),
+            _ => JsonSchemaCompiler.Compile(format.Schema!.Value, format.Strict, Limits),
+        });
+    }
+
+    /// <summary>Exactly one of the strings, as written (raw text, not JSON).</summary>
+    static ByteGrammar Choice(IReadOnlyList<string> choices)
+    {
+        var g = new ByteGrammar();
+        g.Root = g.Choice([.. choices.Distinct(StringComparer.Ordinal).Select(g.Literal)]);
+        return g;
     }
 
     /// <summary>The matcher for a tool-calling answer (<see cref="ToolCallGrammar"/>).</summary>

@@ -29,8 +29,9 @@ public static class RequestValidation
         if (r.WebSearchOptions is { ValueKind: not JsonValueKind.Null })
             throw ApiError.Invalid("web search is not supported: this server runs only the function tools a request declares.", "web_search_options");
         var tools = ToolValidation.Tools(r, limits);
-        if (tools is not null && r.ResponseFormat?.Type is "json_object" or "json_schema")
-            throw ApiError.Invalid("response_format together with tools is not supported; use one of them.", "response_format");
+        var format = GuidedOutputs.Format(r, Format(r.ResponseFormat));
+        if (tools is not null && format is not null)
+            throw ApiError.Invalid($"{format.Param ?? "response_format"} together with tools is not supported; use one of them.", format.Param ?? "response_format");
 
         if (r.Messages is null) throw ApiError.Invalid("messages is required.", "messages");
         if (r.Messages.Count == 0) throw ApiError.Invalid("messages must contain at least one message.", "messages");
@@ -55,7 +56,7 @@ public static class RequestValidation
             Messages = messages, ContinueFinalMessage = continueFinal, MaxTokens = maxTokens, N = Choices(r.N, limits),
             Sampling = Sampling(r, limits),
             Stop = Stops(r.Stop), Logprobs = logprobs, TopLogprobs = top,
-            SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = Format(r.ResponseFormat), Tools = tools,
+            SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = format, Tools = tools,
         };
         generation = WithEnds(generation, r, limits);
         var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
@@ -78,7 +79,7 @@ public static class RequestValidation
         int maxTokens = MaxTokens(r.MaxTokens, "max_tokens", 16, limits, least: scoresPrompt ? 0 : 1);
         var stops = Stops(r.Stop);
         var session = Session(r.SessionId, headerSession);
-        var format = Format(r.ResponseFormat);
+        var format = GuidedOutputs.Format(r, Format(r.ResponseFormat));
         if (session is not null && prompts.Count > 1) throw ApiError.Invalid("session_id needs a single prompt.", "session_id");
         var generations = prompts.Select(p => WithEnds(new TextGenerationRequest
         {
