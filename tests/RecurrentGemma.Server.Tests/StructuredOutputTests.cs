@@ -27,7 +27,7 @@ public class StructuredOutputTests(DemoServer server, ITestOutputHelper output) 
             4 => new() { ["enum"] = new JsonArray("red", 7, null, "blue sky", true) },
             5 => new() { ["type"] = "string", ["format"] = new[] { "date", "date-time", "uuid", "email", "time", "uri", "ipv4", "hostname" }[r.Next(8)] },
             6 when r.Next(2) == 0 => new() { ["type"] = "number" },
-            6 => new() { ["type"] = "number", [r.Next(2) == 0 ? "minimum" : "exclusiveMinimum"] = -r.Next(0, 3), [r.Next(2) == 0 ? "maximum" : "exclusiveMaximum"] = r.Next(1, 4) },
+            6 => new() { ["type"] = "number", [r.Next(2) == 0 ? "minimum" : "exclusiveMinimum"] = -r.Next(0, 30) / 10.0, [r.Next(2) == 0 ? "maximum" : "exclusiveMaximum"] = r.Next(1, 40) / 8.0 },
             7 when r.Next(2) == 0 => new() { ["const"] = "fixed-" + r.Next(100) },
             7 => new() { ["type"] = "string", ["pattern"] = new[] { "^[a-z]{1,6}-\\d{1,3}$", "^(yes|no|maybe)$", "^[A-Z][a-z]{0,5}( [A-Z][a-z]{0,5})?$" }[r.Next(3)] },
             8 => new() { ["type"] = "array", ["items"] = RandomSchema(r, depth + 1), ["minItems"] = r.Next(0, 2), ["maxItems"] = r.Next(2, 4) },

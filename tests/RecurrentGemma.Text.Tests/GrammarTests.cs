@@ -214,7 +214,10 @@ public class GrammarTests
     [InlineData("""{"type":"number","minimum":-3,"exclusiveMaximum":2}""", new[] { "-3", "-2.5", "0", "1.999", "-0.5" }, new[] { "2", "2.0", "-3.01", "-4" })]
     [InlineData("""{"type":"number","minimum":2,"exclusiveMinimum":2,"maximum":9,"exclusiveMaximum":12}""", new[] { "2.5", "9", "9.0" }, new[] { "2", "2.0", "9.5", "10" })]
     [InlineData("""{"type":"number","minimum":100}""", new[] { "100", "100.25", "12345.5", "999999999999999" }, new[] { "99.9", "0", "-100" })]
-    public void Number_bounds_that_are_integers_are_kept(string schema, string[] inside, string[] outside)
+    [InlineData("""{"type":"number","minimum":0.5,"maximum":2.25}""", new[] { "0.5", "0.50", "0.6", "1", "2.25", "2.2", "2.249", "2.250" }, new[] { "0.4", "0.49999", "2.26", "2.3", "3", "0" })]
+    [InlineData("""{"type":"number","exclusiveMinimum":-1.05,"exclusiveMaximum":-1.04}""", new[] { "-1.045", "-1.0401", "-1.0499" }, new[] { "-1.05", "-1.04", "-1.050", "-1.0", "-1.1" })]
+    [InlineData("""{"type":"number","minimum":0.1,"maximum":0.1}""", new[] { "0.1", "0.10", "0.100" }, new[] { "0.11", "0.09", "0", "1" })]
+    public void Number_bounds_are_kept(string schema, string[] inside, string[] outside)
     {
         // Before, strict mode refused them (400) and without strict they were ignored (a "minimum":5 wrote -777777777777777).
         foreach (bool strict in new[] { true, false })
@@ -229,10 +232,10 @@ public class GrammarTests
     public void Every_number_a_bounded_schema_writes_is_within_its_bounds_and_every_plain_one_within_them_is_written()
     {
         // Integer parts −13..13 with fractions that land on, near and between the bounds.
-        string[] fractions = ["", ".0", ".00", ".5", ".05", ".001", ".999", ".10"];
+        string[] fractions = ["", ".0", ".00", ".5", ".05", ".001", ".999", ".10", ".9989", ".9991", ".049", ".051", ".50"];
         var numbers = Enumerable.Range(-13, 27).SelectMany(i => fractions.Select(f => i < 0 ? $"-{-i}{f}" : $"{i}{f}"))
             .Concat(fractions.Where(f => f.Length > 0).Select(f => $"-0{f}")).ToList();
-        var bounds = new int?[] { null, -10, -3, -1, 0, 1, 4, 11 };
+        var bounds = new decimal?[] { null, -10m, -3m, -1.5m, -1m, -0.05m, 0m, 0.5m, 1m, 1.999m, 4m, 11m };
         int schemas = 0;
         foreach (var lo in bounds)
             foreach (var hi in bounds)
@@ -240,23 +243,24 @@ public class GrammarTests
                     foreach (bool hiIn in new[] { true, false })
                     {
                         if (lo is null && hi is null) continue;
-                        string json = "{\"type\":\"number\"" + (lo is { } l ? $",\"{(loIn ? "minimum" : "exclusiveMinimum")}\":{l}" : "")
-                                    + (hi is { } h ? $",\"{(hiIn ? "maximum" : "exclusiveMaximum")}\":{h}" : "") + "}";
-                        bool Within(double v) => (lo is null || (loIn ? v >= lo : v > lo)) && (hi is null || (hiIn ? v <= hi : v < hi));
-                        bool any = numbers.Any(n => Within(double.Parse(n, System.Globalization.CultureInfo.InvariantCulture)) && !n.StartsWith("-0"));
+                        var ci = System.Globalization.CultureInfo.InvariantCulture;
+                        string json = "{\"type\":\"number\"" + (lo is { } l ? $",\"{(loIn ? "minimum" : "exclusiveMinimum")}\":{l.ToString(ci)}" : "")
+                                    + (hi is { } h ? $",\"{(hiIn ? "maximum" : "exclusiveMaximum")}\":{h.ToString(ci)}" : "") + "}";
+                        bool Within(decimal v) => (lo is null || (loIn ? v >= lo : v > lo)) && (hi is null || (hiIn ? v <= hi : v < hi));
+                        bool any = numbers.Any(n => Within(decimal.Parse(n, System.Globalization.CultureInfo.InvariantCulture)) && !n.StartsWith("-0"));
                         GrammarMatcher m;
                         try { m = Compile(json, strict: true); }
                         catch (GrammarException) { Assert.False(any, $"{json} was refused, yet numbers lie within it"); continue; }
                         schemas++;
                         foreach (var n in numbers)
                         {
-                            bool within = Within(double.Parse(n, System.Globalization.CultureInfo.InvariantCulture));
+                            bool within = Within(decimal.Parse(n, System.Globalization.CultureInfo.InvariantCulture));
                             bool accepted = Accepts(m, n);
                             if (accepted) Assert.True(within, $"{json} wrote {n}");
                             else if (within) Assert.True(n.StartsWith("-0"), $"{json} refused {n}");   // "-0…" may be left out: a subset
                         }
                     }
-        Assert.True(schemas > 100, $"{schemas} bounded schemas compiled");
+        Assert.True(schemas > 250, $"{schemas} bounded schemas compiled");
     }
 
     [Fact]
@@ -280,7 +284,7 @@ public class GrammarTests
     [InlineData("""{"type":"string","pattern":"^(a)\\1$"}""", "pattern")]
     [InlineData("""{"type":"string","pattern":"(?=x)y"}""", "pattern")]
     [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"ipv6"}}}""", "properties.x.format")]
-    [InlineData("""{"type":"object","properties":{"x":{"type":"number","minimum":0.5}}}""", "properties.x.minimum")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"number","minimum":0.1234567890123456}}}""", "properties.x.minimum")]
     [InlineData("""{"type":"object","properties":{"x":{"not":{"type":"null"}}}}""", "properties.x.not")]
     public void Strict_mode_names_the_keyword_it_cannot_enforce_and_non_strict_ignores_it(string schema, string path)
     {

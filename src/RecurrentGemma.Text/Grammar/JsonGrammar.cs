@@ -87,7 +87,7 @@ internal sealed class JsonGrammar(ByteGrammar g)
     /// <summary>-?(0|[1-9][0-9]{0,14})</summary>
     public int Integer => _integer ??= g.Seq(g.Optional(g.Byte((byte)'-')), IntegerPart());
 
-    static readonly long Largest = (long)Math.Pow(10, MaxIntegerDigits) - 1;
+    internal static readonly long Largest = (long)Math.Pow(10, MaxIntegerDigits) - 1;
 
     /// <summary>Exactly the integers in [lo, hi] (either bound may be open), written without
     /// leading zeros; open bounds stop at 15 digits.</summary>
@@ -104,54 +104,8 @@ internal sealed class JsonGrammar(ByteGrammar g)
         return g.Choice([.. parts]);
     }
 
-    /// <summary>
-    /// Numbers between integer bounds (either open, each inclusive or not), written without an
-    /// exponent: the non-negative ones and, apart, the negative ones by their magnitude. Null when
-    /// none lies between. (Written numbers are a subset of the valid ones: no exponent, no "-0",
-    /// a nonzero fraction that must stay above an exclusive bound has at most 8 digits after
-    /// its leading zeros.)
-    /// </summary>
-    public int? NumberRange(long? lo, bool loInclusive, long? hi, bool hiInclusive)
-    {
-        var parts = new List<int>();
-        if (hi is null || hi > 0 || (hi == 0 && hiInclusive))
-        {
-            bool fromLo = lo is >= 0;
-            if (Magnitude(fromLo ? lo!.Value : 0, fromLo ? loInclusive : true, hi, hiInclusive) is { } positive) parts.Add(positive);
-        }
-        if (lo is null || lo < 0)
-        {
-            // v = −m: v ≤ hi is m ≥ −hi; with hi ≥ 0 every m > 0 (0 itself is written without a sign).
-            bool toHi = hi is < 0;
-            if (Magnitude(toHi ? -hi!.Value : 0, toHi && hiInclusive, lo is { } l ? -l : null, loInclusive) is { } negative)
-                parts.Add(g.Seq(g.Byte((byte)'-'), negative));
-        }
-        return parts.Count == 0 ? null : g.Choice([.. parts]);
-    }
-
-    /// <summary>Non-negative numbers m with c ≤ m (or c &lt; m) and m ≤ d (or m &lt; d; d null: no bound), c and d integers.</summary>
-    int? Magnitude(long c, bool cInclusive, long? d, bool dInclusive)
-    {
-        d = d is { } dv ? Math.Min(dv, Largest) : null;
-        if (c > Largest || (d is { } end && (c > end || (c == end && !(cInclusive && dInclusive))))) return null;
-        int fraction = g.Seq(g.Byte((byte)'.'), g.Repeat(Digit, 1, MaxFractionDigits));
-        int zeroFraction = g.Seq(g.Byte((byte)'.'), g.Repeat(g.Byte((byte)'0'), 1, MaxFractionDigits));
-        int Integer(long v) => g.Literal(v.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        if (d == c) return g.Seq(Integer(c), g.Optional(zeroFraction));
-        var parts = new List<int>
-        {
-            cInclusive
-                ? g.Seq(Integer(c), g.Optional(fraction))
-                : g.Seq(Integer(c), g.Byte((byte)'.'), g.Repeat(g.Byte((byte)'0'), 0, 7), Digit19, g.Repeat(Digit, 0, 7)),   // above c: a nonzero fraction
-        };
-        long inner = d is { } top ? top - 1 : Largest;   // integer parts strictly between: any fraction
-        if (c + 1 <= inner) parts.Add(g.Seq(NonNegativeRange(c + 1, inner), g.Optional(fraction)));
-        if (d is { } last && dInclusive) parts.Add(g.Seq(Integer(last), g.Optional(zeroFraction)));
-        return g.Choice([.. parts]);
-    }
-
     /// <summary>Decimal numerals of [lo, hi], 0 ≤ lo ≤ hi, split by digit count.</summary>
-    int NonNegativeRange(long lo, long hi)
+    internal int NonNegativeRange(long lo, long hi)
     {
         var parts = new List<int>();
         for (int len = lo.ToString().Length; len <= hi.ToString().Length; len++)

@@ -19,7 +19,7 @@ public sealed record SchemaLimits
 /// and additionalProperties not false, any members), items, prefixItems, minItems/maxItems, enum,
 /// const, anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/…
 /// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname), and
-/// minimum/maximum (also exclusive) for integers, and for numbers where the bounds are integers. Annotations (title, description, default,
+/// minimum/maximum (also exclusive) for integers and numbers. Annotations (title, description, default,
 /// examples…) are ignored. Any other keyword: with strict, a <see cref="GrammarException"/>
 /// naming it and its path; without, ignored. Strict also refuses a constraint that a deciding
 /// keyword ($ref, a composition, const/enum, format) would leave unenforced, and a oneOf whose
@@ -287,34 +287,34 @@ public sealed class JsonSchemaCompiler
     }
 
     /// <summary>
-    /// A number, within its bounds where they are integers (the usual 0, 1, 100; written without
-    /// an exponent then). A bound with a fraction is refused in strict mode and ignored otherwise.
+    /// A number within its bounds (minimum, maximum and their exclusive forms), written without an
+    /// exponent then (<see cref="NumberRangeGrammar"/>). A bound written with more than 15 fraction
+    /// digits is refused in strict mode and ignored otherwise.
     /// </summary>
     int Number(JsonElement s, string path)
     {
-        (long Value, bool Inclusive)? lo = null, hi = null;
+        (decimal Value, bool Inclusive)? lo = null, hi = null;
         foreach (var (key, lower, inclusive) in new[] { ("minimum", true, true), ("exclusiveMinimum", true, false), ("maximum", false, true), ("exclusiveMaximum", false, false) })
         {
             if (!s.TryGetProperty(key, out var v)) continue;
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d))
-                throw new GrammarException($"{key} must be a number", Join(path, key));
-            if (Math.Floor(d) != d)
+            if (v.ValueKind != JsonValueKind.Number) throw new GrammarException($"{key} must be a number", Join(path, key));
+            // Past 15 integer digits a bound cuts all or nothing of what is written: clamp it.
+            decimal b = v.TryGetDecimal(out decimal exact) ? Math.Clamp(exact, -1e16m, 1e16m) : v.GetDouble() > 0 ? 1e16m : -1e16m;
+            if (DecimalBound.Of(b) is null && Math.Abs(b) <= JsonGrammar.Largest)
             {
-                if (_strict) throw new GrammarException($"'{key}' with a fraction ({d.ToString(System.Globalization.CultureInfo.InvariantCulture)}) is not supported in strict mode: number bounds must be integers", Join(path, key));
+                if (_strict) throw new GrammarException($"'{key}' has more than {JsonGrammar.MaxFractionDigits} fraction digits, more than a number here is written with; not supported in strict mode", Join(path, key));
                 return _json.Number;   // not strict: the bounds are ignored
             }
-            long b = (long)Math.Clamp(d, -1e16, 1e16);   // past 15 digits a bound cuts all or nothing
             // Of a bound and its exclusive form the tighter wins (the exclusive one where equal).
             if (lower && (lo is null || b > lo.Value.Value || (b == lo.Value.Value && !inclusive))) lo = (b, inclusive);
             if (!lower && (hi is null || b < hi.Value.Value || (b == hi.Value.Value && !inclusive))) hi = (b, inclusive);
         }
         if (lo is null && hi is null) return _json.Number;
-        return _json.NumberRange(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
-            ?? throw new GrammarException($"no number lies within the bounds{(lo is { } l ? $" {(l.Inclusive ? "≥" : ">")} {l.Value}" : "")}{(hi is { } h ? $" {(h.Inclusive ? "≤" : "<")} {h.Value}" : "")}", path);
+        static string Show(decimal d) => d.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return new NumberRangeGrammar(_g, _json).Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
+            ?? throw new GrammarException($"no number lies within the bounds{(lo is { } l ? $" {(l.Inclusive ? "≥" : ">")} {Show(l.Value)}" : "")}{(hi is { } h ? $" {(h.Inclusive ? "≤" : "<")} {Show(h.Value)}" : "")}", path);
     }
 
-    /// <summary>A bound as an integer: minimum rounds up, maximum down; an exclusive minimum
-    /// rounds down and an exclusive maximum up (the caller then steps past them).</summary>
     long? Bound(JsonElement s, string key, string path)
     {
         if (!s.TryGetProperty(key, out var v)) return null;
