@@ -1,0 +1,112 @@
+using System.Text.Json;
+
+namespace RecurrentGemma.Text.Grammar;
+
+/// <summary>The scalar types' keywords: strings (format, pattern, lengths), integers and numbers (bounds), counts.</summary>
+public sealed partial class JsonSchemaCompiler
+{
+    int String(JsonElement s, string path)
+    {
+        if (s.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.String)
+        {
+            int? body = format.GetString() switch
+            {
+                "date" => _json.Date(),
+                "time" => _json.Time(),
+                "date-time" => _json.DateTime(),
+                "uuid" => _json.Uuid(),
+                "email" => _json.Email(),
+                "uri" => _json.Uri(),
+                "ipv4" => _json.Ipv4(),
+                "hostname" => _json.Hostname(),
+                _ when _strict => throw new GrammarException($"the format '{format.GetString()}' is not supported in strict mode", Join(path, "format")),
+                _ => null,
+            };
+            var other = new[] { "pattern", "minLength", "maxLength" }.FirstOrDefault(k => s.TryGetProperty(k, out _));
+            // Lengths the format's every string already meets are no conflict (Pydantic's HttpUrl:
+            // a uri of 1 to 2083 characters). The formats are ASCII: bytes are characters.
+            if (body is { } f && other is not null && !s.TryGetProperty("pattern", out _) && _g.TryLengthRange(f, out int shortest, out int longest)
+                && shortest >= (Count(s, "minLength", path, unrolled: false) ?? 0) && longest <= (Count(s, "maxLength", path, unrolled: false) ?? int.MaxValue))
+                other = null;
+            if (body is not null && other is not null && _strict)
+                throw new GrammarException($"'{other}' together with format is not supported in strict mode: only the format would be enforced", Join(path, other));
+            // Without strict the pattern or lengths win: they always assert, a format is only an
+            // annotation unless a validator opts in (JSON Schema 2020-12).
+            if (body is { } written && other is null) return _g.Seq(_json.Quote, written, _json.Quote);
+        }
+        if (s.TryGetProperty("pattern", out var pattern) && pattern.ValueKind == JsonValueKind.String)
+        {
+            if (s.TryGetProperty("minLength", out _) || s.TryGetProperty("maxLength", out _))
+            {
+                if (_strict) throw new GrammarException("pattern together with minLength/maxLength is not supported in strict mode", Join(path, "pattern"));
+            }
+            else
+            {
+                try { return _g.Seq(_json.Quote, PatternGrammar.Compile(_g, _json, pattern.GetString()!, _limits.MaxRepeat), _json.Quote); }
+                catch (GrammarException e) when (!_strict) { _ = e; }   // not strict: the pattern is ignored
+                catch (GrammarException e) { throw new GrammarException(e.Message, Join(path, "pattern")); }
+            }
+        }
+        return _json.String(Count(s, "minLength", path) ?? 0, Count(s, "maxLength", path));
+    }
+
+    int Integer(JsonElement s, string path)
+    {
+        long? lo = Bound(s, "minimum", path), hi = Bound(s, "maximum", path);
+        if (Bound(s, "exclusiveMinimum", path) is { } xlo) lo = Math.Max(lo ?? long.MinValue, xlo + 1);
+        if (Bound(s, "exclusiveMaximum", path) is { } xhi) hi = Math.Min(hi ?? long.MaxValue, xhi - 1);
+        if (lo is null && hi is null) return _json.Integer;
+        try { return _json.IntegerRange(lo, hi); }
+        catch (GrammarException e) { throw new GrammarException(e.Message, path); }
+    }
+
+    /// <summary>
+    /// A number within its bounds (minimum, maximum and their exclusive forms), written without an
+    /// exponent then (<see cref="NumberRangeGrammar"/>). A bound written with more than 15 fraction
+    /// digits is refused in strict mode and ignored otherwise.
+    /// </summary>
+    int Number(JsonElement s, string path)
+    {
+        (decimal Value, bool Inclusive)? lo = null, hi = null;
+        foreach (var (key, lower, inclusive) in new[] { ("minimum", true, true), ("exclusiveMinimum", true, false), ("maximum", false, true), ("exclusiveMaximum", false, false) })
+        {
+            if (!s.TryGetProperty(key, out var v)) continue;
+            if (v.ValueKind != JsonValueKind.Number) throw new GrammarException($"{key} must be a number", Join(path, key));
+            // Past 15 integer digits a bound cuts all or nothing of what is written: clamp it.
+            decimal b = v.TryGetDecimal(out decimal exact) ? Math.Clamp(exact, -1e16m, 1e16m) : v.GetDouble() > 0 ? 1e16m : -1e16m;
+            if (DecimalBound.Of(b) is null && Math.Abs(b) <= JsonGrammar.Largest)
+            {
+                if (_strict) throw new GrammarException($"'{key}' has more than {JsonGrammar.MaxFractionDigits} fraction digits, more than a number here is written with; not supported in strict mode", Join(path, key));
+                return _json.Number;   // not strict: the bounds are ignored
+            }
+            // Of a bound and its exclusive form the tighter wins (the exclusive one where equal).
+            if (lower && (lo is null || b > lo.Value.Value || (b == lo.Value.Value && !inclusive))) lo = (b, inclusive);
+            if (!lower && (hi is null || b < hi.Value.Value || (b == hi.Value.Value && !inclusive))) hi = (b, inclusive);
+        }
+        if (lo is null && hi is null) return _json.Number;
+        static string Show(decimal d) => d.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return new NumberRangeGrammar(_g, _json).Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
+            ?? throw new GrammarException($"no number lies within the bounds{(lo is { } l ? $" {(l.Inclusive ? "≥" : ">")} {Show(l.Value)}" : "")}{(hi is { } h ? $" {(h.Inclusive ? "≤" : "<")} {Show(h.Value)}" : "")}", path);
+    }
+
+    long? Bound(JsonElement s, string key, string path)
+    {
+        if (!s.TryGetProperty(key, out var v)) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d))
+            throw new GrammarException($"{key} must be a number", Join(path, key));
+        // Integers are written with at most 15 digits, so bounds beyond that (Zod's safe-integer
+        // ±2⁵³−1) cut nothing: clamp them.
+        d = Math.Clamp(d, -1e15, 1e15);
+        return key is "minimum" or "exclusiveMaximum" ? (long)Math.Ceiling(d) : (long)Math.Floor(d);
+    }
+
+    /// <param name="unrolled">whether the count becomes grammar rules (then it is limited); a bound only compared is not.</param>
+    int? Count(JsonElement s, string key, string path, bool unrolled = true)
+    {
+        if (!s.TryGetProperty(key, out var v)) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var n) || n < 0)
+            throw new GrammarException($"{key} must be a non-negative integer", Join(path, key));
+        if (unrolled && n > _limits.MaxRepeat) throw new GrammarException($"{key} above {_limits.MaxRepeat} is not supported", Join(path, key));
+        return n;
+    }
+}
