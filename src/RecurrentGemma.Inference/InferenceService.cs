@@ -134,7 +134,8 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             {
                 var param = format.Kind == Constraints.OutputFormatKind.JsonSchema
                     ? (format.Param ?? "response_format.json_schema.schema") + (e.Path.Length > 0 ? "." + e.Path : "") : format.Param ?? "response_format";
-                throw new InvalidRequestException($"The schema cannot be used: {e.Message}" + (e.Path.Length > 0 ? $" (at '{e.Path}')." : "."), param);
+                var what = format.Kind == Constraints.OutputFormatKind.Regex ? "The regular expression" : "The schema";
+                throw new InvalidRequestException($"{what} cannot be used: {e.Message}" + (e.Path.Length > 0 && format.Kind != Constraints.OutputFormatKind.Regex ? $" (at '{e.Path}')." : "."), param);
             }
         }
         try

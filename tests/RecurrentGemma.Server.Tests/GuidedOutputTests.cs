@@ -60,6 +60,21 @@ public class GuidedOutputTests(DemoServer server) : IClassFixture<DemoServer>
         }
     }
 
+    [Theory]
+    [InlineData("/v1/chat/completions", "guided_regex")]
+    [InlineData("/v1/completions", "structured_outputs")]
+    public async Task A_regex_answer_matches_the_whole_expression(string path, string field)
+    {
+        const string pattern = "(yes|no|maybe), [a-z]{2,6}( \"[0-9]{1,3}\")?";   // unanchored: vLLM matches the whole output anyway
+        string value = JsonSerializer.Serialize(pattern);
+        var body = await Ask(path, field == "guided_regex" ? $",\"guided_regex\":{value}" : $",\"structured_outputs\":{{\"regex\":{value}}}");
+        foreach (var (text, finish) in Answers(body))
+        {
+            Assert.Equal("stop", finish);
+            Assert.Matches($"^(?:{pattern})$", text);
+        }
+    }
+
     [Fact]
     public async Task Json_object_gives_one_object()
     {
@@ -69,7 +84,8 @@ public class GuidedOutputTests(DemoServer server) : IClassFixture<DemoServer>
     }
 
     [Theory]
-    [InlineData(""","guided_regex":"[a-z]+" """, "guided_regex")]
+    [InlineData(""","guided_regex":"(?=x)y" """, "guided_regex")]
+    [InlineData(""","structured_outputs":{"regex":""}""", "structured_outputs.regex")]
     [InlineData(""","structured_outputs":{"grammar":"root ::= \"a\""}""", "structured_outputs.grammar")]
     [InlineData(""","guided_choice":[]""", "guided_choice")]
     [InlineData(""","structured_outputs":{"choice":["a",""]}""", "structured_outputs.choice[1]")]

@@ -294,6 +294,19 @@ public class GrammarTests
     }
 
     [Theory]
+    [InlineData("\\d{3}-\\d{4}", new[] { "555-1234" }, new[] { "5551234", "555-12345", "x555-1234", "555-1234\n" })]   // whole text, anchored or not
+    [InlineData("^a\"b\\\\c$", new[] { "a\"b\\c" }, new[] { "a\\\"b\\\\c", "ab" })]                             // a quote and a backslash are themselves
+    [InlineData("x.y", new[] { "x-y", "x\"y", "xéy" }, new[] { "x\ny", "xy" })]                                 // . is any character but a control
+    [InlineData("[^a-z]+", new[] { "\"\\!", "ÄÖ", "12" }, new[] { "a", "\t", "" })]
+    public void A_raw_regex_matches_whole_texts_with_characters_as_themselves(string pattern, string[] inside, string[] outside)
+    {
+        var m = new GrammarMatcher(RegexGrammar.Compile(pattern));
+        foreach (var s in inside) Assert.True(Accepts(m, s), s);
+        foreach (var s in outside) Assert.False(Accepts(m, s), s);
+        Assert.Equal("pattern", Assert.Throws<GrammarException>(() => RegexGrammar.Compile("(?=a)b")).Path);
+    }
+
+    [Theory]
     [InlineData("^[a-z]{2,4}-\\d+$", new[] { "ab-1", "abcd-42" }, new[] { "a-1", "abcde-1", "ab-", "Ab-1", "1ab-1" })]
     [InlineData("^(cat|dog)s?$", new[] { "cat", "dogs" }, new[] { "cow", "cats!", "" })]
     [InlineData("x\\.y", new[] { "x.y", "aax.ybb" }, new[] { "xzy", "x.", "" })]

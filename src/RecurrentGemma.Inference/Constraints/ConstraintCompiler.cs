@@ -7,13 +7,13 @@ using RecurrentGemma.Text.Grammar;
 namespace RecurrentGemma.Inference.Constraints;
 
 /// <summary>
-/// What the output must be: one JSON object, a document valid against a schema, or exactly one
-/// of some strings (vLLM's choice). <paramref name="Param"/>: where the request gave it, for
-/// errors (null: response_format's json_schema).
+/// What the output must be: one JSON object, a document valid against a schema, exactly one of
+/// some strings or raw text matching a regular expression (vLLM's choice and regex).
+/// <paramref name="Param"/>: where the request gave it, for errors (null: response_format's json_schema).
 /// </summary>
-public sealed record OutputFormat(OutputFormatKind Kind, JsonElement? Schema = null, bool Strict = false, IReadOnlyList<string>? Choices = null, string? Param = null);
+public sealed record OutputFormat(OutputFormatKind Kind, JsonElement? Schema = null, bool Strict = false, IReadOnlyList<string>? Choices = null, string? Param = null, string? Pattern = null);
 
-public enum OutputFormatKind { JsonObject, JsonSchema, Choice }
+public enum OutputFormatKind { JsonObject, JsonSchema, Choice, Regex }
 
 /// <summary>
 /// Compiles output formats to grammar matchers, once per distinct schema: an LRU cache keyed by a
@@ -35,12 +35,14 @@ public sealed class ConstraintCompiler(int capacity = 64)
         {
             OutputFormatKind.JsonObject => "json_object",
             OutputFormatKind.Choice => string.Join("\0", format.Choices!),
+            OutputFormatKind.Regex => format.Pattern!,
             _ => format.Schema!.Value.GetRawText(),
         };
         return Cached($"{format.Kind}:{format.Strict}:{Hash(text)}", () => format.Kind switch
         {
             OutputFormatKind.JsonObject => JsonSchemaCompiler.AnyObject(),
             OutputFormatKind.Choice => Choice(format.Choices!),
+            OutputFormatKind.Regex => RegexGrammar.Compile(format.Pattern!, Limits),
             _ => JsonSchemaCompiler.Compile(format.Schema!.Value, format.Strict, Limits),
         });
     }

@@ -6,11 +6,11 @@ namespace RecurrentGemma.Server.OpenAi;
 
 /// <summary>
 /// vLLM's ways of asking for constrained output, beside OpenAI's response_format: the
-/// structured_outputs object (json, choice, json_object) and its older top-level names
-/// (guided_json, guided_choice). Clients written for vLLM send them; ignoring them would return
-/// free text where the caller parses JSON or matches one of its choices. At most one way per
-/// request; regex and grammar outputs are refused by name (this server compiles JSON Schemas and
-/// choices, not regular expressions over raw text or EBNF grammars).
+/// structured_outputs object (json, choice, regex, json_object) and its older top-level names
+/// (guided_json, guided_choice, guided_regex). Clients written for vLLM send them; ignoring them
+/// would return free text where the caller parses JSON or matches one of its choices. At most
+/// one way per request; grammar outputs are refused by name (this server compiles JSON Schemas,
+/// choices and the regex subset of JSON Schema patterns, not EBNF grammars).
 /// </summary>
 internal static class GuidedOutputs
 {
@@ -21,14 +21,14 @@ internal static class GuidedOutputs
         if (responseFormat is not null) asked.Add(("response_format", () => responseFormat));
         if (r.GuidedJson is { ValueKind: not JsonValueKind.Null } gj) asked.Add(("guided_json", () => Json(gj, "guided_json")));
         if (r.GuidedChoice is { } gc) asked.Add(("guided_choice", () => Choice(gc, "guided_choice")));
-        if (r.GuidedRegex is not null) asked.Add(("guided_regex", () => throw Unsupported("guided_regex")));
+        if (r.GuidedRegex is not null) asked.Add(("guided_regex", () => Regex(r.GuidedRegex, "guided_regex")));
         if (r.GuidedGrammar is not null) asked.Add(("guided_grammar", () => throw Unsupported("guided_grammar")));
         if (r.StructuredOutputs is { } so)
         {
             if (so.Json is { ValueKind: not JsonValueKind.Null } j) asked.Add(("structured_outputs.json", () => Json(j, "structured_outputs.json")));
             if (so.Choice is { } c) asked.Add(("structured_outputs.choice", () => Choice(c, "structured_outputs.choice")));
             if (so.JsonObject == true) asked.Add(("structured_outputs.json_object", () => new OutputFormat(OutputFormatKind.JsonObject, Param: "structured_outputs.json_object")));
-            if (so.Regex is not null) asked.Add(("structured_outputs.regex", () => throw Unsupported("structured_outputs.regex")));
+            if (so.Regex is not null) asked.Add(("structured_outputs.regex", () => Regex(so.Regex, "structured_outputs.regex")));
             if (so.Grammar is not null) asked.Add(("structured_outputs.grammar", () => throw Unsupported("structured_outputs.grammar")));
         }
         if (asked.Count > 1)
@@ -63,9 +63,17 @@ internal static class GuidedOutputs
         return new OutputFormat(OutputFormatKind.Choice, Choices: choices, Param: param);
     }
 
+    /// <summary>Raw text the whole expression matches (the compiler names what it cannot take).</summary>
+    static OutputFormat Regex(string pattern, string param)
+    {
+        if (pattern.Length == 0) throw ApiError.Invalid($"{param} must not be empty.", param);
+        if (pattern.Length > MaxChoiceLength) throw ApiError.Invalid($"{param} is longer than {MaxChoiceLength} characters.", param);
+        return new OutputFormat(OutputFormatKind.Regex, Param: param, Pattern: pattern);
+    }
+
     /// <summary>Bounds on a choice list, so that its grammar stays small (each string is a chain of byte rules).</summary>
     const int MaxChoices = 1000, MaxChoiceLength = 1000;
 
     static ApiError Unsupported(string param) =>
-        ApiError.Invalid($"{param} is not supported: this server constrains output by a JSON Schema (json, guided_json, response_format) or a list of choices (choice, guided_choice), not by a regular expression or a grammar.", param);
+        ApiError.Invalid($"{param} is not supported: this server constrains output by a JSON Schema (json, guided_json, response_format), a list of choices (choice, guided_choice) or a regular expression (regex, guided_regex), not by a grammar.", param);
 }

@@ -41,13 +41,13 @@ public abstract class GenerationRequestBase
     public int? MinTokens { get; set; }
     /// <summary>Extension (vLLM): the stop string that ended a choice stays at the end of its text.</summary>
     public bool? IncludeStopStrInOutput { get; set; }
-    /// <summary>Extension (vLLM): what the output must be — json (a schema), choice (one of some strings), json_object.</summary>
+    /// <summary>Extension (vLLM): what the output must be — json (a schema), choice (one of some strings), regex, json_object.</summary>
     public StructuredOutputsDto? StructuredOutputs { get; set; }
     /// <summary>Extension (vLLM, older name of structured_outputs.json): a schema, or a string holding one.</summary>
     public JsonElement? GuidedJson { get; set; }
     /// <summary>Extension (vLLM, older name of structured_outputs.choice).</summary>
     public List<string>? GuidedChoice { get; set; }
-    /// <summary>Extension (vLLM): refused with a 400 naming it (no regular-expression or grammar output here).</summary>
+    /// <summary>Extension (vLLM, older name of structured_outputs.regex): raw text the whole expression matches.</summary>
     public string? GuidedRegex { get; set; }
     /// <summary>Extension (vLLM): refused with a 400 naming it.</summary>
     public string? GuidedGrammar { get; set; }

@@ -13,6 +13,9 @@ namespace RecurrentGemma.Text.Grammar;
 /// Generated characters are never escaped in the JSON (so they mean exactly themselves), which
 /// is why <c>\s</c> stands for a space only and <c>.</c> for any character but a control.
 /// Backreferences, lookaround and the like are refused (<see cref="GrammarException"/>).
+/// The same subset also compiles to raw text (<see cref="CompileRaw"/>, vLLM's regex outputs):
+/// then the whole output matches, characters are themselves (a quote is a quote), and <c>.</c>
+/// and negated classes stand for any character but a control.
 /// </summary>
 internal sealed class PatternGrammar
 {
@@ -20,12 +23,29 @@ internal sealed class PatternGrammar
     readonly JsonGrammar _json;
     readonly string _p;
     readonly int _maxRepeat;
+    readonly bool _raw;
     int _i;
 
-    PatternGrammar(ByteGrammar g, JsonGrammar json, string pattern, int maxRepeat)
+    PatternGrammar(ByteGrammar g, JsonGrammar json, string pattern, int maxRepeat, bool raw = false)
     {
-        _g = g; _json = json; _p = pattern; _maxRepeat = maxRepeat;
+        _g = g; _json = json; _p = pattern; _maxRepeat = maxRepeat; _raw = raw;
     }
+
+    /// <summary>Raw text that the whole pattern matches (anchored at both ends, whether it says so or not).</summary>
+    public static int CompileRaw(ByteGrammar g, string pattern, int maxRepeat)
+    {
+        var c = new PatternGrammar(g, new JsonGrammar(g), pattern, maxRepeat, raw: true);
+        if (pattern.StartsWith('^')) c._i = 1;
+        int body = c.Alternation();
+        if (c._i < pattern.Length && pattern[c._i] == '$' && c._i == pattern.Length - 1) c._i++;
+        if (c._i != pattern.Length) throw c.Error($"unexpected '{pattern[c._i]}'");
+        return body;
+    }
+
+    /// <summary>Any character but a control (raw), or a JSON string's plain character, except some ASCII.</summary>
+    int AnyCharExcept(ByteSet excludedAscii) => _raw
+        ? JsonGrammar.Utf8Char(_g, ByteSet.Range(0x20, 0x7E).Except(excludedAscii))
+        : _json.PlainCharExcept(excludedAscii);
 
     /// <summary>The rule for a string body (without the quotes) matching the pattern.</summary>
     public static int Compile(ByteGrammar g, JsonGrammar json, string pattern, int maxRepeat)
@@ -108,7 +128,7 @@ internal sealed class PatternGrammar
                 _i++;
                 return inner;
             case '[': return Class();
-            case '.': return _json.PlainChar();
+            case '.': return _raw ? AnyCharExcept(ByteSet.Of()) : _json.PlainChar();
             case '\\': return Escape(inClass: false, out _);
             case '^' or '$': throw Error("anchors are supported only at the start and the end");
             case ')' or '*' or '+' or '?' or '{' or '|': throw Error($"unexpected '{c}'");
@@ -118,8 +138,8 @@ internal sealed class PatternGrammar
         }
     }
 
-    /// <summary>A literal character, written as JSON writes it.</summary>
-    int Literal(string ch) => ch switch
+    /// <summary>A literal character, written as JSON writes it (raw: as itself).</summary>
+    int Literal(string ch) => _raw && (ch[0] >= 0x20 || ch is "\n" or "\t" or "\r") ? _g.Literal(ch) : ch switch
     {
         "\"" => _g.Literal("\\\""),
         "\\" => _g.Literal("\\\\"),
@@ -144,7 +164,7 @@ internal sealed class PatternGrammar
             case 'd': ascii = digits; return _g.Terminal(digits);
             case 'w': ascii = word; return _g.Terminal(word);
             case 's': ascii = space; return _g.Terminal(space);
-            case 'D' or 'W' or 'S' when !inClass: return _json.PlainCharExcept(c == 'D' ? digits : c == 'W' ? word : space);
+            case 'D' or 'W' or 'S' when !inClass: return AnyCharExcept(c == 'D' ? digits : c == 'W' ? word : space);
             case 'n': return Literal("\n");
             case 't': return Literal("\t");
             case 'r': return Literal("\r");
@@ -208,7 +228,15 @@ internal sealed class PatternGrammar
         if (negated)
         {
             if (others.Count > 0) throw Error("a negated class with non-ASCII characters");
-            return _json.PlainCharExcept(set);
+            return AnyCharExcept(set);
+        }
+        if (_raw)
+        {
+            var raw = new List<int>();
+            if (!set.IsEmpty) raw.Add(_g.Terminal(set));
+            foreach (var o in others) raw.Add(Literal(o));
+            if (raw.Count == 0) throw Error("an empty class");
+            return _g.Choice([.. raw]);
         }
         // Characters that JSON must escape are written escaped; the rest as themselves.
         var choices = new List<int>();
