@@ -5,6 +5,8 @@ namespace RecurrentGemma.Text.Grammar;
 /// <summary>The scalar types' keywords: strings (format, pattern, lengths), integers and numbers (bounds), counts.</summary>
 public sealed partial class JsonSchemaCompiler
 {
+    NumberRangeGrammar? _numbers;   // one per compile: its rules are shared by every bounded number
+
     int String(JsonElement s, string path)
     {
         if (s.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.String)
@@ -62,30 +64,30 @@ public sealed partial class JsonSchemaCompiler
 
     /// <summary>
     /// A number within its bounds (minimum, maximum and their exclusive forms), written without an
-    /// exponent then (<see cref="NumberRangeGrammar"/>). A bound written with more than 15 fraction
-    /// digits is refused in strict mode and ignored otherwise.
+    /// exponent then (<see cref="NumberRangeGrammar"/>).
     /// </summary>
     int Number(JsonElement s, string path)
     {
         (decimal Value, bool Inclusive)? lo = null, hi = null;
-        foreach (var (key, lower, inclusive) in new[] { ("minimum", true, true), ("exclusiveMinimum", true, false), ("maximum", false, true), ("exclusiveMaximum", false, false) })
+        foreach (var (key, lower, exact) in new[] { ("minimum", true, true), ("exclusiveMinimum", true, false), ("maximum", false, true), ("exclusiveMaximum", false, false) })
         {
             if (!s.TryGetProperty(key, out var v)) continue;
             if (v.ValueKind != JsonValueKind.Number) throw new GrammarException($"{key} must be a number", Join(path, key));
             // Past 15 integer digits a bound cuts all or nothing of what is written: clamp it.
-            decimal b = v.TryGetDecimal(out decimal exact) ? Math.Clamp(exact, -1e16m, 1e16m) : v.GetDouble() > 0 ? 1e16m : -1e16m;
-            if (DecimalBound.Of(b) is null && Math.Abs(b) <= JsonGrammar.Largest)
-            {
-                if (_strict) throw new GrammarException($"'{key}' has more than {JsonGrammar.MaxFractionDigits} fraction digits, more than a number here is written with; not supported in strict mode", Join(path, key));
-                return _json.Number;   // not strict: the bounds are ignored
-            }
+            decimal b = v.TryGetDecimal(out decimal value) ? Math.Clamp(value, -1e16m, 1e16m) : v.GetDouble() > 0 ? 1e16m : -1e16m;
+            bool inclusive = exact;
+            // Written numbers have at most 15 fraction digits: a finer bound (0.1 + 0.2 computed in
+            // binary floating point is 0.30000000000000004) is the nearest such number inward,
+            // inclusive — the same numbers pass.
+            var rounded = decimal.Round(b, JsonGrammar.MaxFractionDigits, lower ? MidpointRounding.ToPositiveInfinity : MidpointRounding.ToNegativeInfinity);
+            if (rounded != b) { b = rounded; inclusive = true; }
             // Of a bound and its exclusive form the tighter wins (the exclusive one where equal).
             if (lower && (lo is null || b > lo.Value.Value || (b == lo.Value.Value && !inclusive))) lo = (b, inclusive);
             if (!lower && (hi is null || b < hi.Value.Value || (b == hi.Value.Value && !inclusive))) hi = (b, inclusive);
         }
         if (lo is null && hi is null) return _json.Number;
         static string Show(decimal d) => d.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return new NumberRangeGrammar(_g, _json).Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
+        return (_numbers ??= new NumberRangeGrammar(_g, _json)).Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
             ?? throw new GrammarException($"no number lies within the bounds{(lo is { } l ? $" {(l.Inclusive ? "≥" : ">")} {Show(l.Value)}" : "")}{(hi is { } h ? $" {(h.Inclusive ? "≤" : "<")} {Show(h.Value)}" : "")}", path);
     }
 

@@ -42,15 +42,35 @@ internal sealed class NumberRangeGrammar(ByteGrammar g, JsonGrammar json)
     /// <summary>Fraction digit strings: whether none at all (no point written) belongs, and a rule for the nonempty ones.</summary>
     readonly record struct Fractions(bool Empty, int? Some);
 
+    // The same runs of digits recur in every bound's branches: one rule each, shared (a schema of
+    // 30 bounded numbers: 7.7k rules before, against the schema's limit of 20k).
+    readonly Dictionary<(int, int, bool), int> _runs = [];
+    readonly Dictionary<int, int?> _nonZero = [];
+    readonly Dictionary<(decimal?, bool, decimal?, bool), int?> _ranges = [];
+
     int Digit => json.Digit;
     int Lit(string digits) => g.Literal(digits);
     int DigitRange(char from, char to) => g.Terminal(ByteSet.Range((byte)from, (byte)to));
-    int AnyDigits(int min, int max) => g.Repeat(Digit, min, max);
+    int AnyDigits(int min, int max) => Run(min, max, zeros: false);
+    int Zeros(int min, int max) => Run(min, max, zeros: true);
+
+    int Run(int min, int max, bool zeros)
+    {
+        if (!_runs.TryGetValue((min, max, zeros), out int rule))
+            _runs[(min, max, zeros)] = rule = g.Repeat(zeros ? g.Byte((byte)'0') : Digit, min, max);
+        return rule;
+    }
 
     /// <param name="lo">lower bound (signed), null: none.</param>
     /// <param name="hi">upper bound (signed), null: none.</param>
     /// <returns>The rule, or null when no number lies between.</returns>
     public int? Range(decimal? lo, bool loInclusive, decimal? hi, bool hiInclusive)
+    {
+        if (_ranges.TryGetValue((lo, loInclusive, hi, hiInclusive), out var known)) return known;
+        return _ranges[(lo, loInclusive, hi, hiInclusive)] = Build(lo, loInclusive, hi, hiInclusive);
+    }
+
+    int? Build(decimal? lo, bool loInclusive, decimal? hi, bool hiInclusive)
     {
         var parts = new List<int>();
         if (hi is null || hi > 0 || (hi == 0 && hiInclusive))
@@ -126,8 +146,13 @@ internal sealed class NumberRangeGrammar(ByteGrammar g, JsonGrammar json)
     }
 
     /// <summary>1..m digits with at least one nonzero.</summary>
-    int? NonZero(int m) => m < 1 ? null
-        : g.Choice([.. Enumerable.Range(0, m).Select(j => g.Seq(g.Repeat(g.Byte((byte)'0'), j, j), DigitRange('1', '9'), AnyDigits(0, m - j - 1)))]);
+    int? NonZero(int m)
+    {
+        if (m < 1) return null;
+        if (!_nonZero.TryGetValue(m, out var rule))
+            _nonZero[m] = rule = g.Choice([.. Enumerable.Range(0, m).Select(j => g.Seq(Zeros(j, j), DigitRange('1', '9'), AnyDigits(0, m - j - 1)))]);
+        return rule;
+    }
 
     /// <summary>Fractions of at most m digits ≥ f (or > f).</summary>
     Fractions AtLeast(string f, bool inclusive, int m)
@@ -143,12 +168,12 @@ internal sealed class NumberRangeGrammar(ByteGrammar g, JsonGrammar json)
     /// <summary>Fractions of at most m digits ≤ f (or &lt; f).</summary>
     Fractions AtMost(string f, bool inclusive, int m)
     {
-        if (f.Length == 0) return inclusive ? new(true, m >= 1 ? g.Repeat(g.Byte((byte)'0'), 1, m) : null) : new(false, null);
+        if (f.Length == 0) return inclusive ? new(true, m >= 1 ? Zeros(1, m) : null) : new(false, null);
         var alts = new List<int?>();
         for (int i = 0; i < Math.Min(f.Length, m); i++)
             if (f[i] > '0') alts.Add(g.Seq(Lit(f[..i]), DigitRange('0', (char)(f[i] - 1)), AnyDigits(0, m - i - 1)));
         for (int j = 1; j < Math.Min(f.Length, m + 1); j++) alts.Add(Lit(f[..j]));   // a shorter prefix is below f (its last digit is nonzero)
-        if (inclusive && f.Length <= m) alts.Add(g.Seq(Lit(f), g.Repeat(g.Byte((byte)'0'), 0, m - f.Length)));
+        if (inclusive && f.Length <= m) alts.Add(g.Seq(Lit(f), Zeros(0, m - f.Length)));
         return new(true, Choice(alts));
     }
 
@@ -156,7 +181,7 @@ internal sealed class NumberRangeGrammar(ByteGrammar g, JsonGrammar json)
     Fractions Between(string lo, bool loInclusive, string hi, bool hiInclusive, int m)
     {
         if (hi.Length == 0)   // hi is zero: only zero-valued fractions, when both ends take them
-            return lo.Length == 0 && loInclusive && hiInclusive ? new(true, m >= 1 ? g.Repeat(g.Byte((byte)'0'), 1, m) : null) : new(false, null);
+            return lo.Length == 0 && loInclusive && hiInclusive ? new(true, m >= 1 ? Zeros(1, m) : null) : new(false, null);
         bool empty = lo.Length == 0 && loInclusive;   // no fraction is zero: inside when lo is zero and taken
         if (m == 0) return new(empty, null);
         char a = lo.Length > 0 ? lo[0] : '0', b = hi[0];
