@@ -220,6 +220,10 @@ public class GrammarTests
     // Finer than the 15 fraction digits written (binary floating point's 0.1 + 0.2): the same numbers pass as against the exact bound.
     [InlineData("""{"type":"number","exclusiveMinimum":0.30000000000000004,"maximum":0.70000000000000001}""", new[] { "0.300000000000001", "0.31", "0.7", "0.700000000000000" }, new[] { "0.3", "0.300000000000000", "0.700000000000001", "0.71" })]
     [InlineData("""{"type":"number","minimum":-2.0000000000000004,"exclusiveMaximum":-1.9999999999999996}""", new[] { "-2", "-2.0", "-2.000000000000000" }, new[] { "-1.999999999999999", "-1.9999999999999", "-2.000000000000001", "-2.1", "-1.99" })]   // only −2 lies between
+    // Beyond what decimal holds (1e-30 read as 0 before: "0" was written for x ≥ 1e-30) and beyond 15 integer digits.
+    [InlineData("""{"type":"number","exclusiveMinimum":0,"minimum":1e-30}""", new[] { "0.000000000000001", "1" }, new[] { "0", "0.0", "-1" })]
+    [InlineData("""{"type":"number","maximum":-1e-30}""", new[] { "-0.000000000000001", "-1" }, new[] { "0", "0.5" })]
+    [InlineData("""{"type":"number","minimum":999999999999999.5,"maximum":1e20}""", new[] { "999999999999999.5", "999999999999999.75" }, new[] { "999999999999999", "1000000000000000" })]
     public void Number_bounds_are_kept(string schema, string[] inside, string[] outside)
     {
         // Before, strict mode refused them (400) and without strict they were ignored (a "minimum":5 wrote -777777777777777).

@@ -76,6 +76,19 @@ public sealed partial class JsonSchemaCompiler
             // Past 15 integer digits a bound cuts all or nothing of what is written: clamp it.
             decimal b = v.TryGetDecimal(out decimal value) ? Math.Clamp(value, -1e16m, 1e16m) : v.GetDouble() > 0 ? 1e16m : -1e16m;
             bool inclusive = exact;
+            double given = v.GetDouble();
+            if (b == 0 && given != 0)
+            {
+                // Below decimal's 28 digits (1e-30): no written number lies strictly between it and
+                // zero, so the bound is the nearest written number on its inward side.
+                (b, inclusive) = (lower, given > 0) switch
+                {
+                    (true, true) => (1e-15m, true),     // x ≥ 1e-30: the smallest positive written number
+                    (true, false) => (0m, true),        // x ≥ −1e-30: zero and above
+                    (false, true) => (0m, true),        // x ≤ 1e-30: zero and below
+                    (false, false) => (-1e-15m, true),  // x ≤ −1e-30
+                };
+            }
             // Written numbers have at most 15 fraction digits: a finer bound (0.1 + 0.2 computed in
             // binary floating point is 0.30000000000000004) is the nearest such number inward,
             // inclusive — the same numbers pass.
