@@ -143,6 +143,8 @@ public class JavaScriptClientTests
         Assert.Contains("ok completions.create echo + logprobs scores the prompt", output);
         Assert.Contains("ok BadRequestError carries status 400 and param", output);
         Assert.Contains("ok chat.completions.parse with zodResponseFormat", output);
+        Assert.Contains("ok zodResponseFormat with url, bounded and positive numbers", output);
+        Assert.Contains("ok guided_choice through the client", output);
         Assert.Contains("ok streamed tool calls (same call as non-stream)", output);
         Assert.Contains("ok responses.stream (same text as non-stream, events numbered in order)", output);
         Assert.Contains("ok continuing a deleted response: 404 naming previous_response_id", output);

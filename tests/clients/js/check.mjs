@@ -61,6 +61,19 @@ const parsed = await client.chat.completions.parse({
 const value = parsed.choices[0].message.parsed;
 ok(parsed.choices[0].finish_reason === "stop" && City.safeParse(value).success, "chat.completions.parse with zodResponseFormat");
 
+// Zod's url, positive and bounded numbers become format uri, exclusiveMinimum and minimum/maximum: kept in strict mode.
+const Link = z.object({ url: z.string().url(), score: z.number().min(0).max(1), price: z.number().positive() });
+const link = await client.chat.completions.parse({
+  model: "recurrentgemma-demo", messages: [{ role: "user", content: "A link." }], max_tokens: 300, seed: 8, temperature: 1,
+  response_format: zodResponseFormat(Link, "link"),
+});
+ok(link.choices[0].finish_reason === "stop" && Link.safeParse(link.choices[0].message.parsed).success, "zodResponseFormat with url, bounded and positive numbers");
+
+// vLLM's guided_choice, sent through the client as an extra body field (as vLLM's docs show).
+const picked = await client.chat.completions.create({ model: "recurrentgemma-demo", messages: [{ role: "user", content: "Pick." }], n: 3, temperature: 1.5, seed: 5,
+  guided_choice: ["positive", "negative", "neutral"] });
+ok(picked.choices.every((c) => ["positive", "negative", "neutral"].includes(c.message.content)), "guided_choice through the client");
+
 // Tools: a required call, the result sent back, the answer continues the parked state.
 const tools = [{ type: "function", function: { name: "get_weather", description: "Weather in a city", strict: true,
   parameters: { type: "object", properties: { city: { type: "string", maxLength: 12 } }, required: ["city"], additionalProperties: false } } }];
