@@ -25,7 +25,7 @@ public class KernelChoicesRestartTests
             ModelDirectory.Write(dir, vocab: 8192);
             string args = $"--Model:Path={dir} --Model:KernelChoices={choices} --Engine:MaxSlots=4 --Api:ShutdownGraceSeconds=1";
 
-            await using (var first = await ServerProcess.StartAsync(args))
+            await using (var first = await ServerProcess.StartAsync(args, readySeconds: 120))
             {
                 Assert.True(first.Log.Contains("none yet in"), first.Log);
                 // Decode steps take the one-row decisions (the start-up calibration usually has already).
@@ -54,7 +54,7 @@ public class KernelChoicesRestartTests
             }
             File.WriteAllText(choices, file.ToJsonString());
 
-            await using var second = await ServerProcess.StartAsync(args);
+            await using var second = await ServerProcess.StartAsync(args, readySeconds: 120);
             // The kernels' lines are logged just after the server turns ready: wait for the last of them (bounded).
             for (int i = 0; i < 200 && !second.Log.Contains("CPU kernel choices: kept in"); i++) await Task.Delay(50);
             Assert.Matches("CPU kernel choices: \"?[0-9]+ read from", second.Log);

@@ -23,7 +23,8 @@ public sealed class ServerProcess : IAsyncDisposable
     /// <summary>Starts the demo-model server and returns once /health/ready answers 200.</summary>
     /// <param name="arguments">extra command-line settings, e.g. "--Engine:MaxSlots=16"</param>
     /// <param name="environment">variables to set (a null value removes one)</param>
-    public static async Task<ServerProcess> StartAsync(string arguments = "", IReadOnlyDictionary<string, string?>? environment = null)
+    /// <param name="readySeconds">how long the start may take (a start that times every kernel decision while the other tests run needs more than 30 s)</param>
+    public static async Task<ServerProcess> StartAsync(string arguments = "", IReadOnlyDictionary<string, string?>? environment = null, int readySeconds = 30)
     {
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
@@ -48,7 +49,7 @@ public sealed class ServerProcess : IAsyncDisposable
         for (int i = 0; ; i++)
         {
             try { if ((await http.GetAsync("/health/ready")).IsSuccessStatusCode) return server; } catch (HttpRequestException) { }
-            if (i >= 300) { await server.DisposeAsync(); throw new TimeoutException("the server did not become ready"); }
+            if (i >= readySeconds * 10) { await server.DisposeAsync(); throw new TimeoutException($"the server did not become ready in {readySeconds} s:\n{server.Log}"); }
             await Task.Delay(100);
         }
     }
