@@ -86,13 +86,21 @@ public static class ServiceRegistration
         app.MapHealthChecks("/health/ready", new HealthCheckOptions
         {
             Predicate = c => c.Tags.Contains("ready"),
+            // Loading and draining report Degraded (expected states, not errors); both are "not ready".
+            ResultStatusCodes =
+            {
+                [HealthStatus.Healthy] = StatusCodes.Status200OK,
+                [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
+                [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
+            },
             // "Unhealthy: The model failed to load (reference load-…)" — the check's description,
             // which never carries exception text or paths (those are in the log under the reference).
             ResponseWriter = (context, report) =>
             {
                 context.Response.ContentType = "text/plain; charset=utf-8";
                 var detail = string.Join("; ", report.Entries.Values.Select(e => e.Description).Where(d => !string.IsNullOrEmpty(d)));
-                return context.Response.WriteAsync(detail.Length == 0 ? report.Status.ToString() : $"{report.Status}: {detail}");
+                var status = report.Status == HealthStatus.Degraded ? "NotReady" : report.Status.ToString();
+                return context.Response.WriteAsync(detail.Length == 0 ? status : $"{status}: {detail}");
             },
         });
         app.MapOpenAiApi();
@@ -111,11 +119,17 @@ public static class ServiceRegistration
         using (inFlight.Enter()) await next(context);
     });
 
+    /// <summary>
+    /// Ready once the model is loaded and until the drain. Loading and draining are expected
+    /// states, reported Degraded (503, logged below warning level: orchestrators probe every few
+    /// seconds, and each probe of a multi-minute load logged two errors); a model that failed to
+    /// load is Unhealthy, an error.
+    /// </summary>
     sealed class ModelReadyCheck(ModelHost host, InFlightRequests inFlight) : IHealthCheck
     {
         public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-            Task.FromResult(host.Status == ModelStatus.Ready && !inFlight.Draining
-                ? HealthCheckResult.Healthy($"{host.ModelId} is loaded")
-                : HealthCheckResult.Unhealthy(inFlight.Draining ? "draining" : host.FailureMessage ?? $"model {host.Status.ToString().ToLowerInvariant()}"));
+            Task.FromResult(host.Status == ModelStatus.Ready && !inFlight.Draining ? HealthCheckResult.Healthy($"{host.ModelId} is loaded")
+                : host.Status == ModelStatus.Failed ? HealthCheckResult.Unhealthy(host.FailureMessage ?? "the model failed to load")
+                : HealthCheckResult.Degraded(inFlight.Draining ? "draining" : $"model {host.Status.ToString().ToLowerInvariant()}"));
     }
 }

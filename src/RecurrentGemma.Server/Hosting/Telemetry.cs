@@ -52,8 +52,13 @@ public static class Telemetry
         {
             o.Logger = app.Services.GetService<Serilog.ILogger>();
             o.MessageTemplate = "HTTP {RequestMethod} {RequestPath} responded {StatusCode} in {Elapsed:0.0} ms";
-            o.GetLevel = (http, _, e) => e is not null || http.Response.StatusCode >= 500 ? Serilog.Events.LogEventLevel.Error
-                : ApiKeyAuth.IsOpenPath(http.Request.Path) ? Serilog.Events.LogEventLevel.Verbose : Serilog.Events.LogEventLevel.Information;
+            // A 503 is the server's own answer while the model loads or the server drains (readiness
+            // probes get it every few seconds): a warning for the API, nothing for probes. Other
+            // 5xx and exceptions are errors.
+            o.GetLevel = (http, _, e) => e is not null ? Serilog.Events.LogEventLevel.Error
+                : ApiKeyAuth.IsOpenPath(http.Request.Path) ? (http.Response.StatusCode is < 500 or 503 ? Serilog.Events.LogEventLevel.Verbose : Serilog.Events.LogEventLevel.Error)
+                : http.Response.StatusCode == 503 ? Serilog.Events.LogEventLevel.Warning
+                : http.Response.StatusCode >= 500 ? Serilog.Events.LogEventLevel.Error : Serilog.Events.LogEventLevel.Information;
             o.EnrichDiagnosticContext = (diag, http) =>
             {
                 diag.Set("RequestId", http.TraceIdentifier);
