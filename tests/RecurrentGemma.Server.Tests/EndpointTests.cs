@@ -17,6 +17,11 @@ public class EndpointTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal("recurrentgemma-demo", list.GetProperty("data")[0].GetProperty("id").GetString());
         var one = await ReadJson(await client.GetAsync("/v1/models/recurrentgemma-demo"));
         Assert.Equal("model", one.GetProperty("object").GetString());
+        // vLLM's fields, read by clients that size their prompts by them: the same limit /tokenize reports.
+        Assert.Equal("recurrentgemma-demo", one.GetProperty("root").GetString());
+        var limit = (await ReadJson(await client.PostAsync("/tokenize", JsonBody("""{"prompt":"x"}""")))).GetProperty("max_model_len").GetInt32();
+        Assert.Equal(limit, one.GetProperty("max_model_len").GetInt32());
+        Assert.Equal(limit, list.GetProperty("data")[0].GetProperty("max_model_len").GetInt32());
         var missing = await client.GetAsync("/v1/models/gpt-4");
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
         Assert.Equal("model_not_found", (await ReadJson(missing)).GetProperty("error").GetProperty("code").GetString());

@@ -19,6 +19,9 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
     IOptions<SessionsOptions> sessionOptions, EngineMetrics metrics, InFlightRequests inFlight, IEngineFactory engines, ILogger<ModelHost> log)
     : IHostedLifecycleService, IAsyncDisposable
 {
+    /// <summary>The longest prompt in tokens (Engine:MaxPromptTokens), shown by /v1/models as vLLM does.</summary>
+    public int MaxPromptTokens => engineOptions.Value.MaxPromptTokens;
+
     public const string DemoModelId = "recurrentgemma-demo";
 
     readonly CancellationTokenSource _stopping = new();

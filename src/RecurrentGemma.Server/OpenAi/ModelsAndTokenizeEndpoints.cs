@@ -13,7 +13,8 @@ public static class ModelsAndTokenizeEndpoints
         ? TypedResults.Json(Describe(host), OpenAiJson.Default.ModelDto)
         : ApiErrorWriter.Result(ApiError.ModelNotFound(id));
 
-    static ModelDto Describe(ModelHost host) => new(host.ModelId, "model", host.Created.ToUnixTimeSeconds(), host.IsDemo ? "recurrentgemma-server (demo)" : "google");
+    static ModelDto Describe(ModelHost host) =>
+        new(host.ModelId, "model", host.Created.ToUnixTimeSeconds(), host.IsDemo ? "recurrentgemma-server (demo)" : "google", host.ModelId, host.MaxPromptTokens);
 
     public static async Task Tokenize(HttpContext context, ApiContext api)
     {

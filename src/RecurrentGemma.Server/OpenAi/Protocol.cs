@@ -180,7 +180,9 @@ public sealed record CompletionChoiceDto(int Index, string Text,
 /// with null (nothing precedes it).</summary>
 public sealed record CompletionLogprobsDto(List<string> Tokens, List<float?> TokenLogprobs, List<Dictionary<string, float>?> TopLogprobs, List<int> TextOffset);
 
-public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy);
+/// <summary>A model as OpenAI lists it, with vLLM's root (the model the id serves: here the id
+/// itself) and max_model_len (the longest prompt in tokens; clients size their prompts by it).</summary>
+public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy, string Root, int MaxModelLen);
 public sealed record ModelListDto(string Object, List<ModelDto> Data);
 
 /// <summary>POST /tokenize: a prompt or chat messages (rendered with the template).</summary>
