@@ -46,19 +46,27 @@ public static class Telemetry
         return services;
     }
 
+    /// <summary>
+    /// How loud a finished request is logged. A 503 is the server's own answer while the model
+    /// loads or the server drains (readiness probes get it every few seconds): nothing for probes,
+    /// a warning for the API. Other 5xx and exceptions are errors; probes otherwise stay quiet.
+    /// </summary>
+    static Serilog.Events.LogEventLevel RequestLevel(HttpContext http, Exception? e)
+    {
+        int status = http.Response.StatusCode;
+        bool probe = ApiKeyAuth.IsOpenPath(http.Request.Path);
+        if (e is not null || (status >= 500 && status != 503)) return Serilog.Events.LogEventLevel.Error;
+        if (probe) return Serilog.Events.LogEventLevel.Verbose;
+        return status == 503 ? Serilog.Events.LogEventLevel.Warning : Serilog.Events.LogEventLevel.Information;
+    }
+
     public static WebApplication UseTelemetry(this WebApplication app)
     {
         app.UseSerilogRequestLogging(o =>
         {
             o.Logger = app.Services.GetService<Serilog.ILogger>();
             o.MessageTemplate = "HTTP {RequestMethod} {RequestPath} responded {StatusCode} in {Elapsed:0.0} ms";
-            // A 503 is the server's own answer while the model loads or the server drains (readiness
-            // probes get it every few seconds): a warning for the API, nothing for probes. Other
-            // 5xx and exceptions are errors.
-            o.GetLevel = (http, _, e) => e is not null ? Serilog.Events.LogEventLevel.Error
-                : ApiKeyAuth.IsOpenPath(http.Request.Path) ? (http.Response.StatusCode is < 500 or 503 ? Serilog.Events.LogEventLevel.Verbose : Serilog.Events.LogEventLevel.Error)
-                : http.Response.StatusCode == 503 ? Serilog.Events.LogEventLevel.Warning
-                : http.Response.StatusCode >= 500 ? Serilog.Events.LogEventLevel.Error : Serilog.Events.LogEventLevel.Information;
+            o.GetLevel = (http, _, e) => RequestLevel(http, e);
             o.EnrichDiagnosticContext = (diag, http) =>
             {
                 diag.Set("RequestId", http.TraceIdentifier);

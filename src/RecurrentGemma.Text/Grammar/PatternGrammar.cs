@@ -32,15 +32,8 @@ internal sealed class PatternGrammar
     }
 
     /// <summary>Raw text that the whole pattern matches (anchored at both ends, whether it says so or not).</summary>
-    public static int CompileRaw(ByteGrammar g, string pattern, int maxRepeat)
-    {
-        var c = new PatternGrammar(g, new JsonGrammar(g), pattern, maxRepeat, raw: true);
-        if (pattern.StartsWith('^')) c._i = 1;
-        int body = c.Alternation();
-        if (c._i < pattern.Length && pattern[c._i] == '$' && c._i == pattern.Length - 1) c._i++;
-        if (c._i != pattern.Length) throw c.Error($"unexpected '{pattern[c._i]}'");
-        return body;
-    }
+    public static int CompileRaw(ByteGrammar g, string pattern, int maxRepeat) =>
+        new PatternGrammar(g, new JsonGrammar(g), pattern, maxRepeat, raw: true).Whole(out _, out _);
 
     /// <summary>Any character but a control (raw), or a JSON string's plain character, except some ASCII.</summary>
     int AnyCharExcept(ByteSet excludedAscii) => _raw
@@ -50,18 +43,24 @@ internal sealed class PatternGrammar
     /// <summary>The rule for a string body (without the quotes) matching the pattern.</summary>
     public static int Compile(ByteGrammar g, JsonGrammar json, string pattern, int maxRepeat)
     {
-        var c = new PatternGrammar(g, json, pattern, maxRepeat);
-        bool anchoredStart = pattern.StartsWith('^');
-        if (anchoredStart) c._i = 1;
-        int body = c.Alternation();
-        bool anchoredEnd = c._i < pattern.Length && pattern[c._i] == '$' && c._i == pattern.Length - 1;
-        if (anchoredEnd) c._i++;
-        if (c._i != pattern.Length) throw c.Error($"unexpected '{pattern[c._i]}'");
+        int body = new PatternGrammar(g, json, pattern, maxRepeat).Whole(out bool anchoredStart, out bool anchoredEnd);
         var parts = new List<int>();
         if (!anchoredStart) parts.Add(g.Star(json.PlainChar()));
         parts.Add(body);
         if (!anchoredEnd) parts.Add(g.Star(json.PlainChar()));
         return g.Seq([.. parts]);
+    }
+
+    /// <summary>The whole pattern between its optional anchors, and which anchors it had.</summary>
+    int Whole(out bool anchoredStart, out bool anchoredEnd)
+    {
+        anchoredStart = _p.StartsWith('^');
+        if (anchoredStart) _i = 1;
+        int body = Alternation();
+        anchoredEnd = _i < _p.Length && _p[_i] == '$' && _i == _p.Length - 1;
+        if (anchoredEnd) _i++;
+        if (_i != _p.Length) throw Error($"unexpected '{_p[_i]}'");
+        return body;
     }
 
     GrammarException Error(string what) => new($"pattern /{_p}/: {what} (at {_i}; see the README for the supported regex subset)", "pattern");
