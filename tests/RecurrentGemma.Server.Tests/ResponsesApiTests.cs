@@ -193,6 +193,10 @@ public class ResponsesApiTests(DemoServer server) : IClassFixture<DemoServer>
     [InlineData("""{}""", "input")]
     [InlineData("""{"input":[{"role":"user","content":[{"type":"refusal","refusal":"no"}]}]}""", "input[0].content[0].type")]   // only an assistant's
     [InlineData("""{"input":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"refusal"}]},{"role":"user","content":"why"}]}""", "input[1].content[0].refusal")]
+    [InlineData("""{"input":"hi","include":["message.output_text.logprobs","output_text.logprobs"]}""", "include[1]")]
+    [InlineData("""{"input":"hi","include":[5]}""", "include[0]")]
+    [InlineData("""{"input":"hi","include":"message.output_text.logprobs"}""", "include")]
+    [InlineData("""{"input":"hi","include":["message.output_text.logprobs"],"top_logprobs":21}""", "top_logprobs")]
     public async Task Bad_requests_get_a_400_naming_the_field(string body, string param)
     {
         var client = await server.ReadyClientAsync();

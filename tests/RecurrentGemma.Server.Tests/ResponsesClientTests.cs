@@ -77,4 +77,52 @@ public class ResponsesClientTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.Equal(plain.GetOutputText(), final!.GetOutputText());
         Assert.Equal(ResponseStatus.Incomplete, final.Status);
     }
+
+    [Fact]
+    public async Task Logprobs_come_with_the_output_text_when_included_and_stream_in_its_deltas()
+    {
+        var client = await Client();
+        CreateResponseOptions Asking(bool include)
+        {
+            var o = Options("Score this.");
+            o.TopLogProbabilityCount = 3;
+            if (include) o.IncludedProperties.Add(IncludedResponseProperty.MessageOutputTextLogProbabilities);
+            return o;
+        }
+
+        // As OpenAI's API: top_logprobs alone returns no logprobs; include asks for them.
+        ResponseResult without = await client.CreateResponseAsync(Asking(include: false));
+        Assert.Empty(Message(without).Content[0].OutputTextTokenLogProbabilities);
+
+        ResponseResult plain = await client.CreateResponseAsync(Asking(include: true));
+        Assert.Equal(3, plain.TopLogProbabilityCount);
+        var logprobs = Message(plain).Content[0].OutputTextTokenLogProbabilities;
+        Assert.Equal(plain.Usage.OutputTokenCount, logprobs.Count);
+        Assert.Equal(plain.GetOutputText(), string.Concat(logprobs.Select(l => System.Text.Encoding.UTF8.GetString(l.Utf8Bytes!.Value.ToArray()))));
+        foreach (var l in logprobs)
+        {
+            Assert.True(l.LogProbability <= 0);
+            Assert.Equal(3, l.TopLogProbabilities.Count);
+            // Greedy: the chosen token is the most likely one, and the alternatives come most likely first.
+            Assert.Equal(l.Token, l.TopLogProbabilities[0].Token);
+            Assert.Equal(l.LogProbability, l.TopLogProbabilities[0].LogProbability, 4);
+            Assert.True(l.TopLogProbabilities[1].LogProbability <= l.TopLogProbabilities[0].LogProbability);
+        }
+
+        var streamed = new List<ResponseTokenLogProbabilityDetails>();
+        ResponseResult? final = null;
+        await foreach (var update in await client.CreateResponseStreamingAsync(Stream(Asking(include: true))))
+        {
+            if (update is StreamingResponseOutputTextDeltaUpdate delta) streamed.AddRange(delta.TokenLogProbabilities);
+            if (update is StreamingResponseIncompleteUpdate incomplete) final = incomplete.Response;
+        }
+        Assert.Equal(logprobs.Select(l => (l.Token, l.LogProbability)), streamed.Select(l => (l.Token, l.LogProbability)));
+        Assert.Equal(logprobs.Select(l => l.Token), Message(final!).Content[0].OutputTextTokenLogProbabilities.Select(l => l.Token));
+
+        // A stored response keeps them.
+        ResponseResult retrieved = await client.GetResponseAsync(plain.Id);
+        Assert.Equal(logprobs.Select(l => l.LogProbability), Message(retrieved).Content[0].OutputTextTokenLogProbabilities.Select(l => l.LogProbability));
+    }
+
+    static MessageResponseItem Message(ResponseResult r) => Assert.IsAssignableFrom<MessageResponseItem>(Assert.Single(r.OutputItems));
 }

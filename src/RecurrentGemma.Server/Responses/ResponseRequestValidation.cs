@@ -11,7 +11,7 @@ namespace RecurrentGemma.Server.Responses;
 public sealed record ValidatedResponseRequest(
     List<ResponseItemDto> Input, string? Instructions, string? PreviousResponseId, bool Store, int MaxOutputTokens, int? RequestedMaxOutputTokens,
     SamplingParams Sampling, bool Stream, Dictionary<string, string> Metadata, string? User, OutputFormat? Format, JsonElement TextFormat,
-    ToolPrompt? Tools, JsonElement ToolsJson, JsonElement ToolChoiceJson, bool ParallelToolCalls);
+    ToolPrompt? Tools, JsonElement ToolsJson, JsonElement ToolChoiceJson, bool ParallelToolCalls, bool Logprobs, int? TopLogprobs);
 
 /// <summary>
 /// Checks every field of a Responses request and turns <c>input</c> into items. Each failure is a
@@ -56,10 +56,41 @@ public static class ResponseRequestValidation
         var (format, formatJson) = Format(r.Text?.Format);
         var (tools, toolsJson, choiceJson) = Tools(r.Tools, r.ToolChoice, r.ParallelToolCalls ?? true, limits);
         if (tools is not null && format is not null) throw ApiError.Invalid("text.format json_object or json_schema together with tools is not supported; use one of them.", "text.format");
+        bool logprobs = Includes(r.Include);
+        if (r.TopLogprobs is { } top && top is < 0 or > 20) throw ApiError.Invalid($"top_logprobs must be between 0 and 20, got {top}.", "top_logprobs");
 
         return new ValidatedResponseRequest(input, string.IsNullOrWhiteSpace(r.Instructions) ? null : r.Instructions, r.PreviousResponseId, r.Store ?? true,
             maxTokens, requested, new SamplingParams { Temperature = t, TopP = p, TopK = Math.Max(0, k), Seed = r.Seed },
-            r.Stream ?? false, metadata, r.User, format, formatJson, tools, toolsJson, choiceJson, r.ParallelToolCalls ?? true);
+            r.Stream ?? false, metadata, r.User, format, formatJson, tools, toolsJson, choiceJson, r.ParallelToolCalls ?? true, logprobs, r.TopLogprobs);
+    }
+
+    // What OpenAI's include accepts. Only the logprobs change anything here: the others name outputs
+    // of built-in tools, images and reasoning, which this server never produces, so asking for them
+    // is valid and adds nothing (as for a response that made no such call).
+    const string LogprobsInclude = "message.output_text.logprobs";
+    static readonly string[] KnownIncludes =
+    [
+        LogprobsInclude, "reasoning.encrypted_content", "message.input_image.image_url", "computer_call_output.output.image_url",
+        "file_search_call.results", "web_search_call.results", "web_search_call.action.sources", "code_interpreter_call.outputs",
+    ];
+
+    /// <summary>Checks include; true when it asks for the output tokens' logprobs.</summary>
+    static bool Includes(JsonElement? include)
+    {
+        if (include is not { ValueKind: not JsonValueKind.Null } list) return false;
+        if (list.ValueKind != JsonValueKind.Array) throw ApiError.Invalid("include must be an array of strings.", "include");
+        bool logprobs = false;
+        int i = 0;
+        foreach (var item in list.EnumerateArray())
+        {
+            string at = $"include[{i++}]";
+            if (item.ValueKind != JsonValueKind.String) throw ApiError.Invalid($"{at} must be a string.", at);
+            string value = item.GetString()!;
+            if (!KnownIncludes.Contains(value))
+                throw ApiError.Invalid($"{at} '{value}' is not a supported value; supported: {string.Join(", ", KnownIncludes)}.", at);
+            logprobs |= value == LogprobsInclude;
+        }
+        return logprobs;
     }
 
     static (OutputFormat?, JsonElement) Format(ResponseTextFormatDto? f)

@@ -1,5 +1,6 @@
 using System.Text;
 using RecurrentGemma.Inference;
+using RecurrentGemma.Server.OpenAi;
 using RecurrentGemma.Text;
 
 namespace RecurrentGemma.Server.Responses;
@@ -17,6 +18,10 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
     readonly StringBuilder _text = new();
     readonly StringBuilder _held = new();
     readonly List<ResponseItemDto> _output = [];
+    // The answer's token logprobs when asked for (include "message.output_text.logprobs"); each
+    // goes out with the first text delta after it, since a token's text may be held back.
+    readonly List<ChatTokenLogprobDto> _logprobs = [];
+    int _logprobsSent;
     int _sequence;
     string? _messageId;
     bool _decidedText = !toolsOffered;
@@ -31,9 +36,10 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
     public IReadOnlyList<ResponseStreamEvent> Start() =>
         [Event("response.created") with { Response = Response }, Event("response.in_progress") with { Response = Response }];
 
-    /// <summary>The events for a piece of generated text.</summary>
-    public IReadOnlyList<ResponseStreamEvent> Push(string delta)
+    /// <summary>The events for a piece of generated text and its tokens' logprobs (if asked for).</summary>
+    public IReadOnlyList<ResponseStreamEvent> Push(string delta, IReadOnlyList<ChatTokenLogprobDto>? logprobs = null)
     {
+        if (logprobs is { Count: > 0 }) _logprobs.AddRange(logprobs);
         if (delta.Length == 0) return [];
         _text.Append(delta);
         if (!_decidedText)
@@ -79,7 +85,9 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
     {
         var events = new List<ResponseStreamEvent>();
         if (_messageId is null) events.AddRange(OpenMessage());
-        events.Add(Event("response.output_text.delta") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Delta = delta, Logprobs = [] });
+        var logprobs = _logprobs[_logprobsSent..];
+        _logprobsSent = _logprobs.Count;
+        events.Add(Event("response.output_text.delta") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Delta = delta, Logprobs = logprobs });
         return events;
     }
 
@@ -111,8 +119,9 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
         {
             if (_held.Length > 0) { var rest = _held.ToString(); _held.Clear(); events.AddRange(TextDelta(rest)); }
             if (_messageId is null) events.AddRange(OpenMessage());
-            var part = ResponseContentPartDto.OutputText(text);
-            events.Add(Event("response.output_text.done") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Text = text, Logprobs = [] });
+            if (_logprobsSent < _logprobs.Count) events.AddRange(TextDelta(""));   // tokens whose text never showed (e.g. a stop)
+            var part = ResponseContentPartDto.OutputText(text, [.. _logprobs]);
+            events.Add(Event("response.output_text.done") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Text = text, Logprobs = [.. _logprobs] });
             events.Add(Event("response.content_part.done") with { ItemId = _messageId, OutputIndex = 0, ContentIndex = 0, Part = part });
             var message = new ResponseItemDto
             {

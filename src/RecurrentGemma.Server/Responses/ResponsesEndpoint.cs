@@ -38,12 +38,14 @@ public static class ResponsesEndpoint
             Instructions = v.Instructions, MaxOutputTokens = v.RequestedMaxOutputTokens, PreviousResponseId = parent?.Response.Id,
             Store = v.Store, Temperature = v.Sampling.Temperature, TopP = v.Sampling.TopP, ParallelToolCalls = v.ParallelToolCalls,
             Text = Json.WithFormat(v.TextFormat), Tools = v.ToolsJson, ToolChoice = v.ToolChoiceJson, User = v.User, Metadata = v.Metadata,
+            TopLogprobs = v.TopLogprobs,
         }, v.Tools is not null);
 
         var ct = api.RequestToken;
         var generation = Start(service, new TextGenerationRequest
         {
             Messages = messages, MaxTokens = v.MaxOutputTokens, Sampling = v.Sampling, Owner = api.Owner, Format = v.Format, Tools = v.Tools,
+            Logprobs = v.Logprobs, TopLogprobs = v.Logprobs ? v.TopLogprobs ?? 0 : 0,
             // Stored: the answer's state parks under the response id; a continuation copies its parent's.
             SessionId = v.Store ? id : null, ParentSessionId = parent?.Response.Id, KeepState = v.Store, SnapshotPrompt = false,
         }, ct);
@@ -71,7 +73,7 @@ public static class ResponsesEndpoint
                 {
                     switch (events.Current)
                     {
-                        case TextDelta d: api.MarkFirstToken(); run.Push(d.Text); break;
+                        case TextDelta d: api.MarkFirstToken(); run.Push(d.Text, Logprobs(d)); break;
                         case ChoiceFinished f: finished = f; break;
                         case UsageReport u: usage = u; break;
                     }
@@ -105,7 +107,7 @@ public static class ResponsesEndpoint
             {
                 switch (events.Current)
                 {
-                    case TextDelta d: api.MarkFirstToken(); await Send(run.Push(d.Text)); break;
+                    case TextDelta d: api.MarkFirstToken(); await Send(run.Push(d.Text, Logprobs(d))); break;
                     case ChoiceFinished f: finished = f; break;
                     case UsageReport u: usage = u; break;
                 }
@@ -129,6 +131,8 @@ public static class ResponsesEndpoint
             catch (Exception) when (context.RequestAborted.IsCancellationRequested) { }
         }
     }
+
+    static List<ChatTokenLogprobDto>? Logprobs(TextDelta d) => d.Logprobs.Count == 0 ? null : d.Logprobs.Select(ChatCompletionsEndpoint.ToDto).ToList();
 
     /// <summary>Starts the generation; the inference layer's field names become this API's.</summary>
     static TextGeneration Start(InferenceService service, TextGenerationRequest request, CancellationToken ct)

@@ -1,3 +1,4 @@
+using RecurrentGemma.Server.OpenAi;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -42,6 +43,11 @@ public sealed class CreateResponseRequest
     public bool? Background { get; set; }
     /// <summary>Refused: conversations are continued with previous_response_id.</summary>
     public JsonElement? Conversation { get; set; }
+    /// <summary>Extra output to include; "message.output_text.logprobs" adds each output token's
+    /// log probability (the other values OpenAI defines name outputs this server never makes).</summary>
+    public JsonElement? Include { get; set; }
+    /// <summary>0–20 most likely alternatives per token, with include "message.output_text.logprobs".</summary>
+    public int? TopLogprobs { get; set; }
 }
 
 public sealed class ResponseTextDto
@@ -88,6 +94,8 @@ public sealed record ResponseObject
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)] public ResponseUsageDto? Usage { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)] public string? User { get; init; }
     public Dictionary<string, string> Metadata { get; init; } = [];
+    /// <summary>As requested (left out when not).</summary>
+    public int? TopLogprobs { get; init; }
 }
 
 static class Json
@@ -124,15 +132,17 @@ public sealed record ResponseItemDto
     public string? Output { get; init; }
 }
 
-/// <summary>input_text (user, system, developer) or output_text (assistant; with annotations and logprobs).</summary>
+/// <summary>input_text (user, system, developer) or output_text (assistant; with annotations and
+/// logprobs, which are chat's token logprob objects: token, logprob, bytes, top_logprobs).</summary>
 public sealed record ResponseContentPartDto
 {
     public required string Type { get; init; }
     public required string Text { get; init; }
     public List<JsonElement>? Annotations { get; init; }
-    public List<JsonElement>? Logprobs { get; init; }
+    public List<ChatTokenLogprobDto>? Logprobs { get; init; }
 
-    public static ResponseContentPartDto OutputText(string text) => new() { Type = "output_text", Text = text, Annotations = [], Logprobs = [] };
+    public static ResponseContentPartDto OutputText(string text, List<ChatTokenLogprobDto>? logprobs = null) =>
+        new() { Type = "output_text", Text = text, Annotations = [], Logprobs = logprobs ?? [] };
 }
 
 /// <summary>GET /v1/responses/{id}/input_items: a page of items, as OpenAI's lists are.</summary>
@@ -157,7 +167,7 @@ public sealed record ResponseStreamEvent
     public string? Text { get; init; }
     public string? Name { get; init; }
     public string? Arguments { get; init; }
-    public List<JsonElement>? Logprobs { get; init; }
+    public List<ChatTokenLogprobDto>? Logprobs { get; init; }
     public string? Code { get; init; }
     public string? Message { get; init; }
     public string? Param { get; init; }
