@@ -33,6 +33,10 @@ public sealed class TextGeneration : IAsyncDisposable
         var stoppedByString = new bool[n];
         var texts = Enumerable.Range(0, n).Select(_ => new System.Text.StringBuilder()).ToArray();
         var sampled = Enumerable.Range(0, n).Select(_ => new List<int>()).ToArray();
+        // Tokens the engine made for a choice after its stop string was found, before it saw the
+        // stop: how many depends on timing, so they are not the answer's and usage leaves them out
+        // (the same request then reports the same usage, streamed or not).
+        int afterStop = 0;
 
         await foreach (var e in _handle.ReadEventsAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -57,6 +61,9 @@ public sealed class TextGeneration : IAsyncDisposable
                     }
                     break;
                 }
+                case TokenEvent:
+                    afterStop++;
+                    break;
                 case FinishedEvent f:
                 {
                     if (!stoppedByString[f.Index])
@@ -92,7 +99,7 @@ public sealed class TextGeneration : IAsyncDisposable
                     break;
                 }
                 case UsageEvent u:
-                    yield return new UsageReport(u.PromptTokens, u.CompletionTokens, u.CachedTokens);
+                    yield return new UsageReport(u.PromptTokens, u.CompletionTokens - afterStop, u.CachedTokens);
                     break;
                 case ErrorEvent err:
                     throw new GenerationFailedException(err.Message);

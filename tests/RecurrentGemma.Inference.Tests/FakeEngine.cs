@@ -10,6 +10,8 @@ public sealed class FakeEngine(params int[] script) : IEngineClient
     public List<GenerationRequest> Requests { get; } = [];
     public List<int> StoppedChoices { get; } = [];
     public int MaxNewTokens { get; set; } = int.MaxValue;
+    /// <summary>Tokens still made after StopChoice, as a real engine makes while the stop is on its way.</summary>
+    public int StopLag { get; set; }
     public EngineSnapshot Snapshot => EngineSnapshot.Empty;
     public List<(string SessionId, string? Owner)> Dropped { get; } = [];
     public Task<int> DropSessionAsync(string sessionId, string? owner) { Dropped.Add((sessionId, owner)); return Task.FromResult(0); }
@@ -27,12 +29,12 @@ public sealed class FakeEngine(params int[] script) : IEngineClient
 
         public async IAsyncEnumerable<EngineEvent> ReadEventsAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
         {
-            int n = 0;
+            int n = 0, lag = engine.StopLag;
             var reason = FinishReason.Length;
             foreach (var id in engine.Script)
             {
                 await Task.Yield();
-                if (_stopped) { reason = FinishReason.Stop; break; }
+                if (_stopped && lag-- <= 0) { reason = FinishReason.Stop; break; }
                 if (request.StopTokenIds.Contains(id)) { reason = FinishReason.Stop; break; }
                 yield return new TokenEvent(0, id, null);
                 if (++n >= request.MaxNewTokens) break;

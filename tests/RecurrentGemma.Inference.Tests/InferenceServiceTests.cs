@@ -115,6 +115,22 @@ public class InferenceServiceTests
         Assert.DoesNotContain(deltas, d => d.Contains("END"));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    public async Task Usage_after_a_stop_string_counts_the_tokens_up_to_it_however_many_the_engine_made_after(int lag)
+    {
+        // The engine learns of a stop string a little later, and how many tokens it makes meanwhile
+        // depends on timing (a streamed and a plain request differed). They are not the answer's.
+        var ids = Tok.Encode("Hello world. END of the story, and more words after it");
+        var upToStop = Tok.Encode("Hello world. END").Count;
+        var engine = new FakeEngine([.. ids]) { StopLag = lag };
+        var (text, _, finish, usage) = await Run(new InferenceService(engine, Tok, "m"), new TextGenerationRequest { Prompt = "x", Stop = [" END"], MaxTokens = 100 });
+        Assert.Equal("Hello world.", text);
+        Assert.Equal("stop", finish);
+        Assert.Equal(upToStop, usage!.CompletionTokens);
+    }
+
     [Fact]
     public async Task Byte_fallback_characters_are_never_split_across_deltas()
     {

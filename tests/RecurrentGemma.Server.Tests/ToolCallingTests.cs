@@ -122,6 +122,37 @@ public class ToolCallingTests(DemoServer server) : IClassFixture<DemoServer>
         Assert.True(chunks.Count(c => c.GetProperty("choices").EnumerateArray().Any(ch => ch.GetProperty("delta").TryGetProperty("tool_calls", out var t) && t[0].GetProperty("function").TryGetProperty("arguments", out var a) && a.GetString()!.Length > 0)) >= 1);
     }
 
+    [Theory]
+    [InlineData("required")]
+    [InlineData("auto")]
+    [InlineData("none")]
+    public async Task Streamed_logprobs_with_tools_are_every_token_of_the_plain_answer(string toolChoice)
+    {
+        // With tools a token's text may be held back until it is known to be a call or not; its
+        // logprobs must still come, with the next piece (they were dropped when streaming).
+        JsonObject Asking(bool stream)
+        {
+            var r = Request(toolChoice, 5, stream);
+            r["logprobs"] = true; r["top_logprobs"] = 2; r["max_tokens"] = 60; r["n"] = 2;
+            return r;
+        }
+        var plain = (await Post(Asking(stream: false))).GetProperty("choices");
+        var client = await server.ReadyClientAsync();
+        var r = await client.PostAsync("/v1/chat/completions", JsonBody(Asking(stream: true).ToJsonString()));
+        var chunks = (await r.Content.ReadAsStringAsync()).Split("\n\n").Where(e => e.StartsWith("data: {")).Select(e => JsonDocument.Parse(e[6..]).RootElement).ToList();
+        for (int i = 0; i < 2; i++)
+        {
+            var expected = plain[i].GetProperty("logprobs").GetProperty("content").EnumerateArray()
+                .Select(t => (t.GetProperty("token").GetString(), t.GetProperty("logprob").GetSingle())).ToList();
+            Assert.NotEmpty(expected);
+            var streamed = chunks.SelectMany(c => c.GetProperty("choices").EnumerateArray())
+                .Where(ch => ch.GetProperty("index").GetInt32() == i && ch.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.Object)
+                .SelectMany(ch => ch.GetProperty("logprobs").GetProperty("content").EnumerateArray())
+                .Select(t => (t.GetProperty("token").GetString(), t.GetProperty("logprob").GetSingle())).ToList();
+            Assert.Equal(expected, streamed);
+        }
+    }
+
     [Fact]
     public async Task A_round_trip_call_result_answer_continues_the_parked_state()
     {

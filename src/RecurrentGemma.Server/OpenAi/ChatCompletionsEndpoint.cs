@@ -63,6 +63,16 @@ public static class ChatCompletionsEndpoint
             string? firstFinish = null;
             var streamedText = new System.Text.StringBuilder();
             var toolStreams = generation.Tools is null ? null : Enumerable.Range(0, generation.N).Select(_ => new ToolCallStream()).ToArray();
+            // With tools a token's text may be held until it is known to be a call or not; its
+            // logprobs wait with it and go out with the next piece of that choice (text or call).
+            var heldLogprobs = toolStreams is null ? null : Enumerable.Range(0, generation.N).Select(_ => new List<ChatTokenLogprobDto>()).ToArray();
+            ChatLogprobsDto? HeldLogprobs(int index)
+            {
+                if (!generation.Logprobs) return null;
+                var taken = new ChatLogprobsDto([.. heldLogprobs![index]]);
+                heldLogprobs[index].Clear();
+                return taken;
+            }
             for (bool more = await sse.NextAsync(events, ct); more; more = await sse.NextAsync(events, ct))
             {
                 switch (events.Current)
@@ -70,12 +80,16 @@ public static class ChatCompletionsEndpoint
                     case TextDelta d when toolStreams is not null:
                         api.MarkFirstToken();
                         streamedText.Append(d.Text);
+                        heldLogprobs![d.Index].AddRange(d.Logprobs.Select(ToDto));
                         foreach (var delta in toolStreams[d.Index].Push(d.Text))
-                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, delta, null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, delta, HeldLogprobs(d.Index), null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         break;
                     case ChoiceFinished f when toolStreams is not null && f.FinishReason != "cancelled":
-                        foreach (var delta in toolStreams[f.Index].Finish())
-                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, delta, null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                        var closing = toolStreams[f.Index].Finish();
+                        // Tokens whose text is still held (the end of a call block) go out with the last pieces.
+                        if (closing.Count == 0 && heldLogprobs![f.Index].Count > 0) closing.Add(new DeltaDto(null, null));
+                        foreach (var delta in closing)
+                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, delta, HeldLogprobs(f.Index), null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         var reason = toolStreams[f.Index].MadeCalls ? "tool_calls" : f.FinishReason;
                         firstFinish ??= reason;
                         await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, new DeltaDto(null, null), null, reason)]), OpenAiJson.Default.ChatCompletionChunk, ct);
