@@ -30,6 +30,7 @@ public sealed class TextGeneration : IAsyncDisposable
         var tokenizer = _service.Tokenizer;
         var detokenizers = Enumerable.Range(0, n).Select(_ => tokenizer.CreateDetokenizer()).ToArray();
         var pendingLogprobs = Enumerable.Range(0, n).Select(_ => new List<TokenLogprobText>()).ToArray();
+        var pendingIds = Enumerable.Range(0, n).Select(_ => 0).ToArray();   // sampled ids not yet in a delta
         var stoppedByString = new bool[n];
         var texts = Enumerable.Range(0, n).Select(_ => new System.Text.StringBuilder()).ToArray();
         var sampled = Enumerable.Range(0, n).Select(_ => new List<int>()).ToArray();
@@ -37,6 +38,13 @@ public sealed class TextGeneration : IAsyncDisposable
         // stop: how many depends on timing, so they are not the answer's and usage leaves them out
         // (the same request then reports the same usage, streamed or not).
         int afterStop = 0;
+        IReadOnlyList<int> TakeIds(int index)
+        {
+            var ids = sampled[index];
+            var taken = ids.GetRange(ids.Count - pendingIds[index], pendingIds[index]);
+            pendingIds[index] = 0;
+            return taken;
+        }
 
         await foreach (var e in _handle.ReadEventsAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -45,6 +53,7 @@ public sealed class TextGeneration : IAsyncDisposable
                 case TokenEvent t when !stoppedByString[t.Index]:
                 {
                     sampled[t.Index].Add(t.TokenId);
+                    pendingIds[t.Index]++;
                     if (t.Logprob is { } lp) pendingLogprobs[t.Index].Add(_service.Describe(lp));
                     var text = detokenizers[t.Index].Push(t.TokenId);
                     // Before min_tokens no stop string is looked for (as vLLM): the text passes as it is.
@@ -57,7 +66,7 @@ public sealed class TextGeneration : IAsyncDisposable
                     if (scan.Emit.Length > 0 || scan.MatchedStop is not null)
                     {
                         texts[t.Index].Append(scan.Emit);
-                        yield return new TextDelta(t.Index, scan.Emit, InferenceService.Take(pendingLogprobs[t.Index]));
+                        yield return new TextDelta(t.Index, scan.Emit, InferenceService.Take(pendingLogprobs[t.Index])) { TokenIds = TakeIds(t.Index) };
                     }
                     break;
                 }
@@ -70,10 +79,10 @@ public sealed class TextGeneration : IAsyncDisposable
                     {
                         var rest = _matchers[f.Index].Push(detokenizers[f.Index].Flush());
                         var tail = rest.Emit + (rest.MatchedStop is null ? _matchers[f.Index].Flush() : "");
-                        if (tail.Length > 0 || pendingLogprobs[f.Index].Count > 0)
+                        if (tail.Length > 0 || pendingLogprobs[f.Index].Count > 0 || pendingIds[f.Index] > 0)
                         {
                             texts[f.Index].Append(tail);
-                            yield return new TextDelta(f.Index, tail, InferenceService.Take(pendingLogprobs[f.Index]));
+                            yield return new TextDelta(f.Index, tail, InferenceService.Take(pendingLogprobs[f.Index])) { TokenIds = TakeIds(f.Index) };
                         }
                         if (rest.MatchedStop is not null) stoppedByString[f.Index] = true;
                     }
@@ -108,4 +117,5 @@ public sealed class TextGeneration : IAsyncDisposable
     }
 
     public ValueTask DisposeAsync() => _handle.DisposeAsync();
+
 }

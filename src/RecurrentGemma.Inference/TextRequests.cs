@@ -59,7 +59,12 @@ public sealed record TokenLogprobText(string Token, byte[] Bytes, float Logprob,
 /// <summary>What a running generation produces, in order.</summary>
 public abstract record TextEvent;
 /// <summary>New text of choice <see cref="Index"/> (never half a character, never part of a stop string).</summary>
-public sealed record TextDelta(int Index, string Text, IReadOnlyList<TokenLogprobText> Logprobs) : TextEvent;
+public sealed record TextDelta(int Index, string Text, IReadOnlyList<TokenLogprobText> Logprobs) : TextEvent
+{
+    /// <summary>The sampled ids this delta completes, in order (a token whose text is held back —
+    /// half a character, a possible stop string — comes with the delta that shows it).</summary>
+    public IReadOnlyList<int> TokenIds { get; init; } = [];
+}
 /// <summary>The prompt's tokens of choice <see cref="Index"/>, with their log-probabilities (the
 /// first token has none); before any <see cref="TextDelta"/> of that choice.</summary>
 public sealed record PromptLogprobs(int Index, IReadOnlyList<PromptTokenLogprob> Tokens) : TextEvent;

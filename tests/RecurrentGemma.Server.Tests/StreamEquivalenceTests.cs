@@ -35,6 +35,7 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
         body["n"] = n;
         if (rng.NextDouble() < 0.2) body["top_p"] = 0.9;
         if (rng.NextDouble() < 0.2) body["presence_penalty"] = 1.0;
+        if (rng.NextDouble() < 0.5) body["return_token_ids"] = true;
         if (rng.NextDouble() < 0.6)
         {
             body["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = Words3() });
@@ -56,21 +57,32 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
         return ("/v1/completions", body, n * prompts);
     }
 
-    sealed record Choice(string Text, string? Finish, List<string> Logprobs, List<string> Calls);
+    sealed record Choice(string Text, string? Finish, List<string> Logprobs, List<string> Calls)
+    {
+        public List<int> TokenIds { get; init; } = [];
+        public List<int> PromptIds { get; init; } = [];
+    }
+
+    static List<int> Ids(JsonElement e, string name) => e.TryGetProperty(name, out var ids) ? [.. ids.EnumerateArray().Select(i => i.GetInt32())] : [];
 
     static Choice Plain(JsonElement c, bool chat)
     {
         if (!chat)
             return new(c.GetProperty("text").GetString()!, c.GetProperty("finish_reason").GetString(),
-                c.GetProperty("logprobs") is { ValueKind: JsonValueKind.Object } lp ? [.. lp.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!)] : [], []);
+                c.GetProperty("logprobs") is { ValueKind: JsonValueKind.Object } lp ? [.. lp.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!)] : [], [])
+            { TokenIds = Ids(c, "token_ids"), PromptIds = Ids(c, "prompt_token_ids") };
         var m = c.GetProperty("message");
         var calls = m.TryGetProperty("tool_calls", out var tc) ? tc.EnumerateArray().Select(t => t.GetProperty("function").GetProperty("name").GetString() + t.GetProperty("function").GetProperty("arguments").GetString()).ToList() : [];
         var logprobs = c.GetProperty("logprobs") is { ValueKind: JsonValueKind.Object } l ? l.GetProperty("content").EnumerateArray().Select(t => t.GetProperty("token").GetString()!).ToList() : [];
-        return new(m.GetProperty("content").GetString() ?? "", c.GetProperty("finish_reason").GetString(), logprobs, calls);
+        return new(m.GetProperty("content").GetString() ?? "", c.GetProperty("finish_reason").GetString(), logprobs, calls) { TokenIds = Ids(c, "token_ids") };
     }
 
-    static (Dictionary<int, Choice>, JsonElement? Usage) Streamed(string sse, bool chat)
+    static (Dictionary<int, Choice>, JsonElement? Usage, List<int> PromptIds, List<int> Running) Streamed(string sse, bool chat)
     {
+        var tokenIds = new Dictionary<int, List<int>>();
+        var choicePromptIds = new Dictionary<int, List<int>>();
+        var promptIds = new List<int>();
+        var running = new List<int>();   // completion_tokens of every chunk's usage (continuous_usage_stats)
         var text = new Dictionary<int, StringBuilder>();
         var finish = new Dictionary<int, string?>();
         var logprobs = new Dictionary<int, List<string>>();
@@ -79,7 +91,12 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
         foreach (var line in sse.Split('\n').Where(l => l.StartsWith("data: {")))
         {
             var chunk = JsonDocument.Parse(line[6..]).RootElement;
-            if (chunk.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object) usage = u;
+            if (chunk.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object)
+            {
+                usage = u;
+                if (chunk.GetProperty("choices").GetArrayLength() > 0) running.Add(u.GetProperty("completion_tokens").GetInt32());
+            }
+            promptIds.AddRange(Ids(chunk, "prompt_token_ids"));
             foreach (var c in chunk.GetProperty("choices").EnumerateArray())
             {
                 int i = c.GetProperty("index").GetInt32();
@@ -87,6 +104,8 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
                 var lps = logprobs.TryGetValue(i, out var l0) ? l0 : logprobs[i] = [];
                 if (c.TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String) finish[i] = f.GetString();
                 bool hasLogprobs = c.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.Object;
+                (tokenIds.TryGetValue(i, out var ti) ? ti : tokenIds[i] = []).AddRange(Ids(c, "token_ids"));
+                (choicePromptIds.TryGetValue(i, out var cp) ? cp : choicePromptIds[i] = []).AddRange(Ids(c, "prompt_token_ids"));
                 if (!chat)
                 {
                     t.Append(c.GetProperty("text").GetString());
@@ -109,7 +128,7 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
             }
         }
         return (text.Keys.ToDictionary(i => i, i => new Choice(text[i].ToString(), finish.GetValueOrDefault(i), logprobs[i],
-            calls.TryGetValue(i, out var c) ? c.Values.Select(b => b.ToString()).ToList() : [])), usage);
+            calls.TryGetValue(i, out var c) ? c.Values.Select(b => b.ToString()).ToList() : []) { TokenIds = tokenIds[i], PromptIds = choicePromptIds[i] }), usage, promptIds, running);
     }
 
     [Fact]
@@ -124,7 +143,8 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
             var plainResponse = await client.PostAsync(path, JsonBody(body.ToJsonString()));
             var plainText = await plainResponse.Content.ReadAsStringAsync();
             body["stream"] = true;
-            body["stream_options"] = new JsonObject { ["include_usage"] = true };
+            bool continuous = rng.NextDouble() < 0.5;
+            body["stream_options"] = new JsonObject { ["include_usage"] = true, ["continuous_usage_stats"] = continuous };
             var streamResponse = await client.PostAsync(path, JsonBody(body.ToJsonString()));
             var streamText = await streamResponse.Content.ReadAsStringAsync();
             string what = $"request {r}: {body.ToJsonString()}";
@@ -132,7 +152,27 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
             if (plainResponse.StatusCode != HttpStatusCode.OK) { output.WriteLine($"{what} -> {(int)plainResponse.StatusCode}"); continue; }
 
             var plain = JsonDocument.Parse(plainText).RootElement;
-            var (streamed, usage) = Streamed(streamText, chat);
+            var (streamed, usage, promptIds, running) = Streamed(streamText, chat);
+            bool ids = body["return_token_ids"] is not null;
+            int completionTokens = plain.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+            if (ids)
+            {
+                // Every counted token is in some choice's token_ids, and the prompts' ids are the prompt tokens.
+                Assert.True(completionTokens == plain.GetProperty("choices").EnumerateArray().Sum(c => c.GetProperty("token_ids").GetArrayLength()), what);
+                int promptTokens = plain.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+                if (chat) Assert.Equal(Ids(plain, "prompt_token_ids"), promptIds);
+                else Assert.True(promptTokens == plain.GetProperty("choices").EnumerateArray().Where((_, i) => i % (choices / body["prompt"] switch { JsonArray a => a.Count, _ => 1 }) == 0)
+                    .Sum(c => c.GetProperty("prompt_token_ids").GetArrayLength()), what);
+                if (chat) Assert.True(promptTokens == promptIds.Count, what);
+            }
+            else Assert.DoesNotContain("token_ids", plainText + streamText);
+            if (continuous)
+            {
+                Assert.NotEmpty(running);
+                Assert.True(running.Zip(running.Skip(1)).All(p => p.First <= p.Second), $"{what}\nrunning {string.Join(",", running)}");
+                Assert.True(running[^1] == completionTokens, $"{what}\nrunning {string.Join(",", running)} vs {completionTokens}");
+            }
+            else Assert.True(running.Count == 0, what);
             Assert.True(choices == plain.GetProperty("choices").GetArrayLength(), what);
             Assert.True(choices == streamed.Count, what);
             foreach (var c in plain.GetProperty("choices").EnumerateArray())
@@ -143,6 +183,8 @@ public class StreamEquivalenceTests(DemoServer server, ITestOutputHelper output)
                 Assert.True(expected.Finish == got.Finish, $"{what}\nfinish {expected.Finish} vs {got.Finish}");
                 Assert.True(expected.Calls.SequenceEqual(got.Calls), $"{what}\ncalls {string.Join(",", expected.Calls)} vs {string.Join(",", got.Calls)}");
                 Assert.True(expected.Logprobs.SequenceEqual(got.Logprobs), $"{what}\nlogprobs {expected.Logprobs.Count} vs {got.Logprobs.Count}");
+                Assert.True(expected.TokenIds.SequenceEqual(got.TokenIds), $"{what}\ntoken_ids {string.Join(",", expected.TokenIds)} vs {string.Join(",", got.TokenIds)}");
+                if (!chat) Assert.True(expected.PromptIds.SequenceEqual(got.PromptIds), $"{what}\nprompt_token_ids");
             }
             foreach (var field in new[] { "prompt_tokens", "completion_tokens", "total_tokens" })
                 Assert.True(plain.GetProperty("usage").GetProperty(field).GetInt32() == usage!.Value.GetProperty(field).GetInt32(),

@@ -16,20 +16,23 @@ public static class ChatCompletionsEndpoint
         string id = ServerSentEvents.NewId("chatcmpl-");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var ct = api.RequestToken;
-        var events = GenerationMerger.Start(service, request, ct);
+        var events = GenerationMerger.Start(service, request, ct, out var promptIds);
         await using var _ = events;
 
         if (!request.Stream)
         {
             var texts = Enumerable.Range(0, generation.N).Select(_ => new System.Text.StringBuilder()).ToArray();
             var logprobs = Enumerable.Range(0, generation.N).Select(_ => new List<ChatTokenLogprobDto>()).ToArray();
+            var ids = Enumerable.Range(0, generation.N).Select(_ => new List<int>()).ToArray();
             var finish = new string[generation.N];
             UsageReport? usage = null;
             while (await events.MoveNextAsync())
             {
                 switch (events.Current)
                 {
-                    case TextDelta d: api.MarkFirstToken(); texts[d.Index].Append(d.Text); logprobs[d.Index].AddRange(d.Logprobs.Select(ToDto)); break;
+                    case TextDelta d:
+                        api.MarkFirstToken(); texts[d.Index].Append(d.Text); logprobs[d.Index].AddRange(d.Logprobs.Select(ToDto)); ids[d.Index].AddRange(d.TokenIds);
+                        break;
                     case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
                     case UsageReport u: usage = u; break;
                 }
@@ -42,18 +45,20 @@ public static class ChatCompletionsEndpoint
                 if (generation.Tools is not null && ToolFormat.TryParse(text, out var calls))
                     return new ChatChoiceDto(i, new AssistantMessageDto("assistant", null,
                         calls.Select(c => new ToolCallDto(ServerSentEvents.NewId("call_"), "function", new FunctionCallDto(c.Name, c.Arguments))).ToList()),
-                        generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, "tool_calls");
+                        generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, "tool_calls", request.ReturnTokenIds ? ids[i] : null);
                 return new ChatChoiceDto(i, new AssistantMessageDto("assistant", text),
-                    generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop");
+                    generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop", request.ReturnTokenIds ? ids[i] : null);
             }).ToList();
-            await context.Response.WriteAsJsonAsync(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(usage)),
+            await context.Response.WriteAsJsonAsync(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(usage),
+                request.ReturnTokenIds ? promptIds[0] : null),
                 OpenAiJson.Default.ChatCompletionResponse, contentType: "application/json", ct);
             return;
         }
 
         var sse = new ServerSentEvents(context.Response, api.KeepAlive);
+        var tally = new StreamTally(request, promptIds);
         ChatCompletionChunk Chunk(List<ChatChunkChoiceDto> choices, UsageDto? usage = null) =>
-            new(id, "chat.completion.chunk", created, service.ModelId, api.Fingerprint, choices, usage);
+            new(id, "chat.completion.chunk", created, service.ModelId, api.Fingerprint, choices, usage ?? tally.Running(choices.Count), tally.PromptIdsOnce());
         await sse.StartAsync(ct);
         try
         {
@@ -64,8 +69,16 @@ public static class ChatCompletionsEndpoint
             var streamedText = new System.Text.StringBuilder();
             var toolStreams = generation.Tools is null ? null : Enumerable.Range(0, generation.N).Select(_ => new ToolCallStream()).ToArray();
             // With tools a token's text may be held until it is known to be a call or not; its
-            // logprobs wait with it and go out with the next piece of that choice (text or call).
+            // logprobs and ids wait with it and go out with the next piece of that choice (text or call).
             var heldLogprobs = toolStreams is null ? null : Enumerable.Range(0, generation.N).Select(_ => new List<ChatTokenLogprobDto>()).ToArray();
+            var heldIds = toolStreams is null ? null : Enumerable.Range(0, generation.N).Select(_ => new List<int>()).ToArray();
+            List<int>? HeldIds(int index)
+            {
+                if (!request.ReturnTokenIds) return null;
+                var taken = heldIds![index].ToList();
+                heldIds[index].Clear();
+                return taken;
+            }
             ChatLogprobsDto? HeldLogprobs(int index)
             {
                 if (!generation.Logprobs) return null;
@@ -81,25 +94,29 @@ public static class ChatCompletionsEndpoint
                         api.MarkFirstToken();
                         streamedText.Append(d.Text);
                         heldLogprobs![d.Index].AddRange(d.Logprobs.Select(ToDto));
+                        heldIds![d.Index].AddRange(d.TokenIds);
+                        tally.Add(d);
                         foreach (var delta in toolStreams[d.Index].Push(d.Text))
-                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, delta, HeldLogprobs(d.Index), null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, delta, HeldLogprobs(d.Index), null, HeldIds(d.Index))]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         break;
                     case ChoiceFinished f when toolStreams is not null && f.FinishReason != "cancelled":
                         var closing = toolStreams[f.Index].Finish();
                         // Tokens whose text is still held (the end of a call block) go out with the last pieces.
-                        if (closing.Count == 0 && heldLogprobs![f.Index].Count > 0) closing.Add(new DeltaDto(null, null));
+                        if (closing.Count == 0 && (heldLogprobs![f.Index].Count > 0 || heldIds![f.Index].Count > 0)) closing.Add(new DeltaDto(null, null));
                         foreach (var delta in closing)
-                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, delta, HeldLogprobs(f.Index), null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, delta, HeldLogprobs(f.Index), null, HeldIds(f.Index))]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         var reason = toolStreams[f.Index].MadeCalls ? "tool_calls" : f.FinishReason;
                         firstFinish ??= reason;
                         await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, new DeltaDto(null, null), null, reason)]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         break;
-                    case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
+                    case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0 || (request.ReturnTokenIds && d.TokenIds.Count > 0):
                         api.MarkFirstToken();
                         streamedText.Append(d.Text);
+                        tally.Add(d);
                         await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, new DeltaDto(null, d.Text),
-                            generation.Logprobs ? new ChatLogprobsDto(d.Logprobs.Select(ToDto).ToList()) : null, null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                            generation.Logprobs ? new ChatLogprobsDto(d.Logprobs.Select(ToDto).ToList()) : null, null, request.ReturnTokenIds ? d.TokenIds : null)]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         break;
+                    case TextDelta d: tally.Add(d); break;
                     case ChoiceFinished f when f.FinishReason != "cancelled":
                         firstFinish ??= f.FinishReason;
                         await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, new DeltaDto(null, null), null, f.FinishReason)]), OpenAiJson.Default.ChatCompletionChunk, ct);

@@ -15,7 +15,7 @@ public static class CompletionsEndpoint
         string id = ServerSentEvents.NewId("cmpl-");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var ct = api.RequestToken;
-        var events = GenerationMerger.Start(service, request, ct);
+        var events = GenerationMerger.Start(service, request, ct, out var promptIds);
         await using var _ = events;
         var echoes = request.Generations.Select(g => first.Echo ? EchoText(g, service) : "").ToArray();   // decoded once per prompt
         string Echo(int index) => echoes[index / n];
@@ -24,6 +24,7 @@ public static class CompletionsEndpoint
         {
             var texts = Enumerable.Range(0, total).Select(i => new System.Text.StringBuilder(Echo(i))).ToArray();
             var logprobs = Enumerable.Range(0, total).Select(_ => new LogprobsBuilder()).ToArray();
+            var ids = Enumerable.Range(0, total).Select(_ => new List<int>()).ToArray();
             var finish = new string[total];
             UsageReport? usage = null;
             while (await events.MoveNextAsync())
@@ -31,22 +32,34 @@ public static class CompletionsEndpoint
                 switch (events.Current)
                 {
                     case PromptLogprobs pl: logprobs[pl.Index].AddPrompt(pl.Tokens); break;
-                    case TextDelta d: api.MarkFirstToken(); logprobs[d.Index].Add(d.Logprobs, texts[d.Index].Length); texts[d.Index].Append(d.Text); break;
+                    case TextDelta d:
+                        api.MarkFirstToken(); logprobs[d.Index].Add(d.Logprobs, texts[d.Index].Length); texts[d.Index].Append(d.Text); ids[d.Index].AddRange(d.TokenIds);
+                        break;
                     case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
                     case UsageReport u: usage = u; break;
                 }
             }
             api.Record(usage, finish.FirstOrDefault(), texts[0].ToString());
             var choices = Enumerable.Range(0, total).Select(i => new CompletionChoiceDto(i, texts[i].ToString(),
-                first.Logprobs ? logprobs[i].Build() : null, finish[i] ?? "stop")).ToList();
+                first.Logprobs ? logprobs[i].Build() : null, finish[i] ?? "stop",
+                request.ReturnTokenIds ? promptIds[i / n] : null, request.ReturnTokenIds ? ids[i] : null)).ToList();
             await context.Response.WriteAsJsonAsync(new CompletionResponse(id, "text_completion", created, service.ModelId, api.Fingerprint, choices,
                 ChatCompletionsEndpoint.Usage(usage)), OpenAiJson.Default.CompletionResponse, contentType: "application/json", ct);
             return;
         }
 
         var sse = new ServerSentEvents(context.Response, api.KeepAlive);
+        var tally = new StreamTally(request, promptIds);
         CompletionResponse Chunk(List<CompletionChoiceDto> choices, UsageDto? usage = null) =>
-            new(id, "text_completion", created, service.ModelId, api.Fingerprint, choices, usage);
+            new(id, "text_completion", created, service.ModelId, api.Fingerprint, choices, usage ?? tally.Running(choices.Count));
+        // vLLM's return_token_ids: a choice's first chunk carries its prompt's ids, each chunk the ids it completes.
+        var promptIdsSent = new bool[total];
+        IReadOnlyList<int>? PromptIds(int index)
+        {
+            if (!request.ReturnTokenIds || promptIdsSent[index]) return null;
+            promptIdsSent[index] = true;
+            return promptIds[index / n];
+        }
         await sse.StartAsync(ct);
         try
         {
@@ -55,7 +68,7 @@ public static class CompletionsEndpoint
                 for (int i = 0; i < total; i++)
                 {
                     offsets[i] = Echo(i).Length;
-                    await sse.WriteAsync(Chunk([new CompletionChoiceDto(i, Echo(i), null, null)]), OpenAiJson.Default.CompletionResponse, ct);
+                    await sse.WriteAsync(Chunk([new CompletionChoiceDto(i, Echo(i), null, null, PromptIds(i))]), OpenAiJson.Default.CompletionResponse, ct);
                 }
             UsageReport? usage = null;
             string? firstFinish = null;
@@ -69,20 +82,23 @@ public static class CompletionsEndpoint
                         // The echoed prompt went out first; its logprobs follow in a chunk of their own.
                         var prompt = new LogprobsBuilder();
                         prompt.AddPrompt(pl.Tokens);
-                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(pl.Index, "", prompt.Build(), null)]), OpenAiJson.Default.CompletionResponse, ct);
+                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(pl.Index, "", prompt.Build(), null, PromptIds(pl.Index))]), OpenAiJson.Default.CompletionResponse, ct);
                         break;
                     }
-                    case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0:
+                    case TextDelta d when d.Text.Length > 0 || d.Logprobs.Count > 0 || (request.ReturnTokenIds && d.TokenIds.Count > 0):
                         api.MarkFirstToken();
                         streamedText.Append(d.Text);
+                        tally.Add(d);
                         var lp = new LogprobsBuilder();
                         lp.Add(d.Logprobs, offsets[d.Index]);
                         offsets[d.Index] += d.Text.Length;
-                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(d.Index, d.Text, first.Logprobs ? lp.Build() : null, null)]), OpenAiJson.Default.CompletionResponse, ct);
+                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(d.Index, d.Text, first.Logprobs ? lp.Build() : null, null,
+                            PromptIds(d.Index), request.ReturnTokenIds ? d.TokenIds : null)]), OpenAiJson.Default.CompletionResponse, ct);
                         break;
+                    case TextDelta d: tally.Add(d); break;
                     case ChoiceFinished f when f.FinishReason != "cancelled":
                         firstFinish ??= f.FinishReason;
-                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(f.Index, "", null, f.FinishReason)]), OpenAiJson.Default.CompletionResponse, ct);
+                        await sse.WriteAsync(Chunk([new CompletionChoiceDto(f.Index, "", null, f.FinishReason, PromptIds(f.Index))]), OpenAiJson.Default.CompletionResponse, ct);
                         break;
                     case UsageReport u: usage = u; break;
                 }

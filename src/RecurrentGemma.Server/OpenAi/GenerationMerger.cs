@@ -10,7 +10,11 @@ public static class GenerationMerger
     /// Starts every generation of a validated request — its errors surface here, before any
     /// output — and returns one stream of their events (to be disposed by the caller).
     /// </summary>
-    public static IAsyncEnumerator<TextEvent> Start(InferenceService service, ValidatedRequest request, CancellationToken ct)
+    /// <param name="service">The inference layer.</param>
+    /// <param name="request">The validated request: one generation per prompt.</param>
+    /// <param name="ct">Ends the generations.</param>
+    /// <param name="promptTokenIds">Each prompt's ids as the engine got them (vLLM's prompt_token_ids).</param>
+    public static IAsyncEnumerator<TextEvent> Start(InferenceService service, ValidatedRequest request, CancellationToken ct, out IReadOnlyList<IReadOnlyList<int>> promptTokenIds)
     {
         var started = new List<TextGeneration>();
         try
@@ -22,6 +26,7 @@ public static class GenerationMerger
             foreach (var g in started) g.DisposeAsync().AsTask().GetAwaiter().GetResult();
             throw;
         }
+        promptTokenIds = started.Select(g => g.PromptTokens).ToList();
         return ReadAsync(started, request.Generations[0].N, ct).GetAsyncEnumerator(ct);
     }
 

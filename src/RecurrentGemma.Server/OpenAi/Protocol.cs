@@ -24,6 +24,9 @@ public abstract class GenerationRequestBase
     public Dictionary<string, float>? LogitBias { get; set; }
     public bool? Stream { get; set; }
     public StreamOptionsDto? StreamOptions { get; set; }
+    /// <summary>vLLM's: the answer also carries the prompt's ids (prompt_token_ids) and each
+    /// choice's sampled ids (token_ids), so a caller (an RL trainer) need not re-tokenize text.</summary>
+    public bool? ReturnTokenIds { get; set; }
     public string? User { get; set; }
     /// <summary>Extension: keep only the k most likely tokens.</summary>
     public int? TopK { get; set; }
@@ -107,6 +110,8 @@ public sealed class ChatMessageDto
 public sealed class StreamOptionsDto
 {
     public bool? IncludeUsage { get; set; }
+    /// <summary>vLLM's: with include_usage, every chunk also carries the usage so far.</summary>
+    public bool? ContinuousUsageStats { get; set; }
 }
 
 /// <summary>text, json_object, or json_schema with {name, schema, strict, description}.</summary>
@@ -139,14 +144,15 @@ public sealed class CompletionRequest : GenerationRequestBase
     public ResponseFormatDto? ResponseFormat { get; set; }
 }
 
-public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetailsDto PromptTokensDetails);
+/// <summary>Token counts; prompt_tokens_details is left out of a stream's running counts (vLLM's continuous_usage_stats).</summary>
+public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetailsDto? PromptTokensDetails);
 public sealed record PromptTokensDetailsDto(int CachedTokens);
 
 public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint,
-    List<ChatChoiceDto> Choices, UsageDto Usage);
+    List<ChatChoiceDto> Choices, UsageDto Usage, IReadOnlyList<int>? PromptTokenIds = null);
 
 public sealed record ChatChoiceDto(int Index, AssistantMessageDto Message,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs, string FinishReason);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs, string FinishReason, IReadOnlyList<int>? TokenIds = null);
 
 public sealed record AssistantMessageDto(string Role,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Content, List<ToolCallDto>? ToolCalls = null);
@@ -161,11 +167,11 @@ public sealed record ChatTokenLogprobDto(string Token, float Logprob, int[] Byte
 public sealed record ChatTopLogprobDto(string Token, float Logprob, int[] Bytes);
 
 public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, string SystemFingerprint,
-    List<ChatChunkChoiceDto> Choices, UsageDto? Usage);
+    List<ChatChunkChoiceDto> Choices, UsageDto? Usage, IReadOnlyList<int>? PromptTokenIds = null);
 
 public sealed record ChatChunkChoiceDto(int Index, DeltaDto Delta,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason, IReadOnlyList<int>? TokenIds = null);
 
 public sealed record DeltaDto(string? Role, string? Content, List<ToolCallDeltaDto>? ToolCalls = null);
 
@@ -174,7 +180,8 @@ public sealed record CompletionResponse(string Id, string Object, long Created, 
 
 public sealed record CompletionChoiceDto(int Index, string Text,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] CompletionLogprobsDto? Logprobs,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason,
+    IReadOnlyList<int>? PromptTokenIds = null, IReadOnlyList<int>? TokenIds = null);
 
 /// <summary>The legacy logprobs object; with echo the prompt's tokens come first, the very first
 /// with null (nothing precedes it).</summary>

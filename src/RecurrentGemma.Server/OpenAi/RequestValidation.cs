@@ -9,7 +9,13 @@ namespace RecurrentGemma.Server.OpenAi;
 public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewTokens, int DefaultMaxTokens, int MaxChoices, int MaxPrompts = 64, int MaxTools = 128);
 
 /// <summary>A validated request, protocol-free, plus how to answer it.</summary>
-public sealed record ValidatedRequest(IReadOnlyList<TextGenerationRequest> Generations, bool Stream, bool IncludeUsage);
+/// <param name="Generations">One per prompt.</param>
+/// <param name="Stream">Answer as server-sent events.</param>
+/// <param name="IncludeUsage">End the stream with a usage chunk.</param>
+/// <param name="ContinuousUsage">Every chunk carries the usage so far (vLLM's continuous_usage_stats).</param>
+/// <param name="ReturnTokenIds">Answer with prompt_token_ids and each choice's token_ids (vLLM's return_token_ids).</param>
+public sealed record ValidatedRequest(IReadOnlyList<TextGenerationRequest> Generations, bool Stream, bool IncludeUsage,
+    bool ContinuousUsage = false, bool ReturnTokenIds = false);
 
 /// <summary>
 /// Checks every OpenAI field against its documented range and maps the request to
@@ -59,8 +65,8 @@ public static class RequestValidation
             SessionId = Session(r.SessionId, headerSession), Owner = owner, Format = format, Tools = tools,
         };
         generation = WithEnds(generation, r, limits);
-        var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
-        return new ValidatedRequest([generation], stream, usage);
+        var (stream, usage, continuous) = StreamFlags(r.Stream, r.StreamOptions);
+        return new ValidatedRequest([generation], stream, usage, continuous, r.ReturnTokenIds ?? false);
     }
 
     public static ValidatedRequest Completion(CompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
@@ -87,8 +93,8 @@ public static class RequestValidation
             Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, PromptLogprobs = scoresPrompt,
             SessionId = session, Owner = owner, Format = format,
         }, r, limits)).ToList();
-        var (stream, usage) = StreamFlags(r.Stream, r.StreamOptions);
-        return new ValidatedRequest(generations, stream, usage);
+        var (stream, usage, continuous) = StreamFlags(r.Stream, r.StreamOptions);
+        return new ValidatedRequest(generations, stream, usage, continuous, r.ReturnTokenIds ?? false);
     }
 
     static readonly System.Text.RegularExpressions.Regex SchemaName = new("^[a-zA-Z0-9_-]{1,64}$");
@@ -277,11 +283,13 @@ public static class RequestValidation
         return s;
     }
 
-    static (bool Stream, bool IncludeUsage) StreamFlags(bool? stream, StreamOptionsDto? options)
+    static (bool Stream, bool IncludeUsage, bool ContinuousUsage) StreamFlags(bool? stream, StreamOptionsDto? options)
     {
         bool s = stream ?? false;
         if (options is not null && !s) throw ApiError.Invalid("stream_options is only allowed when stream is true.", "stream_options");
-        return (s, options?.IncludeUsage ?? false);
+        bool usage = options?.IncludeUsage ?? false;
+        // As vLLM: usage on every chunk only together with include_usage.
+        return (s, usage, usage && (options?.ContinuousUsageStats ?? false));
     }
 
     static void Range(double value, double min, double max, string field)
