@@ -15,12 +15,20 @@ builder.Configuration.AddEnvironmentVariables();
 builder.Configuration.AddEnvironmentVariables("RG_");
 builder.Configuration.AddCommandLine(args);
 
+// A wrong setting ends the process here, each named on one line (Hosting/ConfigurationCheck.cs).
+if (ConfigurationCheck.Problems(builder.Configuration) is { Count: > 0 } problems)
+{
+    foreach (var problem in problems) Console.Error.WriteLine($"Configuration error: {problem}");
+    return 2;
+}
+
 builder.Logging.ClearProviders();   // Serilog writes the logs (Hosting/Telemetry.cs)
 builder.Services.AddRecurrentGemma(builder.Configuration);
 
 var app = builder.Build();
 app.UseRecurrentGemma();
 app.Run();
+return 0;
 
 /// <summary>Entry point type, public for WebApplicationFactory in the tests.</summary>
 public partial class Program;

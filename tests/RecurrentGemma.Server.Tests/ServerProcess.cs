@@ -54,6 +54,25 @@ public sealed class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Runs the server binary with these settings until it exits by itself (a start that
+    /// must fail); its exit code and output. A process still running after the time is killed (-1).</summary>
+    public static async Task<(int ExitCode, string Output)> RunToExitAsync(string arguments, int seconds = 60)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "RecurrentGemma.Server.dll");
+        var psi = new ProcessStartInfo("dotnet", $"\"{dll}\" --Urls=http://127.0.0.1:0 {arguments}")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory,
+        };
+        psi.Environment["Model__KernelChoices"] = "off";
+        using var process = Process.Start(psi)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        try { await process.WaitForExitAsync(timeout.Token); }
+        catch (OperationCanceledException) { process.Kill(true); await process.WaitForExitAsync(); return (-1, await output + await errors); }
+        return (process.ExitCode, await output + await errors);
+    }
+
     /// <summary>Sends SIGTERM (the orchestrator's stop).</summary>
     public void Terminate() => Process.Start("kill", $"-TERM {Process.Id}")!.WaitForExit();
 
