@@ -9,13 +9,22 @@ namespace RecurrentGemma.Server.Tests;
 /// </summary>
 public class ConfigurationCheckTests
 {
-    static IReadOnlyList<string> Problems(params (string Key, string? Value)[] settings)
+    static IReadOnlyList<string> Problems(params (string Key, string? Value)[] settings) => Problems(null, settings);
+
+    static IReadOnlyList<string> Problems(string? overlay, params (string Key, string? Value)[] settings)
     {
-        var config = new ConfigurationBuilder()
-            .AddJsonFile(Path.Combine(ServerFactory.RepoRoot, "appsettings.json"))
-            .AddInMemoryCollection(settings.Select(s => new KeyValuePair<string, string?>(s.Key, s.Value)))
-            .Build();
+        var builder = new ConfigurationBuilder().AddJsonFile(Path.Combine(ServerFactory.RepoRoot, "appsettings.json"));
+        if (overlay is not null) builder.AddJsonFile(Path.Combine(ServerFactory.RepoRoot, overlay));
+        var config = builder.AddInMemoryCollection(settings.Select(s => new KeyValuePair<string, string?>(s.Key, s.Value))).Build();
         return ConfigurationCheck.Problems(config);
+    }
+
+    [Fact]
+    public void The_kubernetes_settings_file_passes()
+    {
+        // The pods read it over appsettings.json (ASPNETCORE_ENVIRONMENT=Kubernetes): a problem in
+        // it would stop every pod at start.
+        Assert.Empty(Problems("deploy/kubernetes/base/appsettings.Kubernetes.json"));
     }
 
     [Fact]
