@@ -1,10 +1,11 @@
 // Validates the deployment files without Docker or a cluster:
-//   node deploy/validate/validate.mjs kubernetes|compose|dockerfile|dashboard
+//   node deploy/validate/validate.mjs kubernetes|compose|dockerfile|dashboard|alerts
 // kubernetes: `kubectl kustomize` of every overlay; each object checked against the Kubernetes
 //             schema (kubernetes-models; ServiceMonitor with the Prometheus operator's) plus the
 //             properties the operations issue asks for. compose: docker-compose.yml against the
 //             Compose specification's JSON schema. dockerfile: dockerfilelint. dashboard: JSON
-//             and every expression uses a metric the server exports (README table).
+//             and every expression uses a metric the server exports (README table). alerts: the
+//             PrometheusRule equals deploy/prometheus/alerts.yml, and its metrics are documented.
 // Exit code 0 when everything passes; failures are printed one per line.
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -30,6 +31,7 @@ async function kubernetes() {
     "autoscaling/v2/HorizontalPodAutoscaler": ["kubernetes-models/autoscaling/v2", "HorizontalPodAutoscaler"],
     "networking.k8s.io/v1/Ingress": ["kubernetes-models/networking.k8s.io/v1", "Ingress"],
     "monitoring.coreos.com/v1/ServiceMonitor": ["@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1", "ServiceMonitor"],
+    "monitoring.coreos.com/v1/PrometheusRule": ["@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1", "PrometheusRule"],
   };
   const overlays = readdirSync(join(root, "deploy/kubernetes/overlays"));
   check(overlays.includes("gpu") && overlays.includes("cpu"), "kubernetes: overlays gpu and cpu must exist");
@@ -46,7 +48,7 @@ async function kubernetes() {
       try { new module[entry[1]](doc).validate(); }
       catch (e) { fail(`${overlay}: ${key} ${doc.metadata?.name}: ${e.message}`); }
     }
-    for (const kind of ["Deployment", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor", "Ingress"])
+    for (const kind of ["Deployment", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "Ingress"])
       check(byKind[kind], `${overlay}: missing ${kind}`);
     const dep = byKind.Deployment;
     if (!dep) continue;
@@ -128,7 +130,27 @@ async function dashboard() {
       }
 }
 
-const checks = { kubernetes, compose, dockerfile, dashboard };
+// The alert rules: the Prometheus operator's PrometheusRule holds exactly the groups of the plain
+// rule file that docker compose's Prometheus loads, and every metric they use is documented.
+// (promtool checks and unit-tests the rules themselves; see the deployment tests.)
+async function alerts() {
+  const plain = YAML.parse(readFileSync(join(root, "deploy/prometheus/alerts.yml"), "utf8"));
+  const crd = YAML.parse(readFileSync(join(root, "deploy/kubernetes/base/prometheusrule.yaml"), "utf8"));
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  check(plain?.groups?.length > 0, "alerts: deploy/prometheus/alerts.yml has no groups");
+  check(JSON.stringify(crd?.spec?.groups) === JSON.stringify(plain?.groups), "alerts: the PrometheusRule's groups differ from deploy/prometheus/alerts.yml");
+  const prometheus = YAML.parse(readFileSync(join(root, "deploy/prometheus/prometheus.yml"), "utf8"));
+  check((prometheus.rule_files ?? []).includes("/etc/prometheus/alerts.yml"), "alerts: prometheus.yml must load /etc/prometheus/alerts.yml");
+  check(readFileSync(join(root, "docker-compose.yml"), "utf8").includes("./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml"), "alerts: docker compose must mount alerts.yml");
+  for (const group of plain?.groups ?? [])
+    for (const rule of group.rules)
+      for (const m of String(rule.expr).match(/rgemma_[a-z_]+/g) ?? []) {
+        const base = m.replace(/_(bucket|sum|count)$/, "");
+        check(readme.includes(base), `alert ${rule.alert} uses ${base}, which README.md does not document`);
+      }
+}
+
+const checks = { kubernetes, compose, dockerfile, dashboard, alerts };
 const wanted = process.argv.slice(2);
 for (const name of wanted.length ? wanted : Object.keys(checks)) {
   if (!checks[name]) { console.error(`unknown check ${name}`); process.exit(2); }

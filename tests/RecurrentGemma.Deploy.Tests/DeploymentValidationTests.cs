@@ -18,12 +18,25 @@ public class DeploymentValidationTests
     [InlineData("compose")]
     [InlineData("dockerfile")]
     [InlineData("dashboard")]
+    [InlineData("alerts")]
     public void Deployment_files_pass_their_validator(string check)
     {
         Assert.True(Installed.Value is null, Installed.Value);
         var (code, output) = Run("node", $"deploy/validate/validate.mjs {check}", TimeSpan.FromMinutes(2));
         Assert.True(code == 0, $"{check} validation failed:\n{output}");
         Assert.Contains($"PASS {check}", output);
+    }
+
+    [Fact]
+    public void The_alert_rules_pass_promtool_and_their_unit_tests()
+    {
+        // promtool comes with Debian's prometheus package (.ci/run installs it when missing).
+        var (code, output) = Run("promtool", "check rules deploy/prometheus/alerts.yml", TimeSpan.FromMinutes(1));
+        Assert.True(code == 0, output);
+        Assert.Contains("SUCCESS: 7 rules found", output);
+        (code, output) = Run("promtool", "test rules deploy/prometheus/alerts.test.yml", TimeSpan.FromMinutes(1));
+        Assert.True(code == 0, output);
+        Assert.Contains("SUCCESS", output);
     }
 
     [Fact]

@@ -20,11 +20,16 @@ public sealed class ServerProcess : IAsyncDisposable
     /// <summary>Everything the process wrote so far (stdout and stderr).</summary>
     public string Log { get { lock (_log) return _log.ToString(); } }
 
+    /// <summary>Starts a server whose model load must fail; returns once /health/ready says Unhealthy.</summary>
+    public static Task<ServerProcess> StartFailedAsync(string arguments, int seconds = 60) => StartAsync(arguments, null, seconds, expectUnhealthy: true);
+
     /// <summary>Starts the demo-model server and returns once /health/ready answers 200.</summary>
     /// <param name="arguments">extra command-line settings, e.g. "--Engine:MaxSlots=16"</param>
     /// <param name="environment">variables to set (a null value removes one)</param>
     /// <param name="readySeconds">how long the start may take (a start that times every kernel decision while the other tests run needs more than 30 s)</param>
-    public static async Task<ServerProcess> StartAsync(string arguments = "", IReadOnlyDictionary<string, string?>? environment = null, int readySeconds = 30)
+    /// <param name="expectUnhealthy">wait for a failed load (readiness "Unhealthy") instead</param>
+    public static async Task<ServerProcess> StartAsync(string arguments = "", IReadOnlyDictionary<string, string?>? environment = null, int readySeconds = 30,
+        bool expectUnhealthy = false)
     {
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
@@ -48,7 +53,13 @@ public sealed class ServerProcess : IAsyncDisposable
         process.BeginErrorReadLine();
         for (int i = 0; ; i++)
         {
-            try { if ((await http.GetAsync("/health/ready")).IsSuccessStatusCode) return server; } catch (HttpRequestException) { }
+            try
+            {
+                var ready = await http.GetAsync("/health/ready");
+                if (!expectUnhealthy && ready.IsSuccessStatusCode) return server;
+                if (expectUnhealthy && (await ready.Content.ReadAsStringAsync()).Contains("Unhealthy")) return server;
+            }
+            catch (HttpRequestException) { }
             if (i >= readySeconds * 10) { await server.DisposeAsync(); throw new TimeoutException($"the server did not become ready in {readySeconds} s:\n{server.Log}"); }
             await Task.Delay(100);
         }

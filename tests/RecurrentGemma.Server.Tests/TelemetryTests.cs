@@ -51,6 +51,25 @@ public class TelemetryTests
         // The README documents the same names.
         var readme = File.ReadAllText(Path.Combine(ServerFactory.RepoRoot, "README.md"));
         foreach (var name in DocumentedMetrics) Assert.Contains(name, readme);
+
+        // Every metric the alert rules and the dashboard read is one the server exports (but the
+        // restore histogram, recorded only once a parked state comes back from a tier: the
+        // engine's RestorePhaseTests read it).
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"ready\"[^}]*\\} 1", metrics);
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"loading\"[^}]*\\} 0", metrics);
+        foreach (var file in new[] { "deploy/prometheus/alerts.yml", "deploy/grafana/recurrentgemma-dashboard.json" })
+            foreach (var used in System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(Path.Combine(ServerFactory.RepoRoot, file)), "rgemma_[a-z_]+").Select(m => m.Value).Distinct()
+                .Where(m => !m.StartsWith("rgemma_engine_state_restore_duration", StringComparison.Ordinal)))
+                Assert.True(metrics.Contains(System.Text.RegularExpressions.Regex.Replace(used, "_(bucket|sum|count)$", "")), $"{file} uses {used}, which /metrics does not have");
+    }
+
+    [Fact]
+    public async Task A_model_that_failed_to_load_shows_as_the_failed_state_for_alerts()
+    {
+        await using var server = await ServerProcess.StartFailedAsync("--Model:Path=/nonexistent/model");
+        var metrics = await server.Http.GetStringAsync("/metrics");
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"failed\"[^}]*\\} 1", metrics);
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"ready\"[^}]*\\} 0", metrics);
     }
 
     [Fact]

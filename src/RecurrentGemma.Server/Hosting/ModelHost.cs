@@ -16,7 +16,8 @@ public enum ModelStatus { Loading, Ready, Failed, Draining }
 /// finish for the grace period before cancelling them and stopping the engine.
 /// </summary>
 public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<EngineOptions> engineOptions, IOptions<ApiOptions> apiOptions,
-    IOptions<SessionsOptions> sessionOptions, EngineMetrics metrics, InFlightRequests inFlight, IEngineFactory engines, ILogger<ModelHost> log)
+    IOptions<SessionsOptions> sessionOptions, EngineMetrics metrics, InFlightRequests inFlight, IEngineFactory engines, ILogger<ModelHost> log,
+    System.Diagnostics.Metrics.IMeterFactory? meters = null)
     : IHostedLifecycleService, IAsyncDisposable
 {
     /// <summary>The longest prompt in tokens (Engine:MaxPromptTokens), shown by /v1/models as vLLM does.</summary>
@@ -45,8 +46,26 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        ObserveState();
         _loading = Task.Run(Load, CancellationToken.None);
         return Task.CompletedTask;
+    }
+
+    static readonly string[] States = ["loading", "ready", "draining", "failed"];
+
+    /// <summary>The server's state as Prometheus's state-set gauge, rgemma_server_state{state}: 1 for
+    /// the current one, 0 for the others — what alerts on a failed or endless load read (readiness
+    /// itself is seen only by the orchestrator's probes).</summary>
+    void ObserveState()
+    {
+        if (meters is null) return;
+        var meter = meters.Create(new System.Diagnostics.Metrics.MeterOptions(ServerMetrics.MeterName));   // owned by the factory
+        meter.CreateObservableGauge("rgemma.server.state", () =>
+        {
+            string now = Status == ModelStatus.Failed ? "failed" : Status == ModelStatus.Loading ? "loading"
+                : Status == ModelStatus.Draining || inFlight.Draining ? "draining" : "ready";
+            return States.Select(state => new System.Diagnostics.Metrics.Measurement<int>(state == now ? 1 : 0, new KeyValuePair<string, object?>("state", state)));
+        }, null, "1 for the server's current state (loading, ready, draining, failed), 0 for the others");
     }
 
     /// <summary>Completes when loading has finished (either way); for tests and tools.</summary>
