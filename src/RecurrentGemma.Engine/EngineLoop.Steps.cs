@@ -238,9 +238,7 @@ internal sealed partial class EngineLoop
         if (!r.Admitted)
         {
             // Still queued: it never held a slot.
-            var rest = _waiting.Where(w => w != r).ToList();
-            _waiting.Clear();
-            foreach (var w in rest) _waiting.Enqueue(w);
+            _waiting.Remove(r);
             Metrics.QueuedRequestLeft();
         }
         foreach (var c in r.Choices) Finish(c, FinishReason.Cancelled);

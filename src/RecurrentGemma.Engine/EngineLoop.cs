@@ -9,7 +9,7 @@ namespace RecurrentGemma.Engine;
 /// <summary>
 /// The one thread that owns every tensor. Each iteration:
 ///   1. apply commands (new requests, aborts, "stop now");
-///   2. admit waiting requests first come, first served (continuing a parked state when one fits);
+///   2. admit waiting requests by priority, then first come, first served (continuing a parked state when one fits);
 ///   3. one batched decode step for every decoding sequence;
 ///   4. prefill chunks within the step's token budget; a finished prompt samples its first token
 ///      (and is snapshotted, and forked for n &gt; 1);
@@ -21,7 +21,7 @@ internal sealed partial class EngineLoop
     readonly GriffinForCausalLM _model;
     readonly EngineOptions _options;
     readonly Channel<Command> _commands = Channel.CreateUnbounded<Command>(new UnboundedChannelOptions { SingleReader = true });
-    readonly Queue<ActiveRequest> _waiting = new();
+    readonly WaitingQueue _waiting = new();
     readonly List<ActiveRequest> _active = [];   // admitted, in admission order
     readonly Thread _thread;
     readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -182,7 +182,8 @@ internal sealed partial class EngineLoop
         }
     }
 
-    /// <summary>Step 2: first come, first served; the queue head waits rather than being overtaken.</summary>
+    /// <summary>Step 2: by priority, then first come, first served (<see cref="WaitingQueue"/>); the
+    /// queue head waits rather than being overtaken.</summary>
     void Admit()
     {
         var store = _store!;

@@ -48,6 +48,10 @@ public sealed record GenerationRequest
     /// null: off. Every position must then be computed, so the request never continues a parked
     /// state, and its prompt runs in chunks of its own (see <see cref="EngineOptions.ScoredChunkTokens"/>).</summary>
     public int? PromptLogprobs { get; init; }
+    /// <summary>Admission order among waiting requests: lower first (vLLM's priority; 0 by
+    /// default, so equal priorities are first come, first served). Running sequences are not
+    /// preempted.</summary>
+    public int Priority { get; init; }
     /// <summary>Park and continue this conversation's state under this id.</summary>
     public string? SessionId { get; init; }
     /// <summary>Whose request this is (an API key); states are only reused by the same owner.</summary>

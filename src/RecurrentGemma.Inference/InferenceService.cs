@@ -145,6 +145,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
                 PromptTokens = prompt, Sampling = request.Sampling, MaxNewTokens = request.MaxTokens, StopTokenIds = stopIds, MinNewTokens = request.MinTokens,
                 N = request.N, Logprobs = request.Logprobs, TopLogprobs = request.TopLogprobs, PromptLogprobs = request.PromptLogprobs ? request.TopLogprobs : null,
                 SessionId = request.SessionId, Owner = request.Owner, ParentSessionId = request.ParentSessionId, KeepState = request.KeepState, SnapshotPrompt = request.SnapshotPrompt, SampleableVocab = Tokenizer.VocabSize, Constraint = constraint,
+                Priority = request.Priority,
             }, cancellationToken);
             return new TextGeneration(this, request, handle, matchers, prompt);
         }

@@ -51,6 +51,8 @@ public sealed record TextGenerationRequest
     public bool SnapshotPrompt { get; init; } = true;
     /// <summary>False: nothing is parked after the answer (a response with store: false).</summary>
     public bool KeepState { get; init; } = true;
+    /// <summary>Admission order while requests wait: lower first (vLLM's priority; default 0).</summary>
+    public int Priority { get; init; }
 }
 
 /// <summary>One token's log-probability with its text, for OpenAI's logprobs objects.</summary>

@@ -27,6 +27,8 @@ public abstract class GenerationRequestBase
     /// <summary>vLLM's: the answer also carries the prompt's ids (prompt_token_ids) and each
     /// choice's sampled ids (token_ids), so a caller (an RL trainer) need not re-tokenize text.</summary>
     public bool? ReturnTokenIds { get; set; }
+    /// <summary>vLLM's: while requests wait for admission, lower priorities go first (default 0).</summary>
+    public int? Priority { get; set; }
     public string? User { get; set; }
     /// <summary>Extension: keep only the k most likely tokens.</summary>
     public int? TopK { get; set; }

@@ -205,7 +205,10 @@ public static class RequestValidation
         int min = r.MinTokens ?? 0;
         if (min < 0 || min > g.MaxTokens)
             throw ApiError.Invalid($"min_tokens must be between 0 and max_tokens ({g.MaxTokens}), got {min}.", "min_tokens");
-        return g with { StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min, IncludeStopString = r.IncludeStopStrInOutput ?? false };
+        return g with
+        {
+            StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min, IncludeStopString = r.IncludeStopStrInOutput ?? false, Priority = r.Priority ?? 0,
+        };
     }
 
     const int MaxStopTokenIds = 256;
