@@ -50,7 +50,7 @@ public static class ChatCompletionsEndpoint
                     generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop", request.ReturnTokenIds ? ids[i] : null);
             }).ToList();
             await context.Response.WriteAsJsonAsync(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(usage),
-                request.ReturnTokenIds ? promptIds[0] : null),
+                request.ReturnTokenIds ? promptIds[0] : null, request.ServiceTier),
                 OpenAiJson.Default.ChatCompletionResponse, contentType: "application/json", ct);
             return;
         }
@@ -58,7 +58,7 @@ public static class ChatCompletionsEndpoint
         var sse = new ServerSentEvents(context.Response, api.KeepAlive);
         var tally = new StreamTally(request, promptIds);
         ChatCompletionChunk Chunk(List<ChatChunkChoiceDto> choices, UsageDto? usage = null) =>
-            new(id, "chat.completion.chunk", created, service.ModelId, api.Fingerprint, choices, usage ?? tally.Running(choices.Count), tally.PromptIdsOnce());
+            new(id, "chat.completion.chunk", created, service.ModelId, api.Fingerprint, choices, usage ?? tally.Running(choices.Count), tally.PromptIdsOnce(), request.ServiceTier);
         await sse.StartAsync(ct);
         try
         {

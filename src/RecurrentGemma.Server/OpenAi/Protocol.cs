@@ -29,6 +29,9 @@ public abstract class GenerationRequestBase
     public bool? ReturnTokenIds { get; set; }
     /// <summary>vLLM's: while requests wait for admission, lower priorities go first (default 0).</summary>
     public int? Priority { get; set; }
+    /// <summary>OpenAI's: auto/default (priority 0), flex (waits behind default: batch work) or
+    /// priority (ahead of default), unless <see cref="Priority"/> is given.</summary>
+    public string? ServiceTier { get; set; }
     public string? User { get; set; }
     /// <summary>Extension: keep only the k most likely tokens.</summary>
     public int? TopK { get; set; }
@@ -151,7 +154,7 @@ public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalT
 public sealed record PromptTokensDetailsDto(int CachedTokens);
 
 public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint,
-    List<ChatChoiceDto> Choices, UsageDto Usage, IReadOnlyList<int>? PromptTokenIds = null);
+    List<ChatChoiceDto> Choices, UsageDto Usage, IReadOnlyList<int>? PromptTokenIds = null, string ServiceTier = "default");
 
 public sealed record ChatChoiceDto(int Index, AssistantMessageDto Message,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs, string FinishReason, IReadOnlyList<int>? TokenIds = null);
@@ -169,7 +172,7 @@ public sealed record ChatTokenLogprobDto(string Token, float Logprob, int[] Byte
 public sealed record ChatTopLogprobDto(string Token, float Logprob, int[] Bytes);
 
 public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, string SystemFingerprint,
-    List<ChatChunkChoiceDto> Choices, UsageDto? Usage, IReadOnlyList<int>? PromptTokenIds = null);
+    List<ChatChunkChoiceDto> Choices, UsageDto? Usage, IReadOnlyList<int>? PromptTokenIds = null, string ServiceTier = "default");
 
 public sealed record ChatChunkChoiceDto(int Index, DeltaDto Delta,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs,

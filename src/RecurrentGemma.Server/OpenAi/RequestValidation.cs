@@ -14,8 +14,9 @@ public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewT
 /// <param name="IncludeUsage">End the stream with a usage chunk.</param>
 /// <param name="ContinuousUsage">Every chunk carries the usage so far (vLLM's continuous_usage_stats).</param>
 /// <param name="ReturnTokenIds">Answer with prompt_token_ids and each choice's token_ids (vLLM's return_token_ids).</param>
+/// <param name="ServiceTier">The tier the request runs in, as the answer reports it (default, flex or priority).</param>
 public sealed record ValidatedRequest(IReadOnlyList<TextGenerationRequest> Generations, bool Stream, bool IncludeUsage,
-    bool ContinuousUsage = false, bool ReturnTokenIds = false);
+    bool ContinuousUsage = false, bool ReturnTokenIds = false, string ServiceTier = "default");
 
 /// <summary>
 /// Checks every OpenAI field against its documented range and maps the request to
@@ -66,7 +67,7 @@ public static class RequestValidation
         };
         generation = WithEnds(generation, r, limits);
         var (stream, usage, continuous) = StreamFlags(r.Stream, r.StreamOptions);
-        return new ValidatedRequest([generation], stream, usage, continuous, r.ReturnTokenIds ?? false);
+        return new ValidatedRequest([generation], stream, usage, continuous, r.ReturnTokenIds ?? false, ServiceTiers.Name(r.ServiceTier));
     }
 
     public static ValidatedRequest Completion(CompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
@@ -94,7 +95,7 @@ public static class RequestValidation
             SessionId = session, Owner = owner, Format = format,
         }, r, limits)).ToList();
         var (stream, usage, continuous) = StreamFlags(r.Stream, r.StreamOptions);
-        return new ValidatedRequest(generations, stream, usage, continuous, r.ReturnTokenIds ?? false);
+        return new ValidatedRequest(generations, stream, usage, continuous, r.ReturnTokenIds ?? false, ServiceTiers.Name(r.ServiceTier));
     }
 
     static readonly System.Text.RegularExpressions.Regex SchemaName = new("^[a-zA-Z0-9_-]{1,64}$");
@@ -207,7 +208,8 @@ public static class RequestValidation
             throw ApiError.Invalid($"min_tokens must be between 0 and max_tokens ({g.MaxTokens}), got {min}.", "min_tokens");
         return g with
         {
-            StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min, IncludeStopString = r.IncludeStopStrInOutput ?? false, Priority = r.Priority ?? 0,
+            StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min, IncludeStopString = r.IncludeStopStrInOutput ?? false,
+            Priority = r.Priority ?? ServiceTiers.Priority(r.ServiceTier),
         };
     }
 

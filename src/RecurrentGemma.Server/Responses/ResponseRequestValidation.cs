@@ -11,7 +11,7 @@ namespace RecurrentGemma.Server.Responses;
 public sealed record ValidatedResponseRequest(
     List<ResponseItemDto> Input, string? Instructions, string? PreviousResponseId, bool Store, int MaxOutputTokens, int? RequestedMaxOutputTokens,
     SamplingParams Sampling, bool Stream, Dictionary<string, string> Metadata, string? User, OutputFormat? Format, JsonElement TextFormat,
-    ToolPrompt? Tools, JsonElement ToolsJson, JsonElement ToolChoiceJson, bool ParallelToolCalls, bool Logprobs, int? TopLogprobs);
+    ToolPrompt? Tools, JsonElement ToolsJson, JsonElement ToolChoiceJson, bool ParallelToolCalls, bool Logprobs, int? TopLogprobs, string ServiceTier);
 
 /// <summary>
 /// Checks every field of a Responses request and turns <c>input</c> into items. Each failure is a
@@ -61,7 +61,7 @@ public static class ResponseRequestValidation
 
         return new ValidatedResponseRequest(input, string.IsNullOrWhiteSpace(r.Instructions) ? null : r.Instructions, r.PreviousResponseId, r.Store ?? true,
             maxTokens, requested, new SamplingParams { Temperature = t, TopP = p, TopK = Math.Max(0, k), Seed = r.Seed },
-            r.Stream ?? false, metadata, r.User, format, formatJson, tools, toolsJson, choiceJson, r.ParallelToolCalls ?? true, logprobs, r.TopLogprobs);
+            r.Stream ?? false, metadata, r.User, format, formatJson, tools, toolsJson, choiceJson, r.ParallelToolCalls ?? true, logprobs, r.TopLogprobs, ServiceTiers.Name(r.ServiceTier));
     }
 
     // What OpenAI's include accepts. Only the logprobs change anything here: the others name outputs

@@ -38,14 +38,14 @@ public static class ResponsesEndpoint
             Instructions = v.Instructions, MaxOutputTokens = v.RequestedMaxOutputTokens, PreviousResponseId = parent?.Response.Id,
             Store = v.Store, Temperature = v.Sampling.Temperature, TopP = v.Sampling.TopP, ParallelToolCalls = v.ParallelToolCalls,
             Text = Json.WithFormat(v.TextFormat), Tools = v.ToolsJson, ToolChoice = v.ToolChoiceJson, User = v.User, Metadata = v.Metadata,
-            TopLogprobs = v.TopLogprobs,
+            TopLogprobs = v.TopLogprobs, ServiceTier = v.ServiceTier,
         }, v.Tools is not null);
 
         var ct = api.RequestToken;
         var generation = Start(service, new TextGenerationRequest
         {
             Messages = messages, MaxTokens = v.MaxOutputTokens, Sampling = v.Sampling, Owner = api.Owner, Format = v.Format, Tools = v.Tools,
-            Logprobs = v.Logprobs, TopLogprobs = v.Logprobs ? v.TopLogprobs ?? 0 : 0,
+            Logprobs = v.Logprobs, TopLogprobs = v.Logprobs ? v.TopLogprobs ?? 0 : 0, Priority = ServiceTiers.Priority(v.ServiceTier),
             // Stored: the answer's state parks under the response id; a continuation copies its parent's.
             SessionId = v.Store ? id : null, ParentSessionId = parent?.Response.Id, KeepState = v.Store, SnapshotPrompt = false,
         }, ct);

@@ -48,6 +48,8 @@ public sealed class CreateResponseRequest
     public JsonElement? Include { get; set; }
     /// <summary>0–20 most likely alternatives per token, with include "message.output_text.logprobs".</summary>
     public int? TopLogprobs { get; set; }
+    /// <summary>auto/default, flex (waits behind default requests) or priority (ahead of them).</summary>
+    public string? ServiceTier { get; set; }
 }
 
 public sealed class ResponseTextDto
@@ -96,6 +98,8 @@ public sealed record ResponseObject
     public Dictionary<string, string> Metadata { get; init; } = [];
     /// <summary>As requested (left out when not).</summary>
     public int? TopLogprobs { get; init; }
+    /// <summary>The tier the response ran in: default, flex or priority.</summary>
+    public string ServiceTier { get; init; } = "default";
 }
 
 static class Json
