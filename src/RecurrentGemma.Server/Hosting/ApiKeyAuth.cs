@@ -6,8 +6,8 @@ using RecurrentGemma.Server.OpenAi;
 namespace RecurrentGemma.Server.Hosting;
 
 /// <summary>
-/// Optional API keys (Auth:ApiKeys). When keys are set, every route except /health/*, /metrics,
-/// /swagger and the playground's own files needs "Authorization: Bearer &lt;key&gt;", compared in constant time. The caller's
+/// Optional API keys (Auth:ApiKeys). When keys are set, every route except /health/*, /ping,
+/// /version, /metrics, /swagger and the playground's own files needs "Authorization: Bearer &lt;key&gt;", compared in constant time. The caller's
 /// owner id (a hash of the key, never the key) scopes sessions and state reuse to that key.
 /// </summary>
 public static class ApiKeyAuth
@@ -15,7 +15,8 @@ public static class ApiKeyAuth
     public const string OwnerItem = "rg.owner";
 
     public static bool IsOpenPath(PathString path) =>
-        path.StartsWithSegments("/health") || path.StartsWithSegments("/metrics") || path.StartsWithSegments("/swagger") || Ui.Playground.IsPagePath(path);
+        path.StartsWithSegments("/health") || path.StartsWithSegments("/metrics") || path.StartsWithSegments("/swagger")
+        || path.Equals("/ping", StringComparison.OrdinalIgnoreCase) || path.Equals("/version", StringComparison.OrdinalIgnoreCase) || Ui.Playground.IsPagePath(path);
 
     /// <summary>
     /// Drops empty and whitespace-only keys from the configuration. docker-compose binds

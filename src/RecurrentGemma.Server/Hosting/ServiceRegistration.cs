@@ -83,7 +83,7 @@ public static class ServiceRegistration
         app.UseRateLimiter();
 
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
-        app.MapHealthChecks("/health/ready", new HealthCheckOptions
+        var readiness = new HealthCheckOptions
         {
             Predicate = c => c.Tags.Contains("ready"),
             // Loading and draining report Degraded (expected states, not errors); both are "not ready".
@@ -102,13 +102,24 @@ public static class ServiceRegistration
                 var status = report.Status == HealthStatus.Degraded ? "NotReady" : report.Status.ToString();
                 return context.Response.WriteAsync(detail.Length == 0 ? status : $"{status}: {detail}");
             },
-        });
+        };
+        app.MapHealthChecks("/health/ready", readiness);
+        // What vLLM-fronting routers and hosts probe: vLLM's /health (200 once it serves) and the
+        // SageMaker-style /ping, both readiness here; and vLLM's /version.
+        app.MapHealthChecks("/health", readiness);
+        app.MapHealthChecks("/ping", readiness);
+        app.MapGet("/version", () => TypedResults.Json(new VersionDto(Version), OpenAiJson.Default.VersionDto)).ExcludeFromDescription();
         app.MapOpenAiApi();
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<InFlightRequests>().BeginDrain());
         return app;
     }
+
+    /// <summary>The server's version (the assembly's informational version, its commit after a '+' when built from git).</summary>
+    public static string Version { get; } =
+        typeof(ServiceRegistration).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
 
     /// <summary>Counts API requests in flight and refuses new ones (503) while the server drains.</summary>
     static IApplicationBuilder UseInFlightTracking(this IApplicationBuilder app) => app.Use(async (context, next) =>

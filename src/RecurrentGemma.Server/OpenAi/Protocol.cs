@@ -197,6 +197,9 @@ public sealed record CompletionLogprobsDto(List<string> Tokens, List<float?> Tok
 public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy, string Root, int MaxModelLen);
 public sealed record ModelListDto(string Object, List<ModelDto> Data);
 
+/// <summary>GET /version, as vLLM answers it.</summary>
+public sealed record VersionDto(string Version);
+
 /// <summary>POST /tokenize: a prompt or chat messages (rendered with the template).</summary>
 public sealed class TokenizeRequest
 {
@@ -236,6 +239,7 @@ public sealed record ErrorBody(string Message, string Type,
 [JsonSerializable(typeof(ChatCompletionChunk))]
 [JsonSerializable(typeof(CompletionResponse))]
 [JsonSerializable(typeof(ModelListDto))]
+[JsonSerializable(typeof(VersionDto))]
 [JsonSerializable(typeof(ModelDto))]
 [JsonSerializable(typeof(TokenizeResponse))]
 [JsonSerializable(typeof(DetokenizeResponse))]
