@@ -73,9 +73,11 @@ public class BatchingTests
     [Fact]
     public async Task Stop_now_from_the_text_layer_ends_the_choice()
     {
-        await using var engine = NewEngine();
-        // Room for 4000 tokens, so the engine cannot finish before the (slower) reader asks it to stop.
-        var handle = engine.Submit(Greedy(Ids("tiny", "d", "prompt"), 4000));
+        // Room for 200k tokens (~100 s of the tiny model), so the engine cannot finish before the
+        // reader asks it to stop even when a loaded CI machine starves the reader for seconds (4000
+        // tokens, ~2 s, once ran out first).
+        await using var engine = NewEngine(new EngineOptions { MaxNewTokens = 200_000 });
+        var handle = engine.Submit(Greedy(Ids("tiny", "d", "prompt"), 200_000));
         var tokens = 0;
         FinishReason? finish = null;
         await foreach (var e in handle.ReadEventsAsync())
@@ -84,7 +86,7 @@ public class BatchingTests
             if (e is FinishedEvent f) finish = f.Reason;
         }
         Assert.Equal(FinishReason.Stop, finish);
-        Assert.InRange(tokens, 3, 3999);   // steps already in flight may add a few
+        Assert.InRange(tokens, 3, 199_999);   // steps already in flight may add a few
     }
 
     [Fact]
