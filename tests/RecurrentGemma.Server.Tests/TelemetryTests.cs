@@ -57,6 +57,7 @@ public class TelemetryTests
         // restore histogram, recorded only once a parked state comes back from a tier: the
         // engine's RestorePhaseTests read it).
         Assert.Matches("rgemma_server_state\\{[^}]*state=\"ready\"[^}]*\\} 1", metrics);
+        Assert.Matches("rgemma_server_info\\{[^}]*device=\"cpu\"[^}]*dtype=\"f32\"[^}]*model=\"recurrentgemma-demo\"[^}]*version=\"[^\"]+\"[^}]*\\} 1", metrics);
         foreach (var file in new[] { "deploy/prometheus/alerts.yml", "deploy/grafana/recurrentgemma-dashboard.json" })
             foreach (var used in System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(Path.Combine(ServerFactory.RepoRoot, file)), "rgemma_[a-z_]+").Select(m => m.Value).Distinct()
                 .Where(m => !m.StartsWith("rgemma_engine_state_restore_duration", StringComparison.Ordinal)))

@@ -66,6 +66,13 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                 : Status == ModelStatus.Draining || inFlight.Draining ? "draining" : "ready";
             return States.Select(state => new System.Diagnostics.Metrics.Measurement<int>(state == now ? 1 : 0, new KeyValuePair<string, object?>("state", state)));
         }, null, "1 for the server's current state (loading, ready, draining, failed), 0 for the others");
+        // The usual build-info gauge: always 1, its labels say what this replica serves, so a
+        // dashboard or an alert can group or filter replicas by model, dtype, device and version.
+        meter.CreateObservableGauge<int>("rgemma.server.info", () => _model is { } m
+            ? [new System.Diagnostics.Metrics.Measurement<int>(1,
+                new KeyValuePair<string, object?>("model", ModelId), new KeyValuePair<string, object?>("dtype", m.DType == TorchSharp.torch.ScalarType.BFloat16 ? "bf16" : "f32"),
+                new KeyValuePair<string, object?>("device", m.Device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu"), new KeyValuePair<string, object?>("version", ServiceRegistration.Version))]
+            : Array.Empty<System.Diagnostics.Metrics.Measurement<int>>(), null, "1, labelled with the served model, dtype, device and the server version (once the model is loaded)");
     }
 
     /// <summary>Completes when loading has finished (either way); for tests and tools.</summary>
