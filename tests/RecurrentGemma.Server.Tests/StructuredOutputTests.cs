@@ -47,7 +47,15 @@ public class StructuredOutputTests(DemoServer server, ITestOutputHelper output) 
             props[name] = RandomSchema(r, depth);
             if (r.Next(3) > 0) required.Add(name);
         }
-        return new() { ["type"] = "object", ["properties"] = props, ["required"] = required, ["additionalProperties"] = false };
+        var o = new JsonObject { ["type"] = "object", ["properties"] = props, ["required"] = required, ["additionalProperties"] = false };
+        if (r.Next(3) == 0)
+        {
+            // Property counts that some subset meets: min ≤ listed, max ≥ required and ≥ min.
+            int min = r.Next(n + 1), max = Math.Max(required.Count, min) + r.Next(n - Math.Max(required.Count, min) + 1);
+            o["minProperties"] = min;
+            o["maxProperties"] = max;
+        }
+        return o;
     }
 
     static void AssertValid(string schemaText, string json)

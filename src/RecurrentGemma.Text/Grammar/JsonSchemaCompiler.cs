@@ -16,7 +16,7 @@ public sealed record SchemaLimits
 /// JSON documents valid against it (a subset of them where noted). Supported: type (and type
 /// arrays), properties (emitted in schema order; required ones always, optional ones may be left
 /// out), required, additionalProperties (only the listed properties are written; with none listed
-/// and additionalProperties not false, any members), items, prefixItems, minItems/maxItems, enum,
+/// and additionalProperties not false, any members), minProperties/maxProperties, items, prefixItems, minItems/maxItems, enum,
 /// const, anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/…
 /// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname), and
 /// minimum/maximum (also exclusive) for integers and numbers. Annotations (title, description, default,
@@ -39,7 +39,7 @@ public sealed partial class JsonSchemaCompiler
     [
         "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const",
         "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-        "pattern",
+        "pattern", "minProperties", "maxProperties",
     ];
 
     readonly ByteGrammar _g;
@@ -180,28 +180,47 @@ public sealed partial class JsonSchemaCompiler
                 throw new GrammarException($"'{r}' is required but not among the properties", Join(path, "required"));
 
         bool closed = s.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False;
+        int least = Count(s, "minProperties", path) ?? 0;
+        int? most = Count(s, "maxProperties", path, unrolled: false);
+        if (most < least) throw new GrammarException("maxProperties is smaller than minProperties", Join(path, "maxProperties"));
         if (props.Count == 0 && !closed)
         {
             // No listed properties: any members, their values as additionalProperties says.
             int value = extra.ValueKind is JsonValueKind.Object ? Schema(extra, Join(path, "additionalProperties"), depth + 1) : _json.Value;
             int member = _g.Seq(_json.String(), _g.Byte((byte)':'), value);
-            return _g.Seq(_g.Byte((byte)'{'), _g.Repeat(member, 0, null, _g.Byte((byte)',')), _g.Byte((byte)'}'));
+            return _g.Seq(_g.Byte((byte)'{'), _g.Repeat(member, least, most, _g.Byte((byte)',')), _g.Byte((byte)'}'));
         }
-        // Members in schema order; each optional one may be skipped. Tail(i, first) is the rest
-        // from property i, knowing whether anything has been written yet (for the commas).
-        var memo = new Dictionary<(int, bool), int>();
+        // Only the listed properties are written, so the counts must fit them.
+        int requiredCount = props.Count(p => p.Required);
+        if (most < requiredCount)
+            throw new GrammarException($"maxProperties ({most}) is smaller than the {requiredCount} required properties", Join(path, "maxProperties"));
+        if (least > props.Count)
+            throw new GrammarException($"minProperties ({least}) needs more properties than the {props.Count} listed (only listed properties are written)", Join(path, "minProperties"));
+        // Members in schema order; each optional one may be skipped. Tail(i, written) is the rest
+        // from property i with `written` members so far (none yet: no comma before the next). An
+        // optional member is written only if the required ones after it still fit under
+        // maxProperties, and skipped only if enough properties remain to reach minProperties, so
+        // every path can end.
+        var requiredAfter = new int[props.Count + 1];
+        for (int i = props.Count - 1; i >= 0; i--) requiredAfter[i] = requiredAfter[i + 1] + (props[i].Required ? 1 : 0);
+        var memo = new Dictionary<(int, int), int>();
         int comma = _g.Byte((byte)',');
-        int Tail(int i, bool first)
+        int Tail(int i, int written)
         {
+            // Without maxProperties only "none yet" and "minProperties reached" matter: one rule
+            // per property for the usual schema, not one per count.
+            if (most is null) written = Math.Min(written, Math.Max(least, 1));
             if (i == props.Count) return _g.Empty();
-            if (memo.TryGetValue((i, first), out var known)) return known;
+            if (memo.TryGetValue((i, written), out var known)) return known;
             var (_, isRequired, member) = props[i];
-            int write = first ? _g.Seq(member, Tail(i + 1, false)) : _g.Seq(comma, member, Tail(i + 1, false));
-            int rule = isRequired ? write : _g.Choice(write, Tail(i + 1, first));
-            memo[(i, first)] = rule;
+            int write = written == 0 ? _g.Seq(member, Tail(i + 1, 1)) : _g.Seq(comma, member, Tail(i + 1, written + 1));
+            bool mayWrite = most is null || written + 1 + requiredAfter[i + 1] <= most;
+            bool maySkip = written + (props.Count - i - 1) >= least;
+            int rule = isRequired || !maySkip ? write : mayWrite ? _g.Choice(write, Tail(i + 1, written)) : Tail(i + 1, written);
+            memo[(i, written)] = rule;
             return rule;
         }
-        return _g.Seq(_g.Byte((byte)'{'), Tail(0, true), _g.Byte((byte)'}'));
+        return _g.Seq(_g.Byte((byte)'{'), Tail(0, 0), _g.Byte((byte)'}'));
     }
 
     int Array(JsonElement s, string path, int depth)
