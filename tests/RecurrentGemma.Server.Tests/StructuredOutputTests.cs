@@ -21,11 +21,13 @@ public class StructuredOutputTests(DemoServer server, ITestOutputHelper output) 
         return kind switch
         {
             0 => new() { ["type"] = "string", ["maxLength"] = r.Next(0, 12), ["minLength"] = 0 },
+            1 when r.Next(3) == 0 => new() { ["type"] = "integer", ["multipleOf"] = new[] { 2, 5, 7, 25, 1000 }[r.Next(5)], ["minimum"] = -r.Next(0, 50) },
             1 => new() { ["type"] = "integer", ["minimum"] = -r.Next(0, 50), ["maximum"] = r.Next(0, 5000) },
             2 => new() { ["type"] = "boolean" },
             3 => new() { ["type"] = "null" },
             4 => new() { ["enum"] = new JsonArray("red", 7, null, "blue sky", true) },
             5 => new() { ["type"] = "string", ["format"] = new[] { "date", "date-time", "uuid", "email", "time", "uri", "ipv4", "hostname" }[r.Next(8)] },
+            6 when r.Next(4) == 0 => new() { ["type"] = "number", ["multipleOf"] = 0.01, ["minimum"] = 0, ["maximum"] = r.Next(1, 1000) },
             6 when r.Next(2) == 0 => new() { ["type"] = "number" },
             6 => new() { ["type"] = "number", [r.Next(2) == 0 ? "minimum" : "exclusiveMinimum"] = -r.Next(0, 30) / 10.0, [r.Next(2) == 0 ? "maximum" : "exclusiveMaximum"] = r.Next(1, 40) / 8.0 },
             7 when r.Next(2) == 0 => new() { ["const"] = "fixed-" + r.Next(100) },

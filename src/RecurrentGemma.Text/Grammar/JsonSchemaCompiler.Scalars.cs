@@ -6,6 +6,8 @@ namespace RecurrentGemma.Text.Grammar;
 public sealed partial class JsonSchemaCompiler
 {
     NumberRangeGrammar? _numbers;   // one per compile: its rules are shared by every bounded number
+    readonly Dictionary<int, NumberRangeGrammar> _fractions = [];   // the same for multipleOf 0.1, 0.01, …
+    MultipleOfGrammar? _multiples;
 
     int String(JsonElement s, string path)
     {
@@ -57,9 +59,53 @@ public sealed partial class JsonSchemaCompiler
         long? lo = Bound(s, "minimum", path), hi = Bound(s, "maximum", path);
         if (Bound(s, "exclusiveMinimum", path) is { } xlo) lo = Math.Max(lo ?? long.MinValue, xlo + 1);
         if (Bound(s, "exclusiveMaximum", path) is { } xhi) hi = Math.Min(hi ?? long.MaxValue, xhi - 1);
+        if (Multiple(s, path) is { } m)
+        {
+            if (IntegerStep(m) is not { } k)
+            {
+                if (_strict) throw new GrammarException($"multipleOf {m} is too large for the integers written (15 digits)", Join(path, "multipleOf"));
+            }
+            else if (k > 1 && IntegerMultiples(k, lo, hi, path) is { } multiples) return multiples;
+        }
         if (lo is null && hi is null) return _json.Integer;
         try { return _json.IntegerRange(lo, hi); }
         catch (GrammarException e) { throw new GrammarException(e.Message, path); }
+    }
+
+    /// <summary>multipleOf as a positive decimal (null: absent).</summary>
+    static decimal? Multiple(JsonElement s, string path)
+    {
+        if (!s.TryGetProperty("multipleOf", out var v)) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDecimal(out decimal m) || m <= 0)
+            throw new GrammarException("multipleOf must be a number greater than 0", Join(path, "multipleOf"));
+        return m;
+    }
+
+    /// <summary>The integers that are multiples of m = p/q (lowest terms) are the multiples of p.</summary>
+    static long? IntegerStep(decimal m)
+    {
+        try
+        {
+            decimal q = 1;
+            while (decimal.Truncate(m * q) != m * q && q < 1e18m) q *= 10;
+            decimal p = m * q;
+            if (p > long.MaxValue || decimal.Truncate(p) != p) return null;
+            var k = (long)p / System.Numerics.BigInteger.GreatestCommonDivisor((long)p, (long)q);
+            return (long)k;
+        }
+        catch (OverflowException) { return null; }   // a step too large for any written integer
+    }
+
+    /// <summary>Integer multiples of k within the bounds; null where that is not supported (then
+    /// strict mode refuses, otherwise multipleOf is left out).</summary>
+    int? IntegerMultiples(long k, long? lo, long? hi, string path)
+    {
+        int? rule;
+        try { rule = MultipleOfGrammar.Supported(k) || lo is not null || hi is not null ? (_multiples ??= new MultipleOfGrammar(_g)).Multiples(k, lo, hi) : null; }
+        catch (GrammarException e) { throw new GrammarException(e.Message, Join(path, "multipleOf")); }
+        if (rule is null && _strict)
+            throw new GrammarException($"multipleOf {k} is not supported in strict mode here (supported: a multiple whose value without trailing zeros is at most {MultipleOfGrammar.MaxReduced}, or bounds with at most {MultipleOfGrammar.MaxListed} multiples on a bounded side)", Join(path, "multipleOf"));
+        return rule;
     }
 
     /// <summary>
@@ -98,10 +144,42 @@ public sealed partial class JsonSchemaCompiler
             if (lower && (lo is null || b > lo.Value.Value || (b == lo.Value.Value && !inclusive))) lo = (b, inclusive);
             if (!lower && (hi is null || b < hi.Value.Value || (b == hi.Value.Value && !inclusive))) hi = (b, inclusive);
         }
-        if (lo is null && hi is null) return _json.Number;
         static string Show(decimal d) => d.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return (_numbers ??= new NumberRangeGrammar(_g, _json)).Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
+        var numbers = _numbers ??= new NumberRangeGrammar(_g, _json);
+        if (Multiple(s, path) is { } m)
+        {
+            if (decimal.Truncate(m) == m)
+            {
+                // A whole step: the integer multiples (numbers too), within bounds rounded inward.
+                long? ilo = lo is { } lb ? (long)Math.Clamp(lb.Inclusive ? decimal.Ceiling(lb.Value) : decimal.Floor(lb.Value) + 1, -1e15m, 1e15m) : null;
+                long? ihi = hi is { } hb ? (long)Math.Clamp(hb.Inclusive ? decimal.Floor(hb.Value) : decimal.Ceiling(hb.Value) - 1, -1e15m, 1e15m) : null;
+                if (IntegerMultiples((long)Math.Min(m, long.MaxValue), ilo, ihi, path) is { } multiples) return multiples;
+            }
+            else if (FractionStep(m) is { } digits)
+            {
+                // 0.1, 0.01, …: at most that many fraction digits, bounds rounded inward to them.
+                numbers = _fractions.TryGetValue(digits, out var known) ? known : _fractions[digits] = new NumberRangeGrammar(_g, _json, digits);
+                if (lo is { } lf) { var r = decimal.Round(lf.Value, digits, MidpointRounding.ToPositiveInfinity); lo = (r, r != lf.Value || lf.Inclusive); }
+                if (hi is { } hf) { var r = decimal.Round(hf.Value, digits, MidpointRounding.ToNegativeInfinity); hi = (r, r != hf.Value || hf.Inclusive); }
+                return numbers.Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
+                    ?? throw new GrammarException($"no multiple of {Show(m)} lies within the bounds", Join(path, "multipleOf"));
+            }
+            else if (_strict)
+                throw new GrammarException($"multipleOf {Show(m)} is not supported in strict mode (supported: whole numbers, and 0.1, 0.01, … down to 1e-15)", Join(path, "multipleOf"));
+        }
+        if (lo is null && hi is null) return _json.Number;
+        return numbers.Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
             ?? throw new GrammarException($"no number lies within the bounds{(lo is { } l ? $" {(l.Inclusive ? "≥" : ">")} {Show(l.Value)}" : "")}{(hi is { } h ? $" {(h.Inclusive ? "≤" : "<")} {Show(h.Value)}" : "")}", path);
+    }
+
+    /// <summary>d when m is 10^−d (0.1, 0.01, … to 1e-15), else null.</summary>
+    static int? FractionStep(decimal m)
+    {
+        if (m >= 1) return null;
+        for (int d = 1; d <= JsonGrammar.MaxFractionDigits; d++)
+            if (m * Pow10(d) == 1) return d;
+        return null;
+        static decimal Pow10(int d) { decimal p = 1; for (int i = 0; i < d; i++) p *= 10; return p; }
     }
 
     long? Bound(JsonElement s, string key, string path)

@@ -18,8 +18,9 @@ public sealed record SchemaLimits
 /// out), required, additionalProperties (only the listed properties are written; with none listed
 /// and additionalProperties not false, any members), minProperties/maxProperties, items, prefixItems, minItems/maxItems, enum,
 /// const, anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/…
-/// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname), and
-/// minimum/maximum (also exclusive) for integers and numbers. Annotations (title, description, default,
+/// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname),
+/// minimum/maximum (also exclusive) for integers and numbers, and multipleOf (<see cref="MultipleOfGrammar"/>;
+/// on numbers also 0.1, 0.01, …: that many fraction digits at most). Annotations (title, description, default,
 /// examples…) are ignored. Any other keyword: with strict, a <see cref="GrammarException"/>
 /// naming it and its path; without, ignored. Strict also refuses a constraint that a deciding
 /// keyword ($ref, a composition, const/enum, format) would leave unenforced, and a oneOf whose
@@ -39,7 +40,7 @@ public sealed partial class JsonSchemaCompiler
     [
         "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const",
         "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-        "pattern", "minProperties", "maxProperties",
+        "pattern", "minProperties", "maxProperties", "multipleOf",
     ];
 
     readonly ByteGrammar _g;

@@ -35,9 +35,12 @@ internal readonly record struct DecimalBound(long Integer, string Fraction) : IC
 /// Written numbers are a subset of the valid ones: no exponent, no "-0", at most 15 digits on
 /// either side of the point.
 /// </summary>
-internal sealed class NumberRangeGrammar(ByteGrammar g, JsonGrammar json)
+/// <param name="g">The grammar the rules go into.</param>
+/// <param name="json">Its JSON pieces.</param>
+/// <param name="digits">Most fraction digits written (fewer for multipleOf 0.01: two).</param>
+internal sealed class NumberRangeGrammar(ByteGrammar g, JsonGrammar json, int digits = JsonGrammar.MaxFractionDigits)
 {
-    const int Digits = JsonGrammar.MaxFractionDigits;
+    int Digits => digits;
 
     /// <summary>Fraction digit strings: whether none at all (no point written) belongs, and a rule for the nonempty ones.</summary>
     readonly record struct Fractions(bool Empty, int? Some);

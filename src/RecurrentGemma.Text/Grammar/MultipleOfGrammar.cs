@@ -1,0 +1,117 @@
+namespace RecurrentGemma.Text.Grammar;
+
+/// <summary>
+/// Integer multiples of k (JSON Schema's multipleOf), written as every integer is here: no
+/// leading zeros, at most 15 digits. With k = k′·10^m (k′ not a multiple of 10) a nonzero multiple
+/// is a nonzero multiple of k′ followed by m zeros, and the multiples of k′ are read digit by digit
+/// by their remainder: after a prefix with remainder r, digit d leads to (10r + d) mod k′, and the
+/// numeral may end where the remainder is 0. Bounds: a side with few multiples lists them; a side
+/// open to the 15-digit limit takes the automaton, from the first multiple on. Anything else —
+/// k′ above <see cref="MaxReduced"/>, or a far bound with too many multiples before it — is null:
+/// not supported (strict mode refuses it, otherwise multipleOf is ignored).
+/// </summary>
+internal sealed class MultipleOfGrammar(ByteGrammar g)
+{
+    /// <summary>Largest k′: the automaton has k′ × 15 rules of up to 11 alternatives.</summary>
+    public const long MaxReduced = 64;
+    /// <summary>Most multiples listed on a bounded side (as a trie of their digits: one rule per prefix).</summary>
+    public const long MaxListed = 4096;
+    const long Largest = 999_999_999_999_999;   // 15 digits, as JsonGrammar writes integers
+
+    public static bool Supported(long k)
+    {
+        while (k % 10 == 0) k /= 10;
+        return k <= MaxReduced;
+    }
+
+    /// <summary>The multiples of k in [lo, hi] (null: open); null when not supported.</summary>
+    public int? Multiples(long k, long? lo, long? hi)
+    {
+        long a = Math.Max(lo ?? -Largest, -Largest), b = Math.Min(hi ?? Largest, Largest);
+        long first = CeilDiv(a, k), last = FloorDiv(b, k);   // the multiples are j·k for j in [first, last]
+        if (first > last) throw new GrammarException($"no multiple of {k} lies within the bounds", "");
+        if (last - first < MaxListed) return Listed(k, first, last);
+        var parts = new List<int>();
+        if (last >= 0)
+        {
+            long from = Math.Max(first, 0);
+            if (last - from < MaxListed) parts.Add(Listed(k, from, last));
+            else if (last < Largest / k || from > 1 || Positive(k) is not { } positive) return null;   // bounded far, or starting past k
+            else parts.Add(from == 0 ? g.Choice(g.Byte((byte)'0'), positive) : positive);
+        }
+        if (first < 0)
+        {
+            long near = Math.Min(last, -1);   // the negative multiples j·k for j in [first, near]
+            if (near - first < MaxListed) parts.Add(Listed(k, first, near));
+            else if (first > -(Largest / k) || near < -1 || Positive(k) is not { } positive) return null;
+            else parts.Add(g.Seq(g.Byte((byte)'-'), positive));
+        }
+        return g.Choice([.. parts]);
+    }
+
+    /// <summary>The numerals of j·k for j in [from, to], as a trie: the matcher follows one path per
+    /// prefix rather than thousands of literals at once.</summary>
+    int Listed(long k, long from, long to)
+    {
+        var root = new Node();
+        for (long j = from; j <= to; j++)
+        {
+            var node = root;
+            foreach (char c in (j * k).ToString(System.Globalization.CultureInfo.InvariantCulture))
+                node = node.Next.TryGetValue(c, out var child) ? child : node.Next[c] = new Node();
+            node.End = true;
+        }
+        return Rule(root);
+    }
+
+    sealed class Node
+    {
+        public bool End;
+        public readonly SortedDictionary<char, Node> Next = [];
+    }
+
+    int Rule(Node node)
+    {
+        var alternatives = new List<int[]>();
+        if (node.End) alternatives.Add([]);
+        foreach (var (c, child) in node.Next) alternatives.Add([g.Byte((byte)c), Rule(child)]);
+        return g.Rule([.. alternatives]);
+    }
+
+    /// <summary>The positive multiples of k of at most 15 digits (null when k′ is too large).</summary>
+    int? Positive(long k)
+    {
+        int zeros = 0;
+        long reduced = k;
+        while (reduced % 10 == 0) { reduced /= 10; zeros++; }
+        if (reduced > MaxReduced || zeros >= 15) return null;
+        int digits = 15 - zeros;   // what the multiple of k′ may use
+        // canEnd[l, r]: from remainder r with l more digits allowed, some continuation ends on 0.
+        var canEnd = new bool[digits + 1, reduced];
+        for (int l = 0; l <= digits; l++)
+            for (long r = 0; r < reduced; r++)
+                canEnd[l, r] = r == 0 || (l > 0 && Enumerable.Range(0, 10).Any(d => canEnd[l - 1, (10 * r + d) % reduced]));
+        var rules = new Dictionary<(int, long), int>();
+        int Rest(int left, long r)
+        {
+            if (rules.TryGetValue((left, r), out int known)) return known;
+            var alternatives = new List<int[]>();
+            if (r == 0) alternatives.Add([]);
+            if (left > 0)
+                for (int d = 0; d <= 9; d++)
+                {
+                    long next = (10 * r + d) % reduced;
+                    if (canEnd[left - 1, next]) alternatives.Add([g.Byte((byte)('0' + d)), Rest(left - 1, next)]);
+                }
+            return rules[(left, r)] = g.Rule([.. alternatives]);
+        }
+        var starts = new List<int>();
+        for (int d = 1; d <= 9; d++)
+            if (canEnd[digits - 1, d % reduced]) starts.Add(g.Seq(g.Byte((byte)('0' + d)), Rest(digits - 1, d % reduced)));
+        int body = g.Choice([.. starts]);
+        return zeros == 0 ? body : g.Seq(body, g.Literal(new string('0', zeros)));
+    }
+
+    static long FloorDiv(long x, long k) => x >= 0 ? x / k : -((-x + k - 1) / k);
+    static long CeilDiv(long x, long k) => x >= 0 ? (x + k - 1) / k : -(-x / k);
+}
