@@ -21,6 +21,7 @@ public static class GrammarBenchmark
         ("bounded strings (maxLength 40)", """{"type":"object","properties":{"title":{"type":"string","maxLength":40},"summary":{"type":"string","minLength":10,"maxLength":40}},"required":["title","summary"],"additionalProperties":false}"""),
         ("recursive tree ($ref)", """{"$defs":{"n":{"type":"object","properties":{"label":{"type":"string"},"children":{"type":"array","items":{"$ref":"#/$defs/n"}}},"required":["label"],"additionalProperties":false}},"$ref":"#/$defs/n"}"""),
         ("anyOf + enums + formats", """{"type":"object","properties":{"kind":{"enum":["circle","square","line"]},"when":{"type":"string","format":"date-time"},"id":{"type":"string","format":"uuid"},"size":{"anyOf":[{"type":"number"},{"type":"null"}]}},"required":["kind","when","id","size"],"additionalProperties":false}"""),
+        ("counts and steps (multipleOf, min/maxProperties)", """{"type":"object","properties":{"even":{"type":"integer","multipleOf":2,"minimum":-5000,"maximum":5000},"price":{"type":"number","multipleOf":0.01,"minimum":0,"maximum":1000},"qty":{"type":"integer","multipleOf":25},"note":{"type":"string","maxLength":8},"flag":{"type":"boolean"}},"required":["even","price"],"minProperties":3,"maxProperties":4,"additionalProperties":false}"""),
         ("json_object (any object)", ""),
     ];
 
