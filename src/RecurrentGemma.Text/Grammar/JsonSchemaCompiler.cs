@@ -17,7 +17,7 @@ public sealed record SchemaLimits
 /// arrays), properties (emitted in schema order; required ones always, optional ones may be left
 /// out), required, additionalProperties (only the listed properties are written; with none listed
 /// and additionalProperties not false, any members), minProperties/maxProperties, items, prefixItems, minItems/maxItems, enum,
-/// const, anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/…
+/// const, anyOf, oneOf (as anyOf), allOf with one member or of object schemas (<see cref="AllOfMerge"/>), $ref to #/$defs/… or #/definitions/…
 /// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname),
 /// minimum/maximum (also exclusive) for integers and numbers, and multipleOf (<see cref="MultipleOfGrammar"/>;
 /// on numbers also 0.1, 0.01, …: that many fraction digits at most). Annotations (title, description, default,
@@ -123,12 +123,18 @@ public sealed partial class JsonSchemaCompiler
             }
         if (s.TryGetProperty("allOf", out var all))
         {
-            if (all.ValueKind == JsonValueKind.Array && all.GetArrayLength() == 1)
+            // Several members, or one beside the parent's own keywords: object schemas merge.
+            bool beside = s.EnumerateObject().Any(p => p.Name != "allOf" && !Annotations.Contains(p.Name));
+            string? why = "allOf must be a non-empty array";
+            int members = all.ValueKind == JsonValueKind.Array ? all.GetArrayLength() : 0;
+            if (members > 0 && (beside || members > 1) && AllOfMerge.TryMerge(s, all, _root, Annotations, out why) is { } merged)
+                return Schema(merged, Join(path, "allOf"), depth + 1);
+            if (members == 1)
             {
-                RefuseSiblings(s, "allOf", path);
+                RefuseSiblings(s, "allOf", path);   // strict names a sibling that would go unenforced
                 return Schema(all[0], Join(path, "allOf") + "[0]", depth + 1);
             }
-            if (_strict) throw new GrammarException("allOf is supported with one member only", Join(path, "allOf"));
+            if (_strict) throw new GrammarException($"allOf is supported with one member, or with object members that merge: {why}", Join(path, "allOf"));
         }
 
         if (!s.TryGetProperty("type", out var type)) return Untyped(s, path, depth);
