@@ -15,7 +15,7 @@ public class MultipleOfTests
     public static IEnumerable<object?[]> IntegerCases()
     {
         foreach (long k in new long[] { 2, 3, 7, 10, 12, 25, 64, 100, 250, 1000, 6400 })
-            foreach (var (lo, hi) in new (long?, long?)[] { (null, null), (0, null), (1, null), (null, 0), (null, -1), (-50, 50), (-5000, 5000), (7, 7) })
+            foreach (var (lo, hi) in new (long?, long?)[] { (null, null), (0, null), (1, null), (null, 0), (null, -1), (-50, 50), (-5000, 5000), (7, 7), (3, null), (101, null), (null, -101), (-7, null) })
                 yield return [k, lo, hi];
     }
 

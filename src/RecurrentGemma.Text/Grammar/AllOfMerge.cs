@@ -18,7 +18,8 @@ internal static class AllOfMerge
 {
     static readonly HashSet<string> ObjectKeywords = ["type", "properties", "required", "additionalProperties"];
 
-    public static JsonElement? TryMerge(JsonElement parent, JsonElement members, JsonElement root, HashSet<string> annotations, out string? why)
+    /// <param name="path">Where allOf is, for an error that no document can satisfy the members.</param>
+    public static JsonElement? TryMerge(JsonElement parent, JsonElement members, JsonElement root, HashSet<string> annotations, string path, out string? why)
     {
         why = null;
         var parts = members.EnumerateArray().Select(m => SchemaValueKinds.Resolve(root, m)).ToList();
@@ -62,11 +63,14 @@ internal static class AllOfMerge
             }
         }
         var written = properties.Where(p => allowed is null || allowed.Contains(p.Name)).ToList();
+        foreach (var r in required.Where(r => written.All(p => p.Name != r)))
+            throw new GrammarException(properties.Any(p => p.Name == r)
+                ? $"'{r}' is required by a member of allOf, but a member closed by additionalProperties: false does not list it: no document satisfies them all"
+                : $"'{r}' is required by a member of allOf, but no member lists it", path);
         var merged = new JsonObject
         {
             ["type"] = "object",
             ["properties"] = new JsonObject(written.Select(p => KeyValuePair.Create(p.Name, JsonNode.Parse(p.Schema.GetRawText())))),
-            // A required property no written one can be stays required: the compiler then names it.
             ["required"] = new JsonArray([.. required.Select(r => (JsonNode)r)]),
             ["additionalProperties"] = false,
         };

@@ -127,7 +127,7 @@ public sealed partial class JsonSchemaCompiler
             bool beside = s.EnumerateObject().Any(p => p.Name != "allOf" && !Annotations.Contains(p.Name));
             string? why = "allOf must be a non-empty array";
             int members = all.ValueKind == JsonValueKind.Array ? all.GetArrayLength() : 0;
-            if (members > 0 && (beside || members > 1) && AllOfMerge.TryMerge(s, all, _root, Annotations, out why) is { } merged)
+            if (members > 0 && (beside || members > 1) && AllOfMerge.TryMerge(s, all, _root, Annotations, Join(path, "allOf"), out why) is { } merged)
                 return Schema(merged, Join(path, "allOf"), depth + 1);
             if (members == 1)
             {

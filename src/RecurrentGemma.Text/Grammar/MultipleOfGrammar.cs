@@ -36,18 +36,36 @@ internal sealed class MultipleOfGrammar(ByteGrammar g)
         {
             long from = Math.Max(first, 0);
             if (last - from < MaxListed) parts.Add(Listed(k, from, last));
-            else if (last < Largest / k || from > 1 || Positive(k) is not { } positive) return null;   // bounded far, or starting past k
-            else parts.Add(from == 0 ? g.Choice(g.Byte((byte)'0'), positive) : positive);
+            else if (last < Largest / k || AtLeast(k, from) is not { } open) return null;   // bounded far: too many to list
+            else parts.Add(open);
         }
         if (first < 0)
         {
             long near = Math.Min(last, -1);   // the negative multiples j·k for j in [first, near]
             if (near - first < MaxListed) parts.Add(Listed(k, first, near));
-            else if (first > -(Largest / k) || near < -1 || Positive(k) is not { } positive) return null;
-            else parts.Add(g.Seq(g.Byte((byte)'-'), positive));
+            else if (first > -(Largest / k) || AtLeast(k, -near) is not { } open) return null;
+            else parts.Add(g.Seq(g.Byte((byte)'-'), open));
         }
         return g.Choice([.. parts]);
     }
+
+    /// <summary>The multiples j·k for every j ≥ <paramref name="from"/> ≥ 0 up to the 15-digit limit:
+    /// those with as many digits as from·k, listed, then every longer one by the automaton.</summary>
+    int? AtLeast(long k, long from)
+    {
+        if (from == 0) return Positive(k, 1) is { } all ? g.Choice(g.Byte((byte)'0'), all) : null;
+        long start = from * k;
+        int length = start.ToString(System.Globalization.CultureInfo.InvariantCulture).Length;
+        if (from == 1 || start == Pow10(length - 1)) return Positive(k, length);   // nothing shorter is ≥ start: all of that length and longer
+        long end = FloorDiv(Pow10(length) - 1, k);   // the last multiple of the same length
+        if (end - from >= MaxListed) return null;
+        var parts = new List<int> { Listed(k, from, end) };
+        if (length < 15 && Positive(k, length + 1) is { } longer) parts.Add(longer);
+        else if (length < 15) return null;
+        return g.Choice([.. parts]);
+    }
+
+    static long Pow10(int n) { long p = 1; for (int i = 0; i < n; i++) p *= 10; return p; }
 
     /// <summary>The numerals of j·k for j in [from, to], as a trie: the matcher follows one path per
     /// prefix rather than thousands of literals at once.</summary>
@@ -78,25 +96,29 @@ internal sealed class MultipleOfGrammar(ByteGrammar g)
         return g.Rule([.. alternatives]);
     }
 
-    /// <summary>The positive multiples of k of at most 15 digits (null when k′ is too large).</summary>
-    int? Positive(long k)
+    /// <summary>The positive multiples of k of <paramref name="minDigits"/> to 15 digits (null when k′ is too large).</summary>
+    int? Positive(long k, int minDigits)
     {
         int zeros = 0;
         long reduced = k;
         while (reduced % 10 == 0) { reduced /= 10; zeros++; }
         if (reduced > MaxReduced || zeros >= 15) return null;
         int digits = 15 - zeros;   // what the multiple of k′ may use
-        // canEnd[l, r]: from remainder r with l more digits allowed, some continuation ends on 0.
+        int least = Math.Max(1, minDigits - zeros);   // and at least this many
+        if (least > digits) return null;
+        // With `left` more digits allowed, digits - left are written: the numeral may end on remainder 0
+        // once at least `least` are. canEnd[l, r]: from there some continuation ends.
+        bool MayEnd(int left, long r) => r == 0 && digits - left >= least;
         var canEnd = new bool[digits + 1, reduced];
         for (int l = 0; l <= digits; l++)
             for (long r = 0; r < reduced; r++)
-                canEnd[l, r] = r == 0 || (l > 0 && Enumerable.Range(0, 10).Any(d => canEnd[l - 1, (10 * r + d) % reduced]));
+                canEnd[l, r] = MayEnd(l, r) || (l > 0 && Enumerable.Range(0, 10).Any(d => canEnd[l - 1, (10 * r + d) % reduced]));
         var rules = new Dictionary<(int, long), int>();
         int Rest(int left, long r)
         {
             if (rules.TryGetValue((left, r), out int known)) return known;
             var alternatives = new List<int[]>();
-            if (r == 0) alternatives.Add([]);
+            if (MayEnd(left, r)) alternatives.Add([]);
             if (left > 0)
                 for (int d = 0; d <= 9; d++)
                 {
