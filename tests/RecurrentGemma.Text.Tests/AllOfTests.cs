@@ -1,15 +1,12 @@
-using System.Text;
 using System.Text.Json;
 using RecurrentGemma.Text.Grammar;
+using static RecurrentGemma.Text.Tests.SchemaTesting;
 
 namespace RecurrentGemma.Text.Tests;
 
 /// <summary>allOf of object schemas (inheritance as generators write it) merged into one object.</summary>
 public class AllOfTests
 {
-    static GrammarMatcher Compile(string schema, bool strict) => new(JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement, strict));
-    static bool Accepts(GrammarMatcher m, string text) => m.Accepts(Encoding.UTF8.GetBytes(text));
-
     const string Base = "\"$defs\":{\"Base\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\",\"minimum\":0},\"kind\":{\"enum\":[\"a\",\"b\"]}},\"required\":[\"id\"]}}";
 
     [Theory]

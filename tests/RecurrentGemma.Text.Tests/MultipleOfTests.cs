@@ -1,7 +1,7 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using RecurrentGemma.Text.Grammar;
+using static RecurrentGemma.Text.Tests.SchemaTesting;
 
 namespace RecurrentGemma.Text.Tests;
 
@@ -9,9 +9,6 @@ namespace RecurrentGemma.Text.Tests;
 /// steps, and 0.1, 0.01, … as a count of fraction digits), checked value by value.</summary>
 public class MultipleOfTests
 {
-    static GrammarMatcher Compile(string schema, bool strict) => new(JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement, strict));
-    static bool Accepts(GrammarMatcher m, string text) => m.Accepts(Encoding.UTF8.GetBytes(text));
-
     public static IEnumerable<object?[]> IntegerCases()
     {
         foreach (long k in new long[] { 2, 3, 7, 10, 12, 25, 64, 100, 250, 1000, 6400 })

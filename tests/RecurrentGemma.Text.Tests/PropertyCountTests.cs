@@ -1,6 +1,6 @@
-using System.Text;
 using System.Text.Json;
 using RecurrentGemma.Text.Grammar;
+using static RecurrentGemma.Text.Tests.SchemaTesting;
 
 namespace RecurrentGemma.Text.Tests;
 
@@ -10,9 +10,6 @@ namespace RecurrentGemma.Text.Tests;
 /// </summary>
 public class PropertyCountTests
 {
-    static GrammarMatcher Compile(string schema, bool strict) => new(JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement, strict));
-    static bool Accepts(GrammarMatcher m, string text) => m.Accepts(Encoding.UTF8.GetBytes(text));
-
     public static IEnumerable<object?[]> Cases()
     {
         foreach (var required in new[] { "", "a", "c", "ae", "bd", "abcde" })
