@@ -16,7 +16,8 @@ public sealed record SchemaLimits
 /// JSON documents valid against it (a subset of them where noted). Supported: type (and type
 /// arrays), properties (emitted in schema order; required ones always, optional ones may be left
 /// out), required, additionalProperties (only the listed properties are written; with none listed
-/// and additionalProperties not false, any members), minProperties/maxProperties, items, prefixItems, minItems/maxItems, enum,
+/// and additionalProperties not false, any members), minProperties/maxProperties, items, uniqueItems
+/// over a small finite item set (<see cref="UniqueItemsGrammar"/>), prefixItems, minItems/maxItems, enum,
 /// const, anyOf, oneOf (as anyOf), allOf with one member or of object schemas (<see cref="AllOfMerge"/>), $ref to #/$defs/… or #/definitions/…
 /// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname),
 /// minimum/maximum (also exclusive) for integers and numbers, and multipleOf (<see cref="MultipleOfGrammar"/>;
@@ -40,7 +41,7 @@ public sealed partial class JsonSchemaCompiler
     [
         "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const",
         "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-        "pattern", "minProperties", "maxProperties", "multipleOf",
+        "pattern", "minProperties", "maxProperties", "multipleOf", "uniqueItems",
     ];
 
     readonly ByteGrammar _g;
@@ -234,6 +235,16 @@ public sealed partial class JsonSchemaCompiler
     {
         int min = Count(s, "minItems", path) ?? 0;
         int? max = Count(s, "maxItems", path);
+        if (s.TryGetProperty("uniqueItems", out var unique) && unique.ValueKind == JsonValueKind.True)
+        {
+            if (!s.TryGetProperty("prefixItems", out _) && s.TryGetProperty("items", out var itemSchema) && UniqueItemsGrammar.Values(_root, itemSchema) is { } values)
+            {
+                try { return UniqueItemsGrammar.Arrays(_g, values, min, max); }
+                catch (GrammarException e) { throw new GrammarException(e.Message, Join(path, "minItems")); }
+            }
+            if (_strict)
+                throw new GrammarException($"uniqueItems is supported in strict mode only over items of at most {UniqueItemsGrammar.MaxValues} values (an enum, a const, booleans)", Join(path, "uniqueItems"));
+        }
         var prefix = new List<int>();
         if (s.TryGetProperty("prefixItems", out var pre) && pre.ValueKind == JsonValueKind.Array)
             prefix.AddRange(pre.EnumerateArray().Select((p, i) => Schema(p, $"{Join(path, "prefixItems")}[{i}]", depth + 1)));
