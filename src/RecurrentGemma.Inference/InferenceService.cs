@@ -122,7 +122,18 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             stopIds.Add(id);
         }
         ITokenConstraint? constraint = null;
-        if (request.Tools is { } tools)
+        if (request.AllowedTokenIds is { } allowed)
+        {
+            string? other = request.Tools is not null ? "tools" : request.Format is not null ? "response_format" : request.MinTokens > 0 ? "min_tokens" : null;
+            if (other is not null)
+                throw new InvalidRequestException($"allowed_token_ids cannot be combined with {other}.", "allowed_token_ids");
+            if (allowed.Count == 0) throw new InvalidRequestException("allowed_token_ids must hold at least one id.", "allowed_token_ids");
+            for (int i = 0; i < allowed.Count; i++)
+                if (allowed[i] < 0 || allowed[i] >= Tokenizer.VocabSize)
+                    throw new InvalidRequestException($"allowed_token_ids[{i}] is {allowed[i]}: not a token id of this model (0..{Tokenizer.VocabSize - 1}).", $"allowed_token_ids[{i}]");
+            constraint = new Constraints.AllowedTokensConstraint(allowed, Tokenizer.VocabSize);
+        }
+        else if (request.Tools is { } tools)
         {
             try { constraint = _constraints.Constraint(tools, Tokenizer, stopIds); }
             catch (Text.Grammar.GrammarException e) { throw new InvalidRequestException($"The tools cannot be used: {e.Message}.", e.Path); }

@@ -53,6 +53,8 @@ public sealed record TextGenerationRequest
     public bool KeepState { get; init; } = true;
     /// <summary>Admission order while requests wait: lower first (vLLM's priority; default 0).</summary>
     public int Priority { get; init; }
+    /// <summary>Only these ids may be sampled (vLLM's allowed_token_ids); null: any.</summary>
+    public IReadOnlyList<int>? AllowedTokenIds { get; init; }
 }
 
 /// <summary>One token's log-probability with its text, for OpenAI's logprobs objects.</summary>

@@ -29,6 +29,8 @@ public abstract class GenerationRequestBase
     public bool? ReturnTokenIds { get; set; }
     /// <summary>vLLM's: while requests wait for admission, lower priorities go first (default 0).</summary>
     public int? Priority { get; set; }
+    /// <summary>vLLM's: only these ids may be sampled.</summary>
+    public List<int>? AllowedTokenIds { get; set; }
     /// <summary>OpenAI's: auto/default (priority 0), flex (waits behind default: batch work) or
     /// priority (ahead of default), unless <see cref="Priority"/> is given.</summary>
     public string? ServiceTier { get; set; }
