@@ -122,7 +122,27 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
             stopIds.Add(id);
         }
         ITokenConstraint? constraint = null;
-        if (request.AllowedTokenIds is { } allowed)
+        if (request.BadWords is { Count: > 0 } badWords)
+        {
+            // One constraint per choice: these do not combine with another (nor with min_tokens,
+            // which the engine leaves to the constraint).
+            string? other = request.AllowedTokenIds is not null ? "allowed_token_ids" : request.Tools is not null ? "tools"
+                : request.Format is not null ? "response_format" : request.MinTokens > 0 ? "min_tokens" : null;
+            if (other is not null) throw new InvalidRequestException($"bad_words cannot be combined with {other}.", "bad_words");
+            if (badWords.Count > MaxBadWords) throw new InvalidRequestException($"bad_words may hold at most {MaxBadWords} words, got {badWords.Count}.", "bad_words");
+            var sequences = new List<int[]>();
+            for (int i = 0; i < badWords.Count; i++)
+            {
+                if (string.IsNullOrWhiteSpace(badWords[i])) throw new InvalidRequestException($"bad_words[{i}] is empty.", $"bad_words[{i}]");
+                foreach (var form in new[] { badWords[i], " " + badWords[i].TrimStart() })
+                {
+                    var ids = Tokenizer.Encode(form).ToArray();
+                    if (ids.Length > 0 && !sequences.Any(s => s.AsSpan().SequenceEqual(ids))) sequences.Add(ids);
+                }
+            }
+            constraint = new Constraints.BadWordsConstraint(sequences, Tokenizer.VocabSize);
+        }
+        else if (request.AllowedTokenIds is { } allowed)
         {
             string? other = request.Tools is not null ? "tools" : request.Format is not null ? "response_format" : request.MinTokens > 0 ? "min_tokens" : null;
             if (other is not null)
@@ -174,6 +194,9 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
         await using var generation = Start(request, cancellationToken);
         await foreach (var e in generation.ReadAsync(cancellationToken).ConfigureAwait(false)) yield return e;
     }
+
+    /// <summary>Each step checks every banned word's ending against the choice's last ids: bounded.</summary>
+    const int MaxBadWords = 256;
 
     internal void RememberGenerated(string? owner, string text, IReadOnlyList<int> ids) => _generated.Remember(owner, text, ids);
 

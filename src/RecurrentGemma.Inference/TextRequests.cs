@@ -55,6 +55,8 @@ public sealed record TextGenerationRequest
     public int Priority { get; init; }
     /// <summary>Only these ids may be sampled (vLLM's allowed_token_ids); null: any.</summary>
     public IReadOnlyList<int>? AllowedTokenIds { get; init; }
+    /// <summary>Words never to be written (vLLM's bad_words); null: none.</summary>
+    public IReadOnlyList<string>? BadWords { get; init; }
 }
 
 /// <summary>One token's log-probability with its text, for OpenAI's logprobs objects.</summary>

@@ -31,6 +31,8 @@ public abstract class GenerationRequestBase
     public int? Priority { get; set; }
     /// <summary>vLLM's: only these ids may be sampled.</summary>
     public List<int>? AllowedTokenIds { get; set; }
+    /// <summary>vLLM's: words never to be written.</summary>
+    public List<string>? BadWords { get; set; }
     /// <summary>OpenAI's: auto/default (priority 0), flex (waits behind default: batch work) or
     /// priority (ahead of default), unless <see cref="Priority"/> is given.</summary>
     public string? ServiceTier { get; set; }

@@ -209,7 +209,7 @@ public static class RequestValidation
         return g with
         {
             StopTokenIds = ids, IgnoreEos = r.IgnoreEos ?? false, MinTokens = min, IncludeStopString = r.IncludeStopStrInOutput ?? false,
-            Priority = r.Priority ?? ServiceTiers.Priority(r.ServiceTier), AllowedTokenIds = r.AllowedTokenIds,
+            Priority = r.Priority ?? ServiceTiers.Priority(r.ServiceTier), AllowedTokenIds = r.AllowedTokenIds, BadWords = r.BadWords,
         };
     }
 
