@@ -1,4 +1,3 @@
-using System.Net;
 using System.Text.Json;
 using static RecurrentGemma.Server.Tests.ServerFactory;
 
@@ -37,11 +36,5 @@ public class AllowedTokenIdsTests(DemoServer server) : IClassFixture<DemoServer>
     [InlineData("""{"prompt":"x","allowed_token_ids":[5],"response_format":{"type":"json_object"}}""", "allowed_token_ids")]
     [InlineData("""{"prompt":"x","allowed_token_ids":"5"}""", "allowed_token_ids")]
     public async Task Bad_lists_and_combinations_are_named(string body, string param)
-    {
-        var client = await server.ReadyClientAsync();
-        var r = await client.PostAsync("/v1/completions", JsonBody(body));
-        var error = (await ReadJson(r)).GetProperty("error");
-        Assert.True(r.StatusCode == HttpStatusCode.BadRequest, error.ToString());
-        Assert.Equal(param, error.GetProperty("param").GetString());
-    }
+        => await AssertRefusedAsync(await server.ReadyClientAsync(), "/v1/completions", body, param);
 }

@@ -64,6 +64,15 @@ public class ServerFactory : WebApplicationFactory<Program>
     public static async Task<JsonElement> ReadJson(HttpResponseMessage r) =>
         JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
 
+    /// <summary>Posts the body and asserts a 400 whose error names <paramref name="param"/>.</summary>
+    public static async Task AssertRefusedAsync(HttpClient client, string path, string body, string param)
+    {
+        var r = await client.PostAsync(path, JsonBody(body));
+        var error = (await ReadJson(r)).GetProperty("error");
+        Assert.True(r.StatusCode == System.Net.HttpStatusCode.BadRequest, error.ToString());
+        Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
     /// <summary>Waits (bounded) for the engine to reach a condition.</summary>
     public async Task Until(Func<EngineSnapshot, bool> condition, int timeoutMs = 10000)
     {
