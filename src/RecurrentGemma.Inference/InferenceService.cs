@@ -121,54 +121,7 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
                 throw new InvalidRequestException($"stop_token_ids holds {id}: not a token id of this model (0..{Tokenizer.VocabSize - 1}).", "stop_token_ids");
             stopIds.Add(id);
         }
-        ITokenConstraint? constraint = null;
-        if (request.BadWords is { Count: > 0 } badWords)
-        {
-            // One constraint per choice: these do not combine with another (nor with min_tokens,
-            // which the engine leaves to the constraint).
-            string? other = request.AllowedTokenIds is not null ? "allowed_token_ids" : request.Tools is not null ? "tools"
-                : request.Format is not null ? "response_format" : request.MinTokens > 0 ? "min_tokens" : null;
-            if (other is not null) throw new InvalidRequestException($"bad_words cannot be combined with {other}.", "bad_words");
-            if (badWords.Count > MaxBadWords) throw new InvalidRequestException($"bad_words may hold at most {MaxBadWords} words, got {badWords.Count}.", "bad_words");
-            var sequences = new List<int[]>();
-            for (int i = 0; i < badWords.Count; i++)
-            {
-                if (string.IsNullOrWhiteSpace(badWords[i])) throw new InvalidRequestException($"bad_words[{i}] is empty.", $"bad_words[{i}]");
-                foreach (var form in new[] { badWords[i], " " + badWords[i].TrimStart() })
-                {
-                    var ids = Tokenizer.Encode(form).ToArray();
-                    if (ids.Length > 0 && !sequences.Any(s => s.AsSpan().SequenceEqual(ids))) sequences.Add(ids);
-                }
-            }
-            constraint = new Constraints.BadWordsConstraint(sequences, Tokenizer.VocabSize);
-        }
-        else if (request.AllowedTokenIds is { } allowed)
-        {
-            string? other = request.Tools is not null ? "tools" : request.Format is not null ? "response_format" : request.MinTokens > 0 ? "min_tokens" : null;
-            if (other is not null)
-                throw new InvalidRequestException($"allowed_token_ids cannot be combined with {other}.", "allowed_token_ids");
-            if (allowed.Count == 0) throw new InvalidRequestException("allowed_token_ids must hold at least one id.", "allowed_token_ids");
-            for (int i = 0; i < allowed.Count; i++)
-                if (allowed[i] < 0 || allowed[i] >= Tokenizer.VocabSize)
-                    throw new InvalidRequestException($"allowed_token_ids[{i}] is {allowed[i]}: not a token id of this model (0..{Tokenizer.VocabSize - 1}).", $"allowed_token_ids[{i}]");
-            constraint = new Constraints.AllowedTokensConstraint(allowed, Tokenizer.VocabSize);
-        }
-        else if (request.Tools is { } tools)
-        {
-            try { constraint = _constraints.Constraint(tools, Tokenizer, stopIds); }
-            catch (Text.Grammar.GrammarException e) { throw new InvalidRequestException($"The tools cannot be used: {e.Message}.", e.Path); }
-        }
-        else if (request.Format is { } format)
-        {
-            try { constraint = _constraints.Constraint(format, Tokenizer, stopIds); }
-            catch (Text.Grammar.GrammarException e)
-            {
-                var param = format.Kind == Constraints.OutputFormatKind.JsonSchema
-                    ? (format.Param ?? "response_format.json_schema.schema") + (e.Path.Length > 0 ? "." + e.Path : "") : format.Param ?? "response_format";
-                var what = format.Kind == Constraints.OutputFormatKind.Regex ? "The regular expression" : "The schema";
-                throw new InvalidRequestException($"{what} cannot be used: {e.Message}" + (e.Path.Length > 0 && format.Kind != Constraints.OutputFormatKind.Regex ? $" (at '{e.Path}')." : "."), param);
-            }
-        }
+        var constraint = Constraint(request, stopIds);
         try
         {
             var handle = Engine.Submit(new GenerationRequest
@@ -193,6 +146,63 @@ public sealed class InferenceService(IEngineClient engine, GemmaTokenizer tokeni
     {
         await using var generation = Start(request, cancellationToken);
         await foreach (var e in generation.ReadAsync(cancellationToken).ConfigureAwait(false)) yield return e;
+    }
+
+    /// <summary>
+    /// What limits the ids a choice may sample, if anything: vLLM's bad_words or
+    /// allowed_token_ids, the offered tools' call grammar, or the structured output's. One per
+    /// choice, so they do not combine (nor with min_tokens, which the engine leaves to a constraint).
+    /// </summary>
+    ITokenConstraint? Constraint(TextGenerationRequest request, HashSet<int> stopIds)
+    {
+        void Alone(string field, bool besideAllowed)
+        {
+            string? other = besideAllowed && request.AllowedTokenIds is not null ? "allowed_token_ids" : request.Tools is not null ? "tools"
+                : request.Format is not null ? "response_format" : request.MinTokens > 0 ? "min_tokens" : null;
+            if (other is not null) throw new InvalidRequestException($"{field} cannot be combined with {other}.", field);
+        }
+        if (request.BadWords is { Count: > 0 } badWords)
+        {
+            Alone("bad_words", besideAllowed: true);
+            if (badWords.Count > MaxBadWords) throw new InvalidRequestException($"bad_words may hold at most {MaxBadWords} words, got {badWords.Count}.", "bad_words");
+            var sequences = new List<int[]>();
+            for (int i = 0; i < badWords.Count; i++)
+            {
+                if (string.IsNullOrWhiteSpace(badWords[i])) throw new InvalidRequestException($"bad_words[{i}] is empty.", $"bad_words[{i}]");
+                foreach (var form in new[] { badWords[i], " " + badWords[i].TrimStart() })
+                {
+                    var ids = Tokenizer.Encode(form).ToArray();
+                    if (ids.Length > 0 && !sequences.Any(s => s.AsSpan().SequenceEqual(ids))) sequences.Add(ids);
+                }
+            }
+            return new Constraints.BadWordsConstraint(sequences, Tokenizer.VocabSize);
+        }
+        if (request.AllowedTokenIds is { } allowed)
+        {
+            Alone("allowed_token_ids", besideAllowed: false);
+            if (allowed.Count == 0) throw new InvalidRequestException("allowed_token_ids must hold at least one id.", "allowed_token_ids");
+            for (int i = 0; i < allowed.Count; i++)
+                if (allowed[i] < 0 || allowed[i] >= Tokenizer.VocabSize)
+                    throw new InvalidRequestException($"allowed_token_ids[{i}] is {allowed[i]}: not a token id of this model (0..{Tokenizer.VocabSize - 1}).", $"allowed_token_ids[{i}]");
+            return new Constraints.AllowedTokensConstraint(allowed, Tokenizer.VocabSize);
+        }
+        if (request.Tools is { } tools)
+        {
+            try { return _constraints.Constraint(tools, Tokenizer, stopIds); }
+            catch (Text.Grammar.GrammarException e) { throw new InvalidRequestException($"The tools cannot be used: {e.Message}.", e.Path); }
+        }
+        if (request.Format is { } format)
+        {
+            try { return _constraints.Constraint(format, Tokenizer, stopIds); }
+            catch (Text.Grammar.GrammarException e)
+            {
+                var param = format.Kind == Constraints.OutputFormatKind.JsonSchema
+                    ? (format.Param ?? "response_format.json_schema.schema") + (e.Path.Length > 0 ? "." + e.Path : "") : format.Param ?? "response_format";
+                var what = format.Kind == Constraints.OutputFormatKind.Regex ? "The regular expression" : "The schema";
+                throw new InvalidRequestException($"{what} cannot be used: {e.Message}" + (e.Path.Length > 0 && format.Kind != Constraints.OutputFormatKind.Regex ? $" (at '{e.Path}')." : "."), param);
+            }
+        }
+        return null;
     }
 
     /// <summary>Each step checks every banned word's ending against the choice's last ids: bounded.</summary>

@@ -68,23 +68,11 @@ public static class ChatCompletionsEndpoint
             string? firstFinish = null;
             var streamedText = new System.Text.StringBuilder();
             var toolStreams = generation.Tools is null ? null : Enumerable.Range(0, generation.N).Select(_ => new ToolCallStream()).ToArray();
-            // With tools a token's text may be held until it is known to be a call or not; its
-            // logprobs and ids wait with it and go out with the next piece of that choice (text or call).
-            var heldLogprobs = toolStreams is null ? null : Enumerable.Range(0, generation.N).Select(_ => new List<ChatTokenLogprobDto>()).ToArray();
-            var heldIds = toolStreams is null ? null : Enumerable.Range(0, generation.N).Select(_ => new List<int>()).ToArray();
-            List<int>? HeldIds(int index)
+            var held = toolStreams is null ? null : Enumerable.Range(0, generation.N).Select(_ => new HeldTokens(generation.Logprobs, request.ReturnTokenIds)).ToArray();
+            ChatChunkChoiceDto Piece(int index, DeltaDto delta)
             {
-                if (!request.ReturnTokenIds) return null;
-                var taken = heldIds![index].ToList();
-                heldIds[index].Clear();
-                return taken;
-            }
-            ChatLogprobsDto? HeldLogprobs(int index)
-            {
-                if (!generation.Logprobs) return null;
-                var taken = new ChatLogprobsDto([.. heldLogprobs![index]]);
-                heldLogprobs[index].Clear();
-                return taken;
+                var (logprobs, ids) = held![index].Take();
+                return new ChatChunkChoiceDto(index, delta, logprobs, null, ids);
             }
             for (bool more = await sse.NextAsync(events, ct); more; more = await sse.NextAsync(events, ct))
             {
@@ -93,18 +81,17 @@ public static class ChatCompletionsEndpoint
                     case TextDelta d when toolStreams is not null:
                         api.MarkFirstToken();
                         streamedText.Append(d.Text);
-                        heldLogprobs![d.Index].AddRange(d.Logprobs.Select(ToDto));
-                        heldIds![d.Index].AddRange(d.TokenIds);
+                        held![d.Index].Add(d);
                         tally.Add(d);
                         foreach (var delta in toolStreams[d.Index].Push(d.Text))
-                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(d.Index, delta, HeldLogprobs(d.Index), null, HeldIds(d.Index))]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                            await sse.WriteAsync(Chunk([Piece(d.Index, delta)]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         break;
                     case ChoiceFinished f when toolStreams is not null && f.FinishReason != "cancelled":
                         var closing = toolStreams[f.Index].Finish();
                         // Tokens whose text is still held (the end of a call block) go out with the last pieces.
-                        if (closing.Count == 0 && (heldLogprobs![f.Index].Count > 0 || heldIds![f.Index].Count > 0)) closing.Add(new DeltaDto(null, null));
+                        if (closing.Count == 0 && held![f.Index].Any) closing.Add(new DeltaDto(null, null));
                         foreach (var delta in closing)
-                            await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, delta, HeldLogprobs(f.Index), null, HeldIds(f.Index))]), OpenAiJson.Default.ChatCompletionChunk, ct);
+                            await sse.WriteAsync(Chunk([Piece(f.Index, delta)]), OpenAiJson.Default.ChatCompletionChunk, ct);
                         var reason = toolStreams[f.Index].MadeCalls ? "tool_calls" : f.FinishReason;
                         firstFinish ??= reason;
                         await sse.WriteAsync(Chunk([new ChatChunkChoiceDto(f.Index, new DeltaDto(null, null), null, reason)]), OpenAiJson.Default.ChatCompletionChunk, ct);

@@ -53,13 +53,7 @@ public static class CompletionsEndpoint
         CompletionResponse Chunk(List<CompletionChoiceDto> choices, UsageDto? usage = null) =>
             new(id, "text_completion", created, service.ModelId, api.Fingerprint, choices, usage ?? tally.Running(choices.Count));
         // vLLM's return_token_ids: a choice's first chunk carries its prompt's ids, each chunk the ids it completes.
-        var promptIdsSent = new bool[total];
-        IReadOnlyList<int>? PromptIds(int index)
-        {
-            if (!request.ReturnTokenIds || promptIdsSent[index]) return null;
-            promptIdsSent[index] = true;
-            return promptIds[index / n];
-        }
+        IReadOnlyList<int>? PromptIds(int index) => tally.PromptIdsOnce(index, index / n);
         await sse.StartAsync(ct);
         try
         {

@@ -11,7 +11,7 @@ namespace RecurrentGemma.Server.OpenAi;
 public sealed class StreamTally(ValidatedRequest request, IReadOnlyList<IReadOnlyList<int>> promptIds)
 {
     readonly int _prompt = promptIds.Sum(p => p.Count);
-    bool _promptIdsSent;
+    readonly HashSet<int> _promptIdsSent = [];
     int _completion;
 
     public void Add(TextDelta d) => _completion += d.TokenIds.Count;
@@ -20,12 +20,8 @@ public sealed class StreamTally(ValidatedRequest request, IReadOnlyList<IReadOnl
     public UsageDto? Running(int choices) =>
         request.ContinuousUsage && choices > 0 ? new UsageDto(_prompt, _completion, _prompt + _completion, null) : null;
 
-    /// <summary>A chat's prompt ids the first time they are asked for (the first chunk), then null.
-    /// (A completions choice carries its own prompt's ids instead.)</summary>
-    public IReadOnlyList<int>? PromptIdsOnce()
-    {
-        if (!request.ReturnTokenIds || _promptIdsSent) return null;
-        _promptIdsSent = true;
-        return promptIds[0];
-    }
+    /// <summary>The prompt's ids the first time they are asked for <paramref name="choice"/>, then
+    /// null: a chat's once, on its first chunk; a completions choice its own prompt's, on its first.</summary>
+    public IReadOnlyList<int>? PromptIdsOnce(int choice = 0, int prompt = 0) =>
+        request.ReturnTokenIds && _promptIdsSent.Add(choice) ? promptIds[prompt] : null;
 }

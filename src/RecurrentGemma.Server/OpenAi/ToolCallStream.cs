@@ -58,3 +58,31 @@ public sealed class ToolCallStream
         return deltas;
     }
 }
+
+/// <summary>
+/// With tools offered a token's text may be held until it is known to be a call or not; its
+/// logprobs and ids (when asked for) wait with it and go out with the choice's next piece, text
+/// or call, so a stream carries every token the plain answer does.
+/// </summary>
+public sealed class HeldTokens(bool logprobs, bool ids)
+{
+    readonly List<ChatTokenLogprobDto> _logprobs = [];
+    readonly List<int> _ids = [];
+
+    public bool Any => _logprobs.Count > 0 || _ids.Count > 0;
+
+    public void Add(RecurrentGemma.Inference.TextDelta d)
+    {
+        if (logprobs) _logprobs.AddRange(d.Logprobs.Select(ChatCompletionsEndpoint.ToDto));
+        if (ids) _ids.AddRange(d.TokenIds);
+    }
+
+    /// <summary>What waited so far (null where not asked for), and nothing waits after.</summary>
+    public (ChatLogprobsDto? Logprobs, List<int>? Ids) Take()
+    {
+        var taken = (logprobs ? new ChatLogprobsDto([.. _logprobs]) : null, ids ? [.. _ids] : (List<int>?)null);
+        _logprobs.Clear();
+        _ids.Clear();
+        return taken;
+    }
+}
