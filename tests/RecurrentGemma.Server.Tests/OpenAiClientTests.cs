@@ -148,6 +148,9 @@ public class JavaScriptClientTests
         Assert.Contains("ok streamed tool calls (same call as non-stream)", output);
         Assert.Contains("ok responses.stream (same text as non-stream, events numbered in order)", output);
         Assert.Contains("ok continuing a deleted response: 404 naming previous_response_id", output);
+        Assert.Contains("ok responses.create with conversation continues the conversation's state", output);
+        Assert.Contains("ok conversations.items.list (paginated, oldest first)", output);
+        Assert.Contains("ok a response in a deleted conversation: 404 naming conversation", output);
     }
 
     static (int Code, string Output) Run(string file, string args, string cwd, TimeSpan timeout)

@@ -49,4 +49,26 @@ public class ResponseStoreUnitTests
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
+
+    [Fact]
+    public async Task A_lock_is_held_by_one_token_until_it_lets_go_or_its_hold_lapses()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "rg-resp-lock-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            foreach (IResponseBackend backend in new IResponseBackend[] { new MemoryResponseBackend(4), new FileResponseBackend(dir) })
+            {
+                Assert.True(backend.TryLock("k", "a", TimeSpan.FromMinutes(1)));
+                Assert.False(backend.TryLock("k", "b", TimeSpan.FromMinutes(1)));
+                Assert.True(backend.TryLock("other", "b", TimeSpan.FromMinutes(1)));   // one key's lock only
+                backend.Unlock("k", "b");                                              // not b's to let go
+                Assert.False(backend.TryLock("k", "c", TimeSpan.FromMinutes(1)));
+                backend.Unlock("k", "a");
+                Assert.True(backend.TryLock("k", "c", TimeSpan.FromMilliseconds(100)));
+                await Task.Delay(200);                                                 // c died holding it: it lapses
+                Assert.True(backend.TryLock("k", "d", TimeSpan.FromMinutes(1)));
+            }
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }

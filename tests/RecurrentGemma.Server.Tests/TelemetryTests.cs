@@ -52,16 +52,27 @@ public class TelemetryTests
         var readme = File.ReadAllText(Path.Combine(ServerFactory.RepoRoot, "README.md"));
         foreach (var name in DocumentedMetrics) Assert.Contains(name, readme);
 
-        // (Other hosts of this test process may still be loading: their series are listed too.)
         // Every metric the alert rules and the dashboard read is one the server exports (but the
         // restore histogram, recorded only once a parked state comes back from a tier: the
-        // engine's RestorePhaseTests read it).
-        Assert.Matches("rgemma_server_state\\{[^}]*state=\"ready\"[^}]*\\} 1", metrics);
+        // engine's RestorePhaseTests read it). The state gauge's values are read from a process of
+        // its own (below): other hosts of this test process, perhaps still loading, report the same
+        // series, and the exporter shows one of them.
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"ready\"[^}]*\\} [01]", metrics);
         Assert.Matches("rgemma_server_info\\{[^}]*device=\"cpu\"[^}]*dtype=\"f32\"[^}]*model=\"recurrentgemma-demo\"[^}]*version=\"[^\"]+\"[^}]*\\} 1", metrics);
         foreach (var file in new[] { "deploy/prometheus/alerts.yml", "deploy/grafana/recurrentgemma-dashboard.json" })
             foreach (var used in System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(Path.Combine(ServerFactory.RepoRoot, file)), "rgemma_[a-z_]+").Select(m => m.Value).Distinct()
                 .Where(m => !m.StartsWith("rgemma_engine_state_restore_duration", StringComparison.Ordinal)))
                 Assert.True(metrics.Contains(System.Text.RegularExpressions.Regex.Replace(used, "_(bucket|sum|count)$", "")), $"{file} uses {used}, which /metrics does not have");
+    }
+
+    [Fact]
+    public async Task A_ready_server_shows_as_the_ready_state_for_alerts()
+    {
+        await using var server = await ServerProcess.StartAsync("--Model:KernelChoices=off");
+        var metrics = await server.Http.GetStringAsync("/metrics");
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"ready\"[^}]*\\} 1", metrics);
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"loading\"[^}]*\\} 0", metrics);
+        Assert.Matches("rgemma_server_state\\{[^}]*state=\"failed\"[^}]*\\} 0", metrics);
     }
 
     [Fact]

@@ -31,6 +31,7 @@ public static class OpenAiApi
         v1.MapGet("/responses/{id}/input_items", Responses.StoredResponsesEndpoints.InputItems)
             .Produces<Responses.ResponseItemListDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404)
             .WithSummary("The items a stored response was generated from (newest first; limit, order, after, before)");
+        MapConversations(v1);
         v1.MapGet("/engine/status", Ui.Playground.EngineStatus).WithTags("Engine")
             .Produces<Ui.EngineStatusDto>().WithSummary("Slots, parked states, running and waiting requests, recent step time (the playground's engine panel)");
         v1.MapGet("/models", ModelsAndTokenizeEndpoints.List).Produces<ModelListDto>().WithSummary("The served model");
@@ -44,5 +45,30 @@ public static class OpenAiApi
             .RequireRateLimiting(Hosting.ServiceRegistration.PerKeyPolicy)
             .Accepts<DetokenizeRequest>("application/json").Produces<DetokenizeResponse>().Produces<ErrorEnvelope>(400);
         return app;
+    }
+
+    static void MapConversations(RouteGroupBuilder v1)
+    {
+        var c = v1.MapGroup("/conversations").WithTags("Conversations");
+        c.MapPost("", Responses.ConversationsEndpoints.Create)
+            .Accepts<Responses.CreateConversationRequest>("application/json").Produces<Responses.ConversationDto>().Produces<ErrorEnvelope>(400)
+            .WithSummary("Create a conversation (metadata, up to 20 items); responses with conversation continue it");
+        c.MapGet("/{conversation_id}", Responses.ConversationsEndpoints.Get)
+            .Produces<Responses.ConversationDto>().Produces<ErrorEnvelope>(404).WithSummary("A conversation");
+        c.MapPost("/{conversation_id}", Responses.ConversationsEndpoints.Update)
+            .Accepts<Responses.UpdateConversationRequest>("application/json").Produces<Responses.ConversationDto>().Produces<ErrorEnvelope>(404)
+            .WithSummary("Replace a conversation's metadata");
+        c.MapDelete("/{conversation_id}", Responses.ConversationsEndpoints.Delete)
+            .Produces<Responses.ConversationDeletedDto>().Produces<ErrorEnvelope>(404).WithSummary("Delete a conversation: its items and its state in every tier");
+        c.MapGet("/{conversation_id}/items", Responses.ConversationsEndpoints.ListItems)
+            .Produces<Responses.ResponseItemListDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404)
+            .WithSummary("A conversation's items (newest first; limit, order, after)");
+        c.MapPost("/{conversation_id}/items", Responses.ConversationsEndpoints.AddItems)
+            .Accepts<Responses.CreateConversationItemsRequest>("application/json").Produces<Responses.ResponseItemListDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404)
+            .WithSummary("Append up to 20 items to a conversation");
+        c.MapGet("/{conversation_id}/items/{item_id}", Responses.ConversationsEndpoints.GetItem)
+            .Produces<Responses.ResponseItemDto>().Produces<ErrorEnvelope>(404).WithSummary("One item of a conversation");
+        c.MapDelete("/{conversation_id}/items/{item_id}", Responses.ConversationsEndpoints.DeleteItem)
+            .Produces<Responses.ConversationDto>().Produces<ErrorEnvelope>(404).WithSummary("Delete one item; returns the conversation");
     }
 }

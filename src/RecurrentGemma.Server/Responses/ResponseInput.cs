@@ -29,6 +29,27 @@ public static class ResponseInput
         return items;
     }
 
+    /// <summary>An array of items under another field (the Conversations API's "items"), 1 to
+    /// <paramref name="max"/> of them (0 allowed when <paramref name="allowEmpty"/>); ids as in
+    /// <see cref="Parse"/>, and no id twice in one list.</summary>
+    public static List<ResponseItemDto> ParseList(JsonElement list, string field, int max, bool allowEmpty = false)
+    {
+        if (list.ValueKind != JsonValueKind.Array) throw ApiError.Invalid($"{field} must be an array of items.", field);
+        int n = list.GetArrayLength();
+        if (n == 0 && !allowEmpty) throw ApiError.Invalid($"{field} must not be empty.", field);
+        if (n > max) throw ApiError.Invalid($"{field} may hold at most {max} items, got {n}.", field);
+        var items = new List<ResponseItemDto>();
+        int i = 0;
+        foreach (var item in list.EnumerateArray())
+        {
+            var parsed = Item(item, $"{field}[{i}]");
+            if (items.Any(x => x.Id == parsed.Id)) throw ApiError.Invalid($"{field}[{i}].id '{parsed.Id}' appears twice.", $"{field}[{i}].id");
+            items.Add(parsed);
+            i++;
+        }
+        return items;
+    }
+
     static ResponseItemDto Item(JsonElement item, string at)
     {
         if (item.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{at} must be an object.", at);
@@ -66,7 +87,7 @@ public static class ResponseInput
             }
             case null: throw ApiError.Invalid($"{at}.type is required.", $"{at}.type");
             case "item_reference":
-                throw ApiError.Invalid($"{at}.type 'item_reference' is not supported; continue a conversation with previous_response_id.", $"{at}.type");
+                throw ApiError.Invalid($"{at}.type 'item_reference' is not supported; continue a conversation with previous_response_id or conversation.", $"{at}.type");
             default:
                 throw ApiError.Invalid($"{at}.type '{type}' is not supported: items may be message, function_call or function_call_output (this server runs no built-in tools and reads no images or files).", $"{at}.type");
         }

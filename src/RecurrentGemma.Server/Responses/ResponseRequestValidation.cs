@@ -11,7 +11,8 @@ namespace RecurrentGemma.Server.Responses;
 public sealed record ValidatedResponseRequest(
     List<ResponseItemDto> Input, string? Instructions, string? PreviousResponseId, bool Store, int MaxOutputTokens, int? RequestedMaxOutputTokens,
     SamplingParams Sampling, bool Stream, Dictionary<string, string> Metadata, string? User, OutputFormat? Format, JsonElement TextFormat,
-    ToolPrompt? Tools, JsonElement ToolsJson, JsonElement ToolChoiceJson, bool ParallelToolCalls, bool Logprobs, int? TopLogprobs, string ServiceTier);
+    ToolPrompt? Tools, JsonElement ToolsJson, JsonElement ToolChoiceJson, bool ParallelToolCalls, bool Logprobs, int? TopLogprobs, string ServiceTier,
+    string? ConversationId = null);
 
 /// <summary>
 /// Checks every field of a Responses request and turns <c>input</c> into items. Each failure is a
@@ -27,8 +28,9 @@ public static class ResponseRequestValidation
     {
         if (r.Model is not null && r.Model != limits.ModelId) throw ApiError.ModelNotFound(r.Model);
         if (r.Background == true) throw ApiError.Invalid("background responses are not supported: a response runs while its request is open.", "background");
-        if (r.Conversation is { ValueKind: not JsonValueKind.Null })
-            throw ApiError.Invalid("conversation is not supported; continue a conversation with previous_response_id.", "conversation");
+        string? conversation = Conversation(r.Conversation);
+        if (conversation is not null && r.PreviousResponseId is not null)
+            throw ApiError.Invalid("previous_response_id and conversation cannot both be set: continue either a stored response or a conversation.", "conversation");
         if (r.Truncation is not null and not "disabled")
             throw ApiError.Invalid($"truncation '{r.Truncation}' is not supported: only 'disabled'. Dropping the start of a conversation would invalidate its stored state, so a conversation that outgrows the context is refused instead.", "truncation");
         if (r.PreviousResponseId is { } prev && (prev.Length is 0 or > 256))
@@ -46,13 +48,7 @@ public static class ResponseRequestValidation
         if (!(p > 0 && p <= 1)) throw ApiError.Invalid($"top_p must be greater than 0 and at most 1, got {p}.", "top_p");
         int k = r.TopK ?? 0;
         if (k < -1) throw ApiError.Invalid($"top_k must be -1 or 0 (off) or a positive number, got {k}.", "top_k");
-        var metadata = r.Metadata ?? [];
-        if (metadata.Count > 16) throw ApiError.Invalid("metadata may hold at most 16 pairs.", "metadata");
-        foreach (var (key, value) in metadata)
-        {
-            if (key.Length > 64) throw ApiError.Invalid("metadata keys may be at most 64 characters.", "metadata");
-            if (value is null || value.Length > 512) throw ApiError.Invalid($"metadata['{key}'] must be a string of at most 512 characters.", "metadata");
-        }
+        var metadata = Metadata(r.Metadata);
         var (format, formatJson) = Format(r.Text?.Format);
         var (tools, toolsJson, choiceJson) = Tools(r.Tools, r.ToolChoice, r.ParallelToolCalls ?? true, limits);
         if (tools is not null && format is not null) throw ApiError.Invalid("text.format json_object or json_schema together with tools is not supported; use one of them.", "text.format");
@@ -61,7 +57,36 @@ public static class ResponseRequestValidation
 
         return new ValidatedResponseRequest(input, string.IsNullOrWhiteSpace(r.Instructions) ? null : r.Instructions, r.PreviousResponseId, r.Store ?? true,
             maxTokens, requested, new SamplingParams { Temperature = t, TopP = p, TopK = Math.Max(0, k), Seed = r.Seed },
-            r.Stream ?? false, metadata, r.User, format, formatJson, tools, toolsJson, choiceJson, r.ParallelToolCalls ?? true, logprobs, r.TopLogprobs, ServiceTiers.Name(r.ServiceTier));
+            r.Stream ?? false, metadata, r.User, format, formatJson, tools, toolsJson, choiceJson, r.ParallelToolCalls ?? true, logprobs, r.TopLogprobs, ServiceTiers.Name(r.ServiceTier),
+            conversation);
+    }
+
+    /// <summary>conversation: an id, or {"id": …}; null when absent.</summary>
+    static string? Conversation(JsonElement? conversation)
+    {
+        if (conversation is not { ValueKind: not JsonValueKind.Null } c) return null;
+        var id = c.ValueKind switch
+        {
+            JsonValueKind.String => c.GetString(),
+            JsonValueKind.Object when c.TryGetProperty("id", out var i) && i.ValueKind == JsonValueKind.String => i.GetString(),
+            JsonValueKind.Object => throw ApiError.Invalid("conversation.id is required (a string).", "conversation.id"),
+            _ => throw ApiError.Invalid("conversation must be a conversation id or an object with its id.", "conversation"),
+        };
+        if (id is not { Length: > 0 and <= 256 }) throw ApiError.Invalid("conversation must be an id of 1 to 256 characters.", "conversation");
+        return id;
+    }
+
+    /// <summary>OpenAI's metadata: at most 16 pairs, keys up to 64 characters, values up to 512.</summary>
+    public static Dictionary<string, string> Metadata(Dictionary<string, string>? metadata)
+    {
+        metadata ??= [];
+        if (metadata.Count > 16) throw ApiError.Invalid("metadata may hold at most 16 pairs.", "metadata");
+        foreach (var (key, value) in metadata)
+        {
+            if (key.Length > 64) throw ApiError.Invalid("metadata keys may be at most 64 characters.", "metadata");
+            if (value is null || value.Length > 512) throw ApiError.Invalid($"metadata['{key}'] must be a string of at most 512 characters.", "metadata");
+        }
+        return metadata;
     }
 
     // What OpenAI's include accepts. Only the logprobs change anything here: the others name outputs

@@ -13,13 +13,41 @@ public interface IResponseBackend : IDisposable
     void Put(string key, byte[] value, TimeSpan? timeToLive);
     byte[]? Get(string key);
     bool Delete(string key);
+    /// <summary>Takes the lock on a key for <paramref name="hold"/> at most; false when another token holds it.</summary>
+    bool TryLock(string key, string token, TimeSpan hold);
+    /// <summary>Lets go of the lock if <paramref name="token"/> still holds it.</summary>
+    void Unlock(string key, string token);
+}
+
+/// <summary>Locks for the backends that live in one process (memory, a private directory).</summary>
+sealed class ProcessLocks
+{
+    readonly Dictionary<string, (string Token, DateTimeOffset Until)> _held = [];
+
+    public bool TryLock(string key, string token, TimeSpan hold)
+    {
+        lock (_held)
+        {
+            if (_held.TryGetValue(key, out var h) && h.Until > DateTimeOffset.UtcNow) return false;
+            _held[key] = (token, DateTimeOffset.UtcNow + hold);
+            return true;
+        }
+    }
+
+    public void Unlock(string key, string token)
+    {
+        lock (_held)
+        {
+            if (_held.TryGetValue(key, out var h) && h.Token == token) _held.Remove(key);
+        }
+    }
 }
 
 /// <summary>The store cannot be reached (Redis down, disk failing): a 503, the request may be retried.</summary>
 public sealed class ResponseStoreUnavailableException(Exception inner) : Exception("the response store is unavailable", inner);
 
 /// <summary>
-/// Stored responses — the object as returned plus its transcript — keyed by owner and id: a key
+/// Stored responses — the object as returned plus its transcript — and conversations, keyed by owner and id: a key
 /// is a hash of both, so another API key's lookup simply finds nothing (404). It sits beside the
 /// state store: with Sessions:Path the records are files under "responses/" there, with
 /// Sessions:Store=redis they are Redis keys shared by every replica, otherwise they live in
@@ -57,16 +85,23 @@ public sealed class ResponseStore : IDisposable
     const int ExpiryBytes = 8;
     int _puts;
 
-    public void Put(string? owner, StoredResponse response)
+    public void Put(string? owner, StoredResponse response) =>
+        PutRecord(owner, response.Response.Id, JsonSerializer.SerializeToUtf8Bytes(response, ResponsesJson.Default.StoredResponse));
+
+    /// <summary>Stores a conversation under its id (beside the responses, sealed and expiring the same way).</summary>
+    public void Put(string? owner, StoredConversation conversation) =>
+        PutRecord(owner, conversation.Conversation.Id, JsonSerializer.SerializeToUtf8Bytes(conversation, ConversationsJson.Default.StoredConversation));
+
+    void PutRecord(string? owner, string id, byte[] json)
     {
-        var sealedJson = _seal.Seal(JsonSerializer.SerializeToUtf8Bytes(response, ResponsesJson.Default.StoredResponse));
+        var sealedJson = _seal.Seal(json);
         var record = new byte[ExpiryBytes + sealedJson.Length];
         long expires = _timeToLive is { } ttl ? (DateTimeOffset.UtcNow + ttl).ToUnixTimeMilliseconds() : 0;
         System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(record, expires);
         sealedJson.CopyTo(record, ExpiryBytes);
         Guard(() =>
         {
-            _backend.Put(Key(owner, response.Response.Id), record, _timeToLive);
+            _backend.Put(Key(owner, id), record, _timeToLive);
             if (_backend is FileResponseBackend files && _timeToLive is not null && Interlocked.Increment(ref _puts) % 256 == 0) files.Sweep(r => Expired(r));
             return 0;
         });
@@ -80,7 +115,12 @@ public sealed class ResponseStore : IDisposable
     }
 
     /// <summary>The stored response, or null when there is none for this owner (or it cannot be read).</summary>
-    public StoredResponse? Get(string? owner, string id)
+    public StoredResponse? Get(string? owner, string id) => GetRecord(owner, id, ResponsesJson.Default.StoredResponse);
+
+    /// <summary>The stored conversation, or null when there is none for this owner.</summary>
+    public StoredConversation? GetConversation(string? owner, string id) => GetRecord(owner, id, ConversationsJson.Default.StoredConversation);
+
+    T? GetRecord<T>(string? owner, string id, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
     {
         var key = Key(owner, id);
         var stored = Guard(() => _backend.Get(key));
@@ -90,16 +130,40 @@ public sealed class ResponseStore : IDisposable
             Guard(() => _backend.Delete(key));
             return null;
         }
-        try { return JsonSerializer.Deserialize(_seal.Open(stored[ExpiryBytes..]), ResponsesJson.Default.StoredResponse); }
+        try { return JsonSerializer.Deserialize(_seal.Open(stored[ExpiryBytes..]), type); }
         catch (Exception e) when (e is InvalidDataException or JsonException)
         {
             // Another key's record, or a damaged one: it is not there for this server.
-            _log.LogWarning("A stored response could not be read ({Reason}); it is treated as missing", e.Message);
+            _log.LogWarning("A stored record could not be read ({Reason}); it is treated as missing", e.Message);
             return null;
         }
     }
 
     public bool Delete(string? owner, string id) => Guard(() => _backend.Delete(Key(owner, id)));
+
+    /// <summary>Holds the record <paramref name="id"/> for one writer at a time (every replica, with
+    /// Redis); null when another holds it. Dispose to let go. A holder that dies lets go after
+    /// <paramref name="hold"/>.</summary>
+    public IDisposable? TryLock(string? owner, string id, TimeSpan hold)
+    {
+        string key = Key(owner, id), token = Guid.NewGuid().ToString("N");
+        if (!Guard(() => _backend.TryLock(key, token, hold))) return null;
+        return new Held(this, key, token);
+    }
+
+    sealed class Held(ResponseStore store, string key, string token) : IDisposable
+    {
+        int _released;
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 1) return;
+            try { store._backend.Unlock(key, token); }
+            catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
+            {
+                store._log.LogWarning("A record's lock could not be let go ({Error}); it lapses by itself", e.GetType().Name);
+            }
+        }
+    }
 
     T Guard<T>(Func<T> operation)
     {
@@ -117,7 +181,7 @@ public sealed class ResponseStore : IDisposable
 /// <summary>"Responses" section.</summary>
 public sealed class ResponsesOptions
 {
-    /// <summary>Stored responses kept in process memory (when there is no Sessions:Path or Redis).</summary>
+    /// <summary>Stored responses and conversations kept in process memory (when there is no Sessions:Path or Redis).</summary>
     public int MaxStored { get; set; } = 10_000;
 }
 
@@ -128,6 +192,8 @@ sealed class MemoryResponseBackend(int capacity) : IResponseBackend
     readonly Dictionary<string, (byte[] Value, DateTimeOffset? Expires, LinkedListNode<string> Node)> _records = [];
     readonly LinkedList<string> _order = new();
     readonly object _gate = new();
+
+    readonly ProcessLocks _locks = new();
 
     public int Count { get { lock (_gate) return _records.Count; } }
     /// <summary>Keys in the eviction order (always equal to <see cref="Count"/>: no stale keys).</summary>
@@ -169,6 +235,8 @@ sealed class MemoryResponseBackend(int capacity) : IResponseBackend
         }
     }
 
+    public bool TryLock(string key, string token, TimeSpan hold) => _locks.TryLock(key, token, hold);
+    public void Unlock(string key, string token) => _locks.Unlock(key, token);
     public void Dispose() { }
 }
 
@@ -177,6 +245,8 @@ sealed class MemoryResponseBackend(int capacity) : IResponseBackend
 sealed class FileResponseBackend : IResponseBackend
 {
     readonly string _dir;
+    // The directory is this process's own (Sessions:Path is per replica), so its locks are too.
+    readonly ProcessLocks _locks = new();
 
     public FileResponseBackend(string directory)
     {
@@ -228,6 +298,8 @@ sealed class FileResponseBackend : IResponseBackend
         }
     }
 
+    public bool TryLock(string key, string token, TimeSpan hold) => _locks.TryLock(key, token, hold);
+    public void Unlock(string key, string token) => _locks.Unlock(key, token);
     public void Dispose() { }
 }
 
@@ -254,5 +326,8 @@ sealed class RedisResponseBackend : IResponseBackend
 
     public byte[]? Get(string key) => (byte[]?)_redis.GetDatabase().StringGet("rg:resp:" + key);
     public bool Delete(string key) => _redis.GetDatabase().KeyDelete("rg:resp:" + key);
+    // Redis's own lock: a key set only if absent, with an expiry, removed only by its token.
+    public bool TryLock(string key, string token, TimeSpan hold) => _redis.GetDatabase().LockTake("rg:lock:" + key, token, hold);
+    public void Unlock(string key, string token) => _redis.GetDatabase().LockRelease("rg:lock:" + key, token);
     public void Dispose() => _redis.Dispose();
 }

@@ -10,7 +10,9 @@ namespace RecurrentGemma.Server.Responses;
 /// (previous_response_id) renders the parent's transcript plus the new input and continues a
 /// copy of the parent's state, so only the new input is prefilled and the parent can be
 /// continued again. Should every tier have lost that state, the same transcript is simply
-/// prefilled: the answer is the same.
+/// prefilled: the answer is the same. A response in a conversation (<c>conversation</c>) reads
+/// the conversation's items instead, adds its input and answer to them, and continues the state
+/// parked under the conversation's id (see <see cref="ConversationsEndpoints"/>).
 /// </summary>
 public static class ResponsesEndpoint
 {
@@ -24,9 +26,20 @@ public static class ResponsesEndpoint
             parent = Read(store, api.Owner, previous) ?? throw new ApiError(404, $"Previous response with id '{previous}' not found.",
                 "invalid_request_error", "previous_response_id", "previous_response_not_found");
 
+        // In a conversation: its items, read under its lock (held until the answer is added, so that
+        // two responses never extend it from the same point).
+        var ct = api.RequestToken;
+        StoredConversation? conversation = null;
+        using var conversationLock = v.ConversationId is { } conversationId ? await LockConversationAsync(store, api.Owner, conversationId, ct) : null;
+        if (v.ConversationId is { } cid)
+        {
+            conversation = ConversationsEndpoints.Read(store, api.Owner, cid, "conversation");
+            ConversationsEndpoints.CheckNewIds(conversation.Items, v.Input, "input");
+        }
+
         // The conversation so far (the parent's context and answer; never its instructions), then the new input.
-        var history = parent is null ? new List<ResponseItemDto>() : [.. parent.Context, .. parent.Response.Output];
-        var sampled = new Dictionary<string, int[]>(parent?.SampledIds ?? []);
+        var history = conversation is not null ? [.. conversation.Items] : parent is null ? new List<ResponseItemDto>() : [.. parent.Context, .. parent.Response.Output];
+        var sampled = new Dictionary<string, int[]>(conversation?.SampledIds ?? parent?.SampledIds ?? []);
         CheckCallIds(history, v.Input);
         var messages = ResponseInput.ToMessages(v.Instructions, history, sampled);
         messages.AddRange(ResponseInput.ToMessages(null, v.Input, new Dictionary<string, int[]>()));
@@ -38,16 +51,17 @@ public static class ResponsesEndpoint
             Instructions = v.Instructions, MaxOutputTokens = v.RequestedMaxOutputTokens, PreviousResponseId = parent?.Response.Id,
             Store = v.Store, Temperature = v.Sampling.Temperature, TopP = v.Sampling.TopP, ParallelToolCalls = v.ParallelToolCalls,
             Text = Json.WithFormat(v.TextFormat), Tools = v.ToolsJson, ToolChoice = v.ToolChoiceJson, User = v.User, Metadata = v.Metadata,
-            TopLogprobs = v.TopLogprobs, ServiceTier = v.ServiceTier,
+            TopLogprobs = v.TopLogprobs, ServiceTier = v.ServiceTier, Conversation = v.ConversationId is { } c ? new ConversationRefDto(c) : null,
         }, v.Tools is not null);
 
-        var ct = api.RequestToken;
         var generation = Start(service, new TextGenerationRequest
         {
             Messages = messages, MaxTokens = v.MaxOutputTokens, Sampling = v.Sampling, Owner = api.Owner, Format = v.Format, Tools = v.Tools,
             Logprobs = v.Logprobs, TopLogprobs = v.Logprobs ? v.TopLogprobs ?? 0 : 0, Priority = ServiceTiers.Priority(v.ServiceTier),
             // Stored: the answer's state parks under the response id; a continuation copies its parent's.
-            SessionId = v.Store ? id : null, ParentSessionId = parent?.Response.Id, KeepState = v.Store, SnapshotPrompt = false,
+            // In a conversation it parks under the conversation's id and the next response continues it.
+            SessionId = v.ConversationId ?? (v.Store ? id : null), ParentSessionId = parent?.Response.Id,
+            KeepState = v.Store || v.ConversationId is not null, SnapshotPrompt = false,
         }, ct);
         await using var _ = generation;
         var events = generation.ReadAsync(ct).GetAsyncEnumerator(ct);
@@ -55,8 +69,14 @@ public static class ResponsesEndpoint
 
         void Keep(ChoiceFinished? finished)
         {
-            if (!v.Store) return;
             if (finished is { TokenIds.Count: > 0 } && run.Output.Count > 0) sampled[run.Output[0].Id] = [.. finished.TokenIds];
+            if (conversation is not null && finished is not null)
+            {
+                // The input and the answer join the conversation (not a failed run's).
+                store.Put(api.Owner, conversation with { Items = [.. history, .. v.Input, .. run.Output], SampledIds = sampled });
+                conversationLock?.Dispose();
+            }
+            if (!v.Store) return;
             store.Put(api.Owner, new StoredResponse
             {
                 Response = run.Response, Context = [.. history, .. v.Input], OwnInputCount = v.Input.Count, SampledIds = sampled,
@@ -162,6 +182,15 @@ public static class ResponsesEndpoint
             else if (input[i].Type == "function_call_output" && !calls.Contains(input[i].CallId!))
                 throw ApiError.Invalid($"input[{i}].call_id '{input[i].CallId}' answers no function_call of this conversation.", $"input[{i}].call_id");
         }
+    }
+
+    /// <summary>A response runs for minutes at most; a holder that died lets go after this long.</summary>
+    static readonly TimeSpan RunHold = TimeSpan.FromMinutes(15);
+
+    static async Task<IDisposable> LockConversationAsync(ResponseStore store, string? owner, string id, CancellationToken ct)
+    {
+        ConversationsEndpoints.Read(store, owner, id, "conversation");   // an unknown id is a 404, not a wait
+        return await ConversationsEndpoints.LockAsync(store, owner, id, RunHold, ct);
     }
 
     internal static StoredResponse? Read(ResponseStore store, string? owner, string id)

@@ -41,7 +41,8 @@ public sealed class CreateResponseRequest
     public int? TopK { get; set; }
     /// <summary>Refused when true: responses run while the request is open.</summary>
     public bool? Background { get; set; }
-    /// <summary>Refused: conversations are continued with previous_response_id.</summary>
+    /// <summary>Run in this conversation (an id, or {"id": …}; see /v1/conversations): its items come
+    /// before the input, and the input and the answer are added to it. Not with previous_response_id.</summary>
     public JsonElement? Conversation { get; set; }
     /// <summary>Extra output to include; "message.output_text.logprobs" adds each output token's
     /// log probability (the other values OpenAI defines name outputs this server never makes).</summary>
@@ -100,6 +101,8 @@ public sealed record ResponseObject
     public int? TopLogprobs { get; init; }
     /// <summary>The tier the response ran in: default, flex or priority.</summary>
     public string ServiceTier { get; init; } = "default";
+    /// <summary>The conversation it ran in (left out when none).</summary>
+    public ConversationRefDto? Conversation { get; init; }
 }
 
 static class Json

@@ -136,3 +136,32 @@ try {
 } catch (e) {
   ok(e.status === 404 && e.error?.param === "previous_response_id", "continuing a deleted response: 404 naming previous_response_id");
 }
+
+// The Conversations API: create with items and metadata, two responses in it (the second
+// continuing the conversation's parked state), its items auto-paginated, one item read and
+// deleted, the metadata updated, the conversation deleted, then 404s.
+const conv = await client.conversations.create({ metadata: { topic: "weather" }, items: [{ type: "message", role: "user", content: "Let us talk about the weather." }] });
+ok(conv.object === "conversation" && conv.id.startsWith("conv_") && conv.metadata.topic === "weather", "conversations.create");
+const c1 = await client.responses.create({ model: "recurrentgemma-demo", input: "Is it sunny?", conversation: conv.id, max_output_tokens: 6, seed: 4 });
+const c2 = await client.responses.create({ model: "recurrentgemma-demo", input: "And tomorrow?", conversation: { id: conv.id }, max_output_tokens: 6, seed: 4 });
+ok(c1.conversation?.id === conv.id && c2.usage.input_tokens_details.cached_tokens === c1.usage.input_tokens + c1.usage.output_tokens - 1,
+  "responses.create with conversation continues the conversation's state");
+const convItems = [];
+for await (const item of client.conversations.items.list(conv.id, { limit: 2, order: "asc" })) convItems.push(item);
+ok(convItems.length === 5 && convItems[0].content[0].text === "Let us talk about the weather." && convItems[4].content[0].text === c2.output_text,
+  "conversations.items.list (paginated, oldest first)");
+const addedItems = await client.conversations.items.create(conv.id, { items: [{ type: "message", role: "user", content: "A note." }] });
+const note = await client.conversations.items.retrieve(addedItems.data[0].id, { conversation_id: conv.id });
+ok(note.content[0].text === "A note.", "conversations.items.create and retrieve");
+const afterDelete = await client.conversations.items.delete(note.id, { conversation_id: conv.id });
+ok(afterDelete.id === conv.id, "conversations.items.delete returns the conversation");
+const updatedConv = await client.conversations.update(conv.id, { metadata: { topic: "climate" } });
+ok(updatedConv.metadata.topic === "climate" && (await client.conversations.retrieve(conv.id)).metadata.topic === "climate", "conversations.update and retrieve");
+const deletedConv = await client.conversations.delete(conv.id);
+ok(deletedConv.deleted === true && deletedConv.id === conv.id, "conversations.delete");
+try {
+  await client.responses.create({ model: "recurrentgemma-demo", input: "x", conversation: conv.id });
+  ok(false, "a response in a deleted conversation fails");
+} catch (e) {
+  ok(e.status === 404 && e.error?.param === "conversation", "a response in a deleted conversation: 404 naming conversation");
+}
