@@ -150,6 +150,7 @@ public class JavaScriptClientTests
         Assert.Contains("ok continuing a deleted response: 404 naming previous_response_id", output);
         Assert.Contains("ok responses.create with conversation continues the conversation's state", output);
         Assert.Contains("ok conversations.items.list (paginated, oldest first)", output);
+        Assert.Contains("ok responses.inputTokens.count equals the response's input tokens", output);
         Assert.Contains("ok a response in a deleted conversation: 404 naming conversation", output);
     }
 

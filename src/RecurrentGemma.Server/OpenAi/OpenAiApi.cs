@@ -24,6 +24,11 @@ public static class OpenAiApi
             .Produces<Responses.ResponseObject>(200, "application/json", "text/event-stream")
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(503)
             .WithSummary("Create a response (stream: true for named server-sent events); previous_response_id continues a stored one");
+        v1.MapPost("/responses/input_tokens", Responses.InputTokensEndpoint.Count)
+            .RequireRateLimiting(Hosting.ServiceRegistration.PerKeyPolicy)
+            .Accepts<Responses.CreateResponseRequest>("application/json")
+            .Produces<Responses.InputTokensDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(503)
+            .WithSummary("How many input tokens the same POST /v1/responses would read (instructions, conversation or previous response, input, tools)");
         v1.MapGet("/responses/{id}", Responses.StoredResponsesEndpoints.Get)
             .Produces<Responses.ResponseObject>().Produces<ErrorEnvelope>(404).WithSummary("A stored response");
         v1.MapDelete("/responses/{id}", Responses.StoredResponsesEndpoints.Delete)

@@ -24,7 +24,11 @@ public static class ResponseRequestValidation
 {
     static readonly Regex NamePattern = new("^[a-zA-Z0-9_-]{1,64}$", RegexOptions.CultureInvariant);
 
-    public static ValidatedResponseRequest Validate(CreateResponseRequest r, ValidationLimits limits)
+    /// <param name="r">The request as read.</param>
+    /// <param name="limits">The served model's limits.</param>
+    /// <param name="inputRequired">False for counting input tokens, where the conversation or the
+    /// previous response may be all there is.</param>
+    public static ValidatedResponseRequest Validate(CreateResponseRequest r, ValidationLimits limits, bool inputRequired = true)
     {
         if (r.Model is not null && r.Model != limits.ModelId) throw ApiError.ModelNotFound(r.Model);
         if (r.Background == true) throw ApiError.Invalid("background responses are not supported: a response runs while its request is open.", "background");
@@ -38,7 +42,7 @@ public static class ResponseRequestValidation
         if (r.Instructions is { Length: > 0 } && r.Instructions.Length > 1_000_000)
             throw ApiError.Invalid("instructions is too long.", "instructions");
 
-        var input = ResponseInput.Parse(r.Input);
+        var input = !inputRequired && r.Input is not { ValueKind: not JsonValueKind.Null } ? [] : ResponseInput.Parse(r.Input);
         int? requested = r.MaxOutputTokens;
         int maxTokens = requested ?? Math.Min(limits.DefaultMaxTokens, limits.MaxNewTokens);
         Range(maxTokens, 1, limits.MaxNewTokens, "max_output_tokens");

@@ -21,28 +21,11 @@ public static class ResponsesEndpoint
         var body = await RequestReader.ReadAsync(context, ResponsesJson.Default.CreateResponseRequest);
         var service = api.RequireReady();
         var v = ResponseRequestValidation.Validate(body, api.Limits);
-        StoredResponse? parent = null;
-        if (v.PreviousResponseId is { } previous)
-            parent = Read(store, api.Owner, previous) ?? throw new ApiError(404, $"Previous response with id '{previous}' not found.",
-                "invalid_request_error", "previous_response_id", "previous_response_not_found");
-
-        // In a conversation: its items, read under its lock (held until the answer is added, so that
-        // two responses never extend it from the same point).
+        // In a conversation: its items are read under its lock (held until the answer is added, so
+        // that two responses never extend it from the same point).
         var ct = api.RequestToken;
-        StoredConversation? conversation = null;
         using var conversationLock = v.ConversationId is { } conversationId ? await LockConversationAsync(store, api.Owner, conversationId, ct) : null;
-        if (v.ConversationId is { } cid)
-        {
-            conversation = ConversationsEndpoints.Read(store, api.Owner, cid, "conversation");
-            ConversationsEndpoints.CheckNewIds(conversation.Items, v.Input, "input");
-        }
-
-        // The conversation so far (the parent's context and answer; never its instructions), then the new input.
-        var history = conversation is not null ? [.. conversation.Items] : parent is null ? new List<ResponseItemDto>() : [.. parent.Context, .. parent.Response.Output];
-        var sampled = new Dictionary<string, int[]>(conversation?.SampledIds ?? parent?.SampledIds ?? []);
-        CheckCallIds(history, v.Input);
-        var messages = ResponseInput.ToMessages(v.Instructions, history, sampled);
-        messages.AddRange(ResponseInput.ToMessages(null, v.Input, new Dictionary<string, int[]>()));
+        var (parent, conversation, history, sampled, messages) = Transcript(store, api.Owner, v);
 
         string id = ResponseInput.NewId("resp_");
         var run = new ResponseRun(new ResponseObject
@@ -152,24 +135,53 @@ public static class ResponsesEndpoint
         }
     }
 
+    /// <summary>What a response reads: the parent or the conversation (404 when named and not
+    /// found), the items before the new input, the ids sampled for the earlier answers, and the
+    /// chat messages of it all — instructions first, then the history, then the new input.</summary>
+    internal static (StoredResponse? Parent, StoredConversation? Conversation, List<ResponseItemDto> History, Dictionary<string, int[]> Sampled, List<ChatMessage> Messages)
+        Transcript(ResponseStore store, string? owner, ValidatedResponseRequest v)
+    {
+        StoredResponse? parent = null;
+        if (v.PreviousResponseId is { } previous)
+            parent = Read(store, owner, previous) ?? throw new ApiError(404, $"Previous response with id '{previous}' not found.",
+                "invalid_request_error", "previous_response_id", "previous_response_not_found");
+        StoredConversation? conversation = null;
+        if (v.ConversationId is { } cid)
+        {
+            conversation = ConversationsEndpoints.Read(store, owner, cid, "conversation");
+            ConversationsEndpoints.CheckNewIds(conversation.Items, v.Input, "input");
+        }
+
+        // The conversation so far (the parent's context and answer; never its instructions), then the new input.
+        var history = conversation is not null ? [.. conversation.Items] : parent is null ? new List<ResponseItemDto>() : [.. parent.Context, .. parent.Response.Output];
+        var sampled = new Dictionary<string, int[]>(conversation?.SampledIds ?? parent?.SampledIds ?? []);
+        CheckCallIds(history, v.Input);
+        var messages = ResponseInput.ToMessages(v.Instructions, history, sampled);
+        messages.AddRange(ResponseInput.ToMessages(null, v.Input, new Dictionary<string, int[]>()));
+        return (parent, conversation, history, sampled, messages);
+    }
+
     static List<ChatTokenLogprobDto>? Logprobs(TextDelta d) => d.Logprobs.Count == 0 ? null : d.Logprobs.Select(ChatCompletionsEndpoint.ToDto).ToList();
 
     /// <summary>Starts the generation; the inference layer's field names become this API's.</summary>
     static TextGeneration Start(InferenceService service, TextGenerationRequest request, CancellationToken ct)
     {
         try { return service.Start(request, ct); }
-        catch (InvalidRequestException e)
+        catch (InvalidRequestException e) { throw Renamed(e); }
+    }
+
+    /// <summary>A request error of the inference layer, its field named as this API names it.</summary>
+    internal static ApiError Renamed(InvalidRequestException e)
+    {
+        string? param = e.Param switch
         {
-            string? param = e.Param switch
-            {
-                null => null,
-                var p when p.StartsWith("response_format.json_schema.schema", StringComparison.Ordinal) => "text.format.schema" + p["response_format.json_schema.schema".Length..],
-                var p when p.StartsWith("response_format", StringComparison.Ordinal) => "text.format",
-                var p when p.StartsWith("messages", StringComparison.Ordinal) => "input",
-                var p => p,
-            };
-            throw ApiError.Invalid(e.Message, param, e.Code);
-        }
+            null => null,
+            var p when p.StartsWith("response_format.json_schema.schema", StringComparison.Ordinal) => "text.format.schema" + p["response_format.json_schema.schema".Length..],
+            var p when p.StartsWith("response_format", StringComparison.Ordinal) => "text.format",
+            var p when p.StartsWith("messages", StringComparison.Ordinal) => "input",
+            var p => p,
+        };
+        return ApiError.Invalid(e.Message, param, e.Code);
     }
 
     /// <summary>Each function_call_output must answer a call made earlier in the conversation.</summary>

@@ -202,6 +202,7 @@ public sealed record StoredResponse
 [JsonSerializable(typeof(ResponseDeletedDto))]
 [JsonSerializable(typeof(ResponseStreamEvent))]
 [JsonSerializable(typeof(StoredResponse))]
+[JsonSerializable(typeof(InputTokensDto))]
 [JsonSerializable(typeof(Dictionary<string, JsonElement>))]
 [JsonSerializable(typeof(string))]
 public sealed partial class ResponsesJson : JsonSerializerContext;

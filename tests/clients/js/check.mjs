@@ -142,7 +142,9 @@ try {
 // deleted, the metadata updated, the conversation deleted, then 404s.
 const conv = await client.conversations.create({ metadata: { topic: "weather" }, items: [{ type: "message", role: "user", content: "Let us talk about the weather." }] });
 ok(conv.object === "conversation" && conv.id.startsWith("conv_") && conv.metadata.topic === "weather", "conversations.create");
+const counted = await client.responses.inputTokens.count({ model: "recurrentgemma-demo", input: "Is it sunny?", conversation: conv.id });
 const c1 = await client.responses.create({ model: "recurrentgemma-demo", input: "Is it sunny?", conversation: conv.id, max_output_tokens: 6, seed: 4 });
+ok(counted.object === "response.input_tokens" && counted.input_tokens === c1.usage.input_tokens, "responses.inputTokens.count equals the response's input tokens");
 const c2 = await client.responses.create({ model: "recurrentgemma-demo", input: "And tomorrow?", conversation: { id: conv.id }, max_output_tokens: 6, seed: 4 });
 ok(c1.conversation?.id === conv.id && c2.usage.input_tokens_details.cached_tokens === c1.usage.input_tokens + c1.usage.output_tokens - 1,
   "responses.create with conversation continues the conversation's state");
