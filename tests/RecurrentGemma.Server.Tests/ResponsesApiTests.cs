@@ -184,7 +184,7 @@ public class ResponsesApiTests(DemoServer server) : IClassFixture<DemoServer>
     [InlineData("""{"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{nope"}]}""", "input[0].arguments")]
     [InlineData("""{"input":"hi","tools":[{"type":"web_search"}]}""", "tools[0].type")]
     [InlineData("""{"input":"hi","truncation":"auto"}""", "truncation")]
-    [InlineData("""{"input":"hi","background":true}""", "background")]
+    [InlineData("""{"input":"hi","background":true,"store":false}""", "background")]
     [InlineData("""{"input":"hi","max_output_tokens":0}""", "max_output_tokens")]
     [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","name":"bad name!","schema":{}}}}""", "text.format.name")]
     [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","name":"s","schema":{"type":"object","properties":{"a":{"type":"strnig"}}}}}}""", "text.format.schema.properties.a.type")]

@@ -125,4 +125,46 @@ public class ResponsesClientTests(DemoServer server) : IClassFixture<DemoServer>
     }
 
     static MessageResponseItem Message(ResponseResult r) => Assert.IsAssignableFrom<MessageResponseItem>(Assert.Single(r.OutputItems));
+
+    [Fact]
+    public async Task Runs_a_background_response_polls_it_resumes_its_events_and_cancels_another()
+    {
+        var client = await Client();
+        var options = Options("Name a river.");
+        options.BackgroundModeEnabled = true;
+        ResponseResult queued = await client.CreateResponseAsync(options);
+        Assert.Equal(ResponseStatus.Queued, queued.Status);
+        Assert.True(queued.BackgroundModeEnabled);
+        ResponseResult polled = queued;
+        for (int i = 0; i < 200 && polled.Status is ResponseStatus.Queued or ResponseStatus.InProgress; i++)
+        {
+            await Task.Delay(50);
+            polled = await client.GetResponseAsync(queued.Id);
+        }
+        Assert.Equal(ResponseStatus.Incomplete, polled.Status);
+        Assert.Equal(6, polled.Usage.OutputTokenCount);
+
+        var text = new System.Text.StringBuilder();
+        int? first = null;
+        await foreach (var update in await client.GetResponseStreamingAsync(new GetResponseOptions(queued.Id) { StreamingEnabled = true, StartingAfter = 1 }))
+        {
+            first ??= update.SequenceNumber;
+            if (update is StreamingResponseOutputTextDeltaUpdate delta) text.Append(delta.Delta);
+        }
+        Assert.Equal(2, first);
+        Assert.Equal(polled.GetOutputText(), text.ToString());
+
+        var running = Options("Go on");
+        running.BackgroundModeEnabled = true;
+        running.MaxOutputTokenCount = 4000;
+        running.TextOptions = new ResponseTextOptions
+        {
+            TextFormat = ResponseTextFormat.CreateJsonSchemaFormat("long", BinaryData.FromString(
+                """{"type": "object", "properties": {"s": {"type": "array", "minItems": 3, "items": {"type": "string", "minLength": 1000}}}, "required": ["s"], "additionalProperties": false}"""),
+                jsonSchemaIsStrict: true),
+        };
+        ResponseResult started = await client.CreateResponseAsync(running);
+        ResponseResult cancelled = await client.CancelResponseAsync(started.Id);
+        Assert.Equal(ResponseStatus.Cancelled, cancelled.Status);
+    }
 }

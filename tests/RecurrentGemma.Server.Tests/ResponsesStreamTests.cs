@@ -51,7 +51,7 @@ public class ResponsesStreamTests(DemoServer server) : IClassFixture<DemoServer>
             "{\"id\":\"resp_X\",\"object\":\"response\",\"created_at\":0,\"status\":\"" + state + "\",\"error\":null,\"incomplete_details\":" + incomplete
             + ",\"instructions\":null,\"max_output_tokens\":3,\"model\":\"recurrentgemma-demo\",\"output\":" + output + ",\"output_text\":" + outputText
             + ",\"parallel_tool_calls\":true,\"previous_response_id\":null,\"store\":true,\"temperature\":0,\"top_p\":1,\"text\":{\"format\":{\"type\":\"text\"}}"
-            + ",\"tool_choice\":\"auto\",\"tools\":[],\"truncation\":\"disabled\",\"usage\":" + usage + ",\"user\":null,\"metadata\":{},\"service_tier\":\"default\"}";
+            + ",\"tool_choice\":\"auto\",\"tools\":[],\"truncation\":\"disabled\",\"usage\":" + usage + ",\"user\":null,\"metadata\":{},\"service_tier\":\"default\",\"background\":false}";
         string part = "{\"type\":\"output_text\",\"text\":" + J(text) + ",\"annotations\":[],\"logprobs\":[]}";
         string message = "{\"type\":\"message\",\"id\":\"msg_X\",\"status\":\"" + (complete ? "completed" : "incomplete") + "\",\"role\":\"assistant\",\"content\":[" + part + "]}";
         string usage = $"{{\"input_tokens\":{promptTokens},\"input_tokens_details\":{{\"cached_tokens\":0}},\"output_tokens\":{completionTokens},\"output_tokens_details\":{{\"reasoning_tokens\":0}},\"total_tokens\":{promptTokens + completionTokens}}}";

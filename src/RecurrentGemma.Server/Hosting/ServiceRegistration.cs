@@ -24,6 +24,7 @@ public static class ServiceRegistration
         services.Configure<Responses.ResponsesOptions>(config.GetSection("Responses"));
         services.Configure<Ui.UiOptions>(config.GetSection("Ui"));
         services.AddSingleton<Responses.ResponseStore>();
+        services.AddSingleton<Responses.BackgroundResponses>();
         services.Configure<AuthOptions>(config.GetSection("Auth"));
         services.PostConfigure<AuthOptions>(o => ApiKeyAuth.DropBlankKeys(o));
         services.Configure<CorsOptions>(config.GetSection("Cors"));

@@ -37,6 +37,8 @@ public sealed class ApiContext : IDisposable
     public TimeSpan KeepAlive { get; }
     public CancellationToken RequestToken => _token.Token;
     public bool ShutdownRequested => _inFlight.ShutdownToken.IsCancellationRequested;
+    /// <summary>Fires when the shutdown grace period ends (what outlives the request links to).</summary>
+    public CancellationToken ShutdownToken => _inFlight.ShutdownToken;
     /// <summary>Set by the API-key check: whose request this is (null when the API is open).</summary>
     public string? Owner => _http.Items[ApiKeyAuth.OwnerItem] as string;
     public string Fingerprint => "rgemma-" + (_host.IsDemo ? "demo" : "v1");

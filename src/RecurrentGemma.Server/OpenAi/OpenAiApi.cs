@@ -30,9 +30,13 @@ public static class OpenAiApi
             .Produces<Responses.InputTokensDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(503)
             .WithSummary("How many input tokens the same POST /v1/responses would read (instructions, conversation or previous response, input, tools)");
         v1.MapGet("/responses/{id}", Responses.StoredResponsesEndpoints.Get)
-            .Produces<Responses.ResponseObject>().Produces<ErrorEnvelope>(404).WithSummary("A stored response");
+            .Produces<Responses.ResponseObject>(200, "application/json", "text/event-stream").Produces<ErrorEnvelope>(404)
+            .WithSummary("A stored response; stream=true (with starting_after) streams a background response's events");
         v1.MapDelete("/responses/{id}", Responses.StoredResponsesEndpoints.Delete)
             .Produces<Responses.ResponseDeletedDto>().Produces<ErrorEnvelope>(404).WithSummary("Delete a stored response: its transcript and its state in every tier");
+        v1.MapPost("/responses/{id}/cancel", Responses.StoredResponsesEndpoints.Cancel)
+            .Produces<Responses.ResponseObject>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404)
+            .WithSummary("Cancel a queued or running background response (it keeps its output so far, status cancelled)");
         v1.MapGet("/responses/{id}/input_items", Responses.StoredResponsesEndpoints.InputItems)
             .Produces<Responses.ResponseItemListDto>().Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(404)
             .WithSummary("The items a stored response was generated from (newest first; limit, order, after, before)");

@@ -12,12 +12,12 @@ public sealed record ValidatedResponseRequest(
     List<ResponseItemDto> Input, string? Instructions, string? PreviousResponseId, bool Store, int MaxOutputTokens, int? RequestedMaxOutputTokens,
     SamplingParams Sampling, bool Stream, Dictionary<string, string> Metadata, string? User, OutputFormat? Format, JsonElement TextFormat,
     ToolPrompt? Tools, JsonElement ToolsJson, JsonElement ToolChoiceJson, bool ParallelToolCalls, bool Logprobs, int? TopLogprobs, string ServiceTier,
-    string? ConversationId = null);
+    string? ConversationId = null, bool Background = false);
 
 /// <summary>
 /// Checks every field of a Responses request and turns <c>input</c> into items. Each failure is a
 /// 400 naming the field's path (e.g. "input[2].content[0].type"); what this server cannot do —
-/// images, files, built-in tools, background runs, truncation "auto" — is refused by name,
+/// images, files, built-in tools, truncation "auto" — is refused by name,
 /// never silently ignored.
 /// </summary>
 public static class ResponseRequestValidation
@@ -31,7 +31,7 @@ public static class ResponseRequestValidation
     public static ValidatedResponseRequest Validate(CreateResponseRequest r, ValidationLimits limits, bool inputRequired = true)
     {
         if (r.Model is not null && r.Model != limits.ModelId) throw ApiError.ModelNotFound(r.Model);
-        if (r.Background == true) throw ApiError.Invalid("background responses are not supported: a response runs while its request is open.", "background");
+        if (r.Background == true && r.Store == false) throw ApiError.Invalid("background responses need store: a background response is read back with GET /v1/responses/{id}.", "background");
         string? conversation = Conversation(r.Conversation);
         if (conversation is not null && r.PreviousResponseId is not null)
             throw ApiError.Invalid("previous_response_id and conversation cannot both be set: continue either a stored response or a conversation.", "conversation");
@@ -62,7 +62,7 @@ public static class ResponseRequestValidation
         return new ValidatedResponseRequest(input, string.IsNullOrWhiteSpace(r.Instructions) ? null : r.Instructions, r.PreviousResponseId, r.Store ?? true,
             maxTokens, requested, new SamplingParams { Temperature = t, TopP = p, TopK = Math.Max(0, k), Seed = r.Seed },
             r.Stream ?? false, metadata, r.User, format, formatJson, tools, toolsJson, choiceJson, r.ParallelToolCalls ?? true, logprobs, r.TopLogprobs, ServiceTiers.Name(r.ServiceTier),
-            conversation);
+            conversation, r.Background == true);
     }
 
     /// <summary>conversation: an id, or {"id": …}; null when absent.</summary>

@@ -142,6 +142,17 @@ public sealed class ResponseRun(ResponseObject initial, bool toolsOffered)
         return events;
     }
 
+    /// <summary>A background response starts running (it was queued).</summary>
+    public void MarkInProgress() => Response = Response with { Status = "in_progress" };
+
+    /// <summary>A background response was cancelled: what it made so far stays in its output (the
+    /// text as an incomplete message); no closing events (the stream just ends).</summary>
+    public void Cancel()
+    {
+        if (_output.Count == 0 && _text.Length > 0) Finish("length", null);   // builds the output items; its events go nowhere
+        Response = Response with { Status = "cancelled", IncompleteDetails = null, Output = [.. _output] };
+    }
+
     /// <summary>Generation failed after it started: an error event, then response.failed.</summary>
     public IReadOnlyList<ResponseStreamEvent> Fail(string code, string message, string? param)
     {

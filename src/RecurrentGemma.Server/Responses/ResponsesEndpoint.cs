@@ -16,7 +16,7 @@ namespace RecurrentGemma.Server.Responses;
 /// </summary>
 public static class ResponsesEndpoint
 {
-    public static async Task Create(HttpContext context, ApiContext api, ResponseStore store)
+    public static async Task Create(HttpContext context, ApiContext api, ResponseStore store, BackgroundResponses background)
     {
         var body = await RequestReader.ReadAsync(context, ResponsesJson.Default.CreateResponseRequest);
         var service = api.RequireReady();
@@ -24,115 +24,117 @@ public static class ResponsesEndpoint
         // In a conversation: its items are read under its lock (held until the answer is added, so
         // that two responses never extend it from the same point).
         var ct = api.RequestToken;
-        using var conversationLock = v.ConversationId is { } conversationId ? await LockConversationAsync(store, api.Owner, conversationId, ct) : null;
-        var (parent, conversation, history, sampled, messages) = Transcript(store, api.Owner, v);
-
-        string id = ResponseInput.NewId("resp_");
-        var run = new ResponseRun(new ResponseObject
+        var conversationLock = v.ConversationId is { } conversationId ? await LockConversationAsync(store, api.Owner, conversationId, ct) : null;
+        bool handedOver = false;
+        try
         {
-            Id = id, CreatedAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds(), Status = "in_progress", Model = service.ModelId,
-            Instructions = v.Instructions, MaxOutputTokens = v.RequestedMaxOutputTokens, PreviousResponseId = parent?.Response.Id,
-            Store = v.Store, Temperature = v.Sampling.Temperature, TopP = v.Sampling.TopP, ParallelToolCalls = v.ParallelToolCalls,
-            Text = Json.WithFormat(v.TextFormat), Tools = v.ToolsJson, ToolChoice = v.ToolChoiceJson, User = v.User, Metadata = v.Metadata,
-            TopLogprobs = v.TopLogprobs, ServiceTier = v.ServiceTier, Conversation = v.ConversationId is { } c ? new ConversationRefDto(c) : null,
-        }, v.Tools is not null);
-
-        var generation = Start(service, new TextGenerationRequest
+            var (parent, conversation, history, sampled, messages) = Transcript(store, api.Owner, v);
+            string id = ResponseInput.NewId("resp_");
+            var run = new ResponseRun(new ResponseObject
+            {
+                Id = id, CreatedAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds(), Status = v.Background ? "queued" : "in_progress", Model = service.ModelId,
+                Instructions = v.Instructions, MaxOutputTokens = v.RequestedMaxOutputTokens, PreviousResponseId = parent?.Response.Id,
+                Store = v.Store, Temperature = v.Sampling.Temperature, TopP = v.Sampling.TopP, ParallelToolCalls = v.ParallelToolCalls,
+                Text = Json.WithFormat(v.TextFormat), Tools = v.ToolsJson, ToolChoice = v.ToolChoiceJson, User = v.User, Metadata = v.Metadata,
+                TopLogprobs = v.TopLogprobs, ServiceTier = v.ServiceTier, Conversation = v.ConversationId is { } c ? new ConversationRefDto(c) : null,
+                Background = v.Background,
+            }, v.Tools is not null);
+            var job = new ResponseJob
+            {
+                Run = run, Request = v, History = history, Sampled = sampled, Conversation = conversation, ConversationLock = conversationLock,
+                Store = store, Owner = api.Owner,
+                // A background response's records are written only while nobody has cancelled it.
+                WriteGuard = v.Background ? background.GuardFor(api.Owner, id, store, () => run.Response.Status) : null,
+            };
+            var request = new TextGenerationRequest
+            {
+                Messages = messages, MaxTokens = v.MaxOutputTokens, Sampling = v.Sampling, Owner = api.Owner, Format = v.Format, Tools = v.Tools,
+                Logprobs = v.Logprobs, TopLogprobs = v.Logprobs ? v.TopLogprobs ?? 0 : 0, Priority = ServiceTiers.Priority(v.ServiceTier),
+                // Stored: the answer's state parks under the response id; a continuation copies its parent's.
+                // In a conversation it parks under the conversation's id and the next response continues it.
+                SessionId = v.ConversationId ?? (v.Store ? id : null), ParentSessionId = parent?.Response.Id,
+                KeepState = v.Store || v.ConversationId is not null, SnapshotPrompt = false,
+            };
+            if (v.Background)
+            {
+                handedOver = true;   // the background job lets go of the conversation
+                await StartInBackground(context, api, background, job, service, request);
+            }
+            else if (v.Stream) await Stream(context, api, job, service, request);
+            else await Plain(context, api, job, service, request);
+        }
+        finally
         {
-            Messages = messages, MaxTokens = v.MaxOutputTokens, Sampling = v.Sampling, Owner = api.Owner, Format = v.Format, Tools = v.Tools,
-            Logprobs = v.Logprobs, TopLogprobs = v.Logprobs ? v.TopLogprobs ?? 0 : 0, Priority = ServiceTiers.Priority(v.ServiceTier),
-            // Stored: the answer's state parks under the response id; a continuation copies its parent's.
-            // In a conversation it parks under the conversation's id and the next response continues it.
-            SessionId = v.ConversationId ?? (v.Store ? id : null), ParentSessionId = parent?.Response.Id,
-            KeepState = v.Store || v.ConversationId is not null, SnapshotPrompt = false,
-        }, ct);
-        await using var _ = generation;
+            if (!handedOver) conversationLock?.Dispose();
+        }
+    }
+
+    static async Task Plain(HttpContext context, ApiContext api, ResponseJob job, InferenceService service, TextGenerationRequest request)
+    {
+        var ct = api.RequestToken;
+        await using var generation = Start(service, request, ct);
         var events = generation.ReadAsync(ct).GetAsyncEnumerator(ct);
-        await using var __ = events;
+        await using var _ = events;
+        bool ended = await job.RunAsync(events, () => events.MoveNextAsync().AsTask(), _ => Task.CompletedTask, api.MarkFirstToken, api.LogFailure);
+        if (!ended) return;   // the client left
+        api.Record(job.Usage, job.Finished?.FinishReason, job.Run.Text);
+        await context.Response.WriteAsJsonAsync(job.Run.Response, ResponsesJson.Default.ResponseObject, contentType: "application/json", ct);
+    }
 
-        void Keep(ChoiceFinished? finished)
-        {
-            if (finished is { TokenIds.Count: > 0 } && run.Output.Count > 0) sampled[run.Output[0].Id] = [.. finished.TokenIds];
-            if (conversation is not null && finished is not null)
-            {
-                // The input and the answer join the conversation (not a failed run's).
-                store.Put(api.Owner, conversation with { Items = [.. history, .. v.Input, .. run.Output], SampledIds = sampled });
-                conversationLock?.Dispose();
-            }
-            if (!v.Store) return;
-            store.Put(api.Owner, new StoredResponse
-            {
-                Response = run.Response, Context = [.. history, .. v.Input], OwnInputCount = v.Input.Count, SampledIds = sampled,
-            });
-        }
-
-        if (!v.Stream)
-        {
-            ChoiceFinished? finished = null;
-            UsageReport? usage = null;
-            try
-            {
-                while (await events.MoveNextAsync())
-                {
-                    switch (events.Current)
-                    {
-                        case TextDelta d: api.MarkFirstToken(); run.Push(d.Text, Logprobs(d)); break;
-                        case ChoiceFinished f: finished = f; break;
-                        case UsageReport u: usage = u; break;
-                    }
-                }
-                if (finished is null || finished.FinishReason == "cancelled") return;   // the client left
-                run.Finish(finished.FinishReason, usage);
-            }
-            catch (GenerationFailedException e)
-            {
-                api.LogFailure(e);
-                run.Fail("server_error", "The server had an error while generating this response.", null);
-            }
-            api.Record(usage, finished?.FinishReason, run.Text);
-            Keep(finished);
-            await context.Response.WriteAsJsonAsync(run.Response, ResponsesJson.Default.ResponseObject, contentType: "application/json", ct);
-            return;
-        }
-
+    static async Task Stream(HttpContext context, ApiContext api, ResponseJob job, InferenceService service, TextGenerationRequest request)
+    {
+        var ct = api.RequestToken;
+        await using var generation = Start(service, request, ct);
+        var events = generation.ReadAsync(ct).GetAsyncEnumerator(ct);
+        await using var _ = events;
         var sse = new ServerSentEvents(context.Response, api.KeepAlive);
         await sse.StartAsync(ct);
-        async Task Send(IEnumerable<ResponseStreamEvent> list)
+        async Task Send(IReadOnlyList<ResponseStreamEvent> list)
         {
             foreach (var e in list) await sse.WriteEventAsync(e.Type, e, ResponsesJson.Default.ResponseStreamEvent, ct);
         }
         try
         {
-            await Send(run.Start());
-            ChoiceFinished? finished = null;
-            UsageReport? usage = null;
-            for (bool more = await sse.NextAsync(events, ct); more; more = await sse.NextAsync(events, ct))
-            {
-                switch (events.Current)
-                {
-                    case TextDelta d: api.MarkFirstToken(); await Send(run.Push(d.Text, Logprobs(d))); break;
-                    case ChoiceFinished f: finished = f; break;
-                    case UsageReport u: usage = u; break;
-                }
-            }
-            if (finished is null || finished.FinishReason == "cancelled") return;
-            var closing = run.Finish(finished.FinishReason, usage);
-            api.Record(usage, finished.FinishReason, run.Text);
-            Keep(finished);   // before the last event: a client that continues at once finds it
-            await Send(closing);
+            if (await job.RunAsync(events, () => sse.NextAsync(events, ct), Send, api.MarkFirstToken, api.LogFailure))
+                api.Record(job.Usage, job.Finished?.FinishReason, job.Run.Text);
         }
         catch (Exception e) when (e is not OperationCanceledException || api.ShutdownRequested)
         {
             var error = ApiError.From(e);
             if (error.Status == 500) api.LogFailure(e);
-            try
-            {
-                var failed = run.Fail(error.Code ?? "server_error", error.Message, error.Param);
-                Keep(null);
-                await Send(failed);
-            }
+            try { await job.Fail(error.Code ?? "server_error", error.Message, error.Param, Send); }
             catch (Exception) when (context.RequestAborted.IsCancellationRequested) { }
         }
+    }
+
+    /// <summary>background: the job runs on with no request attached. The response comes back
+    /// queued — or, with stream, its events as they are made, until the client leaves (the job
+    /// goes on; GET /v1/responses/{id}?stream=true&amp;starting_after=n resumes them).</summary>
+    static async Task StartInBackground(HttpContext context, ApiContext api, BackgroundResponses background,
+        ResponseJob job, InferenceService service, TextGenerationRequest request)
+    {
+        // Linked to the shutdown only: the job outlives this request.
+        var cancel = CancellationTokenSource.CreateLinkedTokenSource(api.ShutdownToken);
+        TextGeneration generation;
+        try
+        {
+            generation = Start(service, request, cancel.Token);   // a bad request is still a 400 here
+            job.Keep();   // queued: GET finds it from now on
+        }
+        catch
+        {
+            cancel.Dispose();
+            job.ConversationLock?.Dispose();
+            throw;
+        }
+        var queued = job.Run.Response;
+        var log = background.Run(job, generation, cancel);
+        if (!job.Request.Stream)
+        {
+            await context.Response.WriteAsJsonAsync(queued, ResponsesJson.Default.ResponseObject, contentType: "application/json", api.RequestToken);
+            return;
+        }
+        await StoredResponsesEndpoints.StreamEvents(context, api, log, -1);
     }
 
     /// <summary>What a response reads: the parent or the conversation (404 when named and not
@@ -160,8 +162,6 @@ public static class ResponsesEndpoint
         messages.AddRange(ResponseInput.ToMessages(null, v.Input, new Dictionary<string, int[]>()));
         return (parent, conversation, history, sampled, messages);
     }
-
-    static List<ChatTokenLogprobDto>? Logprobs(TextDelta d) => d.Logprobs.Count == 0 ? null : d.Logprobs.Select(ChatCompletionsEndpoint.ToDto).ToList();
 
     /// <summary>Starts the generation; the inference layer's field names become this API's.</summary>
     static TextGeneration Start(InferenceService service, TextGenerationRequest request, CancellationToken ct)

@@ -39,7 +39,9 @@ public sealed class CreateResponseRequest
     public long? Seed { get; set; }
     /// <summary>Extension: keep only the k most likely tokens.</summary>
     public int? TopK { get; set; }
-    /// <summary>Refused when true: responses run while the request is open.</summary>
+    /// <summary>Run without the request waiting: the response comes back queued, GET polls it,
+    /// POST …/cancel stops it; with stream the events come as they are made and GET with
+    /// stream=true and starting_after resumes them. Needs store.</summary>
     public bool? Background { get; set; }
     /// <summary>Run in this conversation (an id, or {"id": …}; see /v1/conversations): its items come
     /// before the input, and the input and the answer are added to it. Not with previous_response_id.</summary>
@@ -74,7 +76,7 @@ public sealed record ResponseObject
     public required string Id { get; init; }
     public string Object { get; init; } = "response";
     public required long CreatedAt { get; init; }
-    /// <summary>in_progress, completed, incomplete or failed.</summary>
+    /// <summary>queued (background, not started), in_progress, completed, incomplete, failed or cancelled (background).</summary>
     public required string Status { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)] public ResponseErrorDto? Error { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)] public IncompleteDetailsDto? IncompleteDetails { get; init; }
@@ -101,6 +103,8 @@ public sealed record ResponseObject
     public int? TopLogprobs { get; init; }
     /// <summary>The tier the response ran in: default, flex or priority.</summary>
     public string ServiceTier { get; init; } = "default";
+    /// <summary>Whether it ran in the background (background: true).</summary>
+    public bool Background { get; init; }
     /// <summary>The conversation it ran in (left out when none).</summary>
     public ConversationRefDto? Conversation { get; init; }
 }

@@ -167,3 +167,25 @@ try {
 } catch (e) {
   ok(e.status === 404 && e.error?.param === "conversation", "a response in a deleted conversation: 404 naming conversation");
 }
+
+// Background responses: queued, polled with retrieve, resumed as a stream from a sequence number,
+// and a long one cancelled.
+const bg = await client.responses.create({ model: "recurrentgemma-demo", input: "Name a river.", background: true, max_output_tokens: 8, temperature: 0 });
+ok(bg.status === "queued" && bg.background === true, "responses.create with background: true is queued");
+let polled = bg;
+for (let i = 0; i < 200 && (polled.status === "queued" || polled.status === "in_progress"); i++) {
+  await new Promise((r) => setTimeout(r, 50));
+  polled = await client.responses.retrieve(bg.id);
+}
+ok(polled.status === "incomplete" && polled.usage.output_tokens === 8, "responses.retrieve polls a background response to its end");
+const resumed = await client.responses.retrieve(bg.id, { stream: true, starting_after: 2 });
+const seen = [];
+for await (const event of resumed) seen.push(event);
+ok(seen.length > 0 && seen[0].sequence_number === 3 && seen.at(-1).type === "response.incomplete"
+  && seen.filter((e) => e.type === "response.output_text.delta").map((e) => e.delta).join("") === polled.output_text,
+  "responses.retrieve with stream and starting_after resumes the events");
+const longBg = await client.responses.create({ model: "recurrentgemma-demo", input: "Go on", background: true, max_output_tokens: 4000, temperature: 0,
+  text: { format: { type: "json_schema", name: "long", strict: true,
+    schema: { type: "object", properties: { s: { type: "array", minItems: 3, items: { type: "string", minLength: 1000 } } }, required: ["s"], additionalProperties: false } } } });
+const cancelledBg = await client.responses.cancel(longBg.id);
+ok(cancelledBg.status === "cancelled" && (await client.responses.retrieve(longBg.id)).status === "cancelled", "responses.cancel stops a background response");
