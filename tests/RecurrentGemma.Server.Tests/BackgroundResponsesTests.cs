@@ -65,6 +65,10 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
         Assert.Contains("already finished", refused.GetProperty("error").GetProperty("message").GetString());
         var next = await Create(client, new { input = "And a lake?", previous_response_id = Id(done), max_output_tokens = 3, temperature = 0 });
         Assert.True(next.GetProperty("usage").GetProperty("input_tokens_details").GetProperty("cached_tokens").GetInt32() > 0);
+        // The request metrics do not see a background generation; these do.
+        var metrics = await client.GetStringAsync("/metrics");
+        Assert.Matches("rgemma_responses_background_total\\{[^}]*status=\"incomplete\"[^}]*\\} [1-9]", metrics);
+        Assert.Contains("rgemma_responses_background_running", metrics);
     }
 
     [Fact]

@@ -35,7 +35,7 @@ public class TelemetryTests
         "rgemma_engine_requests_waiting", "rgemma_engine_sequences_running", "rgemma_engine_state_slots_used",
         "rgemma_engine_state_slots_total", "rgemma_engine_state_slots_usage_ratio", "rgemma_engine_parked_sessions",
         "rgemma_engine_evictions_total", "rgemma_engine_session_hits_total", "rgemma_engine_step_duration_seconds",
-        "rgemma_engine_decode_batch_size", "http_server_request_duration_seconds",
+        "rgemma_engine_decode_batch_size", "http_server_request_duration_seconds", "rgemma_responses_background_running",
     ];
 
     [Fact]

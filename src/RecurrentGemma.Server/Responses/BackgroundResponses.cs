@@ -14,8 +14,27 @@ namespace RecurrentGemma.Server.Responses;
 /// (every half second) when it is another. A server that shuts down ends its background
 /// responses as failed once the shutdown grace period is over.
 /// </summary>
-public sealed class BackgroundResponses(InFlightRequests inFlight, ILogger<BackgroundResponses> log)
+public sealed class BackgroundResponses
 {
+    readonly InFlightRequests inFlight;
+    readonly ILogger<BackgroundResponses> log;
+    readonly System.Diagnostics.Metrics.Counter<long>? _finished;
+    int _running;
+
+    public BackgroundResponses(InFlightRequests inFlight, ILogger<BackgroundResponses> log, System.Diagnostics.Metrics.IMeterFactory? meters = null)
+    {
+        this.inFlight = inFlight;
+        this.log = log;
+        if (meters is null) return;
+        // Background responses answer their request at once, so the request metrics do not see
+        // their generation: these say how many run and how they end.
+        var meter = meters.Create(new System.Diagnostics.Metrics.MeterOptions(ServerMetrics.MeterName));   // owned by the factory
+        meter.CreateObservableGauge("rgemma.responses.background.running", () => Volatile.Read(ref _running), "{response}",
+            "Background responses queued or generating in this process");
+        _finished = meter.CreateCounter<long>("rgemma.responses.background", "{response}",
+            "Background responses that ended, by final status (completed, incomplete, failed, cancelled)");
+    }
+
     static readonly TimeSpan Hold = TimeSpan.FromSeconds(30);
     static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(500);
     const int KeptLogs = 256;
@@ -48,11 +67,14 @@ public sealed class BackgroundResponses(InFlightRequests inFlight, ILogger<Backg
         var entry = new Entry(job.Owner, new ResponseEventLog(), cancel, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
         _entries[job.Id] = entry;
         var running = inFlight.Enter();   // a draining server waits for it like any request
+        Interlocked.Increment(ref _running);
         _ = Task.Run(async () =>
         {
             try { await ExecuteAsync(job, generation, entry); }
             finally
             {
+                Interlocked.Decrement(ref _running);
+                _finished?.Add(1, new KeyValuePair<string, object?>("status", job.Run.Response.Status));
                 running.Dispose();
                 job.ConversationLock?.Dispose();
                 entry.Log.Complete();
