@@ -153,6 +153,7 @@ public class JavaScriptClientTests
         Assert.Contains("ok responses.inputTokens.count equals the response's input tokens", output);
         Assert.Contains("ok responses.retrieve with stream and starting_after resumes the events", output);
         Assert.Contains("ok responses.cancel stops a background response", output);
+        Assert.Contains("ok chat.completions.retrieve, list and messages.list of a stored completion", output);
         Assert.Contains("ok a response in a deleted conversation: 404 naming conversation", output);
     }
 

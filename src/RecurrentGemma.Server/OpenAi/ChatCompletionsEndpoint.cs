@@ -7,11 +7,18 @@ namespace RecurrentGemma.Server.OpenAi;
 /// <summary>POST /v1/chat/completions: one response, or a stream of chat.completion.chunk events.</summary>
 public static class ChatCompletionsEndpoint
 {
-    public static async Task Handle(HttpContext context, ApiContext api)
+    public static async Task Handle(HttpContext context, ApiContext api, Responses.ResponseStore store, ILoggerFactory loggers)
     {
         var body = await RequestReader.ReadAsync(context, OpenAiJson.Default.ChatCompletionRequest);
         var service = api.RequireReady();
         var request = RequestValidation.Chat(body, api.Limits, context.Request.Headers["X-Session-Id"].FirstOrDefault(), api.Owner);
+        // store: true keeps the finished completion for GET /v1/chat/completions (StoredChatCompletions).
+        var metadata = Responses.ResponseRequestValidation.Metadata(body.Metadata);
+        void Keep(ChatCompletionResponse completion)
+        {
+            if (body.Store == true)
+                StoredChatCompletions.Save(store, api.Owner, completion, metadata, body.Messages!, loggers.CreateLogger(typeof(StoredChatCompletions).FullName!));
+        }
         var generation = request.Generations[0];
         string id = ServerSentEvents.NewId("chatcmpl-");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -21,37 +28,18 @@ public static class ChatCompletionsEndpoint
 
         if (!request.Stream)
         {
-            var texts = Enumerable.Range(0, generation.N).Select(_ => new System.Text.StringBuilder()).ToArray();
-            var logprobs = Enumerable.Range(0, generation.N).Select(_ => new List<ChatTokenLogprobDto>()).ToArray();
-            var ids = Enumerable.Range(0, generation.N).Select(_ => new List<int>()).ToArray();
-            var finish = new string[generation.N];
-            UsageReport? usage = null;
+            var answers = new ChatAnswers(generation.N, generation.Tools is not null, generation.Logprobs, request.ReturnTokenIds);
             while (await events.MoveNextAsync())
             {
-                switch (events.Current)
-                {
-                    case TextDelta d:
-                        api.MarkFirstToken(); texts[d.Index].Append(d.Text); logprobs[d.Index].AddRange(d.Logprobs.Select(ToDto)); ids[d.Index].AddRange(d.TokenIds);
-                        break;
-                    case ChoiceFinished f: finish[f.Index] = f.FinishReason; break;
-                    case UsageReport u: usage = u; break;
-                }
+                if (events.Current is TextDelta) api.MarkFirstToken();
+                answers.Add(events.Current);
             }
-            api.Record(usage, finish.FirstOrDefault(), texts[0].ToString());
-            var choices = Enumerable.Range(0, generation.N).Select(i =>
-            {
-                var text = texts[i].ToString();
-                // With tools offered, an answer made of calls becomes message.tool_calls.
-                if (generation.Tools is not null && ToolFormat.TryParse(text, out var calls))
-                    return new ChatChoiceDto(i, new AssistantMessageDto("assistant", null,
-                        calls.Select(c => new ToolCallDto(ServerSentEvents.NewId("call_"), "function", new FunctionCallDto(c.Name, c.Arguments))).ToList()),
-                        generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, "tool_calls", request.ReturnTokenIds ? ids[i] : null);
-                return new ChatChoiceDto(i, new AssistantMessageDto("assistant", text),
-                    generation.Logprobs ? new ChatLogprobsDto(logprobs[i]) : null, finish[i] ?? "stop", request.ReturnTokenIds ? ids[i] : null);
-            }).ToList();
-            await context.Response.WriteAsJsonAsync(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(usage),
-                request.ReturnTokenIds ? promptIds[0] : null, request.ServiceTier),
-                OpenAiJson.Default.ChatCompletionResponse, contentType: "application/json", ct);
+            api.Record(answers.Usage, answers.FirstFinish, answers.FirstText);
+            var choices = answers.Choices();
+            var completion = new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, choices, Usage(answers.Usage),
+                request.ReturnTokenIds ? promptIds[0] : null, request.ServiceTier);
+            if (answers.FirstFinish != "cancelled") Keep(completion);
+            await context.Response.WriteAsJsonAsync(completion, OpenAiJson.Default.ChatCompletionResponse, contentType: "application/json", ct);
             return;
         }
 
@@ -74,8 +62,10 @@ public static class ChatCompletionsEndpoint
                 var (logprobs, ids) = held![index].Take();
                 return new ChatChunkChoiceDto(index, delta, logprobs, null, ids);
             }
+            var kept = body.Store == true ? new ChatAnswers(generation.N, generation.Tools is not null, generation.Logprobs, request.ReturnTokenIds) : null;
             for (bool more = await sse.NextAsync(events, ct); more; more = await sse.NextAsync(events, ct))
             {
+                kept?.Add(events.Current);
                 switch (events.Current)
                 {
                     case TextDelta d when toolStreams is not null:
@@ -112,6 +102,8 @@ public static class ChatCompletionsEndpoint
                 }
             }
             api.Record(usage, firstFinish, streamedText.ToString());
+            if (kept is not null && kept.FirstFinish != "cancelled")
+                Keep(new ChatCompletionResponse(id, "chat.completion", created, service.ModelId, api.Fingerprint, kept.Choices(), Usage(usage), null, request.ServiceTier));
             if (request.IncludeUsage && usage is not null) await sse.WriteAsync(Chunk([], Usage(usage)), OpenAiJson.Default.ChatCompletionChunk, ct);
             await sse.DoneAsync(ct);
         }

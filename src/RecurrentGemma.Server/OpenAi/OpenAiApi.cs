@@ -12,6 +12,18 @@ public static class OpenAiApi
             .Produces<ChatCompletionResponse>(200, "application/json", "text/event-stream")
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(503)
             .WithSummary("Chat completion (stream: true for server-sent chat.completion.chunk events)");
+        v1.MapGet("/chat/completions", StoredChatCompletions.List)
+            .Produces<ChatCompletionListDto>().Produces<ErrorEnvelope>(400)
+            .WithSummary("Stored chat completions (store: true), oldest first; limit, order, after, model, metadata[key]=value");
+        v1.MapGet("/chat/completions/{completion_id}", StoredChatCompletions.Get)
+            .Produces<ChatCompletionResponse>().Produces<ErrorEnvelope>(404).WithSummary("A stored chat completion");
+        v1.MapPost("/chat/completions/{completion_id}", StoredChatCompletions.Update)
+            .Accepts<UpdateChatCompletionRequest>("application/json").Produces<ChatCompletionResponse>().Produces<ErrorEnvelope>(404)
+            .WithSummary("Replace a stored chat completion's metadata");
+        v1.MapDelete("/chat/completions/{completion_id}", StoredChatCompletions.Delete)
+            .Produces<ChatCompletionDeletedDto>().Produces<ErrorEnvelope>(404).WithSummary("Delete a stored chat completion");
+        v1.MapGet("/chat/completions/{completion_id}/messages", StoredChatCompletions.Messages)
+            .Produces<ChatMessageListDto>().Produces<ErrorEnvelope>(404).WithSummary("The request messages of a stored chat completion");
         v1.MapPost("/completions", CompletionsEndpoint.Handle)
             .RequireRateLimiting(Hosting.ServiceRegistration.PerKeyPolicy)
             .Accepts<CompletionRequest>("application/json")

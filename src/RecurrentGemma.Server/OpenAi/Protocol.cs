@@ -100,6 +100,10 @@ public sealed class ChatCompletionRequest : GenerationRequestBase
     public bool? ContinueFinalMessage { get; set; }
     /// <summary>Extension (vLLM): false only together with continue_final_message.</summary>
     public bool? AddGenerationPrompt { get; set; }
+    /// <summary>Keep the completion (with its messages and metadata) for GET /v1/chat/completions.</summary>
+    public bool? Store { get; set; }
+    /// <summary>Up to 16 pairs kept with a stored completion (and filtered on when listing).</summary>
+    public Dictionary<string, string>? Metadata { get; set; }
 }
 
 public sealed class ChatMessageDto
@@ -158,7 +162,8 @@ public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalT
 public sealed record PromptTokensDetailsDto(int CachedTokens);
 
 public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint,
-    List<ChatChoiceDto> Choices, UsageDto Usage, IReadOnlyList<int>? PromptTokenIds = null, string ServiceTier = "default");
+    List<ChatChoiceDto> Choices, UsageDto Usage, IReadOnlyList<int>? PromptTokenIds = null, string ServiceTier = "default",
+    Dictionary<string, string>? Metadata = null);
 
 public sealed record ChatChoiceDto(int Index, AssistantMessageDto Message,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobsDto? Logprobs, string FinishReason, IReadOnlyList<int>? TokenIds = null);

@@ -23,27 +23,34 @@ public static class ItemPages
 
     /// <param name="items">Oldest first.</param>
     /// <param name="limit">As sent in the query.</param>
-    /// <param name="order">asc or desc (the default).</param>
+    /// <param name="order">asc or desc (the default here).</param>
     /// <param name="after">The id of the item the page starts after.</param>
     /// <param name="before">The id of the item the page ends before.</param>
     /// <param name="owner">What the items belong to, for the error message ("response", "conversation").</param>
     public static ResponseItemListDto Page(IReadOnlyList<ResponseItemDto> items, string? limit, string? order, string? after, string? before, string owner)
     {
+        var (page, more) = PageOf(items, i => i.Id, limit, order ?? "desc", after, before, owner);
+        return new ResponseItemListDto("list", page, page.FirstOrDefault()?.Id, page.LastOrDefault()?.Id, more);
+    }
+
+    /// <summary>One page of any list whose entries have ids: <paramref name="order"/> is asc (the
+    /// list's own order) or desc; returns the page and whether more follow.</summary>
+    public static (List<T> Page, bool HasMore) PageOf<T>(IReadOnlyList<T> items, Func<T, string> id, string? limit, string order, string? after, string? before, string owner)
+    {
         int take = Check(limit, order);
         var ordered = order == "asc" ? items.ToList() : Enumerable.Reverse(items).ToList();
         if (after is not null)
         {
-            int at = ordered.FindIndex(i => i.Id == after);
+            int at = ordered.FindIndex(i => id(i) == after);
             if (at < 0) throw ApiError.Invalid($"after '{after}' is not an item of this {owner}.", "after");
             ordered = ordered[(at + 1)..];
         }
         if (before is not null)
         {
-            int at = ordered.FindIndex(i => i.Id == before);
+            int at = ordered.FindIndex(i => id(i) == before);
             if (at < 0) throw ApiError.Invalid($"before '{before}' is not an item of this {owner}.", "before");
             ordered = ordered[..at];
         }
-        var page = ordered.Take(take).ToList();
-        return new ResponseItemListDto("list", page, page.FirstOrDefault()?.Id, page.LastOrDefault()?.Id, ordered.Count > take);
+        return (ordered.Take(take).ToList(), ordered.Count > take);
     }
 }

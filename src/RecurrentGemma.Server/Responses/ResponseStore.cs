@@ -56,6 +56,13 @@ public sealed class ResponseStore : IDisposable
     public void Put(string? owner, StoredConversation conversation) =>
         PutRecord(owner, conversation.Conversation.Id, JsonSerializer.SerializeToUtf8Bytes(conversation, ConversationsJson.Default.StoredConversation));
 
+    /// <summary>Stores any record under an id (ids of different kinds never collide: they carry their kind's prefix).</summary>
+    public void Put<T>(string? owner, string id, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) =>
+        PutRecord(owner, id, JsonSerializer.SerializeToUtf8Bytes(value, type));
+
+    /// <summary>A record stored with <see cref="Put{T}"/>, or null.</summary>
+    public T? Get<T>(string? owner, string id, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class => GetRecord(owner, id, type);
+
     void PutRecord(string? owner, string id, byte[] json)
     {
         var sealedJson = _seal.Seal(json);

@@ -189,3 +189,18 @@ const longBg = await client.responses.create({ model: "recurrentgemma-demo", inp
     schema: { type: "object", properties: { s: { type: "array", minItems: 3, items: { type: "string", minLength: 1000 } } }, required: ["s"], additionalProperties: false } } } });
 const cancelledBg = await client.responses.cancel(longBg.id);
 ok(cancelledBg.status === "cancelled" && (await client.responses.retrieve(longBg.id)).status === "cancelled", "responses.cancel stops a background response");
+
+// Stored chat completions: store: true, then retrieve, list by metadata, messages, update, delete.
+const runTag = `run-${Date.now()}`;
+const storedChat = await client.chat.completions.create({ model: "recurrentgemma-demo", messages: [{ role: "user", content: "Hello!" }], max_tokens: 4, seed: 4,
+  store: true, metadata: { run: runTag } });
+const retrievedChat = await client.chat.completions.retrieve(storedChat.id);
+const listedChats = [];
+for await (const c of client.chat.completions.list({ metadata: { run: runTag } })) listedChats.push(c);
+const chatMessages = [];
+for await (const m of client.chat.completions.messages.list(storedChat.id)) chatMessages.push(m);
+ok(retrievedChat.choices[0].message.content === storedChat.choices[0].message.content && listedChats.length === 1 && listedChats[0].id === storedChat.id
+  && chatMessages.length === 1 && chatMessages[0].content === "Hello!", "chat.completions.retrieve, list and messages.list of a stored completion");
+const updatedChat = await client.chat.completions.update(storedChat.id, { metadata: { run: "done" } });
+const deletedChat = await client.chat.completions.delete(storedChat.id);
+ok(updatedChat.metadata.run === "done" && deletedChat.deleted === true, "chat.completions.update and delete");
