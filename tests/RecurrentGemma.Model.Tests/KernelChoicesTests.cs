@@ -25,6 +25,25 @@ public sealed class KernelChoicesTests : IDisposable
     }
 
     [Fact]
+    public void The_file_is_still_this_process_s_while_an_engine_runs_a_step_on_fewer_threads()
+    {
+        // A running engine sets libtorch's process-wide thread count per decode step; a file read
+        // or written in such a moment must not look like another machine's (it was once refused
+        // after an engine stopped on one thread, and every decision was timed again).
+        KernelChoices.UseFile(File1);
+        KernelChoices.Decide("probe/x", () => new KernelChoices.Entry(1, [1, 2]));
+        int threads = TorchSharp.torch.get_num_threads();
+        try
+        {
+            TorchSharp.torch.set_num_threads(threads == 1 ? 2 : 1);
+            KernelChoices.Reset();
+            Assert.StartsWith("1 read from", KernelChoices.UseFile(File1));
+            Assert.True(KernelChoices.TryRecall("probe/x", out _));
+        }
+        finally { TorchSharp.torch.set_num_threads(threads); }
+    }
+
+    [Fact]
     public void A_decision_is_written_and_the_next_process_reads_it_instead_of_timing()
     {
         Assert.Contains("none yet", KernelChoices.UseFile(File1));

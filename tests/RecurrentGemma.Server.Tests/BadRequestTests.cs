@@ -165,7 +165,7 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         var notFound = await client.GetAsync("/v1/engines");
         Assert.Equal(HttpStatusCode.NotFound, notFound.StatusCode);
         Assert.Equal("not_found", (await ReadJson(notFound)).GetProperty("error").GetProperty("code").GetString());
-        var wrongMethod = await client.GetAsync("/v1/chat/completions");
+        var wrongMethod = await client.GetAsync("/v1/completions");
         Assert.Equal(HttpStatusCode.MethodNotAllowed, wrongMethod.StatusCode);
         Assert.Equal("invalid_request_error", (await ReadJson(wrongMethod)).GetProperty("error").GetProperty("type").GetString());
     }

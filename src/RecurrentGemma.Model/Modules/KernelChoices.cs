@@ -39,12 +39,18 @@ public static class KernelChoices
     /// <summary>Decisions this process took from the file rather than timing them.</summary>
     public static int Recalled => _recalled;
 
+    /// <summary>libtorch's thread count when this process first looked: what it was configured with
+    /// (OMP_NUM_THREADS, the cores), not what a running engine set for its current step — the
+    /// engine moves the process-wide count between one thread and all per decode step, and a file
+    /// written or read in such a moment would otherwise carry, or be refused for, the wrong count.</summary>
+    static readonly int ConfiguredThreads = TorchSharp.torch.get_num_threads();
+
     /// <summary>What identifies the machine and build the timings hold for: the CPU's name, core
-    /// count and vector extensions, libtorch's thread count, and this assembly's build.</summary>
+    /// count and vector extensions, libtorch's configured thread count, and this assembly's build.</summary>
     public static string Fingerprint() => string.Join("|",
         CpuFeatures.ModelName, Environment.ProcessorCount,
         $"avx512f={Avx512F.IsSupported},avx512bw={Avx512BW.IsSupported},avx2={Avx2.IsSupported},fma={Fma.IsSupported},bf16={CpuFeatures.HasNativeBf16}",
-        $"threads={TorchSharp.torch.get_num_threads()}",
+        $"threads={ConfiguredThreads}",
         typeof(KernelChoices).Assembly.ManifestModule.ModuleVersionId);
 
     /// <summary>
