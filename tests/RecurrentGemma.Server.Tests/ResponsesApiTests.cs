@@ -185,6 +185,8 @@ public class ResponsesApiTests(DemoServer server) : IClassFixture<DemoServer>
     [InlineData("""{"input":"hi","tools":[{"type":"web_search"}]}""", "tools[0].type")]
     [InlineData("""{"input":"hi","truncation":"auto"}""", "truncation")]
     [InlineData("""{"input":"hi","background":true,"store":false}""", "background")]
+    [InlineData("""{"input":"hi","prompt":{"id":"pmpt_1","version":"2"}}""", "prompt")]
+    [InlineData("""{"input":"hi","context_management":[{"type":"compaction"}]}""", "context_management")]
     [InlineData("""{"input":"hi","max_output_tokens":0}""", "max_output_tokens")]
     [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","name":"bad name!","schema":{}}}}""", "text.format.name")]
     [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","name":"s","schema":{"type":"object","properties":{"a":{"type":"strnig"}}}}}}""", "text.format.schema.properties.a.type")]

@@ -35,6 +35,10 @@ public static class ResponseRequestValidation
         string? conversation = Conversation(r.Conversation);
         if (conversation is not null && r.PreviousResponseId is not null)
             throw ApiError.Invalid("previous_response_id and conversation cannot both be set: continue either a stored response or a conversation.", "conversation");
+        if (r.Prompt is { ValueKind: not JsonValueKind.Null })
+            throw ApiError.Invalid("prompt (a prompt template stored on OpenAI's platform) is not supported: send instructions and input instead.", "prompt");
+        if (r.ContextManagement is { ValueKind: not JsonValueKind.Null })
+            throw ApiError.Invalid("context_management is not supported: compacting a conversation would invalidate its stored state, so a conversation that outgrows the context is refused instead.", "context_management");
         if (r.Truncation is not null and not "disabled")
             throw ApiError.Invalid($"truncation '{r.Truncation}' is not supported: only 'disabled'. Dropping the start of a conversation would invalidate its stored state, so a conversation that outgrows the context is refused instead.", "truncation");
         if (r.PreviousResponseId is { } prev && (prev.Length is 0 or > 256))

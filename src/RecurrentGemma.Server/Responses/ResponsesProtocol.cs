@@ -53,6 +53,10 @@ public sealed class CreateResponseRequest
     public int? TopLogprobs { get; set; }
     /// <summary>auto/default, flex (waits behind default requests) or priority (ahead of them).</summary>
     public string? ServiceTier { get; set; }
+    /// <summary>Refused: a prompt template stored on OpenAI's platform, which this server cannot read.</summary>
+    public JsonElement? Prompt { get; set; }
+    /// <summary>Refused: compacting the conversation would invalidate its stored state (as truncation "auto" would).</summary>
+    public JsonElement? ContextManagement { get; set; }
 }
 
 public sealed class ResponseTextDto
