@@ -67,9 +67,14 @@ public class PriorityEndpointTests
         Assert.Equal("priority", await Tier("/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"service_tier":"priority","stream":true}"""));
         Assert.Equal("default", await Tier("/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"service_tier":"auto"}"""));
         Assert.Equal("flex", await Tier("/v1/responses", """{"input":"hi","max_output_tokens":2,"service_tier":"flex"}"""));
-        foreach (var path in new[] { "/v1/chat/completions", "/v1/responses", "/v1/completions" })
+        foreach (var (path, body) in new[]
         {
-            var r = await client.PostAsync(path, JsonBody("""{"messages":[{"role":"user","content":"hi"}],"input":"hi","prompt":"hi","service_tier":"gold"}"""));
+            ("/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"service_tier":"gold"}"""),
+            ("/v1/responses", """{"input":"hi","service_tier":"gold"}"""),
+            ("/v1/completions", """{"prompt":"hi","service_tier":"gold"}"""),
+        })
+        {
+            var r = await client.PostAsync(path, JsonBody(body));
             Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
             Assert.Equal("service_tier", (await ReadJson(r)).GetProperty("error").GetProperty("param").GetString());
         }

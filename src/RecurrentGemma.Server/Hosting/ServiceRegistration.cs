@@ -111,6 +111,8 @@ public static class ServiceRegistration
         app.MapHealthChecks("/ping", readiness);
         app.MapGet("/version", () => TypedResults.Json(new VersionDto(Version), OpenAiJson.Default.VersionDto)).ExcludeFromDescription();
         app.MapOpenAiApi();
+        // Made now, not at the first background response: its gauge is on /metrics from the start.
+        app.Services.GetRequiredService<Responses.BackgroundResponses>();
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<InFlightRequests>().BeginDrain());
