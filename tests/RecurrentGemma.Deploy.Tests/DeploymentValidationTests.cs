@@ -33,7 +33,7 @@ public class DeploymentValidationTests
         // promtool comes with Debian's prometheus package (.ci/run installs it when missing).
         var (code, output) = Run("promtool", "check rules deploy/prometheus/alerts.yml", TimeSpan.FromMinutes(1));
         Assert.True(code == 0, output);
-        Assert.Contains("SUCCESS: 7 rules found", output);
+        Assert.Contains("SUCCESS: 8 rules found", output);
         (code, output) = Run("promtool", "test rules deploy/prometheus/alerts.test.yml", TimeSpan.FromMinutes(1));
         Assert.True(code == 0, output);
         Assert.Contains("SUCCESS", output);

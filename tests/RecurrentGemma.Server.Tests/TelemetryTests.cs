@@ -45,6 +45,9 @@ public class TelemetryTests
         var client = await server.ReadyClientAsync();
         var r = await client.PostAsync("/v1/chat/completions", JsonBody("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"logit_bias":{"1":-100,"107":-100}}"""));
         r.EnsureSuccessStatusCode();
+        // A background response that ended: its counter has a series from then on (the alerts read it).
+        var background = await ReadJson(await client.PostAsync("/v1/responses", JsonBody("""{"input":"Hi","background":true,"max_output_tokens":2}""")));
+        await BackgroundResponsesTests.UntilDone(client, background.GetProperty("id").GetString()!);
         var metrics = await client.GetStringAsync("/metrics");
         foreach (var name in DocumentedMetrics) Assert.Contains(name, metrics);
         Assert.Matches("rgemma_requests_total\\{[^}]*route=\"/v1/chat/completions\"[^}]*status=\"200\"[^}]*\\} [1-9]", metrics);   // other hosts in this test process may add to it
