@@ -37,7 +37,9 @@ public sealed class BackgroundResponses
 
     static readonly TimeSpan Hold = TimeSpan.FromSeconds(30);
     static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(500);
-    const int KeptLogs = 256;
+    // An ended response's log is every event it made (a 4000-token answer: ~1 MB of events), so
+    // only the last few dozen stay for resuming.
+    const int KeptLogs = 64;
     static readonly TimeSpan KeptFor = TimeSpan.FromMinutes(10);
 
     sealed record Entry(string? Owner, ResponseEventLog Log, CancellationTokenSource Cancel, TaskCompletionSource Done)

@@ -30,7 +30,7 @@ public static class StoredResponsesEndpoints
         if (!streamed) return TypedResults.Json(stored.Response, ResponsesJson.Default.ResponseObject);
         if (!stored.Response.Background) throw ApiError.Invalid("stream=true reads the events of a background response; this one was not.", "stream");
         var log = background.Events(api.Owner, id)
-            ?? throw ApiError.Invalid("This response's events are not held here: a background response's events are kept by the server that ran it, while it runs and for 10 minutes after.", "stream");
+            ?? throw ApiError.Invalid("This response's events are not held here: a background response's events are kept by the server that ran it, while it runs and for 10 minutes after (the last 64 that ended).", "stream");
         await StreamEvents(context, api, log, after);
         return Results.Empty;
     }
