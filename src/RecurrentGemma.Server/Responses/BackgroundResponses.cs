@@ -11,7 +11,7 @@ namespace RecurrentGemma.Server.Responses;
 /// to a <see cref="ResponseEventLog"/> that streamed readers follow (and, for a while after the
 /// end, resume from). Cancelling writes "cancelled" into the record under the response's lock;
 /// the replica running it stops at once when it is this one, or at its next look at the record
-/// (every half second) when it is another. A server that shuts down ends its background
+/// (five times a second) when it is another. A server that shuts down ends its background
 /// responses as failed once the shutdown grace period is over.
 /// </summary>
 public sealed class BackgroundResponses
@@ -36,7 +36,7 @@ public sealed class BackgroundResponses
     }
 
     static readonly TimeSpan Hold = TimeSpan.FromSeconds(30);
-    static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(500);
+    static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(200);
     // An ended response's log is every event it made (a 4000-token answer: ~1 MB of events), so
     // only the last few dozen stay for resuming.
     const int KeptLogs = 64;
