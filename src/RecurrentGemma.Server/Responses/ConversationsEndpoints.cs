@@ -123,12 +123,12 @@ public static class ConversationsEndpoints
 
     /// <summary>The conversation's lock, waited for a moment; a 409 when another change holds it
     /// (a response still running in the conversation holds it until its answer is added).</summary>
-    public static async Task<IDisposable> LockAsync(ResponseStore store, string? owner, string id, TimeSpan hold, CancellationToken ct)
+    public static async Task<IDisposable> LockAsync(ResponseStore store, string? owner, string id, TimeSpan hold, CancellationToken ct, TimeSpan? renewEvery = null)
     {
         var until = DateTimeOffset.UtcNow + LockWait;
         while (true)
         {
-            if (Guard(() => store.TryLock(owner, id, hold)) is { } held) return held;
+            if (Guard(() => store.TryLock(owner, id, hold, renewEvery)) is { } held) return held;
             if (DateTimeOffset.UtcNow > until)
                 throw new ApiError(409, $"Another request is currently changing conversation '{id}' (a response running in it holds it until its answer is added). Retry when it is done.",
                     "invalid_request_error", "conversation", "conversation_locked");

@@ -12,6 +12,8 @@ public interface IResponseBackend : IDisposable
     bool TryLock(string key, string token, TimeSpan hold);
     /// <summary>Lets go of the lock if <paramref name="token"/> still holds it.</summary>
     void Unlock(string key, string token);
+    /// <summary>Holds the lock <paramref name="hold"/> longer from now, if <paramref name="token"/> still holds it.</summary>
+    bool ExtendLock(string key, string token, TimeSpan hold);
 }
 
 /// <summary>Locks for the backends that live in one process (memory, a private directory).</summary>
@@ -34,6 +36,16 @@ sealed class ProcessLocks
         lock (_held)
         {
             if (_held.TryGetValue(key, out var h) && h.Token == token) _held.Remove(key);
+        }
+    }
+
+    public bool ExtendLock(string key, string token, TimeSpan hold)
+    {
+        lock (_held)
+        {
+            if (!_held.TryGetValue(key, out var h) || h.Token != token || h.Until <= DateTimeOffset.UtcNow) return false;
+            _held[key] = (token, DateTimeOffset.UtcNow + hold);
+            return true;
         }
     }
 }
@@ -90,6 +102,7 @@ sealed class MemoryResponseBackend(int capacity) : IResponseBackend
 
     public bool TryLock(string key, string token, TimeSpan hold) => _locks.TryLock(key, token, hold);
     public void Unlock(string key, string token) => _locks.Unlock(key, token);
+    public bool ExtendLock(string key, string token, TimeSpan hold) => _locks.ExtendLock(key, token, hold);
     public void Dispose() { }
 }
 
@@ -153,6 +166,7 @@ sealed class FileResponseBackend : IResponseBackend
 
     public bool TryLock(string key, string token, TimeSpan hold) => _locks.TryLock(key, token, hold);
     public void Unlock(string key, string token) => _locks.Unlock(key, token);
+    public bool ExtendLock(string key, string token, TimeSpan hold) => _locks.ExtendLock(key, token, hold);
     public void Dispose() { }
 }
 
@@ -182,5 +196,6 @@ sealed class RedisResponseBackend : IResponseBackend
     // Redis's own lock: a key set only if absent, with an expiry, removed only by its token.
     public bool TryLock(string key, string token, TimeSpan hold) => _redis.GetDatabase().LockTake("rg:lock:" + key, token, hold);
     public void Unlock(string key, string token) => _redis.GetDatabase().LockRelease("rg:lock:" + key, token);
+    public bool ExtendLock(string key, string token, TimeSpan hold) => _redis.GetDatabase().LockExtend("rg:lock:" + key, token, hold);
     public void Dispose() => _redis.Dispose();
 }

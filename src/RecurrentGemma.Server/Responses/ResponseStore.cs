@@ -114,24 +114,46 @@ public sealed class ResponseStore : IDisposable
 
     /// <summary>Holds the record <paramref name="id"/> for one writer at a time (every replica, with
     /// Redis); null when another holds it. Dispose to let go. A holder that dies lets go after
-    /// <paramref name="hold"/>.</summary>
-    public IDisposable? TryLock(string? owner, string id, TimeSpan hold)
+    /// <paramref name="hold"/>; with <paramref name="renewEvery"/> a live holder keeps renewing
+    /// it, so a long hold (a response generating) can use a short <paramref name="hold"/> and a
+    /// replica that dies blocks the record only that long.</summary>
+    public IDisposable? TryLock(string? owner, string id, TimeSpan hold, TimeSpan? renewEvery = null)
     {
         string key = Key(owner, id), token = Guid.NewGuid().ToString("N");
         if (!Guard(() => _backend.TryLock(key, token, hold))) return null;
-        return new Held(this, key, token);
+        return new Held(this, key, token, hold, renewEvery);
     }
 
-    sealed class Held(ResponseStore store, string key, string token) : IDisposable
+    sealed class Held : IDisposable
     {
+        readonly ResponseStore _store;
+        readonly string _key, _token;
+        readonly Timer? _renew;
         int _released;
+
+        public Held(ResponseStore store, string key, string token, TimeSpan hold, TimeSpan? renewEvery)
+        {
+            (_store, _key, _token) = (store, key, token);
+            if (renewEvery is { } every) _renew = new Timer(_ => Renew(hold), null, every, every);
+        }
+
+        void Renew(TimeSpan hold)
+        {
+            try { _store._backend.ExtendLock(_key, _token, hold); }
+            catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
+            {
+                _store._log.LogWarning("A record's lock could not be renewed ({Error}); it is tried again shortly", e.GetType().Name);
+            }
+        }
+
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _released, 1) == 1) return;
-            try { store._backend.Unlock(key, token); }
+            _renew?.Dispose();
+            try { _store._backend.Unlock(_key, _token); }
             catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
             {
-                store._log.LogWarning("A record's lock could not be let go ({Error}); it lapses by itself", e.GetType().Name);
+                _store._log.LogWarning("A record's lock could not be let go ({Error}); it lapses by itself", e.GetType().Name);
             }
         }
     }

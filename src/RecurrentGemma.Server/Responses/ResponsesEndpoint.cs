@@ -196,13 +196,14 @@ public static class ResponsesEndpoint
         }
     }
 
-    /// <summary>A response runs for minutes at most; a holder that died lets go after this long.</summary>
-    static readonly TimeSpan RunHold = TimeSpan.FromMinutes(15);
+    /// <summary>A running response renews its hold on the conversation every RenewEvery, so one
+    /// whose replica died lets go after RunHold at most, however long responses run.</summary>
+    static readonly TimeSpan RunHold = TimeSpan.FromMinutes(1), RenewEvery = TimeSpan.FromSeconds(20);
 
     static async Task<IDisposable> LockConversationAsync(ResponseStore store, string? owner, string id, CancellationToken ct)
     {
         ConversationsEndpoints.Read(store, owner, id, "conversation");   // an unknown id is a 404, not a wait
-        return await ConversationsEndpoints.LockAsync(store, owner, id, RunHold, ct);
+        return await ConversationsEndpoints.LockAsync(store, owner, id, RunHold, ct, RenewEvery);
     }
 
     internal static StoredResponse? Read(ResponseStore store, string? owner, string id)
