@@ -136,7 +136,10 @@ public sealed class BackgroundResponses
         while (!stop.IsCancellationRequested)
         {
             await Task.Delay(Poll, stop);
-            if (IsCancelled(job)) { cancel.Cancel(); return; }
+            string? status;
+            try { status = await job.Store.StatusAsync(job.Owner, job.Id); }
+            catch (ResponseStoreUnavailableException) { continue; }   // looked at again shortly
+            if (status == "cancelled") { cancel.Cancel(); return; }
         }
     }
 

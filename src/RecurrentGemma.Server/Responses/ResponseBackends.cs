@@ -7,13 +7,17 @@ public interface IResponseBackend : IDisposable
 {
     void Put(string key, byte[] value, TimeSpan? timeToLive);
     byte[]? Get(string key);
+    /// <summary><see cref="Get"/> without holding a thread while Redis answers (for loops on timers).</summary>
+    Task<byte[]?> GetAsync(string key);
     bool Delete(string key);
     /// <summary>Takes the lock on a key for <paramref name="hold"/> at most; false when another token holds it.</summary>
     bool TryLock(string key, string token, TimeSpan hold);
     /// <summary>Lets go of the lock if <paramref name="token"/> still holds it.</summary>
     void Unlock(string key, string token);
-    /// <summary>Holds the lock <paramref name="hold"/> longer from now, if <paramref name="token"/> still holds it.</summary>
-    bool ExtendLock(string key, string token, TimeSpan hold);
+    /// <summary>Holds the lock <paramref name="hold"/> longer from now, if <paramref name="token"/> still
+    /// holds it. Asynchronous: it runs on a timer, where a blocking call to Redis would hold a
+    /// thread-pool thread that the reply itself needs.</summary>
+    Task<bool> ExtendLockAsync(string key, string token, TimeSpan hold);
 }
 
 /// <summary>Locks for the backends that live in one process (memory, a private directory).</summary>
@@ -100,9 +104,10 @@ sealed class MemoryResponseBackend(int capacity) : IResponseBackend
         }
     }
 
+    public Task<byte[]?> GetAsync(string key) => Task.FromResult(Get(key));
     public bool TryLock(string key, string token, TimeSpan hold) => _locks.TryLock(key, token, hold);
     public void Unlock(string key, string token) => _locks.Unlock(key, token);
-    public bool ExtendLock(string key, string token, TimeSpan hold) => _locks.ExtendLock(key, token, hold);
+    public Task<bool> ExtendLockAsync(string key, string token, TimeSpan hold) => Task.FromResult(_locks.ExtendLock(key, token, hold));
     public void Dispose() { }
 }
 
@@ -164,19 +169,28 @@ sealed class FileResponseBackend : IResponseBackend
         }
     }
 
+    public Task<byte[]?> GetAsync(string key) => Task.FromResult(Get(key));
     public bool TryLock(string key, string token, TimeSpan hold) => _locks.TryLock(key, token, hold);
     public void Unlock(string key, string token) => _locks.Unlock(key, token);
-    public bool ExtendLock(string key, string token, TimeSpan hold) => _locks.ExtendLock(key, token, hold);
+    public Task<bool> ExtendLockAsync(string key, string token, TimeSpan hold) => Task.FromResult(_locks.ExtendLock(key, token, hold));
     public void Dispose() { }
 }
 
 /// <summary>Records as Redis strings (rg:resp:{key}) with Redis's own expiry, shared by every replica.</summary>
 sealed class RedisResponseBackend : IResponseBackend
 {
+    internal const int MinWorkerThreads = 64;
     readonly StackExchange.Redis.ConnectionMultiplexer _redis;
 
     public RedisResponseBackend(string configuration)
     {
+        // The store's calls are synchronous, from request threads; each waits for a reply that a
+        // thread-pool thread reads. With the pool's default minimum (the core count) a burst of
+        // them blocks every thread, new ones come only every half second, and calls time out
+        // (StackExchange.Redis's "Busy > Min" timeouts; seen in this project's parallel tests).
+        // A floor of 64 worker threads keeps replies flowing.
+        ThreadPool.GetMinThreads(out int workers, out int io);
+        if (workers < MinWorkerThreads) ThreadPool.SetMinThreads(MinWorkerThreads, Math.Max(io, MinWorkerThreads));
         var options = StackExchange.Redis.ConfigurationOptions.Parse(configuration);
         options.AbortOnConnectFail = false;
         options.ConnectTimeout = 2000;
@@ -192,10 +206,11 @@ sealed class RedisResponseBackend : IResponseBackend
     }
 
     public byte[]? Get(string key) => (byte[]?)_redis.GetDatabase().StringGet("rg:resp:" + key);
+    public async Task<byte[]?> GetAsync(string key) => (byte[]?)await _redis.GetDatabase().StringGetAsync("rg:resp:" + key);
     public bool Delete(string key) => _redis.GetDatabase().KeyDelete("rg:resp:" + key);
     // Redis's own lock: a key set only if absent, with an expiry, removed only by its token.
     public bool TryLock(string key, string token, TimeSpan hold) => _redis.GetDatabase().LockTake("rg:lock:" + key, token, hold);
     public void Unlock(string key, string token) => _redis.GetDatabase().LockRelease("rg:lock:" + key, token);
-    public bool ExtendLock(string key, string token, TimeSpan hold) => _redis.GetDatabase().LockExtend("rg:lock:" + key, token, hold);
+    public Task<bool> ExtendLockAsync(string key, string token, TimeSpan hold) => _redis.GetDatabase().LockExtendAsync("rg:lock:" + key, token, hold);
     public void Dispose() => _redis.Dispose();
 }

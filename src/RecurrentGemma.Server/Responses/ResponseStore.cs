@@ -88,6 +88,21 @@ public sealed class ResponseStore : IDisposable
     /// <summary>The stored response, or null when there is none for this owner (or it cannot be read).</summary>
     public StoredResponse? Get(string? owner, string id) => GetRecord(owner, id, ResponsesJson.Default.StoredResponse);
 
+    /// <summary>The stored response's status, read without holding a thread while the store answers
+    /// (a background job looks five times a second whether it was cancelled); null when there is none.</summary>
+    public async Task<string?> StatusAsync(string? owner, string id)
+    {
+        byte[]? stored;
+        try { stored = await _backend.GetAsync(Key(owner, id)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException or StackExchange.Redis.RedisException)
+        {
+            throw new ResponseStoreUnavailableException(e);
+        }
+        if (stored is null || Expired(stored)) return null;
+        try { return JsonSerializer.Deserialize(_seal.Open(stored[ExpiryBytes..]), ResponsesJson.Default.StoredResponse)?.Response.Status; }
+        catch (Exception e) when (e is InvalidDataException or JsonException) { return null; }
+    }
+
     /// <summary>The stored conversation, or null when there is none for this owner.</summary>
     public StoredConversation? GetConversation(string? owner, string id) => GetRecord(owner, id, ConversationsJson.Default.StoredConversation);
 
@@ -128,28 +143,39 @@ public sealed class ResponseStore : IDisposable
     {
         readonly ResponseStore _store;
         readonly string _key, _token;
-        readonly Timer? _renew;
+        readonly CancellationTokenSource? _stopRenewing;
         int _released;
 
         public Held(ResponseStore store, string key, string token, TimeSpan hold, TimeSpan? renewEvery)
         {
             (_store, _key, _token) = (store, key, token);
-            if (renewEvery is { } every) _renew = new Timer(_ => Renew(hold), null, every, every);
+            if (renewEvery is not { } every) return;
+            _stopRenewing = new CancellationTokenSource();
+            _ = RenewAsync(hold, every, _stopRenewing.Token);
         }
 
-        void Renew(TimeSpan hold)
+        async Task RenewAsync(TimeSpan hold, TimeSpan every, CancellationToken stop)
         {
-            try { _store._backend.ExtendLock(_key, _token, hold); }
-            catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
+            using var timer = new PeriodicTimer(every);
+            try
             {
-                _store._log.LogWarning("A record's lock could not be renewed ({Error}); it is tried again shortly", e.GetType().Name);
+                while (await timer.WaitForNextTickAsync(stop))
+                {
+                    try { await _store._backend.ExtendLockAsync(_key, _token, hold); }
+                    catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
+                    {
+                        _store._log.LogWarning("A record's lock could not be renewed ({Error}); it is tried again shortly", e.GetType().Name);
+                    }
+                }
             }
+            catch (OperationCanceledException) { }   // let go
         }
 
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _released, 1) == 1) return;
-            _renew?.Dispose();
+            _stopRenewing?.Cancel();
+            _stopRenewing?.Dispose();
             try { _store._backend.Unlock(_key, _token); }
             catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
             {
