@@ -159,6 +159,33 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
     }
 
     [Fact]
+    public async Task A_background_response_whose_server_died_reads_as_failed_after_a_minute_without_a_sign_of_life()
+    {
+        var client = await server.ReadyClientAsync();
+        var store = server.Services.GetRequiredService<Responses.ResponseStore>();
+        // Records as a server that was killed mid-answer left them: running, last alive 2 minutes
+        // ago, and one alive 10 seconds ago (another replica, still working on it).
+        Responses.StoredResponse Left(string id, int secondsAgo) => new()
+        {
+            Response = new Responses.ResponseObject
+            {
+                Id = id, CreatedAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds() - 300, Status = "in_progress", Model = "recurrentgemma-demo", Background = true,
+            },
+            Context = [], AliveAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds() - secondsAgo,
+        };
+        string dead = "resp_dead" + Guid.NewGuid().ToString("N"), alive = "resp_alive" + Guid.NewGuid().ToString("N");
+        store.Put(null, Left(dead, 120));
+        store.Put(null, Left(alive, 10));
+
+        var failed = await Get(client, dead);
+        Assert.Equal("failed", Status(failed));
+        Assert.Contains("stopped before it finished", failed.GetProperty("error").GetProperty("message").GetString());
+        Assert.Equal("failed", store.Get(null, dead)!.Response.Status);   // written back: every replica reads it so
+        await Post(client, $"/v1/responses/{dead}/cancel", "{}", HttpStatusCode.BadRequest);
+        Assert.Equal("in_progress", Status(await Get(client, alive)));
+    }
+
+    [Fact]
     public async Task Bad_requests_name_their_field()
     {
         var client = await server.ReadyClientAsync();

@@ -37,6 +37,9 @@ public sealed class BackgroundResponses
 
     static readonly TimeSpan Hold = TimeSpan.FromSeconds(30);
     static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(200);
+    /// <summary>A running job renews its record's sign of life this often; a queued or running record
+    /// not renewed for <see cref="Dead"/> belongs to a server that stopped, and reads as failed.</summary>
+    static readonly TimeSpan Heartbeat = TimeSpan.FromSeconds(10), Dead = TimeSpan.FromSeconds(60);
     // An ended response's log is every event it made (a 4000-token answer: ~1 MB of events), so
     // only the last few dozen stay for resuming.
     const int KeptLogs = 64;
@@ -130,12 +133,20 @@ public sealed class BackgroundResponses
 
     void LogFailure(ResponseJob job, Exception e) => log.LogError(e, "Background response {ResponseId} failed", job.Id);
 
-    /// <summary>Stops the job when the record says cancelled (a cancel sent to another replica).</summary>
+    /// <summary>Stops the job when the record says cancelled (a cancel sent to another replica),
+    /// and renews the record's sign of life every <see cref="Heartbeat"/>.</summary>
     async Task WatchForCancelAsync(ResponseJob job, CancellationTokenSource cancel, CancellationToken stop)
     {
+        var lastBeat = DateTimeOffset.UtcNow;
         while (!stop.IsCancellationRequested)
         {
             await Task.Delay(Poll, stop);
+            if (DateTimeOffset.UtcNow - lastBeat > Heartbeat)
+            {
+                lastBeat = DateTimeOffset.UtcNow;
+                try { job.Beat(); }
+                catch (ResponseStoreUnavailableException) { }   // the next beat tries again
+            }
             string? status;
             try { status = await job.Store.StatusAsync(job.Owner, job.Id); }
             catch (ResponseStoreUnavailableException) { continue; }   // looked at again shortly
@@ -147,6 +158,34 @@ public sealed class BackgroundResponses
     {
         try { return job.Store.Get(job.Owner, job.Id)?.Response.Status == "cancelled"; }
         catch (ResponseStoreUnavailableException) { return false; }   // looked at again shortly
+    }
+
+    /// <summary>
+    /// The record as it stands, or — for a background response still queued or running by its
+    /// record whose server has given no sign of life for a minute (it died or was killed without
+    /// its shutdown) — the same response failed, written back so every replica reads it so.
+    /// </summary>
+    public StoredResponse Settle(ResponseStore store, string? owner, StoredResponse stored)
+    {
+        var r = stored.Response;
+        if (!r.Background || r.Status is not ("queued" or "in_progress")) return stored;
+        if (_entries.TryGetValue(r.Id, out var here) && !here.Done.Task.IsCompleted) return stored;   // running here
+        if (stored.AliveAt is { } alive && DateTimeOffset.UtcNow - DateTimeOffset.FromUnixTimeSeconds(alive) < Dead) return stored;
+        using (LockOrWait(store, owner, r.Id))
+        {
+            var now = store.Get(owner, r.Id) ?? stored;
+            if (now.Response.Status is not ("queued" or "in_progress") || now.AliveAt != stored.AliveAt) return now;   // it moved meanwhile
+            var failed = now with
+            {
+                Response = now.Response with
+                {
+                    Status = "failed",
+                    Error = new ResponseErrorDto("server_error", "The server running this background response stopped before it finished; create it again."),
+                },
+            };
+            store.Put(owner, failed);
+            return failed;
+        }
     }
 
     /// <summary>The events of a background response this process runs or ran lately; null otherwise.</summary>

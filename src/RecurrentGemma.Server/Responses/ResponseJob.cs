@@ -91,6 +91,18 @@ public sealed class ResponseJob
         else WriteGuard(Write);
     }
 
+    /// <summary>A running background job's sign of life: its record written again as it stands,
+    /// while still queued or in progress (never the conversation, which only the end writes).</summary>
+    public void Beat()
+    {
+        void Renew()
+        {
+            if (Run.Response.Status is "queued" or "in_progress") Store.Put(Owner, Record);
+        }
+        if (WriteGuard is null) Renew();
+        else WriteGuard(Renew);
+    }
+
     void Write()
     {
         var v = Request;
@@ -107,5 +119,6 @@ public sealed class ResponseJob
     public StoredResponse Record => new()
     {
         Response = Run.Response, Context = [.. History, .. Request.Input], OwnInputCount = Request.Input.Count, SampledIds = Sampled,
+        AliveAt = Run.Response.Background ? DateTimeOffset.UtcNow.ToUnixTimeSeconds() : null,
     };
 }

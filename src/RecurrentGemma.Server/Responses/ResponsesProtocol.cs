@@ -200,6 +200,9 @@ public sealed record StoredResponse
     /// <summary>Exactly the ids sampled for each output run, keyed by the first output item's id
     /// of that answer (the ancestors' too), so a continuation re-renders the same ids.</summary>
     public Dictionary<string, int[]> SampledIds { get; init; } = [];
+    /// <summary>A background response's last sign of life from the server running it (Unix
+    /// seconds; renewed while it runs), so that one whose server died is reported failed.</summary>
+    public long? AliveAt { get; init; }
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,

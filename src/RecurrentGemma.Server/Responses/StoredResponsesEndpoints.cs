@@ -26,7 +26,7 @@ public static class StoredResponsesEndpoints
         if (startingAfter is not null && !(int.TryParse(startingAfter, NumberStyles.None, CultureInfo.InvariantCulture, out after)))
             throw ApiError.Invalid($"starting_after must be a sequence number (0 or more), got '{Clip(startingAfter)}'.", "starting_after");
         if (startingAfter is not null && !streamed) throw ApiError.Invalid("starting_after needs stream=true.", "starting_after");
-        var stored = ResponsesEndpoint.Read(store, api.Owner, id) ?? throw NotFound(id);
+        var stored = background.Settle(store, api.Owner, ResponsesEndpoint.Read(store, api.Owner, id) ?? throw NotFound(id));
         if (!streamed) return TypedResults.Json(stored.Response, ResponsesJson.Default.ResponseObject);
         if (!stored.Response.Background) throw ApiError.Invalid("stream=true reads the events of a background response; this one was not.", "stream");
         var log = background.Events(api.Owner, id)
@@ -55,7 +55,7 @@ public static class StoredResponsesEndpoints
     /// keeps what it made so far, with status cancelled. Cancelling one again returns it as it is.</summary>
     public static async Task<IResult> Cancel(string id, ApiContext api, ResponseStore store, BackgroundResponses background)
     {
-        var stored = ResponsesEndpoint.Read(store, api.Owner, id) ?? throw NotFound(id);
+        var stored = background.Settle(store, api.Owner, ResponsesEndpoint.Read(store, api.Owner, id) ?? throw NotFound(id));
         if (!stored.Response.Background) throw ApiError.Invalid($"Response '{id}' was not created with background: true; only background responses can be cancelled.", null);
         if (stored.Response.Status is "completed" or "incomplete" or "failed")
             throw ApiError.Invalid($"Response '{id}' has already finished (status {stored.Response.Status}); only a queued or in-progress response can be cancelled.", null);
