@@ -212,6 +212,38 @@ public class ConversationsApiTests(DemoServer server) : IClassFixture<DemoServer
         Assert.Equal(Fed(expected), Cached(next));
     }
 
+    [Fact]
+    public async Task An_item_reference_stands_for_the_item_it_names_in_a_conversation_or_a_previous_response()
+    {
+        var client = await server.ReadyClientAsync();
+        var created = await Send(client, HttpMethod.Post, "/v1/conversations", new { items = new[] { new { role = "user", content = "Remember the word heron.", id = "msg_note" } } });
+        string cid = Id(created);
+        // Referring to the note equals sending its text again, in a conversation (with or without the type)...
+        var byText = await Create(client, new { input = new object[] { new { role = "user", content = "Remember the word heron." } }, conversation = cid, max_output_tokens = 4, temperature = 0, store = false });
+        string cid2 = Id(await Send(client, HttpMethod.Post, "/v1/conversations", new { items = new[] { new { role = "user", content = "Remember the word heron.", id = "msg_note" } } }));
+        var byReference = await Create(client, new { input = new object[] { new { id = "msg_note" } }, conversation = cid2, max_output_tokens = 4, temperature = 0, store = false });
+        Assert.Equal(In(byText), In(byReference));
+        Assert.Equal(Text(byText), Text(byReference));
+        // ...and the conversation holds a copy with an id of its own.
+        var items = await Send(client, HttpMethod.Get, $"/v1/conversations/{cid2}/items?order=asc");
+        Assert.Equal("Remember the word heron.", items.GetProperty("data")[1].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.NotEqual("msg_note", items.GetProperty("data")[1].GetProperty("id").GetString());
+
+        // In a continuation of a stored response: an item of its context (here its question, asked again).
+        var first = await Create(client, new { input = "Name a bird.", max_output_tokens = 3, temperature = 0 });
+        string questionId = (await Send(client, HttpMethod.Get, $"/v1/responses/{Id(first)}/input_items")).GetProperty("data")[0].GetProperty("id").GetString()!;
+        var again = await Create(client, new { input = new object[] { new { type = "item_reference", id = questionId } }, previous_response_id = Id(first), max_output_tokens = 2, temperature = 0 });
+        var asText = await Create(client, new { input = "Name a bird.", previous_response_id = Id(first), max_output_tokens = 2, temperature = 0 });
+        Assert.Equal(In(asText), In(again));
+        Assert.Equal(Text(asText), Text(again));
+
+        // Unknown, or nothing to find it in: a 400 naming the reference.
+        await AssertRefusedAsync(client, "/v1/responses", JsonSerializer.Serialize(new { input = new object[] { new { type = "item_reference", id = "msg_none" } }, conversation = cid }), "input[0].id");
+        await AssertRefusedAsync(client, "/v1/responses", """{"input": [{"type": "item_reference", "id": "msg_note"}]}""", "input[0].id");
+        await AssertRefusedAsync(client, "/v1/responses", """{"input": [{"type": "item_reference"}]}""", "input[0].id");
+        await AssertRefusedAsync(client, $"/v1/conversations/{cid}/items", """{"items": [{"type": "item_reference", "id": "msg_note"}]}""", "items[0].type");
+    }
+
     [Theory]
     [InlineData("/v1/conversations", """{"metadata": {"a": 1}}""", "metadata.a")]
     [InlineData("/v1/conversations", """{"metadata": {"k0": "", "k1": "", "k2": "", "k3": "", "k4": "", "k5": "", "k6": "", "k7": "", "k8": "", "k9": "", "k10": "", "k11": "", "k12": "", "k13": "", "k14": "", "k15": "", "k16": ""}}""", "metadata")]

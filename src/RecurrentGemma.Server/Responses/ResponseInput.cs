@@ -25,7 +25,7 @@ public static class ResponseInput
         if (v.GetArrayLength() == 0) throw ApiError.Invalid("input must not be empty.", "input");
         var items = new List<ResponseItemDto>();
         int i = 0;
-        foreach (var item in v.EnumerateArray()) items.Add(Item(item, $"input[{i++}]"));
+        foreach (var item in v.EnumerateArray()) items.Add(Item(item, $"input[{i++}]", allowReference: true));
         return items;
     }
 
@@ -50,13 +50,18 @@ public static class ResponseInput
         return items;
     }
 
-    static ResponseItemDto Item(JsonElement item, string at)
+    /// <param name="item">The item as sent.</param>
+    /// <param name="at">Its path, for errors.</param>
+    /// <param name="allowReference">An item_reference is kept as such (a response's input resolves
+    /// it against what it continues: <see cref="Resolve"/>); elsewhere it is refused.</param>
+    static ResponseItemDto Item(JsonElement item, string at, bool allowReference = false)
     {
         if (item.ValueKind != JsonValueKind.Object) throw ApiError.Invalid($"{at} must be an object.", at);
         string? type = Str(item, "type", at);
         string? id = Str(item, "id", at);
-        // An item with a role and no type is a message (the "easy input message" form).
-        switch (type ?? (item.TryGetProperty("role", out _) ? "message" : null))
+        // An item with a role and no type is a message (the "easy input message" form); one with
+        // only an id is a reference to an earlier item (its type may be left out).
+        switch (type ?? (item.TryGetProperty("role", out _) ? "message" : id is not null ? "item_reference" : null))
         {
             case "message":
             {
@@ -86,8 +91,10 @@ public static class ResponseInput
                 return new ResponseItemDto { Type = "function_call_output", Id = id ?? NewId("fco_"), Status = "completed", CallId = callId, Output = text };
             }
             case null: throw ApiError.Invalid($"{at}.type is required.", $"{at}.type");
+            case "item_reference" when allowReference:
+                return new ResponseItemDto { Type = "item_reference", Id = id ?? throw ApiError.Invalid($"{at}.id is required.", $"{at}.id") };
             case "item_reference":
-                throw ApiError.Invalid($"{at}.type 'item_reference' is not supported; continue a conversation with previous_response_id or conversation.", $"{at}.type");
+                throw ApiError.Invalid($"{at}.type 'item_reference' is not supported here: only a response's input may refer to earlier items.", $"{at}.type");
             default:
                 throw ApiError.Invalid($"{at}.type '{type}' is not supported: items may be message, function_call or function_call_output (this server runs no built-in tools and reads no images or files).", $"{at}.type");
         }
@@ -135,6 +142,26 @@ public static class ResponseInput
 
     static ResponseItemDto Message(string role, List<ResponseContentPartDto> content, string? id) =>
         new() { Type = "message", Id = id ?? NewId("msg_"), Status = "completed", Role = role, Content = content };
+
+    /// <summary>
+    /// The input with each item_reference replaced by a copy of the item it names, found among the
+    /// items the response continues (the conversation's, or the previous response's context and
+    /// output); the copy gets an id of its own, since the original stays where it is.
+    /// </summary>
+    public static List<ResponseItemDto> Resolve(List<ResponseItemDto> input, IReadOnlyList<ResponseItemDto> history)
+    {
+        if (!input.Any(i => i.Type == "item_reference")) return input;
+        var resolved = new List<ResponseItemDto>(input.Count);
+        for (int i = 0; i < input.Count; i++)
+        {
+            if (input[i].Type != "item_reference") { resolved.Add(input[i]); continue; }
+            var found = history.FirstOrDefault(h => h.Id == input[i].Id)
+                ?? throw ApiError.Invalid($"input[{i}].id '{input[i].Id}' is no item of the conversation or previous response this response continues.", $"input[{i}].id");
+            string prefix = found.Type switch { "function_call" => "fc_", "function_call_output" => "fco_", _ => "msg_" };
+            resolved.Add(found with { Id = NewId(prefix) });
+        }
+        return resolved;
+    }
 
     public static string NewId(string prefix) => prefix + Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24)).ToLowerInvariant();
 

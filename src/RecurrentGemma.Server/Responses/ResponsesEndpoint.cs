@@ -28,7 +28,8 @@ public static class ResponsesEndpoint
         bool handedOver = false;
         try
         {
-            var (parent, conversation, history, sampled, messages) = Transcript(store, api.Owner, v);
+            var (parent, conversation, history, sampled, messages, input) = Transcript(store, api.Owner, v);
+            v = v with { Input = input };   // item references replaced by the items they name
             string id = ResponseInput.NewId("resp_");
             var run = new ResponseRun(new ResponseObject
             {
@@ -140,27 +141,25 @@ public static class ResponsesEndpoint
     /// <summary>What a response reads: the parent or the conversation (404 when named and not
     /// found), the items before the new input, the ids sampled for the earlier answers, and the
     /// chat messages of it all — instructions first, then the history, then the new input.</summary>
-    internal static (StoredResponse? Parent, StoredConversation? Conversation, List<ResponseItemDto> History, Dictionary<string, int[]> Sampled, List<ChatMessage> Messages)
+    internal static (StoredResponse? Parent, StoredConversation? Conversation, List<ResponseItemDto> History, Dictionary<string, int[]> Sampled, List<ChatMessage> Messages,
+        List<ResponseItemDto> Input)
         Transcript(ResponseStore store, string? owner, ValidatedResponseRequest v)
     {
         StoredResponse? parent = null;
         if (v.PreviousResponseId is { } previous)
             parent = Read(store, owner, previous) ?? throw new ApiError(404, $"Previous response with id '{previous}' not found.",
                 "invalid_request_error", "previous_response_id", "previous_response_not_found");
-        StoredConversation? conversation = null;
-        if (v.ConversationId is { } cid)
-        {
-            conversation = ConversationsEndpoints.Read(store, owner, cid, "conversation");
-            ConversationsEndpoints.CheckNewIds(conversation.Items, v.Input, "input");
-        }
+        StoredConversation? conversation = v.ConversationId is { } cid ? ConversationsEndpoints.Read(store, owner, cid, "conversation") : null;
 
         // The conversation so far (the parent's context and answer; never its instructions), then the new input.
         var history = conversation is not null ? [.. conversation.Items] : parent is null ? new List<ResponseItemDto>() : [.. parent.Context, .. parent.Response.Output];
+        var input = ResponseInput.Resolve(v.Input, history);
+        if (conversation is not null) ConversationsEndpoints.CheckNewIds(conversation.Items, input, "input");
         var sampled = new Dictionary<string, int[]>(conversation?.SampledIds ?? parent?.SampledIds ?? []);
-        CheckCallIds(history, v.Input);
+        CheckCallIds(history, input);
         var messages = ResponseInput.ToMessages(v.Instructions, history, sampled);
-        messages.AddRange(ResponseInput.ToMessages(null, v.Input, new Dictionary<string, int[]>()));
-        return (parent, conversation, history, sampled, messages);
+        messages.AddRange(ResponseInput.ToMessages(null, input, new Dictionary<string, int[]>()));
+        return (parent, conversation, history, sampled, messages, input);
     }
 
     /// <summary>Starts the generation; the inference layer's field names become this API's.</summary>
