@@ -104,22 +104,11 @@ public static class StoredChatCompletions
 
     static void EditIndex(ResponseStore store, string? owner, Action<List<StoredChatIndexEntry>> change)
     {
-        using var held = WaitForLock(store, owner);
+        using var held = store.LockBriefly(owner, IndexId, TimeSpan.FromSeconds(30));
         var entries = store.Get(owner, IndexId, StoredChatJson.Default.StoredChatIndex)?.Entries ?? [];
         change(entries);
         if (entries.Count > MaxListed) entries.RemoveRange(0, entries.Count - MaxListed);
         store.Put(owner, IndexId, new StoredChatIndex { Entries = entries }, StoredChatJson.Default.StoredChatIndex);
-    }
-
-    static IDisposable? WaitForLock(ResponseStore store, string? owner)
-    {
-        var until = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(5);
-        while (true)
-        {
-            if (store.TryLock(owner, IndexId, TimeSpan.FromSeconds(30)) is { } held) return held;
-            if (DateTimeOffset.UtcNow > until) return null;   // a holder that died lets go after 30 s; write anyway
-            Thread.Sleep(5);
-        }
     }
 
     static StoredChatCompletion Read(ResponseStore store, string? owner, string id) =>

@@ -58,7 +58,7 @@ public sealed class BackgroundResponses
     /// record is written; once it is gone, nothing is (its first, queued record excepted).</summary>
     public Func<Action, bool> GuardFor(string? owner, string id, ResponseStore store, Func<string> status) => write =>
     {
-        using var held = LockOrWait(store, owner, id);
+        using var held = store.LockBriefly(owner, id, Hold);
         var now = store.Get(owner, id);
         if (now is null && status() != "queued") return false;   // deleted meanwhile: not brought back
         if (now?.Response.Status == "cancelled" && status() != "cancelled") return false;
@@ -171,7 +171,7 @@ public sealed class BackgroundResponses
         if (!r.Background || r.Status is not ("queued" or "in_progress")) return stored;
         if (_entries.TryGetValue(r.Id, out var here) && !here.Done.Task.IsCompleted) return stored;   // running here
         if (stored.AliveAt is { } alive && DateTimeOffset.UtcNow - DateTimeOffset.FromUnixTimeSeconds(alive) < Dead) return stored;
-        using (LockOrWait(store, owner, r.Id))
+        using (store.LockBriefly(owner, r.Id, Hold))
         {
             var now = store.Get(owner, r.Id) ?? stored;
             if (now.Response.Status is not ("queued" or "in_progress") || now.AliveAt != stored.AliveAt) return now;   // it moved meanwhile
@@ -202,7 +202,7 @@ public sealed class BackgroundResponses
         string id = stored.Response.Id;
         if (stored.Response.Status is "queued" or "in_progress")
         {
-            using (LockOrWait(store, owner, id))
+            using (store.LockBriefly(owner, id, Hold))
             {
                 var now = store.Get(owner, id) ?? stored;
                 if (now.Response.Status is "queued" or "in_progress")
@@ -217,19 +217,6 @@ public sealed class BackgroundResponses
         return store.Get(owner, id) ?? stored;
     }
 
-    static IDisposable LockOrWait(ResponseStore store, string? owner, string id)
-    {
-        var until = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(5);
-        while (true)
-        {
-            if (store.TryLock(owner, id, Hold) is { } held) return held;
-            // A holder that died lets go after Hold; a live one holds for a moment only.
-            if (DateTimeOffset.UtcNow > until) return new Nothing();
-            Thread.Sleep(10);
-        }
-    }
-
-    sealed class Nothing : IDisposable { public void Dispose() { } }
 
     /// <summary>Ended jobs' logs stay for <see cref="KeptFor"/> (at most <see cref="KeptLogs"/>) so a
     /// reader that lost its stream can resume it.</summary>

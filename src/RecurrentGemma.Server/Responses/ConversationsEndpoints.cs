@@ -51,7 +51,7 @@ public static class ConversationsEndpoints
     {
         using (await LockAsync(store, api.Owner, id, EditHold, api.RequestToken))
         {
-            bool deleted = Guard(() => store.Delete(api.Owner, id));
+            bool deleted = store.Delete(api.Owner, id);
             if (host.Status == ModelStatus.Ready && host.Inference is { } inference) await inference.Engine.DropSessionAsync(id, api.Owner);
             if (!deleted) throw NotFound(id);
         }
@@ -128,7 +128,7 @@ public static class ConversationsEndpoints
         var until = DateTimeOffset.UtcNow + LockWait;
         while (true)
         {
-            if (Guard(() => store.TryLock(owner, id, hold, renewEvery)) is { } held) return held;
+            if (store.TryLock(owner, id, hold, renewEvery) is { } held) return held;
             if (DateTimeOffset.UtcNow > until)
                 throw new ApiError(409, $"Another request is currently changing conversation '{id}' (a response running in it holds it until its answer is added). Retry when it is done.",
                     "invalid_request_error", "conversation", "conversation_locked");
@@ -138,15 +138,9 @@ public static class ConversationsEndpoints
 
     /// <summary>The caller's conversation, or a 404 (another API key's id too).</summary>
     public static StoredConversation Read(ResponseStore store, string? owner, string id, string param = "conversation_id") =>
-        Guard(() => store.GetConversation(owner, id)) ?? throw NotFound(id, param);
+        store.GetConversation(owner, id) ?? throw NotFound(id, param);
 
-    static void Write(ResponseStore store, string? owner, StoredConversation conversation) => Guard(() => { store.Put(owner, conversation); return 0; });
-
-    static T Guard<T>(Func<T> operation)
-    {
-        try { return operation(); }
-        catch (ResponseStoreUnavailableException) { throw ApiError.Unavailable("The conversation store is unavailable; retry shortly."); }
-    }
+    static void Write(ResponseStore store, string? owner, StoredConversation conversation) => store.Put(owner, conversation);
 
     static ApiError NotFound(string id, string param = "conversation_id") =>
         new(404, $"Conversation with id '{id}' not found.", "invalid_request_error", param, "not_found");

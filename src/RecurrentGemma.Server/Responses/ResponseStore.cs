@@ -98,9 +98,7 @@ public sealed class ResponseStore : IDisposable
         {
             throw new ResponseStoreUnavailableException(e);
         }
-        if (stored is null || Expired(stored)) return null;
-        try { return JsonSerializer.Deserialize(_seal.Open(stored[ExpiryBytes..]), ResponsesJson.Default.StoredResponse)?.Response.Status; }
-        catch (Exception e) when (e is InvalidDataException or JsonException) { return null; }
+        return stored is null || Expired(stored) ? null : Decode(stored, ResponsesJson.Default.StoredResponse)?.Response.Status;
     }
 
     /// <summary>The stored conversation, or null when there is none for this owner.</summary>
@@ -110,16 +108,22 @@ public sealed class ResponseStore : IDisposable
     {
         var key = Key(owner, id);
         var stored = Guard(() => _backend.Get(key));
-        if (stored is null) return null;
-        if (Expired(stored))
+        if (stored is not null && Expired(stored))
         {
             Guard(() => _backend.Delete(key));
             return null;
         }
+        return Decode(stored, type);
+    }
+
+    /// <summary>A record's value: null when there is none, or it is another key's or damaged
+    /// (then it is not there for this server).</summary>
+    T? Decode<T>(byte[]? stored, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
+    {
+        if (stored is null) return null;
         try { return JsonSerializer.Deserialize(_seal.Open(stored[ExpiryBytes..]), type); }
         catch (Exception e) when (e is InvalidDataException or JsonException)
         {
-            // Another key's record, or a damaged one: it is not there for this server.
             _log.LogWarning("A stored record could not be read ({Reason}); it is treated as missing", e.Message);
             return null;
         }
@@ -138,6 +142,22 @@ public sealed class ResponseStore : IDisposable
         if (!Guard(() => _backend.TryLock(key, token, hold))) return null;
         return new Held(this, key, token, hold, renewEvery);
     }
+
+    /// <summary>The record's lock for a short change, waited for up to 5 s; after that the change
+    /// goes ahead without it (a holder that died lets go after <paramref name="hold"/>, a live one
+    /// holds for a moment only), so a write is late at worst, never lost.</summary>
+    public IDisposable LockBriefly(string? owner, string id, TimeSpan hold)
+    {
+        var until = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(5);
+        while (true)
+        {
+            if (TryLock(owner, id, hold) is { } held) return held;
+            if (DateTimeOffset.UtcNow > until) return new NotHeld();
+            Thread.Sleep(5);
+        }
+    }
+
+    sealed class NotHeld : IDisposable { public void Dispose() { } }
 
     sealed class Held : IDisposable
     {
