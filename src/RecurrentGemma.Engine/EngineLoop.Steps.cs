@@ -32,21 +32,23 @@ internal sealed partial class EngineLoop
     }
 
     /// <summary>Step 4: prompt chunks within the token budget, in one ragged batched forward
-    /// (seeded prompts in forwards of their own: the scheduler's rule).</summary>
+    /// (seeded prompts in a row-exact forward, or forwards of their own: the scheduler's rule).</summary>
     int PrefillStep()
     {
         var prefilling = _active.Select(r => r.Choices[0]).Where(s => s.Phase == SequencePhase.Prefilling);
+        // Off the CPU the decode steps give no batch-invariance guarantee: nothing to keep.
+        var seeded = !(RecurrentGemma.Model.Modules.BatchInvariance.Enabled && RecurrentGemma.Model.Modules.CpuPaths.On(_model.Device)) ? SeededPrefill.Shared
+            : _model.RowExactAvailable ? SeededPrefill.RowExact : SeededPrefill.OwnForward;
         var forwards = Scheduler.PlanPrefill(prefilling, _options.PrefillTokenBudget, Math.Max(1, _options.ScoredChunkTokens),
-            seededAlone: RecurrentGemma.Model.Modules.BatchInvariance.Enabled && RecurrentGemma.Model.Modules.CpuPaths.On(_model.Device),   // elsewhere the decode steps give no such guarantee: nothing to keep
-            forwardTokens: Math.Max(1, _options.SeededForwardTokens));
+            seeded, forwardTokens: Math.Max(1, _options.SeededForwardTokens));
         int tokens = 0;
-        foreach (var forward in forwards) tokens += PrefillForward(forward);
+        foreach (var forward in forwards) tokens += PrefillForward(forward.Rows, forward.RowExact);
         return tokens;
     }
 
     /// <summary>One forward over prompt chunks; the prompts it completes sample their first tokens
     /// right after it.</summary>
-    int PrefillForward(List<(Sequence Sequence, int Tokens)> plan)
+    int PrefillForward(List<(Sequence Sequence, int Tokens)> plan, bool rowExact)
     {
         // Choices whose prompt this chunk completes sample now: their rows are known before the forward.
         var candidates = new List<(Sequence Choice, SamplingRow Row, Sequence Main)>();
@@ -79,7 +81,7 @@ internal sealed partial class EngineLoop
         try
         {
             _executor!.Prepare(_store!.State, chunks, plan.Select(p => (long)p.Sequence.Slot).ToArray(), samplingRows, [.. logitRows],
-                scoreTargets, scored.Sequence?.Request.Request.PromptLogprobs ?? 0);
+                scoreTargets, scored.Sequence?.Request.Request.PromptLogprobs ?? 0, rowExact);
             logits = _executor.Forward();
         }
         catch (Exception e) { FailAll(plan.Select(p => p.Sequence).ToList(), e); return 0; }

@@ -22,11 +22,12 @@ public sealed record EngineOptions
     /// <summary>Prompt tokens a step for a request that scores its prompt (prompt logprobs): its
     /// forward keeps every position's logits, 1 MiB per token at Gemma's 256k vocabulary.</summary>
     public int ScoredChunkTokens { get; init; } = 64;
-    /// <summary>Tokens of the step's budget that a forward of its own (a seeded prompt's on the
-    /// CPU, Scheduler.PlanPrefill) counts at least: its fixed cost is one read of the weights,
-    /// about what a shared chunk spends on 20–30 tokens on the 2B shape, so many short seeded
-    /// prompts cannot stretch a step far past what its budget allows (512 / 32: at most 16 such
-    /// forwards a step).</summary>
+    /// <summary>Tokens of the step's budget that a forward for seeded prompts (on the CPU: the
+    /// step's one row-exact forward, or each seeded prompt's own where its kernels are missing;
+    /// Scheduler.PlanPrefill) counts at least: its fixed cost is one read of the weights, about
+    /// what a shared chunk spends on 20–30 tokens on the 2B shape, so short seeded prompts cannot
+    /// stretch a step far past what its budget allows (512 / 32: at most 16 forwards of their own
+    /// a step).</summary>
     public int SeededForwardTokens { get; init; } = 32;
     public int MaxPromptTokens { get; init; } = 32768;
     public int MaxNewTokens { get; init; } = 4096;

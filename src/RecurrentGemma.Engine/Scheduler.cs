@@ -19,21 +19,23 @@ internal static class Scheduler
     /// logprobs: every position's logits, [T, V] floats) runs alone, at most
     /// <paramref name="scoredChunk"/> tokens a step, when it is the oldest; until then it waits, so
     /// it cannot starve and never makes another prompt's chunk carry a vocabulary per position.
-    /// With <paramref name="seededAlone"/>, a prompt whose request has a seed gets a forward of its
-    /// own, always in chunks of the whole budget (the last one shorter), the chunks it would get
-    /// with nothing else queued: a chunk shared with other prompts is a different matrix product
-    /// than the prompt's own, which rounds its state differently, so the seed could give other text
-    /// beside other requests (BatchInvariance covers the decode steps after it). Such forwards
-    /// share the step and its budget with the others, so a burst of seeded prompts is prefilled in
-    /// a few steps rather than one step each; one whose chunk does not fit what is left of the
-    /// budget waits for the next step (the first prompt of a step always fits). Such a forward
-    /// counts at least <paramref name="forwardTokens"/> of the budget: its fixed cost (a read of
-    /// every weight) does not shrink with its chunk.</summary>
-    public static List<List<(Sequence Sequence, int Tokens)>> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget,
-        int scoredChunk = int.MaxValue, bool seededAlone = false, int forwardTokens = 1)
+    ///
+    /// A prompt whose request has a seed must get the bits it gets with nothing else queued, or
+    /// the seed could give other text beside other requests (BatchInvariance covers the decode
+    /// steps after it). So it is always cut into chunks of the whole budget (the last one
+    /// shorter), and with <paramref name="seeded"/> = <see cref="SeededPrefill.RowExact"/> all such
+    /// chunks of the step share one row-exact forward (each row computed as alone, the
+    /// projections shared: RowExactForward); with <see cref="SeededPrefill.OwnForward"/> (where
+    /// that forward's kernels are missing) each gets a forward of its own — a chunk shared with
+    /// other prompts in a padded batch is a different computation. A seeded chunk that does not fit
+    /// what is left of the budget waits for the next step (the first prompt of a step always
+    /// fits). A forward for seeded chunks counts at least <paramref name="forwardTokens"/> of the
+    /// budget: its fixed cost (a read of every weight) does not shrink with its chunks.</summary>
+    public static List<PrefillForward> PlanPrefill(IEnumerable<Sequence> prefilling, int tokenBudget,
+        int scoredChunk = int.MaxValue, SeededPrefill seeded = SeededPrefill.Shared, int forwardTokens = 1)
     {
-        var shared = new List<(Sequence, int)>();
-        var forwards = new List<List<(Sequence, int)>>();
+        PrefillForward? shared = null, exact = null;
+        var forwards = new List<PrefillForward>();
         int left = tokenBudget;
         foreach (var s in prefilling)
         {
@@ -43,21 +45,44 @@ internal static class Scheduler
             bool first = left == tokenBudget;
             if (s.Request.Request.PromptLogprobs is not null)
             {
-                if (first) return [[(s, Math.Min(n, scoredChunk))]];
+                if (first) return [new PrefillForward([(s, Math.Min(n, scoredChunk))], false)];
                 continue;
             }
-            if (seededAlone && s.Request.Request.Sampling.Seed is not null)
+            if (seeded != SeededPrefill.Shared && s.Request.Request.Sampling.Seed is not null)
             {
-                int own = Math.Min(s.PromptRemaining, tokenBudget), cost = Math.Max(own, forwardTokens);
+                int own = Math.Min(s.PromptRemaining, tokenBudget);
+                bool opens = seeded == SeededPrefill.OwnForward || exact is null;
+                int cost = opens ? Math.Max(own, forwardTokens) : own;
                 if (!first && cost > left) continue;
-                forwards.Add([(s, own)]);
+                if (opens)
+                {
+                    var forward = new PrefillForward([], seeded == SeededPrefill.RowExact);
+                    forwards.Add(forward);
+                    if (forward.RowExact) exact = forward;
+                    forward.Rows.Add((s, own));
+                }
+                else exact!.Rows.Add((s, own));
                 left -= Math.Min(cost, left);
                 continue;
             }
-            if (shared.Count == 0) forwards.Add(shared);   // the shared forward runs in its first prompt's turn
-            shared.Add((s, n));
+            if (shared is null) forwards.Add(shared = new PrefillForward([], false));   // the shared forward runs in its first prompt's turn
+            shared.Rows.Add((s, n));
             left -= n;
         }
         return forwards;
     }
 }
+
+/// <summary>How the scheduler prefills the prompts of seeded requests (<see cref="Scheduler.PlanPrefill"/>).</summary>
+internal enum SeededPrefill
+{
+    /// <summary>Like any prompt (no batch-invariance guarantee to keep).</summary>
+    Shared,
+    /// <summary>Each in a forward of its own.</summary>
+    OwnForward,
+    /// <summary>All of a step's in one row-exact forward.</summary>
+    RowExact,
+}
+
+/// <summary>One forward of a prefill step: its prompts' chunks, and whether it is row-exact (seeded prompts only).</summary>
+internal sealed record PrefillForward(List<(Sequence Sequence, int Tokens)> Rows, bool RowExact);

@@ -76,12 +76,15 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     /// <param name="scoreTargets">a scored chunk (one row): the prompt ids its first positions
     /// predict; the forward then keeps every position's logits (row r, position t is logit row
     /// r·T + t), and <see cref="Sample"/> also returns their log-probabilities.</param>
+    /// <param name="rowExact">a row-exact forward (seeded prompts: each row as it would be alone), on every thread
+    /// like any prefill — its one-token rows too, so a row's libtorch ops split alike wherever it runs.</param>
     public void Prepare(GriffinState state, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots,
-        IReadOnlyList<SamplingRow> samples, int[]? logitRows = null, IReadOnlyList<int>? scoreTargets = null, int scoreTop = 0)
+        IReadOnlyList<SamplingRow> samples, int[]? logitRows = null, IReadOnlyList<int>? scoreTargets = null, int scoreTop = 0,
+        bool rowExact = false)
     {
         _buffer.Clear();
-        UseThreads(decode: tokens.All(t => t.Count == 1), tokens.Count);
-        _forward = model.Plan(_buffer, state, tokens, slots, scoreTargets is null ? LogitsSelection.LastValid : LogitsSelection.All);
+        UseThreads(decode: !rowExact && tokens.All(t => t.Count == 1), tokens.Count);
+        _forward = model.Plan(_buffer, state, tokens, slots, scoreTargets is null ? LogitsSelection.LastValid : LogitsSelection.All, rowExact);
         _rows = samples;
         _sampler = samples.Count > 0 ? Sampler.Plan(_buffer, samples, model.Config.VocabSize, logitRows) : null;
         _scoreTargets = scoreTargets ?? [];

@@ -40,6 +40,23 @@ public sealed class ForwardPlan
     internal bool NeedsGateFactors { get; }
     internal LogitsSelection Which { get; }
 
+    /// <summary>
+    /// Set for a row-exact forward (<see cref="RowExactForward"/>): each row's own plan, built as
+    /// it would be alone; this plan then holds only the rows' common facts, no segments.
+    /// </summary>
+    internal ForwardPlan[]? Rows { get; }
+
+    /// <summary>A row-exact forward's plan: one plan of one row per sequence, in the same buffer.</summary>
+    internal ForwardPlan(GriffinState state, StepBuffer buffer, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots, float[] invFreq)
+    {
+        State = state; Buffer = buffer; Slots = slots; Which = LogitsSelection.LastValid;
+        B = slots.Length;
+        Lengths = tokens.Select(r => r.Count).ToArray();
+        T = Lengths.Max();
+        SlotRuns = SlotRun.Of(slots);
+        Rows = tokens.Select((row, i) => new ForwardPlan(state, buffer, [row], [slots[i]], LogitsSelection.LastValid, invFreq)).ToArray();
+    }
+
     internal StepBuffer.Segment Tokens, SlotIndex, QueryPositions, KeyPositions, GateFactors, ConvRows, RingDest, RingSrc, LastRows, RopeCos, RopeSin;
 
     internal ForwardPlan(GriffinState state, StepBuffer buffer, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots, LogitsSelection which, float[] invFreq)

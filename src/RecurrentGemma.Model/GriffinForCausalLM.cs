@@ -65,8 +65,10 @@ public sealed class GriffinForCausalLM : nn.Module
     /// </summary>
     /// <param name="tokens">B rows of 1…T token ids; shorter rows are right-padded.</param>
     /// <param name="slots">a distinct state slot per row; each advances by its row's length.</param>
+    /// <param name="rowExact">each row's logits and state to the bit as it would get them alone, whatever else
+    /// the forward holds (<see cref="RowExactForward"/>; needs <see cref="RowExactAvailable"/>; last positions only).</param>
     public ForwardPlan Plan(StepBuffer buffer, GriffinState state, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots,
-        LogitsSelection which = LogitsSelection.LastValid)
+        LogitsSelection which = LogitsSelection.LastValid, bool rowExact = false)
     {
         if (tokens.Count == 0) throw new ArgumentException("at least one row is needed", nameof(tokens));
         if (slots.Length != tokens.Count) throw new ArgumentException($"{slots.Length} slots for {tokens.Count} rows", nameof(slots));
@@ -82,8 +84,16 @@ public sealed class GriffinForCausalLM : nn.Module
         if (state.Config != Config || state.DType != DType)
             throw new ArgumentException("state was created for another model shape or dtype", nameof(state));
         if (_invFreq is null) throw new InvalidOperationException("the model was not prepared after loading its weights (call Prepare)");
-        return new ForwardPlan(state, buffer, tokens, slots, which, _invFreq);
+        if (!rowExact) return new ForwardPlan(state, buffer, tokens, slots, which, _invFreq);
+        if (which != LogitsSelection.LastValid) throw new ArgumentException("a row-exact forward gives the last positions' logits only", nameof(which));
+        if (!RowExactAvailable) throw new InvalidOperationException("a row-exact forward needs the model's own GEMM kernel for its dtype on the CPU: " + RowExactStatus);
+        return new ForwardPlan(state, buffer, tokens, slots, _invFreq);
     }
+
+    /// <summary>Whether <see cref="Plan"/> can build a row-exact forward here (the CPU kernels it rests on: <see cref="RowExactGemm"/>).</summary>
+    public bool RowExactAvailable => RowExactGemm.Available(Config, DType, Device);
+
+    string RowExactStatus => DType == ScalarType.Float32 ? F32Gemm.Status : Bf16Gemm.Status;
 
     /// <summary>
     /// Runs B sequences, each from its own slot, over a chunk of tokens: prefill (T tokens),
@@ -96,6 +106,11 @@ public sealed class GriffinForCausalLM : nn.Module
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
+        if (plan.Rows is not null)
+        {
+            if (trace is not null) throw new ArgumentException("a row-exact forward takes no trace", nameof(trace));
+            return RowExactForward.Run(model, Config, plan, PartDone).MoveToOuterDisposeScope();
+        }
         var batch = new ForwardBatch(plan, trace);
         int b = plan.B, t = plan.T;
 
@@ -138,10 +153,10 @@ public sealed class GriffinForCausalLM : nn.Module
 
     /// <summary>Convenience: plan, upload and run one forward with host token lists of any lengths.</summary>
     public Tensor Forward(IReadOnlyList<IReadOnlyList<long>> tokens, GriffinState state, long[] slots,
-        LogitsSelection which = LogitsSelection.LastValid, Action<string, Tensor>? trace = null)
+        LogitsSelection which = LogitsSelection.LastValid, Action<string, Tensor>? trace = null, bool rowExact = false)
     {
         using var buffer = new StepBuffer(Device);
-        var plan = Plan(buffer, state, tokens, slots, which);
+        var plan = Plan(buffer, state, tokens, slots, which, rowExact);
         using var scope = NewDisposeScope();
         buffer.Upload();
         return Forward(plan, trace).MoveToOuterDisposeScope();

@@ -94,7 +94,7 @@ public class CliTests
         finally { File.Delete(path); }
     }
     [Fact]
-    public void Burst_bench_counts_a_prefill_forward_per_seeded_prompt()
+    public void Burst_bench_counts_one_prefill_forward_for_the_seeded_prompts_and_one_each_without_the_row_exact_kernel()
     {
         var tiny = new Model.GriffinConfig
         {
@@ -102,9 +102,13 @@ public class CliTests
             NumAttentionHeads = 2, HeadDimOverride = 32, LruWidthOverride = 64,
         };
         var table = new Bench.BurstBenchmark("tiny", tiny, TorchSharp.torch.ScalarType.Float32, requests: 4, rounds: 1, TextWriter.Null).Run();
-        int Forwards(string row) => int.Parse(table.Split('\n').Single(l => l.StartsWith($"| {row}", StringComparison.Ordinal)).Split('|')[4].Trim().Split(' ')[0]);
-        // 48 new tokens: one prefill forward or more, then 47 decode steps; seeded, one prefill forward per prompt.
+        int Forwards(string row) => int.Parse(table.Split('\n').Single(l => l.StartsWith($"| {row} |", StringComparison.Ordinal)).Split('|')[4].Trim().Split(' ')[0]);
+        // 48 new tokens: one prefill forward or more, then 47 decode steps; a forward per seeded prompt without the row-exact kernel.
         Assert.InRange(Forwards("unseeded"), 48, 4 + 47 + 3);
-        Assert.InRange(Forwards("seeded"), 4 + 47, 4 + 47 + 3);
+        Assert.InRange(Forwards("seeded, a forward each (row-exact kernel off)"), 4 + 47, 4 + 47 + 3);
+        if (Model.Modules.RowExactGemm.Available(tiny, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU))
+            Assert.InRange(Forwards("seeded, one row-exact forward a step"), 48, 4 + 47 + 3);
+        Assert.Contains("| 512 tokens |", table);   // the one-request table
+        Assert.True(Model.Modules.RowExactGemm.Enabled);   // switched back on after the run
     }
 }

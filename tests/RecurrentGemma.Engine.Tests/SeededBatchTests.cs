@@ -5,8 +5,9 @@ namespace RecurrentGemma.Engine.Tests;
 
 /// <summary>
 /// A seeded request's text does not depend on what runs beside it: its prompt is prefilled in a
-/// forward of its own (the scheduler) and its decode steps compute its row as they would alone
-/// (BatchInvariance), so alone and in differently composed batches it gives the same tokens.
+/// row-exact forward (or one of its own where the kernels are missing; the scheduler) and its
+/// decode steps compute its row as they would alone (BatchInvariance), so alone and in
+/// differently composed batches it gives the same tokens.
 /// </summary>
 public class SeededBatchTests
 {
@@ -17,28 +18,34 @@ public class SeededBatchTests
             Sampling = new SamplingParams { Seed = seed },
         }).Init().Choices[0];
 
+    /// <summary>The plan as lists to compare: each forward's row-exact flag, then its (prompt, chunk) rows.</summary>
+    static List<List<object>> Plan(IEnumerable<Sequence> prompts, int budget, SeededPrefill seeded, int forwardTokens = 1) =>
+        Scheduler.PlanPrefill(prompts, budget, seeded: seeded, forwardTokens: forwardTokens)
+            .Select(f => f.Rows.Select(r => (object)r).Prepend(f.RowExact).ToList()).ToList();
+
+    static void Expect(List<List<object>> expected, List<List<object>> actual) => Assert.Equal(expected, actual);
+
     [Fact]
-    public void A_seeded_prompt_is_prefilled_in_a_forward_of_its_own()
+    public void A_seeded_prompt_is_prefilled_in_whole_budget_chunks_apart_from_unseeded_ones()
     {
         var plain = Prompt(10);
         var seeded = Prompt(700, seed: 5);
         var other = Prompt(20);
-
-        // Its chunk (the whole budget) does not fit behind another prompt: it waits; the unseeded prompts share a forward.
-        var plan = Scheduler.PlanPrefill([plain, seeded, other], 512, seededAlone: true);
-        Assert.Equal([[(plain, 10), (other, 20)]], plan);
-
-        // At the head of the line it runs alone, in chunks of the whole budget.
-        plan = Scheduler.PlanPrefill([seeded, plain, other], 512, seededAlone: true);
-        Assert.Equal([[(seeded, 512)]], plan);
+        foreach (var mode in new[] { SeededPrefill.OwnForward, SeededPrefill.RowExact })
+        {
+            bool exact = mode == SeededPrefill.RowExact;
+            // Its chunk (the whole budget) does not fit behind another prompt: it waits; the unseeded prompts share a forward.
+            Expect([[false, (plain, 10), (other, 20)]], Plan([plain, seeded, other], 512, mode));
+            // At the head of the line it runs in chunks of the whole budget.
+            Expect([[exact, (seeded, 512)]], Plan([seeded, plain, other], 512, mode));
+        }
 
         // Without the rule, it shares the budget like any prompt.
-        plan = Scheduler.PlanPrefill([plain, seeded, other], 512);
-        Assert.Equal([[(plain, 10), (seeded, 502)]], plan);
+        Expect([[false, (plain, 10), (seeded, 502)]], Plan([plain, seeded, other], 512, SeededPrefill.Shared));
     }
 
     [Fact]
-    public void Short_seeded_prompts_share_the_step_in_forwards_of_their_own()
+    public void Short_seeded_prompts_share_one_row_exact_forward_or_get_forwards_of_their_own()
     {
         var plain = Prompt(10);
         var s1 = Prompt(40, seed: 1);
@@ -47,30 +54,41 @@ public class SeededBatchTests
         var s3 = Prompt(600, seed: 3);   // a chunk of 512 would not fit what is left
         var s4 = Prompt(400, seed: 4);   // this one does
 
-        var plan = Scheduler.PlanPrefill([s1, plain, other, s2, s3, s4], 512, seededAlone: true);
-        Assert.Equal([[(s1, 40)], [(plain, 10), (other, 20)], [(s2, 30)], [(s4, 400)]], plan);
+        Expect([[false, (s1, 40)], [false, (plain, 10), (other, 20)], [false, (s2, 30)], [false, (s4, 400)]],
+            Plan([s1, plain, other, s2, s3, s4], 512, SeededPrefill.OwnForward));
+        // Row-exact: the seeded chunks in one forward, opened in the first one's turn.
+        Expect([[true, (s1, 40), (s2, 30), (s4, 400)], [false, (plain, 10), (other, 20)]],
+            Plan([s1, plain, other, s2, s3, s4], 512, SeededPrefill.RowExact));
 
         // The same chunks as alone: a seeded prompt never takes a cut-down chunk to fill the budget.
-        Assert.Equal([[(s1, 40)]], Scheduler.PlanPrefill([s1], 512, seededAlone: true));
-        Assert.Equal([[(s3, 512)]], Scheduler.PlanPrefill([s3], 512, seededAlone: true));
-        Assert.Equal([[(plain, 10), (other, 20)]], Scheduler.PlanPrefill([plain, s3, other], 512, seededAlone: true));
+        foreach (var mode in new[] { SeededPrefill.OwnForward, SeededPrefill.RowExact })
+        {
+            bool exact = mode == SeededPrefill.RowExact;
+            Expect([[exact, (s1, 40)]], Plan([s1], 512, mode));
+            Expect([[exact, (s3, 512)]], Plan([s3], 512, mode));
+            Expect([[false, (plain, 10), (other, 20)]], Plan([plain, s3, other], 512, mode));
+        }
     }
 
     [Fact]
-    public void A_forward_of_its_own_counts_at_least_its_fixed_cost_against_the_budget()
+    public void A_forward_for_seeded_prompts_counts_at_least_its_fixed_cost_against_the_budget()
     {
         var seeded = Enumerable.Range(0, 20).Select(i => Prompt(5, seed: i)).ToList();
-        var plan = Scheduler.PlanPrefill(seeded, 512, seededAlone: true, forwardTokens: 32);
+        var plan = Plan(seeded, 512, SeededPrefill.OwnForward, forwardTokens: 32);
         Assert.Equal(16, plan.Count);   // 16 × 32 = 512
-        Assert.All(plan, f => Assert.Equal(5, Assert.Single(f).Tokens));
+        Assert.All(plan, f => Assert.Equal([false, (seeded[plan.IndexOf(f)], 5)], f));
+
+        // One row-exact forward is charged once: all 20 fit (32 + 19 × 5 = 127 of 512).
+        Expect([[true, .. seeded.Select(s => (object)(s, 5))]], Plan(seeded, 512, SeededPrefill.RowExact, forwardTokens: 32));
 
         // The first prompt of a step runs even when its charge is more than the whole budget.
-        Assert.Equal([[(seeded[0], 5)]], Scheduler.PlanPrefill(seeded, 16, seededAlone: true, forwardTokens: 32));
+        Expect([[false, (seeded[0], 5)]], Plan(seeded, 16, SeededPrefill.OwnForward, forwardTokens: 32));
+        Expect([[true, (seeded[0], 5)]], Plan(seeded, 16, SeededPrefill.RowExact, forwardTokens: 32));
 
-        // An unseeded prompt behind them takes what is left; without the charge they would take 100 tokens.
+        // An unseeded prompt behind them takes what is left; without the charge they would take 15 tokens.
         var plain = Prompt(1000);
-        plan = Scheduler.PlanPrefill([.. seeded.Take(3), plain], 512, seededAlone: true, forwardTokens: 32);
-        Assert.Equal((plain, 512 - 96), Assert.Single(plan[^1]));
+        Assert.Equal([false, (plain, 512 - 96)], Plan([.. seeded.Take(3), plain], 512, SeededPrefill.OwnForward, forwardTokens: 32)[^1]);
+        Assert.Equal([false, (plain, 512 - 42)], Plan([.. seeded.Take(3), plain], 512, SeededPrefill.RowExact, forwardTokens: 32)[^1]);
     }
 
     static GenerationRequest Sampled(int[] prompt, long? seed, int maxNew = 40, float temperature = 1f, bool logprobs = false) => new()
@@ -112,6 +130,40 @@ public class SeededBatchTests
             Assert.All(together, r => Assert.Null(r.Error));
             Assert.Equal(alone, together[2 + mix].Tokens[0]);
             Assert.Equal(Bits(first), Bits(together[2 + mix]));
+        }
+    }
+
+    [Trait("Device", "cpu-only")]   // the assertion is about a CPU path
+    [Fact]
+    public async Task A_burst_of_seeded_prompts_shares_one_forward_and_each_reads_the_logits_it_reads_alone()
+    {
+        if (!SimdGemv.Supported) return;
+        await using var engine = NewEngine(new EngineOptions { MaxSlots = 24, MaxRunningSequences = 8, ParkFinishedStates = false });
+        int[][] prompts = [.. Enumerable.Range(0, 8).Select(i => (int[])[2, .. Enumerable.Range(0, 3 * i).Select(j => 3 + (i * 31 + j * 7) % 250)])];
+        // One new token each: the prefill's logits, as the first token's logprobs (bits), are the whole answer.
+        GenerationRequest Request(int i) => Sampled(prompts[i], 50 + i, maxNew: 1, logprobs: true);
+        var alone = new List<RunResult>();
+        for (int i = 0; i < prompts.Length; i++) alone.Add(await Run(engine, Request(i)));
+
+        // A greedy request with 8 choices holds every running place, so the burst queued behind it is admitted in one step.
+        var blocker = Greedy([2, 5, 9], 150) with { N = 8 };
+        long before = engine.Snapshot.Forwards;
+        Assert.Null((await Run(engine, blocker)).Error);
+        long blockerForwards = engine.Snapshot.Forwards - before;
+
+        before = engine.Snapshot.Forwards;
+        var blocked = Run(engine, blocker);
+        var burst = await Task.WhenAll(Enumerable.Range(0, prompts.Length).Select(i => Run(engine, Request(i))));
+        Assert.Null((await blocked).Error);
+        long burstForwards = engine.Snapshot.Forwards - before - blockerForwards;
+
+        bool exact = RowExactGemm.Available(EngineHarness.FixtureModel().Config, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
+        Assert.Equal(exact ? 1 : prompts.Length, burstForwards);   // where the kernels are missing: a forward each, as before
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.Null(burst[i].Error);
+            Assert.Equal(alone[i].Tokens[0], burst[i].Tokens[0]);
+            Assert.Equal(Bits(alone[i]), Bits(burst[i]));
         }
     }
 }

@@ -9,10 +9,12 @@ namespace RecurrentGemma.Cli.Bench;
 
 /// <summary>
 /// What a seed costs when many requests arrive at once: a burst of sampled requests with short
-/// prompts, once without seeds and once with one each, alternated on one engine. On the CPU a
-/// seeded prompt is prefilled in a forward of its own (so that its text cannot depend on what
-/// runs beside it), so the seeded burst takes more forwards; the table shows how many and what
-/// that does to the last first token and the whole burst.
+/// prompts, without seeds and with one each, alternated on one engine. On the CPU a seeded
+/// prompt must be prefilled as it would be alone (so that its text cannot depend on what runs
+/// beside it): in the step's one row-exact forward (RowExactForward) where the model's GEMM
+/// kernels are here, else in a forward of its own; the table shows both (the second by
+/// switching the row-exact kernel off, <see cref="Model.Modules.RowExactGemm.Enabled"/>), how many
+/// forwards each takes and what that does to the last first token and the whole burst.
 /// </summary>
 public sealed class BurstBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, int requests, int rounds, TextWriter progress)
 {
@@ -29,50 +31,111 @@ public sealed class BurstBenchmark(string shapeName, GriffinConfig config, Scala
             .Select(_ => (int[])[2, .. Enumerable.Range(0, promptTokens - 1).Select(_ => rng.Next(3, config.VocabSize))]).ToList();
         var options = new EngineOptions { MaxSlots = requests + 1, MaxRunningSequences = requests, ParkFinishedStates = false };
         var engine = new EngineClient(model, options);
-        var results = new Dictionary<bool, List<(double Total, double LastFirst, long Forwards)>> { [false] = [], [true] = [] };
+        var results = Variants.ToDictionary(v => v, _ => new List<(double Total, double LastFirst, long Forwards)>());
         try
         {
-            Burst(engine, prompts, newTokens, seeded: false); Burst(engine, prompts, newTokens, seeded: true);   // warm-up
+            foreach (var v in Variants) Burst(engine, prompts, newTokens, v);   // warm-up
             for (int r = 0; r < rounds; r++)
-                foreach (bool seeded in new[] { false, true })
+                foreach (var v in Variants)
                 {
-                    var result = Burst(engine, prompts, newTokens, seeded);
-                    results[seeded].Add(result);
-                    progress.WriteLine($"[bench] burst round {r + 1}, {(seeded ? "seeded" : "unseeded")}: {result.Total:F2} s, last first token {result.LastFirst:F2} s, {result.Forwards} forwards");
+                    var result = Burst(engine, prompts, newTokens, v);
+                    results[v].Add(result);
+                    progress.WriteLine($"[bench] burst round {r + 1}, {v.Name}: {result.Total:F2} s, last first token {result.LastFirst:F2} s, {result.Forwards} forwards");
                 }
         }
-        finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        finally
+        {
+            Model.Modules.RowExactGemm.Enabled = true;
+            engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
 
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.AppendLine(ci, $"**{shapeName} ({config.ParameterCount / 1e6:F0}M parameters, {dt})** — {requests} requests at once, {promptTokens}-token prompts, {newTokens} new tokens each, top-p 0.9 at temperature 0.8, prefill budget {options.PrefillTokenBudget} tokens a step; {rounds} rounds, unseeded and seeded in turn (median (min–max)):");
+        sb.AppendLine(ci, $"**{shapeName} ({config.ParameterCount / 1e6:F0}M parameters, {dt})** — {requests} requests at once, {promptTokens}-token prompts, {newTokens} new tokens each, top-p 0.9 at temperature 0.8, prefill budget {options.PrefillTokenBudget} tokens a step; {rounds} rounds, the three in turn (median (min–max)):");
         sb.AppendLine();
         sb.AppendLine("| requests | whole burst | last first token | forwards |");
         sb.AppendLine("|---|---|---|---|");
-        foreach (bool seeded in new[] { false, true })
+        foreach (var v in Variants)
         {
-            var rows = results[seeded];
-            sb.AppendLine(ci, $"| {(seeded ? "seeded (one seed each)" : "unseeded")} | {Spread.Of(rows.Select(x => x.Total).ToList()).Format("F2")} s | {Spread.Of(rows.Select(x => x.LastFirst).ToList()).Format("F2")} s | {Spread.Of(rows.Select(x => (double)x.Forwards).ToList()).Format("F0")} |");
+            var rows = results[v];
+            sb.AppendLine(ci, $"| {v.Name} | {Spread.Of(rows.Select(x => x.Total).ToList()).Format("F2")} s | {Spread.Of(rows.Select(x => x.LastFirst).ToList()).Format("F2")} s | {Spread.Of(rows.Select(x => (double)x.Forwards).ToList()).Format("F0")} |");
         }
         sb.AppendLine();
         sb.Append(Stall(model, prompts.Count * 2, rounds, ci));
+        sb.AppendLine();
+        sb.Append(Alone(model, rounds, ci));
         return sb.ToString();
     }
 
     /// <summary>
+    /// What the row-exact forward costs a seeded request on its own: time to first token of one
+    /// seeded request with nothing else running, at a few prompt lengths, its prompt in a
+    /// row-exact forward (the model's GEMM for every projection) and in a forward of its own (the
+    /// kernels the timing picks for its row count), alternating on one engine.
+    /// </summary>
+    string Alone(GriffinForCausalLM model, int rounds, CultureInfo ci)
+    {
+        int[] lengths = [8, 128, 512];
+        var rng = new Random(17);
+        var times = lengths.ToDictionary(n => n, _ => new Dictionary<bool, List<double>> { [true] = [], [false] = [] });
+        var engine = new EngineClient(model, new EngineOptions { MaxSlots = 2, MaxRunningSequences = 1, ParkFinishedStates = false });
+        try
+        {
+            for (int r = -1; r < rounds; r++)   // round -1: warm-up
+                foreach (int n in lengths)
+                    foreach (bool exact in new[] { true, false })
+                    {
+                        Model.Modules.RowExactGemm.Enabled = exact;
+                        int[] prompt = [2, .. Enumerable.Range(0, n - 1).Select(_ => rng.Next(3, config.VocabSize))];
+                        var clock = Stopwatch.StartNew();
+                        var h = engine.Submit(new GenerationRequest { PromptTokens = prompt, MaxNewTokens = 1, Sampling = new SamplingParams { Temperature = 1, Seed = 7 } });
+                        Task.Run(async () => { await foreach (var _ in h.ReadEventsAsync()) { } }).GetAwaiter().GetResult();
+                        if (r < 0) continue;
+                        times[n][exact].Add(clock.Elapsed.TotalSeconds);
+                        progress.WriteLine($"[bench] alone round {r + 1}, {n} tokens, {(exact ? "row-exact" : "own forward")}: {clock.Elapsed.TotalSeconds:F2} s");
+                    }
+        }
+        finally
+        {
+            Model.Modules.RowExactGemm.Enabled = true;
+            engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+        var sb = new StringBuilder();
+        sb.AppendLine(ci, $"One seeded request alone (1 new token): time to first token by prompt length, its prompt in a row-exact forward and in a forward of its own (the kernels timed for its row count), alternating, {rounds} rounds, median (min–max):");
+        sb.AppendLine();
+        sb.AppendLine("| prompt | row-exact forward | a forward of its own |");
+        sb.AppendLine("|---|---|---|");
+        foreach (int n in lengths)
+            sb.AppendLine(ci, $"| {n} tokens | {Spread.Of(times[n][true]).Format("F2")} s | {Spread.Of(times[n][false]).Format("F2")} s |");
+        return sb.ToString();
+    }
+
+    /// <summary>One way a burst is sent: with seeds or not, and whether seeded prompts may share a row-exact forward.</summary>
+    sealed record Variant(string Name, bool Seeded, bool RowExact);
+
+    static readonly Variant[] Variants =
+    [
+        new("unseeded", false, true),
+        new("seeded, one row-exact forward a step", true, true),
+        new("seeded, a forward each (row-exact kernel off)", true, false),
+    ];
+
+    /// <summary>
     /// What a crowd of short seeded prompts does to streams already decoding: 4 greedy streams run,
     /// then <paramref name="burst"/> seeded 3-token prompts arrive; the streams' longest gap between
-    /// two tokens, with each forward of its own charged 1 token of the budget and the default.
+    /// two tokens, the prompts in forwards of their own (each charged the default
+    /// Engine:SeededForwardTokens of the budget) and in row-exact forwards.
     /// </summary>
     string Stall(GriffinForCausalLM model, int burst, int rounds, CultureInfo ci)
     {
         var rng = new Random(11);
-        var gaps = new Dictionary<int, List<double>> { [1] = [], [new EngineOptions().SeededForwardTokens] = [] };
+        var gaps = new Dictionary<bool, List<double>> { [false] = [], [true] = [] };
         var done = gaps.Keys.ToDictionary(k => k, _ => new List<double>());
         for (int r = 0; r < rounds; r++)
-            foreach (int charge in gaps.Keys)
+            foreach (bool exact in gaps.Keys)
             {
-                var engine = new EngineClient(model, new EngineOptions { MaxSlots = burst + 5, MaxRunningSequences = burst + 4, ParkFinishedStates = false, SeededForwardTokens = charge });
+                Model.Modules.RowExactGemm.Enabled = exact;
+                var engine = new EngineClient(model, new EngineOptions { MaxSlots = burst + 5, MaxRunningSequences = burst + 4, ParkFinishedStates = false });
                 try
                 {
                     var streams = Enumerable.Range(0, 4).Select(_ => engine.Submit(new GenerationRequest
@@ -93,29 +156,35 @@ public sealed class BurstBenchmark(string shapeName, GriffinConfig config, Scala
                         Sampling = new SamplingParams { Temperature = 1, Seed = 500 + i },
                     })).ToList();
                     Task.WhenAll(crowd.Select(async h => { await foreach (var _ in h.ReadEventsAsync()) { } })).GetAwaiter().GetResult();
-                    done[charge].Add(clock.Elapsed.TotalSeconds - from);
+                    done[exact].Add(clock.Elapsed.TotalSeconds - from);
                     double to = clock.Elapsed.TotalSeconds + 0.5;
                     Thread.Sleep(500);
                     foreach (var h in streams) h.Cancel();
                     Task.WhenAll(readers).GetAwaiter().GetResult();
                     double worst = times.Max(t => { lock (t) return t.Zip(t.Skip(1), (a, b) => (a, b)).Where(p => p.b >= from && p.a <= to).Select(p => p.b - p.a).DefaultIfEmpty(0).Max(); });
-                    gaps[charge].Add(worst);
-                    progress.WriteLine($"[bench] stall round {r + 1}, charge {charge}: longest gap {worst:F2} s, the crowd done in {done[charge][^1]:F2} s");
+                    gaps[exact].Add(worst);
+                    progress.WriteLine($"[bench] stall round {r + 1}, {(exact ? "row-exact" : "own forwards")}: longest gap {worst:F2} s, the crowd done in {done[exact][^1]:F2} s");
                 }
-                finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+                finally
+                {
+                    Model.Modules.RowExactGemm.Enabled = true;
+                    engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                }
             }
         var sb = new StringBuilder();
         sb.AppendLine(ci, $"4 greedy streams decoding when {burst} seeded 3-token prompts arrive (1 new token each): the streams' longest gap between two tokens and when the last of the crowd had its token, {rounds} rounds, median (min–max):");
         sb.AppendLine();
-        sb.AppendLine("| a forward of its own counts against the step's budget | the streams' longest gap | the crowd's last token |");
+        sb.AppendLine("| the seeded prompts | the streams' longest gap | the crowd's last token |");
         sb.AppendLine("|---|---|---|");
-        foreach (var (charge, list) in gaps)
-            sb.AppendLine(ci, $"| {(charge == 1 ? "its tokens (3)" : $"at least {charge} tokens (Engine:SeededForwardTokens, the default)")} | {Spread.Of(list).Format("F2")} s | {Spread.Of(done[charge]).Format("F2")} s |");
+        foreach (var (exact, list) in gaps)
+            sb.AppendLine(ci, $"| {(exact ? "one row-exact forward a step" : $"a forward each, each charged at least {new EngineOptions().SeededForwardTokens} tokens (row-exact kernel off)")} | {Spread.Of(list).Format("F2")} s | {Spread.Of(done[exact]).Format("F2")} s |");
         return sb.ToString();
     }
 
-    static (double Total, double LastFirst, long Forwards) Burst(EngineClient engine, List<int[]> prompts, int newTokens, bool seeded)
+    static (double Total, double LastFirst, long Forwards) Burst(EngineClient engine, List<int[]> prompts, int newTokens, Variant v)
     {
+        Model.Modules.RowExactGemm.Enabled = v.RowExact;
+        bool seeded = v.Seeded;
         long before = engine.Snapshot.Forwards;
         var clock = Stopwatch.StartNew();
         var handles = prompts.Select((p, i) => engine.Submit(new GenerationRequest

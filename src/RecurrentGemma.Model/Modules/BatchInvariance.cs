@@ -31,7 +31,8 @@ namespace RecurrentGemma.Model.Modules;
 /// EPYC; docs/benchmarks.md), a price the guarantee should not charge by default. A larger
 /// Engine:MaxRunningSequences lets steps pass it, and those steps round as the timing chooses.
 /// Not covered either: devices other than the CPU (cuBLAS picks kernels by shape). Prefill is
-/// covered by the engine instead: a seeded prompt is prefilled in forwards of its own (Scheduler).
+/// covered by a forward of its own kind: the engine prefills seeded prompts in a row-exact
+/// forward (<see cref="RowExactForward"/>; Scheduler), where the model's GEMMs serve.
 /// Off, each bucket of rows takes whichever kernel timed fastest on this machine.
 /// </summary>
 public static class BatchInvariance

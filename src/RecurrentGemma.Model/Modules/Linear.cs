@@ -41,6 +41,9 @@ public sealed class Linear : nn.Module
 
     public Tensor Forward(Tensor x) => Apply(x, weight, bias);
 
+    /// <summary>Its weight and bias, for a pass that picks the kernel itself (<see cref="RowExactForward"/>).</summary>
+    internal Projection AsProjection => new(weight, bias);
+
     internal static Tensor Apply(Tensor x, Tensor weight, Tensor? bias)
     {
         if (BatchInvariance.TakesProjection(x, weight, bias)) return SimdGemv.Linear(x, weight, bias);   // up to 16 rows: one summation order per row, whatever the row count
@@ -86,11 +89,21 @@ internal sealed class FusedLinear : IDisposable
 
     public Tensor Forward(Tensor x) => Linear.Apply(x, _weight, _bias);
 
+    /// <summary>The fused weight and bias, for a pass that picks the kernel itself (<see cref="RowExactForward"/>).</summary>
+    public Projection AsProjection => new(_weight, _bias);
+
     public void Dispose()
     {
         _weight.Dispose();
         _bias?.Dispose();
     }
+}
+
+/// <summary>A projection's weight ([out, in]) and bias, as a block hands them to the forward that runs it.</summary>
+internal readonly record struct Projection(Tensor Weight, Tensor? Bias)
+{
+    /// <summary>Through the kernel <see cref="Linear"/> chooses for this many rows.</summary>
+    public Tensor Apply(Tensor x) => Linear.Apply(x, Weight, Bias);
 }
 
 /// <summary>Parameter construction shared by the modules.</summary>

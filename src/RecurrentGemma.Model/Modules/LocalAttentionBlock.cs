@@ -41,11 +41,15 @@ public sealed class LocalAttentionBlock : TemporalBlock
 
     internal override void Prepare() { }
 
-    internal override Tensor Forward(Tensor h, ForwardBatch batch, int layer)
+    internal override Projection Input => _qkv.AsProjection;
+
+    internal override Projection Output => o_proj.AsProjection;
+
+    internal override Tensor Mix(Tensor projected, ForwardBatch batch, int layer)
     {
         int b = batch.B, t = batch.T, hd = _headDim, nh = _heads;
         var trace = batch.Trace;
-        var qkv = _qkv.Forward(h).view(b, t, nh + 2, hd);                    // heads: H queries, k, v
+        var qkv = projected.view(b, t, nh + 2, hd);                          // heads: H queries, k, v
         var qk = qkv.narrow(2, 0, nh + 1);                                   // k is head H
         var v = qkv.select(2, nh + 1);                                       // [B, T, hd]
         if (trace is not null)
@@ -71,7 +75,7 @@ public sealed class LocalAttentionBlock : TemporalBlock
         var rows = q.reshape(b, (long)t * nh, hd);
         var attended = t == 1 && batch.HasHistory
             ? DecodeStep(rows, k, v, keysPool, valuesPool, batch)
-            : Chunk(rows, k, v, keysPool, valuesPool, batch, h.dtype);
+            : Chunk(rows, k, v, keysPool, valuesPool, batch, projected.dtype);
         attended = attended.view(b, t, nh * hd);
 
         // Now (not before) the chunk's own last W keys/values enter the ring.
@@ -88,7 +92,7 @@ public sealed class LocalAttentionBlock : TemporalBlock
             flatKeys.index_copy_(0, batch.RingDest, k);
             flatValues.index_copy_(0, batch.RingDest, v);
         }
-        return o_proj.Forward(attended);
+        return attended;
     }
 
     /// <summary>

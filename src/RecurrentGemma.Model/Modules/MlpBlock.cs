@@ -26,14 +26,19 @@ public sealed class MlpBlock : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor m)
+    public Tensor Forward(Tensor m) => Output.Apply(Mix(Input.Apply(m)));
+
+    internal Projection Input => _gateUp.AsProjection;                    // [B, T, 2M]: gate and up
+
+    internal Projection Output => down_proj.AsProjection;
+
+    /// <summary>The gate between the projections: [B, T, 2M] → [B, T, M].</summary>
+    internal Tensor Mix(Tensor both)
     {
         // The tanh approximation is part of the model: exact-erf GELU moves logits by ~0.01.
-        var both = _gateUp.Forward(m);                                         // [B, T, 2M]
-        if (GeluGateRows.Applies(both)) return down_proj.Forward(GeluGateRows.Forward(both));   // a small CPU step: one pass
+        if (GeluGateRows.Applies(both)) return GeluGateRows.Forward(both);   // a small CPU step: one pass
         var gated = both.narrow(-1, 0, _width).gelu_(TorchSharp.Modules.GELU.Approximate.tanh);
-        gated.mul_(both.narrow(-1, _width, _width));         // in place: [B, T, M] views of one tensor
-        return down_proj.Forward(gated);
+        return gated.mul_(both.narrow(-1, _width, _width));   // in place: [B, T, M] views of one tensor
     }
 
     protected override void Dispose(bool disposing)

@@ -38,11 +38,14 @@ public sealed class RecurrentBlock : TemporalBlock
         rg_lru.Prepare();
     }
 
-    internal override Tensor Forward(Tensor h, ForwardBatch batch, int layer)
+    internal override Projection Input => _yx.AsProjection;        // [B, T, 2L]: y's and x's inputs
+
+    internal override Projection Output => linear_out.AsProjection;
+
+    internal override Tensor Mix(Tensor yx, ForwardBatch batch, int layer)
     {
         var state = batch.State;
         var trace = batch.Trace;
-        var yx = _yx.Forward(h);                                      // [B, T, 2L]
         var yPre = yx.narrow(-1, 0, _width);
         var u = yx.narrow(-1, _width, _width);
         if (trace is not null)
@@ -52,9 +55,8 @@ public sealed class RecurrentBlock : TemporalBlock
         }
         if (RecurrentStepRows.Applies(yx, batch, rg_lru.StepGates))
         {
-            var gated = RecurrentStepRows.Forward(yx, conv_1d.Taps, conv_1d.Bias, state.Conv[layer]!, state.Rnn[layer]!,
+            return RecurrentStepRows.Forward(yx, conv_1d.Taps, conv_1d.Bias, state.Conv[layer]!, state.Rnn[layer]!,
                 batch.Plan.Slots, rg_lru.StepGates, rg_lru.GateBias, rg_lru.NegScale);
-            return linear_out.Forward(gated);
         }
         var y = yPre.gelu_(TorchSharp.Modules.GELU.Approximate.tanh);   // in place: yPre is not needed again
 
@@ -68,8 +70,7 @@ public sealed class RecurrentBlock : TemporalBlock
         trace?.Invoke($"layer{layer}.rg_lru.out", o);
         rnnPool.index_copy_(0, batch.SlotIndex, hLast);
 
-        y.mul_(o);   // float32 o into y's dtype: one rounding, in place
-        return linear_out.Forward(y);
+        return y.mul_(o);   // float32 o into y's dtype: one rounding, in place
     }
 
     protected override void Dispose(bool disposing)

@@ -43,6 +43,29 @@ public sealed class ResidualBlock : nn.Module
         return trace is null ? r.add_(mlp, Scalars.One) : r.add(mlp, Scalars.One);
     }
 
+    /// <summary>
+    /// The layer over sequences that each keep their own shape ([1, Tᵢ, D], batches[i] of one
+    /// row): norms and mixing per sequence, each projection once over all their rows through
+    /// <paramref name="project"/>. The residual streams are updated in place.
+    /// </summary>
+    internal void ForwardRows(Tensor[] xs, ForwardBatch[] batches, int layer, Func<Tensor[], Projection, Tensor[]> project)
+    {
+        var projected = project(Each(xs, (x, _) => temporal_pre_norm.Forward(x)), temporal_block.Input);
+        var mixed = project(Each(projected, (p, i) => temporal_block.Mix(p, batches[i], layer)), temporal_block.Output);
+        for (int i = 0; i < xs.Length; i++) xs[i].add_(mixed[i], Scalars.One);
+        var both = project(Each(xs, (x, _) => channel_pre_norm.Forward(x)), mlp_block.Input);
+        var mlp = project(Each(both, (b, _) => mlp_block.Mix(b)), mlp_block.Output);
+        for (int i = 0; i < xs.Length; i++) xs[i].add_(mlp[i], Scalars.One);
+    }
+
+    /// <summary>One op per sequence, in order.</summary>
+    static Tensor[] Each(Tensor[] xs, Func<Tensor, int, Tensor> op)
+    {
+        var ys = new Tensor[xs.Length];
+        for (int i = 0; i < xs.Length; i++) ys[i] = op(xs[i], i);
+        return ys;
+    }
+
     internal void Prepare()
     {
         temporal_pre_norm.Prepare();

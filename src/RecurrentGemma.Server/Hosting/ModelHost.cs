@@ -149,6 +149,10 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             if (device.type == TorchSharp.DeviceType.CPU)
             {
                 log.LogInformation("Batch invariance: {BatchInvariance}", RecurrentGemma.Model.Modules.BatchInvariance.Describe());
+                if (RecurrentGemma.Model.Modules.BatchInvariance.Enabled)
+                    log.LogInformation("Seeded prompts: {SeededPrefill}", _model.RowExactAvailable
+                        ? "a step's seeded prompts are prefilled together in one row-exact forward"
+                        : "each seeded prompt is prefilled in a forward of its own (the row-exact forward needs the model's GEMM kernel for its dtype, missing here)");
                 if (RecurrentGemma.Model.Modules.BatchInvariance.Enabled && engineSettings.MaxRunningSequences > RecurrentGemma.Model.Modules.BatchInvariance.MaxRows)
                     log.LogWarning("Engine:MaxRunningSequences is {Running}: decode steps of more than {Rows} sequences take the kernels timed fastest, and a seeded request's text in such a step can differ from its text alone",
                         engineSettings.MaxRunningSequences, RecurrentGemma.Model.Modules.BatchInvariance.MaxRows);

@@ -1,0 +1,34 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Model.Modules;
+
+/// <summary>
+/// The projection kernel of a row-exact forward (<see cref="RowExactForward"/>): the model's own
+/// GEMM for its dtype (<see cref="F32Gemm"/>, <see cref="Bf16Gemm"/>), taken for every row count
+/// rather than by timing. Each output is one row of x against one weight row, summed over K in
+/// blocks and lanes fixed by K alone; the rows of x only decide how many such sums a call makes
+/// and which thread makes them. So a row's outputs are the same bits whether 1 or 500 rows share
+/// the call, at any offset, on one thread or several (measured for every slice of 1–511 rows,
+/// docs/benchmarks.md; tested in RowExactForwardTests). libtorch's GEMM, the small-batch
+/// passes and the up-cast path sum in other orders and are chosen by row count, so they stay out.
+/// </summary>
+public static class RowExactGemm
+{
+    /// <summary>Off switch for benchmarks and comparisons: off, the engine gives each seeded prompt a forward of its own.</summary>
+    public static bool Enabled { get; set; } = true;
+
+    /// <summary>Whether this dtype's kernel is here: the CPU, a mapped kernel that passed its
+    /// self-check (AVX-512; bf16 also AVX512-BF16), switched on, and — for bf16 — even widths.</summary>
+    public static bool Available(GriffinConfig c, ScalarType dtype, Device device)
+    {
+        if (!Enabled || device.type != DeviceType.CPU) return false;
+        if (dtype == ScalarType.Float32) return F32Gemm.Enabled && F32Gemm.Available;
+        long[] widths = [c.HiddenSize, c.LruWidth, (long)c.NumAttentionHeads * c.HeadDim, c.MlpWidth];
+        return dtype == ScalarType.BFloat16 && Bf16Gemm.Enabled && Bf16Gemm.Available && widths.All(w => w % 2 == 0);
+    }
+
+    /// <summary>x·Wᵀ + b for [rows, K] x in the weight's dtype (the caller checked <see cref="Available"/>).</summary>
+    internal static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) =>
+        weight.dtype == ScalarType.Float32 ? F32Gemm.Linear(x, weight, bias) : Bf16Gemm.Linear(x, weight, bias);
+}
