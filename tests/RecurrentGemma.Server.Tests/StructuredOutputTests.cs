@@ -28,6 +28,7 @@ public class StructuredOutputTests(DemoServer server, ITestOutputHelper output) 
             4 => new() { ["enum"] = new JsonArray("red", 7, null, "blue sky", true) },
             5 => new() { ["type"] = "string", ["format"] = new[] { "date", "date-time", "uuid", "email", "time", "uri", "ipv4", "hostname" }[r.Next(8)] },
             6 when r.Next(4) == 0 => new() { ["type"] = "number", ["multipleOf"] = 0.01, ["minimum"] = 0, ["maximum"] = r.Next(1, 1000) },
+            6 when r.Next(4) == 0 => new() { ["type"] = "number", ["multipleOf"] = new[] { 0.5, 0.25, 0.125, 2.5 }[r.Next(4)], ["minimum"] = -r.Next(0, 30) / 10.0, ["maximum"] = r.Next(1, 400) / 4.0 },
             6 when r.Next(2) == 0 => new() { ["type"] = "number" },
             6 => new() { ["type"] = "number", [r.Next(2) == 0 ? "minimum" : "exclusiveMinimum"] = -r.Next(0, 30) / 10.0, [r.Next(2) == 0 ? "maximum" : "exclusiveMaximum"] = r.Next(1, 40) / 8.0 },
             7 when r.Next(2) == 0 => new() { ["const"] = "fixed-" + r.Next(100) },

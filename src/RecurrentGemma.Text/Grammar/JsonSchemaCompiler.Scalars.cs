@@ -8,6 +8,7 @@ public sealed partial class JsonSchemaCompiler
     NumberRangeGrammar? _numbers;   // one per compile: its rules are shared by every bounded number
     readonly Dictionary<int, NumberRangeGrammar> _fractions = [];   // the same for multipleOf 0.1, 0.01, …
     MultipleOfGrammar? _multiples;
+    DecimalMultipleGrammar? _decimals;
 
     int String(JsonElement s, string path)
     {
@@ -164,8 +165,18 @@ public sealed partial class JsonSchemaCompiler
                 return numbers.Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)
                     ?? throw new GrammarException($"no multiple of {Show(m)} lies within the bounds", Join(path, "multipleOf"));
             }
+            else if (DecimalMultipleGrammar.Step(m) is { } step)
+            {
+                // 0.5, 0.25, 2.5, …: the remainder automaton over every digit written (bounds within).
+                int? rule;
+                try { rule = (_decimals ??= new DecimalMultipleGrammar(_g)).Multiples(m, step.P, step.D, lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true); }
+                catch (GrammarException e) { throw new GrammarException(e.Message, Join(path, "multipleOf")); }
+                if (rule is { } multiples) return multiples;
+                if (_strict)
+                    throw new GrammarException($"multipleOf {Show(m)} is not supported in strict mode with these bounds (a bounded side may hold at most {MultipleOfGrammar.MaxListed} multiples)", Join(path, "multipleOf"));
+            }
             else if (_strict)
-                throw new GrammarException($"multipleOf {Show(m)} is not supported in strict mode (supported: whole numbers, and 0.1, 0.01, … down to 1e-15)", Join(path, "multipleOf"));
+                throw new GrammarException($"multipleOf {Show(m)} is not supported in strict mode (supported: whole numbers; 0.1, 0.01, … down to 1e-15; and p·10^-d with p up to {DecimalMultipleGrammar.MaxReduced} and d up to 12, such as 0.5, 0.25, 0.125 or 2.5)", Join(path, "multipleOf"));
         }
         if (lo is null && hi is null) return _json.Number;
         return numbers.Range(lo?.Value, lo?.Inclusive ?? true, hi?.Value, hi?.Inclusive ?? true)

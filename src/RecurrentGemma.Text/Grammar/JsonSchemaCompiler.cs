@@ -21,7 +21,8 @@ public sealed record SchemaLimits
 /// const, anyOf, oneOf (as anyOf), allOf with one member or of object schemas (<see cref="AllOfMerge"/>), $ref to #/$defs/… or #/definitions/…
 /// (recursion included), minLength/maxLength, format (date, time, date-time, uuid, email, uri, ipv4, hostname),
 /// minimum/maximum (also exclusive) for integers and numbers, and multipleOf (<see cref="MultipleOfGrammar"/>;
-/// on numbers also 0.1, 0.01, …: that many fraction digits at most). Annotations (title, description, default,
+/// on numbers also 0.1, 0.01, …: that many fraction digits at most; other decimal steps such as 0.5 or 0.25:
+/// <see cref="DecimalMultipleGrammar"/>). Annotations (title, description, default,
 /// examples…) are ignored. Any other keyword: with strict, a <see cref="GrammarException"/>
 /// naming it and its path; without, ignored. Strict also refuses a constraint that a deciding
 /// keyword ($ref, a composition, const/enum, format) would leave unenforced, and a oneOf whose

@@ -67,33 +67,12 @@ internal sealed class MultipleOfGrammar(ByteGrammar g)
 
     static long Pow10(int n) { long p = 1; for (int i = 0; i < n; i++) p *= 10; return p; }
 
-    /// <summary>The numerals of j·k for j in [from, to], as a trie: the matcher follows one path per
-    /// prefix rather than thousands of literals at once.</summary>
+    /// <summary>The numerals of j·k for j in [from, to], as a trie (<see cref="NumeralTrie"/>).</summary>
     int Listed(long k, long from, long to)
     {
-        var root = new Node();
-        for (long j = from; j <= to; j++)
-        {
-            var node = root;
-            foreach (char c in (j * k).ToString(System.Globalization.CultureInfo.InvariantCulture))
-                node = node.Next.TryGetValue(c, out var child) ? child : node.Next[c] = new Node();
-            node.End = true;
-        }
-        return Rule(root);
-    }
-
-    sealed class Node
-    {
-        public bool End;
-        public readonly SortedDictionary<char, Node> Next = [];
-    }
-
-    int Rule(Node node)
-    {
-        var alternatives = new List<int[]>();
-        if (node.End) alternatives.Add([]);
-        foreach (var (c, child) in node.Next) alternatives.Add([g.Byte((byte)c), Rule(child)]);
-        return g.Rule([.. alternatives]);
+        var numerals = new List<string>();
+        for (long j = from; j <= to; j++) numerals.Add((j * k).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return NumeralTrie.Of(g, numerals);
     }
 
     /// <summary>The positive multiples of k of <paramref name="minDigits"/> to 15 digits (null when k′ is too large).</summary>
