@@ -232,4 +232,67 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
         Assert.Equal("cancelled", Status(final));
         Assert.True(final.GetProperty("output").GetArrayLength() > 0, "replica A's partial output was kept");
     }
+
+    [Fact]
+    public async Task A_stream_is_resumed_on_another_replica_through_redis_and_ends_with_the_response()
+    {
+        using var redis = new RedisServer();
+        await using var a = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString);
+        await using var c = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString);
+        var clientA = await a.ReadyClientAsync();
+        var clientC = await c.ReadyClientAsync();
+
+        // A streamed background response on A; its client leaves after the first event.
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/responses") { Content = JsonBody(Long.Replace("\"background\": true", "\"background\": true, \"stream\": true")) };
+        string id;
+        using (var response = await clientA.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        using (var reader = new StreamReader(await response.Content.ReadAsStreamAsync()))
+        {
+            string? line;
+            while ((line = await reader.ReadLineAsync()) is not null && !line.StartsWith("data: ")) { }
+            id = JsonDocument.Parse(line![6..]).RootElement.GetProperty("response").GetProperty("id").GetString()!;
+        }
+
+        // C, which never ran it, follows it from number 5 while it runs, to its end.
+        Assert.Equal("in_progress", Status(await Get(clientC, id)));
+        var fromC = Events(await clientC.GetStringAsync($"/v1/responses/{id}?stream=true&starting_after=5"));
+        var done = await UntilDone(clientA, id);
+        var onA = Events(await clientA.GetStringAsync($"/v1/responses/{id}?stream=true"));   // A's own log
+        Assert.True(onA.Count > 100, $"{onA.Count} events");
+        Assert.Equal(onA.Skip(6).Select(e => e.ToString()), fromC.Select(e => e.ToString()));
+        Assert.Equal("response." + Status(done), fromC[^1].GetProperty("type").GetString());
+        // After the end, from the start: every event again.
+        Assert.Equal(onA.Select(e => e.ToString()), Events(await clientC.GetStringAsync($"/v1/responses/{id}?stream=true")).Select(e => e.ToString()));
+
+        // Deleted: its events go with it.
+        Assert.Equal(HttpStatusCode.OK, (await clientC.DeleteAsync($"/v1/responses/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await clientC.GetAsync($"/v1/responses/{id}?stream=true")).StatusCode);
+        Assert.Empty(await c.Services.GetRequiredService<Responses.ResponseStore>().ReadListAsync(null, id, 0));
+    }
+
+    [Fact]
+    public async Task A_resumed_stream_whose_server_died_ends_once_its_record_reads_as_failed()
+    {
+        using var redis = new RedisServer();
+        await using var b = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString);
+        var client = await b.ReadyClientAsync();
+        var store = b.Services.GetRequiredService<Responses.ResponseStore>();
+        // As a replica killed mid-answer leaves it: running, last alive 56 s ago, two events and no end mark.
+        string id = "resp_dead" + Guid.NewGuid().ToString("N");
+        store.Put(null, new Responses.StoredResponse
+        {
+            Response = new Responses.ResponseObject { Id = id, CreatedAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds() - 60, Status = "in_progress", Model = "recurrentgemma-demo", Background = true },
+            Context = [], AliveAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds() - 56,
+        });
+        var events = new[] { "response.created", "response.in_progress" }.Select((type, i) =>
+            System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new Responses.ResponseStreamEvent { Type = type, SequenceNumber = i }, Responses.ResponsesJson.Default.ResponseStreamEvent)).ToList();
+        await store.AppendListAsync(null, id, events, TimeSpan.FromMinutes(1));
+
+        // The stream gives what there is, waits, and ends once the record has gone a minute without a sign of life.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var read = Events(await client.GetStringAsync($"/v1/responses/{id}?stream=true"));
+        Assert.Equal(["response.created", "response.in_progress"], read.Select(e => e.GetProperty("type").GetString()));
+        Assert.InRange(clock.Elapsed.TotalSeconds, 3, 30);
+        Assert.Equal("failed", Status(await Get(client, id)));
+    }
 }

@@ -9,7 +9,8 @@ namespace RecurrentGemma.Server.Responses;
 /// waiting. The stored record is the truth every replica reads — queued when created,
 /// in_progress once running, then completed, incomplete, failed or cancelled — and its events go
 /// to a <see cref="ResponseEventLog"/> that streamed readers follow (and, for a while after the
-/// end, resume from). Cancelling writes "cancelled" into the record under the response's lock;
+/// end, resume from) — with a shared store, to its list too (<see cref="SharedEventLog"/>), so any
+/// replica can resume the stream. Cancelling writes "cancelled" into the record under the response's lock;
 /// the replica running it stops at once when it is this one, or at its next look at the record
 /// (five times a second) when it is another. A server that shuts down ends its background
 /// responses as failed once the shutdown grace period is over.
@@ -99,7 +100,13 @@ public sealed class BackgroundResponses
         var token = cancel.Token;
         using var watch = new CancellationTokenSource();
         var watching = WatchForCancelAsync(job, cancel, watch.Token);
-        Task Emit(IReadOnlyList<ResponseStreamEvent> events) { eventLog.Append(events); return Task.CompletedTask; }
+        var shared = job.Store.SharesLists ? new SharedEventLog.Writer(job.Store, job.Owner, job.Id, log) : null;   // resumable on every replica
+        Task Emit(IReadOnlyList<ResponseStreamEvent> events)
+        {
+            eventLog.Append(events);
+            shared?.Add(events);
+            return Task.CompletedTask;
+        }
         try
         {
             job.Run.MarkInProgress();
@@ -128,6 +135,7 @@ public sealed class BackgroundResponses
         {
             watch.Cancel();
             try { await watching; } catch (OperationCanceledException) { }
+            if (shared is not null) await shared.CompleteAsync();
         }
     }
 

@@ -20,6 +20,18 @@ public interface IResponseBackend : IDisposable
     Task<bool> ExtendLockAsync(string key, string token, TimeSpan hold);
 }
 
+/// <summary>
+/// Lists of items every replica reads (a backend shared between processes: Redis): a background
+/// response's stream events, so any replica can resume a stream.
+/// </summary>
+public interface ISharedLists
+{
+    /// <summary>Appends the items in order; the list expires <paramref name="keep"/> after its last append.</summary>
+    Task AppendAsync(string key, IReadOnlyList<byte[]> items, TimeSpan keep);
+    /// <summary>The items from index <paramref name="from"/> to <paramref name="to"/> (−1: the last), empty when there are none or no list.</summary>
+    Task<byte[][]> ReadAsync(string key, long from, long to);
+}
+
 /// <summary>Locks for the backends that live in one process (memory, a private directory).</summary>
 sealed class ProcessLocks
 {
@@ -177,7 +189,7 @@ sealed class FileResponseBackend : IResponseBackend
 }
 
 /// <summary>Records as Redis strings (rg:resp:{key}) with Redis's own expiry, shared by every replica.</summary>
-sealed class RedisResponseBackend : IResponseBackend
+sealed class RedisResponseBackend : IResponseBackend, ISharedLists
 {
     internal const int MinWorkerThreads = 64;
     readonly StackExchange.Redis.ConnectionMultiplexer _redis;
@@ -207,7 +219,27 @@ sealed class RedisResponseBackend : IResponseBackend
 
     public byte[]? Get(string key) => (byte[]?)_redis.GetDatabase().StringGet("rg:resp:" + key);
     public async Task<byte[]?> GetAsync(string key) => (byte[]?)await _redis.GetDatabase().StringGetAsync("rg:resp:" + key);
-    public bool Delete(string key) => _redis.GetDatabase().KeyDelete("rg:resp:" + key);
+    public bool Delete(string key)
+    {
+        var db = _redis.GetDatabase();
+        db.KeyDelete("rg:list:" + key, StackExchange.Redis.CommandFlags.FireAndForget);   // a response's events go with it
+        return db.KeyDelete("rg:resp:" + key);
+    }
+
+    public async Task AppendAsync(string key, IReadOnlyList<byte[]> items, TimeSpan keep)
+    {
+        if (items.Count == 0) return;
+        var db = _redis.GetDatabase();
+        var values = new StackExchange.Redis.RedisValue[items.Count];
+        for (int i = 0; i < items.Count; i++) values[i] = items[i];
+        // One round trip: the push and the expiry go out together (commands on one connection keep their order).
+        var pushed = db.ListRightPushAsync("rg:list:" + key, values);
+        var expiry = db.KeyExpireAsync("rg:list:" + key, keep);
+        await Task.WhenAll(pushed, expiry);
+    }
+
+    public async Task<byte[][]> ReadAsync(string key, long from, long to) =>
+        [.. (await _redis.GetDatabase().ListRangeAsync("rg:list:" + key, from, to)).Select(v => (byte[])v!)];
     // Redis's own lock: a key set only if absent, with an expiry, removed only by its token.
     public bool TryLock(string key, string token, TimeSpan hold) => _redis.GetDatabase().LockTake("rg:lock:" + key, token, hold);
     public void Unlock(string key, string token) => _redis.GetDatabase().LockRelease("rg:lock:" + key, token);

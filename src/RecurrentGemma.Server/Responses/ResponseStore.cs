@@ -131,6 +131,35 @@ public sealed class ResponseStore : IDisposable
 
     public bool Delete(string? owner, string id) => Guard(() => _backend.Delete(Key(owner, id)));
 
+    /// <summary>Whether this store keeps lists every replica reads (Redis): background responses' events.</summary>
+    public bool SharesLists => _backend is ISharedLists;
+
+    /// <summary>Appends items (sealed like records) to the list under this owner and id; it expires <paramref name="keep"/> after the last append.</summary>
+    public async Task AppendListAsync(string? owner, string id, IReadOnlyList<byte[]> items, TimeSpan keep)
+    {
+        var lists = _backend as ISharedLists ?? throw new InvalidOperationException("this store keeps no shared lists");
+        var sealedItems = items.Select(i => i.Length == 0 ? i : _seal.Seal(i)).ToList();   // an empty item stays empty: a marker
+        try { await lists.AppendAsync(Key(owner, id), sealedItems, keep); }
+        catch (Exception e) when (e is TimeoutException or StackExchange.Redis.RedisException) { throw new ResponseStoreUnavailableException(e); }
+    }
+
+    /// <summary>The list's items from <paramref name="from"/> on (at most <paramref name="count"/>), opened
+    /// (an item that cannot be read ends the list: null there).</summary>
+    public async Task<List<byte[]?>> ReadListAsync(string? owner, string id, long from, long? count = null)
+    {
+        var lists = _backend as ISharedLists ?? throw new InvalidOperationException("this store keeps no shared lists");
+        byte[][] items;
+        try { items = await lists.ReadAsync(Key(owner, id), from, count is { } n ? from + n - 1 : -1); }
+        catch (Exception e) when (e is TimeoutException or StackExchange.Redis.RedisException) { throw new ResponseStoreUnavailableException(e); }
+        var opened = new List<byte[]?>(items.Length);
+        foreach (var item in items)
+        {
+            try { opened.Add(item.Length == 0 ? item : _seal.Open(item)); }
+            catch (InvalidDataException) { opened.Add(null); break; }   // another key's or damaged
+        }
+        return opened;
+    }
+
     /// <summary>Holds the record <paramref name="id"/> for one writer at a time (every replica, with
     /// Redis); null when another holds it. Dispose to let go. A holder that dies lets go after
     /// <paramref name="hold"/>; with <paramref name="renewEvery"/> a live holder keeps renewing

@@ -135,7 +135,7 @@ public static class ResponsesEndpoint
             await context.Response.WriteAsJsonAsync(queued, ResponsesJson.Default.ResponseObject, contentType: "application/json", api.RequestToken);
             return;
         }
-        await StoredResponsesEndpoints.StreamEvents(context, api, log, -1);
+        await StoredResponsesEndpoints.StreamEvents(context, api, log.ReadAsync(-1, api.RequestToken));
     }
 
     /// <summary>What a response reads: the parent or the conversation (404 when named and not

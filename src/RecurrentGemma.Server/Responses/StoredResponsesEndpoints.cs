@@ -12,7 +12,8 @@ public static class StoredResponsesEndpoints
     static ApiError NotFound(string id) => new(404, $"Response with id '{id}' not found.", "invalid_request_error", "response_id", "not_found");
 
     /// <summary>The stored response; with stream=true (a background response this server runs or
-    /// ran in the last minutes) its events from starting_after on, as server-sent events.</summary>
+    /// ran in the last minutes — or any replica did, with a shared store) its events from
+    /// starting_after on, as server-sent events.</summary>
     public static async Task<IResult> Get(string id, HttpContext context, ApiContext api, ResponseStore store, BackgroundResponses background,
         string? stream, [FromQuery(Name = "starting_after")] string? startingAfter)
     {
@@ -29,20 +30,36 @@ public static class StoredResponsesEndpoints
         var stored = background.Settle(store, api.Owner, ResponsesEndpoint.Read(store, api.Owner, id) ?? throw NotFound(id));
         if (!streamed) return TypedResults.Json(stored.Response, ResponsesJson.Default.ResponseObject);
         if (!stored.Response.Background) throw ApiError.Invalid("stream=true reads the events of a background response; this one was not.", "stream");
-        var log = background.Events(api.Owner, id)
-            ?? throw ApiError.Invalid("This response's events are not held here: a background response's events are kept by the server that ran it, while it runs and for 10 minutes after (the last 64 that ended).", "stream");
-        await StreamEvents(context, api, log, after);
+        if (background.Events(api.Owner, id) is { } log)
+        {
+            await StreamEvents(context, api, log.ReadAsync(after, api.RequestToken));
+            return Results.Empty;
+        }
+        // Run by another replica (or by this one before a restart): the shared store's copy, where there is one.
+        bool running = stored.Response.Status is "queued" or "in_progress";
+        if (!store.SharesLists || (!running && !await SharedEventLog.ExistsAsync(store, api.Owner, id)))
+            throw ApiError.Invalid(store.SharesLists
+                ? "This response's events are no longer kept: they are kept while it runs and for 10 minutes after."
+                : "This response's events are not held here: without a shared store (Sessions:Store=redis) a background response's events are kept by the server that ran it, while it runs and for 10 minutes after (the last 64 that ended).", "stream");
+        int polls = 0;
+        async Task<string?> Status()
+        {
+            // Its record every 200 ms; every 5 s settled too, so a record left running by a dead server ends the stream.
+            if (++polls % 25 == 0) return ResponsesEndpoint.Read(store, api.Owner, id) is { } now ? background.Settle(store, api.Owner, now).Response.Status : null;
+            return await store.StatusAsync(api.Owner, id);
+        }
+        await StreamEvents(context, api, SharedEventLog.ReadAsync(store, api.Owner, id, after, Status, api.RequestToken));
         return Results.Empty;
     }
 
-    /// <summary>A background response's events after <paramref name="startingAfter"/> as server-sent
-    /// events, until it ends or the client leaves (the response goes on without it).</summary>
-    internal static async Task StreamEvents(HttpContext context, ApiContext api, ResponseEventLog log, int startingAfter)
+    /// <summary>A background response's events as server-sent events, until it ends or the client
+    /// leaves (the response goes on without it).</summary>
+    internal static async Task StreamEvents(HttpContext context, ApiContext api, IAsyncEnumerable<ResponseStreamEvent> source)
     {
         var ct = api.RequestToken;
         var sse = new ServerSentEvents(context.Response, api.KeepAlive);
         await sse.StartAsync(ct);
-        var events = log.ReadAsync(startingAfter, ct).GetAsyncEnumerator(ct);
+        var events = source.GetAsyncEnumerator(ct);
         await using var _ = events;
         try
         {
