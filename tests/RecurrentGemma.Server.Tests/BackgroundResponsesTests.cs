@@ -96,18 +96,7 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
     public async Task A_streamed_background_response_goes_on_without_its_client_and_is_resumed_from_a_sequence_number()
     {
         var client = await server.ReadyClientAsync();
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/responses")
-        {
-            Content = JsonBody("""{"input": "Go on", "background": true, "stream": true, "max_output_tokens": 300, "temperature": 0}"""),
-        };
-        string id;
-        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
-        using (var reader = new StreamReader(await response.Content.ReadAsStreamAsync()))
-        {
-            string? line;
-            while ((line = await reader.ReadLineAsync()) is not null && !line.StartsWith("data: ")) { }
-            id = JsonDocument.Parse(line![6..]).RootElement.GetProperty("response").GetProperty("id").GetString()!;
-        }   // the client leaves after the first event
+        string id = await StartAndLeave(client, """{"input": "Go on", "background": true, "stream": true, "max_output_tokens": 300, "temperature": 0}""");
         var done = await UntilDone(client, id);
         Assert.Equal("incomplete", Status(done));
         Assert.Equal(300, done.GetProperty("usage").GetProperty("output_tokens").GetInt32());
@@ -120,6 +109,17 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
         Assert.Equal(all.Skip(6).Select(e => e.ToString()), after5.Select(e => e.ToString()));
         var deltas = string.Concat(all.Where(e => e.GetProperty("type").GetString() == "response.output_text.delta").Select(e => e.GetProperty("delta").GetString()));
         Assert.Equal(done.GetProperty("output_text").GetString(), deltas);
+    }
+
+    /// <summary>Starts a streamed background response and leaves after its first event; its id.</summary>
+    static async Task<string> StartAndLeave(HttpClient client, string body)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/responses") { Content = JsonBody(body) };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        string? line;
+        while ((line = await reader.ReadLineAsync()) is not null && !line.StartsWith("data: ")) { }
+        return JsonDocument.Parse(line![6..]).RootElement.GetProperty("response").GetProperty("id").GetString()!;
     }
 
     static List<JsonElement> Events(string sse) =>
@@ -243,15 +243,7 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
         var clientC = await c.ReadyClientAsync();
 
         // A streamed background response on A; its client leaves after the first event.
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/responses") { Content = JsonBody(Long.Replace("\"background\": true", "\"background\": true, \"stream\": true")) };
-        string id;
-        using (var response = await clientA.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
-        using (var reader = new StreamReader(await response.Content.ReadAsStreamAsync()))
-        {
-            string? line;
-            while ((line = await reader.ReadLineAsync()) is not null && !line.StartsWith("data: ")) { }
-            id = JsonDocument.Parse(line![6..]).RootElement.GetProperty("response").GetProperty("id").GetString()!;
-        }
+        string id = await StartAndLeave(clientA, Long.Replace("\"background\": true", "\"background\": true, \"stream\": true"));
 
         // C, which never ran it, follows it from number 5 while it runs, to its end.
         Assert.Equal("in_progress", Status(await Get(clientC, id)));
