@@ -237,8 +237,9 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
     public async Task A_stream_is_resumed_on_another_replica_through_redis_and_ends_with_the_response()
     {
         using var redis = new RedisServer();
-        await using var a = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString);
-        await using var c = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString);
+        var key = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));   // records and events sealed
+        await using var a = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString).With("Sessions:EncryptionKey", key);
+        await using var c = new ServerFactory().With("Sessions:Store", "redis").With("Sessions:Redis", redis.ConnectionString).With("Sessions:EncryptionKey", key);
         var clientA = await a.ReadyClientAsync();
         var clientC = await c.ReadyClientAsync();
 
@@ -253,6 +254,13 @@ public class BackgroundResponsesTests(DemoServer server) : IClassFixture<DemoSer
         Assert.True(onA.Count > 100, $"{onA.Count} events");
         Assert.Equal(onA.Skip(6).Select(e => e.ToString()), fromC.Select(e => e.ToString()));
         Assert.Equal("response." + Status(done), fromC[^1].GetProperty("type").GetString());
+        // Sealed in Redis: no event's text in the clear.
+        using (var direct = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.ConnectionString))
+        {
+            var list = direct.GetServer(direct.GetEndPoints()[0]).Keys(pattern: "rg:list:*").Single();
+            var raw = (byte[])(await direct.GetDatabase().ListGetByIndexAsync(list, 0))!;
+            Assert.DoesNotContain("response.created", System.Text.Encoding.UTF8.GetString(raw));
+        }
         // After the end, from the start: every event again.
         Assert.Equal(onA.Select(e => e.ToString()), Events(await clientC.GetStringAsync($"/v1/responses/{id}?stream=true")).Select(e => e.ToString()));
 
