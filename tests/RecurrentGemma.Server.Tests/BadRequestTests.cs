@@ -95,7 +95,11 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         { "/v1/chat/completions", "application/json", "{" + U + ""","ignore_eos":true,"response_format":{"type":"json_object"}}""", 400, "invalid_request_error", "ignore_eos" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","min_tokens":2,"tools":[{"type":"function","function":{"name":"f"}}]}""", 400, "invalid_request_error", "min_tokens" },
         { "/v1/completions", "application/json", """{"prompt":"x","logprobs":30}""", 400, "invalid_request_error", "logprobs" },
-        { "/v1/completions", "application/json", """{"prompt":"x","best_of":3}""", 400, "invalid_request_error", "best_of" },
+        { "/v1/completions", "application/json", """{"prompt":"x","n":3,"best_of":2}""", 400, "invalid_request_error", "best_of" },
+        { "/v1/completions", "application/json", """{"prompt":"x","best_of":3,"stream":true}""", 400, "invalid_request_error", "best_of" },
+        { "/v1/completions", "application/json", """{"prompt":"x","best_of":100}""", 400, "invalid_request_error", "best_of" },
+        { "/v1/completions", "application/json", """{"prompt":"x","use_beam_search":true}""", 400, "invalid_request_error", "use_beam_search" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","use_beam_search":true}""", 400, "invalid_request_error", "use_beam_search" },
         { "/detokenize", "application/json", """{"tokens":[999999]}""", 400, "invalid_request_error", "tokens" },
         { "/tokenize", "application/json", """{}""", 400, "invalid_request_error", "prompt" },
         // Byte-level defects, found once by the request reader for every field:

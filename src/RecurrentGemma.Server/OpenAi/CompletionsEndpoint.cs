@@ -11,7 +11,8 @@ public static class CompletionsEndpoint
         var service = api.RequireReady();
         var request = RequestValidation.Completion(body, api.Limits, context.Request.Headers["X-Session-Id"].FirstOrDefault(), api.Owner);
         var first = request.Generations[0];
-        int n = first.N, total = n * request.Generations.Count;
+        int n = first.N, total = n * request.Generations.Count;   // with best_of: the candidates generated
+        bool showLogprobs = request.ShowLogprobs ?? first.Logprobs;
         string id = ServerSentEvents.NewId("cmpl-");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var ct = api.RequestToken;
@@ -39,9 +40,10 @@ public static class CompletionsEndpoint
                     case UsageReport u: usage = u; break;
                 }
             }
-            api.Record(usage, finish.FirstOrDefault(), texts[0].ToString());
-            var choices = Enumerable.Range(0, total).Select(i => new CompletionChoiceDto(i, texts[i].ToString(),
-                first.Logprobs ? logprobs[i].Build() : null, finish[i] ?? "stop",
+            var picked = BestOf.Pick(logprobs.Select(l => l.Sampled).ToArray(), n, request.Returned ?? n);   // candidate index per returned choice
+            api.Record(usage, finish[picked[0]], texts[picked[0]].ToString());
+            var choices = picked.Select((i, at) => new CompletionChoiceDto(at, texts[i].ToString(),
+                showLogprobs ? logprobs[i].Build() : null, finish[i] ?? "stop",
                 request.ReturnTokenIds ? promptIds[i / n] : null, request.ReturnTokenIds ? ids[i] : null)).ToList();
             await context.Response.WriteAsJsonAsync(new CompletionResponse(id, "text_completion", created, service.ModelId, api.Fingerprint, choices,
                 ChatCompletionsEndpoint.Usage(usage)), OpenAiJson.Default.CompletionResponse, contentType: "application/json", ct);
@@ -116,6 +118,9 @@ public static class CompletionsEndpoint
     {
         readonly CompletionLogprobsDto _dto = new([], [], [], []);
 
+        /// <summary>The sampled tokens' log-probabilities (not the echoed prompt's): what best_of ranks by.</summary>
+        public List<float> Sampled { get; } = [];
+
         /// <summary>The prompt's tokens, from text offset 0 (they are the echoed text).</summary>
         public void AddPrompt(IReadOnlyList<PromptTokenLogprob> tokens)
         {
@@ -142,6 +147,7 @@ public static class CompletionsEndpoint
             {
                 _dto.Tokens.Add(t.Token);
                 _dto.TokenLogprobs.Add(t.Logprob);
+                Sampled.Add(t.Logprob);
                 var top = new Dictionary<string, float>();
                 foreach (var a in t.Top) top.TryAdd(a.Token, a.Logprob);
                 _dto.TopLogprobs.Add(top);

@@ -12,6 +12,8 @@ public abstract class GenerationRequestBase
 {
     /// <summary>Model id (see GET /v1/models). Optional: the served model.</summary>
     public string? Model { get; set; }
+    /// <summary>vLLM's beam search switch: refused when true (this server samples; best_of ranks sampled candidates).</summary>
+    public bool? UseBeamSearch { get; set; }
     public int? MaxTokens { get; set; }
     public float? Temperature { get; set; }
     public float? TopP { get; set; }
@@ -152,6 +154,7 @@ public sealed class CompletionRequest : GenerationRequestBase
     public int? Logprobs { get; set; }
     public bool? Echo { get; set; }
     public string? Suffix { get; set; }
+    /// <summary>Candidates generated per prompt (n ≤ best_of); the n with the highest log probability per token are returned.</summary>
     public int? BestOf { get; set; }
     /// <summary>Extension: structured output for completions, as in chat (json_object or json_schema).</summary>
     public ResponseFormatDto? ResponseFormat { get; set; }

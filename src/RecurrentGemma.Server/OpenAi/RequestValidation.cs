@@ -15,8 +15,10 @@ public sealed record ValidationLimits(string ModelId, int VocabSize, int MaxNewT
 /// <param name="ContinuousUsage">Every chunk carries the usage so far (vLLM's continuous_usage_stats).</param>
 /// <param name="ReturnTokenIds">Answer with prompt_token_ids and each choice's token_ids (vLLM's return_token_ids).</param>
 /// <param name="ServiceTier">The tier the request runs in, as the answer reports it (default, flex or priority).</param>
+/// <param name="Returned">choices returned per prompt: n, where best_of generated more (then ranked by <see cref="CompletionsEndpoint"/>).</param>
+/// <param name="ShowLogprobs">whether the client asked for logprobs (best_of asks the engine for them to rank by).</param>
 public sealed record ValidatedRequest(IReadOnlyList<TextGenerationRequest> Generations, bool Stream, bool IncludeUsage,
-    bool ContinuousUsage = false, bool ReturnTokenIds = false, string ServiceTier = "default");
+    bool ContinuousUsage = false, bool ReturnTokenIds = false, string ServiceTier = "default", int? Returned = null, bool? ShowLogprobs = null);
 
 /// <summary>
 /// Checks every OpenAI field against its documented range and maps the request to
@@ -28,6 +30,7 @@ public static class RequestValidation
     public static ValidatedRequest Chat(ChatCompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
     {
         CheckModel(r.Model, limits);
+        NoBeamSearch(r);
         // What this server cannot do is refused, not ignored: an answer without the audio or the
         // web search a client asked for would look like success.
         if (r.Modalities?.FirstOrDefault(m => m != "text") is { } modality)
@@ -73,9 +76,12 @@ public static class RequestValidation
     public static ValidatedRequest Completion(CompletionRequest r, ValidationLimits limits, string? headerSession, string? owner)
     {
         CheckModel(r.Model, limits);
+        NoBeamSearch(r);
         if (r.Suffix is not null) throw ApiError.Invalid("suffix (insertion) is not supported by this model.", "suffix");
         int n = Choices(r.N, limits);
-        if (r.BestOf is { } bestOf && bestOf != n) throw ApiError.Invalid("best_of is not supported (only best_of = n).", "best_of");
+        int bestOf = r.BestOf ?? n;
+        Range(bestOf, n, limits.MaxChoices, "best_of");   // OpenAI: best_of must be at least n
+        if (bestOf > n && r.Stream == true) throw ApiError.Invalid("best_of greater than n cannot be streamed: the best candidates are known only when all have ended.", "best_of");
         var prompts = Prompts(r.Prompt, limits);
         int top = r.Logprobs ?? 0;
         Range(top, 0, 20, "logprobs");
@@ -90,12 +96,13 @@ public static class RequestValidation
         if (session is not null && prompts.Count > 1) throw ApiError.Invalid("session_id needs a single prompt.", "session_id");
         var generations = prompts.Select(p => WithEnds(new TextGenerationRequest
         {
-            Prompt = p.Text, PromptTokenIds = p.Ids, MaxTokens = maxTokens, N = n, Sampling = sampling, Stop = stops,
-            Logprobs = r.Logprobs is not null, TopLogprobs = top, Echo = r.Echo ?? false, PromptLogprobs = scoresPrompt,
+            Prompt = p.Text, PromptTokenIds = p.Ids, MaxTokens = maxTokens, N = bestOf, Sampling = sampling, Stop = stops,
+            Logprobs = r.Logprobs is not null || bestOf > n, TopLogprobs = top, Echo = r.Echo ?? false, PromptLogprobs = scoresPrompt,
             SessionId = session, Owner = owner, Format = format,
         }, r, limits)).ToList();
         var (stream, usage, continuous) = StreamFlags(r.Stream, r.StreamOptions);
-        return new ValidatedRequest(generations, stream, usage, continuous, r.ReturnTokenIds ?? false, ServiceTiers.Name(r.ServiceTier));
+        return new ValidatedRequest(generations, stream, usage, continuous, r.ReturnTokenIds ?? false, ServiceTiers.Name(r.ServiceTier),
+            Returned: n, ShowLogprobs: r.Logprobs is not null);
     }
 
     static readonly System.Text.RegularExpressions.Regex SchemaName = new("^[a-zA-Z0-9_-]{1,64}$");
@@ -120,6 +127,13 @@ public static class RequestValidation
             default:
                 throw ApiError.Invalid($"response_format type '{f.Type}' is not supported; use text, json_object or json_schema.", "response_format.type");
         }
+    }
+
+    /// <summary>vLLM's use_beam_search changes what an answer is: refused by name rather than ignored like an unknown field.</summary>
+    static void NoBeamSearch(GenerationRequestBase r)
+    {
+        if (r.UseBeamSearch == true)
+            throw ApiError.Invalid("use_beam_search is not supported: this server samples (n, and best_of on completions); it does not search beams.", "use_beam_search");
     }
 
     static void CheckModel(string? model, ValidationLimits limits)
