@@ -139,6 +139,7 @@ public class JavaScriptClientTests
         var url = server.CreateClient().BaseAddress!.ToString().TrimEnd('/');
         var (code, output) = await Task.Run(() => Run("node", $"check.mjs {url}", dir, TimeSpan.FromMinutes(2)));
         Assert.True(code == 0, output);
+        Assert.Contains("ok completions.create best_of", output);
         Assert.Contains("ok completions.create with token ids", output);
         Assert.Contains("ok completions.create echo + logprobs scores the prompt", output);
         Assert.Contains("ok BadRequestError carries status 400 and param", output);

@@ -28,6 +28,10 @@ ok(sawUsage && finish === "length" && streamed === chat.choices[0].message.conte
 const completion = await client.completions.create({ model: "recurrentgemma-demo", prompt: "Once upon a time", max_tokens: 4, logit_bias: { 1: -100, 107: -100 } });
 ok(completion.choices[0].text.length > 0 && completion.usage.completion_tokens === 4, "completions.create");
 
+// best_of: three candidates made, the best one returned, all three counted.
+const best = await client.completions.create({ model: "recurrentgemma-demo", prompt: "Once upon a time", max_tokens: 4, best_of: 3, temperature: 1, seed: 3, logit_bias: { 1: -100, 107: -100 } });
+ok(best.choices.length === 1 && best.choices[0].index === 0 && best.usage.completion_tokens === 12 && best.choices[0].logprobs === null, "completions.create best_of");
+
 // Token ids as the prompt (the client's number[] and number[][] forms): the ids /tokenize gives
 // for a text complete exactly as the text does.
 const ids = await (await fetch(process.argv[2] + "/tokenize", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: "Once upon a time" }) })).json();
