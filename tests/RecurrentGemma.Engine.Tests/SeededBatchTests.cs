@@ -146,7 +146,7 @@ public class SeededBatchTests
         for (int i = 0; i < prompts.Length; i++) alone.Add(await Run(engine, Request(i)));
 
         // A greedy request with 8 choices holds every running place, so the burst queued behind it is admitted in one step.
-        var blocker = Greedy([2, 5, 9], 150) with { N = 8 };
+        var blocker = Greedy([2, 5, 9], 1000) with { N = 8 };
         long before = engine.Snapshot.Forwards;
         Assert.Null((await Run(engine, blocker)).Error);
         long blockerForwards = engine.Snapshot.Forwards - before;
