@@ -23,6 +23,7 @@ public class ResponseEventLogTests
         Assert.Equal(Enumerable.Range(0, 40), await all);
         Assert.Equal(Enumerable.Range(4, 36), await late);
         Assert.Empty(await Collect(log, 39));   // nothing after the last, and no wait once complete
+        Assert.Empty(await Collect(log, int.MaxValue));   // the largest number a client can send: nothing after it (not a wrap to the start)
         Assert.Equal(40, log.Count);
     }
 

@@ -42,7 +42,7 @@ public sealed class ResponseEventLog
     /// <summary>The events after sequence number <paramref name="startingAfter"/> (−1: all), as they come.</summary>
     public async IAsyncEnumerable<ResponseStreamEvent> ReadAsync(int startingAfter, [EnumeratorCancellation] CancellationToken ct)
     {
-        int next = Math.Max(0, startingAfter + 1);
+        int next = (int)Math.Clamp(startingAfter + 1L, 0, int.MaxValue);   // in long: int.MaxValue + 1 would wrap to the start
         while (true)
         {
             ResponseStreamEvent[] batch;

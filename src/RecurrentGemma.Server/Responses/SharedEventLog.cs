@@ -73,7 +73,7 @@ public static class SharedEventLog
     public static async IAsyncEnumerable<ResponseStreamEvent> ReadAsync(ResponseStore store, string? owner, string id, int startingAfter,
         Func<Task<string?>> status, [EnumeratorCancellation] CancellationToken ct)
     {
-        long next = Math.Max(0, startingAfter + 1);
+        long next = Math.Max(0, startingAfter + 1L);   // in long: int.MaxValue + 1 would wrap to the start
         DateTimeOffset? endedAt = null;
         while (true)
         {
