@@ -11,10 +11,11 @@ namespace RecurrentGemma.Model.Modules;
 /// together: 17–32 (timed at 24 against what takes them otherwise, usually <see cref="SimdGemv"/>'s
 /// passes), 33–127 (decode batches, short chunks; timed at 64) and 128 or more (prefill chunks;
 /// timed at 256). The kernel takes the work only when it ran in at most <paramref name="margin"/>
-/// of the other path's time (median of the per-round ratios): in a tie, the path that served
-/// before the kernel existed keeps it.
+/// of the other path's time (median of the per-round ratios) — <paramref name="prefillMargin"/>
+/// for the 128-or-more bucket where given: in a tie, the path that served before the kernel
+/// existed keeps it.
 /// </summary>
-internal sealed class GemmChoice(ScalarType dtype, double margin)
+internal sealed class GemmChoice(ScalarType dtype, double margin, double? prefillMargin = null)
 {
     static readonly int[] Buckets = [24, 64, 256];
 
@@ -50,7 +51,7 @@ internal sealed class GemmChoice(ScalarType dtype, double margin)
             var e = KernelChoices.Decide($"gemm/{KernelChoices.Name(dtype)}/x{b}", () =>
             {
                 var (otherMs, kernelMs, ratio) = GemvCalibration.MeasureGemm(dtype, b);
-                return new KernelChoices.Entry(ratio <= margin ? 1 : 0, [otherMs, kernelMs, ratio]);
+                return new KernelChoices.Entry(ratio <= (b == 256 ? prefillMargin ?? margin : margin) ? 1 : 0, [otherMs, kernelMs, ratio]);
             });
             if (e.Timings is [var other, var kernel, ..]) _timings[b] = (other, kernel);
             return e.Value != 0;
