@@ -136,14 +136,7 @@ public sealed class GriffinForCausalLM : nn.Module
         var z = model.FinalNorm.Forward(x);
         trace?.Invoke("final_norm.out", z);
         // Tied head on the raw table (not scaled), then the tanh soft cap.
-        var cap = Config.LogitsSoftCap;
-        var logits = Modules.Linear.Apply(z, model.EmbedTokens.Weight, null);
-        if (cap > 0 && Modules.SoftCap.Applies(logits)) logits = Modules.SoftCap.Apply(logits, cap);
-        else
-        {
-            if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);
-            if (cap > 0) logits.div_(Scalars.Of(cap)).tanh_().mul_(Scalars.Of(cap));   // logits is this pass's own tensor
-        }
+        var logits = Modules.SoftCap.Logits(Modules.Linear.Apply(z, model.EmbedTokens.Weight, null), Config.LogitsSoftCap);
         trace?.Invoke("logits", logits);
         PartDone?.Invoke("head");   // before the scope ends: every tensor of the pass is still held here
 

@@ -39,20 +39,8 @@ internal static class RowExactForward
 
         Tensor[] z = [.. xs.Select((x, i) => model.FinalNorm.Forward(x.narrow(1, rows[i].T - 1, 1)))];   // [1, 1, D] each
         var head = Project(z, new Projection(model.EmbedTokens.Weight, null));
-        var cap = config.LogitsSoftCap;
         var logits = new Tensor[n];
-        for (int i = 0; i < n; i++)
-        {
-            // Per sequence: a pass over [B, V] would cut its vector blocks by B.
-            var row = head[i];
-            if (cap > 0 && SoftCap.Applies(row)) row = SoftCap.Apply(row, cap);
-            else
-            {
-                if (row.dtype != ScalarType.Float32) row = row.to(ScalarType.Float32);
-                if (cap > 0) row.div_(Scalars.Of(cap)).tanh_().mul_(Scalars.Of(cap));   // the head's own output
-            }
-            logits[i] = row;
-        }
+        for (int i = 0; i < n; i++) logits[i] = SoftCap.Logits(head[i], config.LogitsSoftCap);   // per sequence: a pass over [B, V] would cut its vector blocks by B
         var result = cat(logits, 0);   // [B, 1, V] float32
         partDone?.Invoke("head");
         for (int i = 0; i < n; i++) plan.State.Advance((int)plan.Slots[i], plan.Lengths[i]);

@@ -14,6 +14,16 @@ internal static unsafe class SoftCap
 
     public static bool Applies(Tensor logits) => StepFusion.Takes(logits);
 
+    /// <summary>The head's output as float32 logits, capped when <paramref name="cap"/> &gt; 0: the fused
+    /// pass where it applies, libtorch's ops otherwise (<paramref name="logits"/> is the caller's own tensor).</summary>
+    public static Tensor Logits(Tensor logits, double cap)
+    {
+        if (cap > 0 && Applies(logits)) return Apply(logits, cap);
+        if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);
+        if (cap > 0) logits.div_(Scalars.Of(cap)).tanh_().mul_(Scalars.Of(cap));
+        return logits;
+    }
+
     /// <returns>float32 logits, capped: <paramref name="logits"/> itself when it is float32 (its own tensor), else a new one.</returns>
     public static Tensor Apply(Tensor logits, double cap)
     {

@@ -131,8 +131,7 @@ internal sealed class DecimalMultipleGrammar(ByteGrammar g)
     {
         if (_positive.TryGetValue((p, d, minDigits), out var known)) return known;
         if (minDigits > IntegerDigits) return _positive[(p, d, minDigits)] = null;
-        var tail = new long[d + 1];   // 10^(d−j) mod p: what j fraction digits still lack
-        for (int j = d; j >= 0; j--) tail[j] = j == d ? 1 % p : tail[j + 1] * 10 % p;
+        var tail = Lacking(p, d);
         bool Ends(int j, long r) => r * tail[j] % p == 0;
 
         var fraction = new Dictionary<(int, long), int?>();
@@ -166,8 +165,7 @@ internal sealed class DecimalMultipleGrammar(ByteGrammar g)
     int? BelowOne(long p, int d, bool zero)
     {
         if (_belowOne.TryGetValue((p, d, zero), out var known)) return known;
-        var tail = new long[d + 1];
-        for (int j = d; j >= 0; j--) tail[j] = j == d ? 1 % p : tail[j + 1] * 10 % p;
+        var tail = Lacking(p, d);
         var fraction = new Dictionary<(int, long, bool), int?>();
         int? Fraction(int j, long r, bool nonzero)
         {
@@ -183,6 +181,15 @@ internal sealed class DecimalMultipleGrammar(ByteGrammar g)
         if (zero) after.Add([]);
         if (Point(0, p, (digit, next) => Fraction(1, next, digit != 0)) is { } point) after.Add(point);
         return _belowOne[(p, d, zero)] = after.Count == 0 ? null : g.Seq(g.Byte((byte)'0'), g.Rule([.. after]));
+    }
+
+    /// <summary>10^(d−j) mod p for j = 0…d: what a numeral with j fraction digits still lacks of the step's d
+    /// (it is a multiple when its remainder times this is 0 mod p).</summary>
+    static long[] Lacking(long p, int d)
+    {
+        var tail = new long[d + 1];
+        for (int j = d; j >= 0; j--) tail[j] = j == d ? 1 % p : tail[j + 1] * 10 % p;
+        return tail;
     }
 
     /// <summary>"." and a first fraction digit read from remainder r (null when no digit can lead to an end).</summary>
