@@ -50,6 +50,32 @@ public class Bf16GemmTests
         AssertRoundedOnce(x, w, withBias ? b : null, y);
     }
 
+    /// <summary>
+    /// A few rows of x (a short seeded prompt alone in a row-exact forward) may skip the packing
+    /// pass: the same rows then give the same bits as inside a 40-row packed call, so a prompt's
+    /// projections do not depend on how many others shared its forward.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 31, 18, true)]
+    [InlineData(3, 257, 514, false)]     // a last group of one weight row; K past its last tile of 16
+    [InlineData(16, 70, 40, true)]
+    [InlineData(21, 45, 260, true)]      // more rows than one pass takes (16 + 5)
+    public void The_unpacked_path_gives_each_row_the_packed_paths_bits(int rows, int n, int k, bool withBias)
+    {
+        if (!Kernel) return;
+        using var gen = new Generator(22);
+        using var w = empty(n, k).normal_(0, 0.05, gen).to(ScalarType.BFloat16);
+        using var b = empty(n).normal_(0, 0.1, gen).to(ScalarType.BFloat16);
+        using var x = empty(40, k).normal_(0, 1, gen).to(ScalarType.BFloat16);
+        var bias = withBias ? b : null;
+        using var packed = Bf16Gemm.Linear(x, w, bias, unpacked: false);
+        using var few = x.narrow(0, 7, rows);
+        using var unpacked = Bf16Gemm.Linear(few, w, bias, unpacked: true);
+        AssertRoundedOnce(few, w, bias, unpacked);
+        using var same = packed.narrow(0, 7, rows);
+        Assert.True(unpacked.equal(same).all().item<bool>(), "the unpacked rows differ from the same rows packed");
+    }
+
     [Fact]
     public void Rows_of_x_with_leading_dims_or_a_wider_row_stride_equal_exact_sums()
     {

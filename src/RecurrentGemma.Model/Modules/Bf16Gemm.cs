@@ -52,7 +52,11 @@ public static unsafe class Bf16Gemm
     }
 
     /// <summary>x·Wᵀ + b: [.., K] → [.., N], bf16 in and out, any number of rows of x (the caller checks <see cref="Applies"/> or <see cref="Available"/>; K even).</summary>
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    /// <param name="x">Rows of input, [.., K].</param>
+    /// <param name="weight">The projection, [N, K], row-major.</param>
+    /// <param name="bias">Added to every row, [N], or null.</param>
+    /// <param name="unpacked">Whether to skip packing the weight (same bits); null: the timed choice for a few rows of x (<see cref="GemmChoice.Unpacks"/>).</param>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, bool? unpacked = null)
     {
         var entry = Loaded.Value.Entry;
         if (entry == 0) throw new InvalidOperationException("the bf16 GEMM kernel is not available: " + Status);
@@ -68,10 +72,16 @@ public static unsafe class Bf16Gemm
         var yp = (ushort*)SimdGemv.Data(y);
         var bp = biasF is null ? null : (float*)SimdGemv.Data(biasF);
         long accFloats = k > BlockColumns ? rows * PartRows : 1;
+        bool direct = unpacked ?? Choice.Unpacks(rows);
         int parts = (int)((n + PartRows - 1) / PartRows);
         KernelWorkers.Run(parts, p =>
         {
             long n0 = p * PartRows, n1 = Math.Min(n, n0 + PartRows);
+            if (direct)
+            {
+                Call(entry, w, k, xp, xs, rows, bp, yp, n, n0, n1, null, null);   // no pack or acc buffers: the unpacked path
+                return;
+            }
             if (_acc is null || _acc.LongLength < accFloats) _acc = GC.AllocateUninitializedArray<float>(checked((int)accFloats), pinned: true);
             fixed (uint* pack = _pack ??= GC.AllocateUninitializedArray<uint>(PackPairs, pinned: true))
             fixed (float* acc = _acc)
@@ -115,9 +125,10 @@ public static unsafe class Bf16Gemm
         if (!Enabled) return "bf16 GEMM kernel off";
         if (!Available) return $"bf16 GEMM kernel unavailable ({Status})";
         if (Forced) return "bf16 GEMM kernel forced on";
+        var unpacked = Choice.UnpackedTiming(decide) is { } u ? "; " + u : "";
         return Choice.Timings(decide) is { } timings
-            ? "bf16 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; ×256: libtorch's bf16 or the up-cast, whichever was chosen; else libtorch) per rows of x, " + GemmChoice.Shapes + ", the kernel taking the work from 20 % faster: " + timings
-            : "bf16 GEMM kernel not yet timed (no bf16 projection of 17+ rows large enough so far)";
+            ? "bf16 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; ×256: libtorch's bf16 or the up-cast, whichever was chosen; else libtorch) per rows of x, " + GemmChoice.Shapes + ", the kernel taking the work from 20 % faster: " + timings + unpacked
+            : "bf16 GEMM kernel not yet timed (no bf16 projection of 17+ rows large enough so far)" + unpacked;
     }
 
     static (nint, string) Load() =>
@@ -129,7 +140,8 @@ public static unsafe class Bf16Gemm
     /// Runs the mapped code on a weight whose sizes leave a tail in every blocking (rows of x past
     /// a multiple of 12, weight rows past a multiple of 32, K past a block of 512 columns and past
     /// a tile of 32), with and without a bias, and compares every output with its exact sum
-    /// rounded to bf16; null when all agree and nothing outside the outputs asked for was written.
+    /// rounded to bf16; null when all agree, nothing outside the outputs asked for was written, and
+    /// the unpacked path wrote the packed path's outputs bit for bit.
     /// </summary>
     static string? SelfCheck(nint entry)
     {
@@ -149,11 +161,17 @@ public static unsafe class Bf16Gemm
         foreach (bool withBias in new[] { false, true })
         {
             var y = new ushort[m * ys];
+            var yUnpacked = new ushort[m * ys];
             Array.Fill(y, untouched);
-            fixed (ushort* wp = w, xp = x, yp = y)
+            Array.Fill(yUnpacked, untouched);
+            fixed (ushort* wp = w, xp = x, yp = y, yu = yUnpacked)
             fixed (float* bp = b, acp = acc)
             fixed (uint* pk = pack)
+            {
                 Call(entry, wp - k, k, xp, xs, m, withBias ? bp - 1 : null, yp, ys, 1, n + 1, pk, acp);   // weight rows 1..n address w's rows 0..n−1
+                Call(entry, wp - k, k, xp, xs, m, withBias ? bp - 1 : null, yu, ys, 1, n + 1, null, null);
+            }
+            if (!y.AsSpan().SequenceEqual(yUnpacked)) return "the unpacked path's outputs differ from the packed path's";
             for (int r = 0; r < m; r++)
                 for (int c = 0; c < ys; c++)
                 {

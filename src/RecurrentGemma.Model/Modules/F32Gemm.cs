@@ -50,7 +50,11 @@ public static unsafe class F32Gemm
     }
 
     /// <summary>x·Wᵀ + b: [.., K] → [.., N], float32, any number of rows of x (the caller checks <see cref="Applies"/> or <see cref="Available"/>).</summary>
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    /// <param name="x">Rows of input, [.., K].</param>
+    /// <param name="weight">The projection, [N, K], row-major.</param>
+    /// <param name="bias">Added to every row, [N], or null.</param>
+    /// <param name="unpacked">Whether to skip packing the weight (same bits); null: the timed choice for a few rows of x (<see cref="GemmChoice.Unpacks"/>).</param>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, bool? unpacked = null)
     {
         var entry = Loaded.Value.Entry;
         if (entry == 0) throw new InvalidOperationException("the f32 GEMM kernel is not available: " + Status);
@@ -64,12 +68,15 @@ public static unsafe class F32Gemm
         var xp = (float*)SimdGemv.Data(x);
         var yp = (float*)SimdGemv.Data(y);
         var bp = bias is null ? null : (float*)SimdGemv.Data(bias);
+        bool direct = unpacked ?? Choice.Unpacks(rows);
         int parts = (int)((n + PartRows - 1) / PartRows);
         KernelWorkers.Run(parts, p =>
         {
             long n0 = p * PartRows, n1 = Math.Min(n, n0 + PartRows);
-            fixed (float* pack = _pack ??= GC.AllocateUninitializedArray<float>(PackFloats, pinned: true))
-                Call(entry, w, k, xp, xs, rows, bp, yp, n, n0, n1, pack);
+            if (direct) Call(entry, w, k, xp, xs, rows, bp, yp, n, n0, n1, null);   // no pack buffer: the unpacked path
+            else
+                fixed (float* pack = _pack ??= GC.AllocateUninitializedArray<float>(PackFloats, pinned: true))
+                    Call(entry, w, k, xp, xs, rows, bp, yp, n, n0, n1, pack);
         });
         Interlocked.Add(ref _ticks, Stopwatch.GetTimestamp() - start);
         return y;
@@ -96,9 +103,10 @@ public static unsafe class F32Gemm
         if (!Enabled) return "f32 GEMM kernel off";
         if (!Available) return $"f32 GEMM kernel unavailable ({Status})";
         if (Forced) return "f32 GEMM kernel forced on";
+        var unpacked = Choice.UnpackedTiming(decide) is { } u ? "; " + u : "";
         return Choice.Timings(decide) is { } timings
-            ? "f32 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; else libtorch) per rows of x, " + GemmChoice.Shapes + ", the kernel taking the work from 5 % faster: " + timings
-            : "f32 GEMM kernel not yet timed (no f32 projection of 17+ rows large enough so far)";
+            ? "f32 GEMM kernel vs the other path (×24: the SIMD GEMV passes where they take 17–32 rows; else libtorch) per rows of x, " + GemmChoice.Shapes + ", the kernel taking the work from 5 % faster: " + timings + unpacked
+            : "f32 GEMM kernel not yet timed (no f32 projection of 17+ rows large enough so far)" + unpacked;
     }
 
     static (nint, string) Load() =>
@@ -109,7 +117,8 @@ public static unsafe class F32Gemm
     /// Runs the mapped code on a weight whose sizes leave a tail in every blocking (rows of x past
     /// a multiple of 12, weight rows past a multiple of 32, K past a block of 256), with and
     /// without a bias, and compares every output with its exact sum; null when all agree to
-    /// float32 rounding and nothing outside the outputs asked for was written.
+    /// float32 rounding, nothing outside the outputs asked for was written, and the unpacked path
+    /// wrote the packed path's outputs bit for bit.
     /// </summary>
     static string? SelfCheck(nint entry)
     {
@@ -125,9 +134,15 @@ public static unsafe class F32Gemm
         foreach (bool withBias in new[] { false, true })
         {
             var y = new float[m * ys];
+            var yUnpacked = new float[m * ys];
             Array.Fill(y, 12345f);
-            fixed (float* wp = w, xp = x, bp = b, yp = y, pk = pack)
+            Array.Fill(yUnpacked, 12345f);
+            fixed (float* wp = w, xp = x, bp = b, yp = y, yu = yUnpacked, pk = pack)
+            {
                 Call(entry, wp - k, k, xp, xs, m, withBias ? bp - 1 : null, yp, ys, 1, n + 1, pk);   // weight rows 1..n address w's rows 0..n−1
+                Call(entry, wp - k, k, xp, xs, m, withBias ? bp - 1 : null, yu, ys, 1, n + 1, null);
+            }
+            if (!y.AsSpan().SequenceEqual(yUnpacked)) return "the unpacked path's outputs differ from the packed path's";
             for (int r = 0; r < m; r++)
                 for (int c = 0; c < ys; c++)
                 {

@@ -25,6 +25,34 @@ internal sealed class GemmChoice(ScalarType dtype, double margin, double? prefil
     readonly ConcurrentDictionary<int, Lazy<bool>> _decisions = new();
     readonly ConcurrentDictionary<int, (double Other, double Kernel)> _timings = new();
 
+    /// <summary>Most rows of x the kernels' unpacked path takes in one pass of the weight (the C code's DR).</summary>
+    public const int UnpackedMaxRows = 16;
+
+    readonly Lazy<KernelChoices.Entry> _unpacked = new(() => KernelChoices.Decide($"gemm/{KernelChoices.Name(dtype)}/unpacked", () =>
+    {
+        var (packedMs, unpackedMs, ratio) = GemvCalibration.MeasureUnpacked(dtype);
+        return new KernelChoices.Entry(ratio < 1 ? 1 : 0, [packedMs, unpackedMs, ratio]);
+    }));
+
+    /// <summary>
+    /// Whether this many rows of x (at most <see cref="UnpackedMaxRows"/>) go through the kernel's
+    /// unpacked path. Only a row-exact forward (<see cref="RowExactGemm"/>) sends the kernel so
+    /// few rows: a short seeded prompt alone (a chat turn of a few words renders to 10–16 tokens). Both paths give every output the same bits, so only
+    /// speed is at stake: timed once per process (packed against unpacked at 16 rows, where
+    /// unpacking gains least), taken when faster.
+    /// </summary>
+    public bool Unpacks(long rows) => rows <= UnpackedMaxRows && _unpacked.Value.Value != 0;
+
+    /// <summary>"unpacked for ≤ 8 rows of x on (kernel vs packed ms)" once timed (or when <paramref name="decide"/>); null before.</summary>
+    public string? UnpackedTiming(bool decide)
+    {
+        if (!decide && !_unpacked.IsValueCreated) return null;
+        var e = _unpacked.Value;
+        return e.Timings is [var packed, var unpacked, ..]
+            ? FormattableString.Invariant($"unpacked for ≤ {UnpackedMaxRows} rows of x {(e.Value != 0 ? "on" : "off")} ({unpacked:F1} vs {packed:F1} ms packed)")
+            : $"unpacked for ≤ {UnpackedMaxRows} rows of x {(e.Value != 0 ? "on" : "off")}";
+    }
+
     /// <summary>
     /// Rows of x (0: none) when a GEMM kernel of this dtype can take x·Wᵀ + b: a 2-D CPU weight of
     /// at least <see cref="SimdGemv.MinElements"/> with packed rows (and a whole number of

@@ -12,6 +12,9 @@ namespace RecurrentGemma.Model.Modules;
 /// the call, at any offset, on one thread or several (measured for every slice of 1–511 rows,
 /// docs/benchmarks.md; tested in RowExactForwardTests). libtorch's GEMM, the small-batch
 /// passes and the up-cast path sum in other orders and are chosen by row count, so they stay out.
+/// Up to 16 rows of x (a short prompt alone) the kernels may skip packing the weight, which a
+/// few rows cannot repay: every sum is then made by the same operations in the same order, so
+/// the bits stay the same (<see cref="GemmChoice.Unpacks"/>).
 /// </summary>
 public static class RowExactGemm
 {
@@ -28,7 +31,16 @@ public static class RowExactGemm
         return dtype == ScalarType.BFloat16 && Bf16Gemm.Enabled && Bf16Gemm.Available && widths.All(w => w % 2 == 0);
     }
 
+    /// <summary>
+    /// For benchmarks: whether a few rows of x skip the kernel's packing pass (same bits either
+    /// way); null, the default: the choice timed on this machine (<see cref="GemmChoice.Unpacks"/>).
+    /// </summary>
+    public static bool? Unpacked { get; set; }
+
+    /// <summary>Most rows of x that may skip the packing pass.</summary>
+    public const int UnpackedMaxRows = GemmChoice.UnpackedMaxRows;
+
     /// <summary>x·Wᵀ + b for [rows, K] x in the weight's dtype (the caller checked <see cref="Available"/>).</summary>
     internal static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) =>
-        weight.dtype == ScalarType.Float32 ? F32Gemm.Linear(x, weight, bias) : Bf16Gemm.Linear(x, weight, bias);
+        weight.dtype == ScalarType.Float32 ? F32Gemm.Linear(x, weight, bias, Unpacked) : Bf16Gemm.Linear(x, weight, bias, Unpacked);
 }

@@ -3,7 +3,8 @@
  * (a float, or a pair of bf16), into panels [kc][NR] — for each unit column k, the NR weight
  * rows' units side by side, so a micro-kernel loads one k's worth of a panel as NR/16 contiguous
  * vectors. Shuffles and copies only: the bits of every unit pass unchanged. And the start of a
- * micro-kernel's float32 sums. Inlined into each kernel (the embedded code may contain no calls
+ * micro-kernel's float32 sums. And, for the unpacked path of a few rows of x, the weight's units
+ * read straight into registers in the panels' layout. Inlined into each kernel (the embedded code may contain no calls
  * and no constants in memory).
  */
 #ifndef NR
@@ -96,4 +97,23 @@ static inline __attribute__((always_inline)) void start_sums(const int R, int co
         a0[b] = add ? _mm512_maskz_loadu_ps(*m0, from + b * stride) : s0;
         a1[b] = add ? _mm512_maskz_loadu_ps(*m1, from + b * stride + 16) : s1;
     }
+}
+
+/* The unpacked path for a few rows of x (each kernel's `direct`): units W[n0 + j, i0..i0+16) of
+   16 weight rows, j < rows (zeros past rows), as out[e] = (W[n0][i0 + e], ..., W[n0 + 15][i0 + e])
+   — the very vector a packed panel holds for unit column i0 + e, read straight from the weight. */
+static inline __attribute__((always_inline)) void load_tile(const unsigned *w, long kp, long n0, long i0, int rows, __m512 r[16])
+{
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) r[j] = j < rows ? _mm512_loadu_ps(w + (n0 + j) * kp + i0) : _mm512_setzero_ps();
+    transpose16(r);
+}
+
+/* Unit column i of 16 weight rows (zeros past rows) as one vector: the tail of K past its last tile. */
+static inline __attribute__((always_inline)) __m512 load_column(const unsigned *w, long kp, long n0, long i, int rows)
+{
+    unsigned t[16];   /* through the stack: lane masks built per lane become constants in memory */
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) t[j] = j < rows ? load_unit(w + (n0 + j) * kp + i) : 0;
+    return _mm512_loadu_ps(t);
 }
