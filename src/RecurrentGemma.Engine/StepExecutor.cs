@@ -77,12 +77,16 @@ internal sealed class StepExecutor(GriffinForCausalLM model) : IDisposable
     /// predict; the forward then keeps every position's logits (row r, position t is logit row
     /// r·T + t), and <see cref="Sample"/> also returns their log-probabilities.</param>
     /// <param name="rowExact">a row-exact forward (seeded prompts: each row as it would be alone), on every thread
-    /// like any prefill — its one-token rows too, so a row's libtorch ops split alike wherever it runs.</param>
+    /// like any prefill — its one-token rows too, so a row's libtorch ops split alike wherever it runs.
+    /// A lone chunk of 8–16 tokens takes it anyway where it timed faster.</param>
     public void Prepare(GriffinState state, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots,
         IReadOnlyList<SamplingRow> samples, int[]? logitRows = null, IReadOnlyList<int>? scoreTargets = null, int scoreTop = 0,
         bool rowExact = false)
     {
         _buffer.Clear();
+        // One short prompt chunk alone (often a conversation's next turn on its parked state) is
+        // served faster by the row-exact forward's kernels where they timed so; any prompt may take it.
+        rowExact |= tokens.Count == 1 && scoreTargets is null && model.RowExactFasterAlone(tokens[0].Count);
         UseThreads(decode: !rowExact && tokens.All(t => t.Count == 1), tokens.Count);
         _forward = model.Plan(_buffer, state, tokens, slots, scoreTargets is null ? LogitsSelection.LastValid : LogitsSelection.All, rowExact);
         _rows = samples;

@@ -93,6 +93,14 @@ public sealed class GriffinForCausalLM : nn.Module
     /// <summary>Whether <see cref="Plan"/> can build a row-exact forward here (the CPU kernels it rests on: <see cref="RowExactGemm"/>).</summary>
     public bool RowExactAvailable => RowExactGemm.Available(Config, DType, Device);
 
+    /// <summary>Whether a forward of one prompt chunk this long runs faster row-exact here (<see cref="RowExactGemm.TakesLoneChunk"/>).</summary>
+    public bool RowExactFasterAlone(int tokens) => RowExactGemm.TakesLoneChunk(tokens, Config, DType, Device);
+
+    long _rowExactForwards;
+
+    /// <summary>Row-exact forwards run so far (tests, benchmarks).</summary>
+    public long RowExactForwards => Interlocked.Read(ref _rowExactForwards);
+
     string RowExactStatus => DType == ScalarType.Float32 ? F32Gemm.Status : Bf16Gemm.Status;
 
     /// <summary>
@@ -109,6 +117,7 @@ public sealed class GriffinForCausalLM : nn.Module
         if (plan.Rows is not null)
         {
             if (trace is not null) throw new ArgumentException("a row-exact forward takes no trace", nameof(trace));
+            Interlocked.Increment(ref _rowExactForwards);
             return RowExactForward.Run(model, Config, plan, PartDone).MoveToOuterDisposeScope();
         }
         var batch = new ForwardBatch(plan, trace);

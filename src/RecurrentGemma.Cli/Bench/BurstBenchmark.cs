@@ -72,12 +72,14 @@ public sealed class BurstBenchmark(string shapeName, GriffinConfig config, Scala
     /// seeded request with nothing else running, at a few prompt lengths, its prompt in a
     /// row-exact forward (the model's GEMM for every projection; up to 16 rows unpacked where
     /// timed faster, and packed as before), and in a forward of its own (the kernels the timing
-    /// picks for its row count), in turn on one engine.
+    /// picks for its row count); and an unseeded one as served (a lone short chunk row-exact
+    /// where timed faster); in turn on one engine.
     /// </summary>
     string Alone(GriffinForCausalLM model, int rounds, CultureInfo ci)
     {
-        int[] lengths = [8, 16, 128, 512];
-        (string Name, bool Exact, bool? Unpacked)[] paths = [("row-exact forward", true, null), ("row-exact, packed", true, false), ("a forward of its own", false, null)];
+        int[] lengths = [4, 8, 12, 16, 128, 512];
+        (string Name, bool Exact, bool? Unpacked, bool Seeded)[] paths = [("row-exact forward", true, null, true), ("row-exact, packed", true, false, true),
+            ("a forward of its own", false, null, true), ("unseeded, as served", true, null, false)];
         var rng = new Random(17);
         var times = lengths.ToDictionary(n => n, _ => paths.Select(_ => new List<double>()).ToArray());
         var engine = new EngineClient(model, new EngineOptions { MaxSlots = 2, MaxRunningSequences = 1, ParkFinishedStates = false });
@@ -90,7 +92,7 @@ public sealed class BurstBenchmark(string shapeName, GriffinConfig config, Scala
                         (Model.Modules.RowExactGemm.Enabled, Model.Modules.RowExactGemm.Unpacked) = (path.Exact, path.Unpacked);
                         int[] prompt = [2, .. Enumerable.Range(0, n - 1).Select(_ => rng.Next(3, config.VocabSize))];
                         var clock = Stopwatch.StartNew();
-                        var h = engine.Submit(new GenerationRequest { PromptTokens = prompt, MaxNewTokens = 1, Sampling = new SamplingParams { Temperature = 1, Seed = 7 } });
+                        var h = engine.Submit(new GenerationRequest { PromptTokens = prompt, MaxNewTokens = 1, Sampling = new SamplingParams { Temperature = 1, Seed = path.Seeded ? 7 : null } });
                         Task.Run(async () => { await foreach (var _ in h.ReadEventsAsync()) { } }).GetAwaiter().GetResult();
                         if (r < 0) continue;
                         times[n][i].Add(clock.Elapsed.TotalSeconds);
@@ -104,10 +106,10 @@ public sealed class BurstBenchmark(string shapeName, GriffinConfig config, Scala
         }
         string kernel = dtype == ScalarType.Float32 ? Model.Modules.F32Gemm.Describe() : Model.Modules.Bf16Gemm.Describe();
         var sb = new StringBuilder();
-        sb.AppendLine(ci, $"One seeded request alone (1 new token): time to first token by prompt length, its prompt in a row-exact forward (up to {Model.Modules.RowExactGemm.UnpackedMaxRows} rows unpacked where timed faster; here: {kernel}), in one with every projection packed, and in a forward of its own (the kernels timed for its row count), in turn, {rounds} rounds, median (min–max):");
+        sb.AppendLine(ci, $"One seeded request alone (1 new token): time to first token by prompt length, its prompt in a row-exact forward (up to {Model.Modules.RowExactGemm.UnpackedMaxRows} rows unpacked where timed faster; here: {kernel}), in one with every projection packed, in a forward of its own (the kernels timed for its row count: how any prompt alone ran before lone short chunks could go row-exact), and unseeded as the engine now serves it (a lone chunk of {Model.Modules.RowExactGemm.LoneChunkMinRows}–{Model.Modules.RowExactGemm.UnpackedMaxRows} tokens row-exact where timed faster), in turn, {rounds} rounds, median (min–max):");
         sb.AppendLine();
         sb.AppendLine("| prompt | " + string.Join(" | ", paths.Select(p => p.Name)) + " |");
-        sb.AppendLine("|---|---|---|---|");
+        sb.AppendLine("|---|---|---|---|---|");
         foreach (int n in lengths)
             sb.AppendLine(ci, $"| {n} tokens | {string.Join(" | ", times[n].Select(t => Spread.Of(t).Format("F2") + " s"))} |");
         return sb.ToString();

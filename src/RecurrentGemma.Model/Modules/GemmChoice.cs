@@ -43,15 +43,38 @@ internal sealed class GemmChoice(ScalarType dtype, double margin, double? prefil
     /// </summary>
     public bool Unpacks(long rows) => rows <= UnpackedMaxRows && _unpacked.Value.Value != 0;
 
-    /// <summary>"unpacked for ≤ 8 rows of x on (kernel vs packed ms)" once timed (or when <paramref name="decide"/>); null before.</summary>
+    /// <summary>Fewest tokens of a lone prompt chunk that may go through a row-exact forward for speed (<see cref="RowExactGemm.TakesLoneChunk"/>).</summary>
+    public const int LoneChunkMinRows = 8;
+
+    readonly Lazy<KernelChoices.Entry> _loneChunk = new(() => KernelChoices.Decide($"gemm/{KernelChoices.Name(dtype)}/unpacked-x{LoneChunkMinRows}", () =>
+    {
+        var (otherMs, unpackedMs, ratio) = GemvCalibration.MeasureGemm(dtype, LoneChunkMinRows, unpacked: true);
+        return new KernelChoices.Entry(ratio <= 0.95 ? 1 : 0, [otherMs, unpackedMs, ratio]);
+    }));
+
+    /// <summary>
+    /// Whether the unpacked kernel at <see cref="LoneChunkMinRows"/> rows of x ran at least 5 %
+    /// faster than the small-batch passes that take so few rows otherwise (timed once per
+    /// process, over the four ~64 MiB weights): then a lone prompt chunk of 8–16 tokens is worth
+    /// a row-exact forward. Through the engine on the AMD EPYC (2B, a prompt alone, row-exact
+    /// against a forward of its own): bf16 8 tokens 0.16 vs 0.20 s, 12 tokens 0.19 vs 0.23, 16
+    /// tokens 0.27 vs 0.32; f32 0.32 vs 0.42, 0.36 vs 0.55, 0.48 vs 0.69 — but at 1–4 tokens f32
+    /// level or slower (0.28–0.32 vs 0.25–0.28 s), hence no fewer than 8.
+    /// </summary>
+    public bool LoneChunkWins => _loneChunk.Value.Value != 0;
+
+    /// <summary>"unpacked for ≤ 16 rows of x on (kernel vs packed ms)", and the lone-chunk choice once timed (or when <paramref name="decide"/>); null before.</summary>
     public string? UnpackedTiming(bool decide)
     {
         if (!decide && !_unpacked.IsValueCreated) return null;
-        var e = _unpacked.Value;
-        return e.Timings is [var packed, var unpacked, ..]
-            ? FormattableString.Invariant($"unpacked for ≤ {UnpackedMaxRows} rows of x {(e.Value != 0 ? "on" : "off")} ({unpacked:F1} vs {packed:F1} ms packed)")
-            : $"unpacked for ≤ {UnpackedMaxRows} rows of x {(e.Value != 0 ? "on" : "off")}";
+        var text = Timed(_unpacked.Value, $"unpacked for ≤ {UnpackedMaxRows} rows of x", "packed");
+        return !decide && !_loneChunk.IsValueCreated ? text
+            : text + "; " + Timed(_loneChunk.Value, $"lone prompt chunks of {LoneChunkMinRows}–{UnpackedMaxRows} tokens row-exact", $"the small-batch passes at {LoneChunkMinRows} rows");
     }
+
+    static string Timed(KernelChoices.Entry e, string what, string against) => e.Timings is [var other, var kernel, ..]
+        ? FormattableString.Invariant($"{what} {(e.Value != 0 ? "on" : "off")} ({kernel:F1} vs {other:F1} ms {against})")
+        : $"{what} {(e.Value != 0 ? "on" : "off")}";
 
     /// <summary>
     /// Rows of x (0: none) when a GEMM kernel of this dtype can take x·Wᵀ + b: a 2-D CPU weight of

@@ -119,10 +119,13 @@ internal static class GemvCalibration
     /// sequences slower than libtorch (one process, alternating: 59.6 vs 73.4 tok/s). The caller
     /// decides from the median of the per-round ratios (kernel ÷ other), with a margin.
     /// </summary>
-    public static (double OtherMs, double KernelMs, double Ratio) MeasureGemm(ScalarType dtype, int rows)
-        => HandingBack(() => MeasureGemmCore(dtype, rows));
+    /// <param name="dtype">The kernel's dtype.</param>
+    /// <param name="rows">Rows of x.</param>
+    /// <param name="unpacked">Time the kernel's unpacked path (up to <see cref="GemmChoice.UnpackedMaxRows"/> rows) rather than its packed one.</param>
+    public static (double OtherMs, double KernelMs, double Ratio) MeasureGemm(ScalarType dtype, int rows, bool unpacked = false)
+        => HandingBack(() => MeasureGemmCore(dtype, rows, unpacked));
 
-    static (double OtherMs, double KernelMs, double Ratio) MeasureGemmCore(ScalarType dtype, int rows)
+    static (double OtherMs, double KernelMs, double Ratio) MeasureGemmCore(ScalarType dtype, int rows, bool unpacked)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -133,7 +136,7 @@ internal static class GemvCalibration
         Func<Tensor, Tensor> other = simd ? w => SimdGemv.Linear(x, w, null)
             : upcast ? w => Bf16Upcast.Upcast(x, w, null)
             : w => nn.functional.linear(x, w, null);
-        Func<Tensor, Tensor> kernel = w => GemmKernel(x, w, unpacked: false);
+        Func<Tensor, Tensor> kernel = w => GemmKernel(x, w, unpacked);
         int threads = get_num_threads();
         if (simd) set_num_threads(1);
         try { return TimeRounds(ws, other, kernel); }

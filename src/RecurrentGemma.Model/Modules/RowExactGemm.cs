@@ -40,6 +40,23 @@ public static class RowExactGemm
     /// <summary>Most rows of x that may skip the packing pass.</summary>
     public const int UnpackedMaxRows = GemmChoice.UnpackedMaxRows;
 
+    /// <summary>For tests and benchmarks: whether a lone prompt chunk of 8–16 tokens takes a row-exact forward; null, the default: as timed.</summary>
+    public static bool? LoneChunks { get; set; }
+
+    /// <summary>Fewest tokens of a lone prompt chunk that may take a row-exact forward for speed.</summary>
+    public const int LoneChunkMinRows = GemmChoice.LoneChunkMinRows;
+
+    /// <summary>
+    /// Whether a forward of one prompt chunk of <paramref name="tokens"/> tokens (no seed needed)
+    /// is faster row-exact: 8 to 16 tokens — a new turn of a conversation whose state is parked
+    /// is often that short — where the unpacked kernel timed faster than the small-batch passes
+    /// that take so few rows otherwise (<see cref="GemmChoice.LoneChunkWins"/>). Never with the
+    /// CPU's own paths off (<see cref="CpuPaths"/>: the step as a GPU runs it).
+    /// </summary>
+    public static bool TakesLoneChunk(int tokens, GriffinConfig c, ScalarType dtype, Device device) =>
+        tokens >= GemmChoice.LoneChunkMinRows && tokens <= UnpackedMaxRows && CpuPaths.On(device) && Available(c, dtype, device)
+        && (LoneChunks ?? (dtype == ScalarType.Float32 ? F32Gemm.LoneChunkWins : Bf16Gemm.LoneChunkWins));
+
     /// <summary>x·Wᵀ + b for [rows, K] x in the weight's dtype (the caller checked <see cref="Available"/>).</summary>
     internal static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) =>
         weight.dtype == ScalarType.Float32 ? F32Gemm.Linear(x, weight, bias, Unpacked) : Bf16Gemm.Linear(x, weight, bias, Unpacked);
