@@ -74,7 +74,7 @@ public class AllocationTests
         Quiesce();
         MemoryTuning.ReleaseFreeMemory();
         long before = ProcessStats.Memory().Rss;
-        measure.Invoke(null, [ScalarType.Float32, 24]);
+        measure.Invoke(null, [ScalarType.Float32, 24, false]);
         long after = ProcessStats.Memory().Rss;
         Assert.True(after - before < (32L << 20), $"RSS {before / 1e6:F0} MB before the calibration, {after / 1e6:F0} MB after");
     }
