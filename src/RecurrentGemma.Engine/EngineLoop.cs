@@ -88,6 +88,9 @@ internal sealed partial class EngineLoop
                 _executor.Calibrate(maxBatch: slots);
                 MemoryTuning.ReleaseFreeMemory();
             }
+            // The kernels' few-row choices too (once per process; their timings hand their buffers
+            // back themselves), rather than in the first short prompt a server meets.
+            _model.TimeRowExactChoices();
             _store = new StateStore(_model, slots, _options.ParkedCapFor(slots), (long)_options.HostMemoryMiB * 1024 * 1024, Disk);
             Publish();
             _ready.TrySetResult();

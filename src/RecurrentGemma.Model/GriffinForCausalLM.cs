@@ -96,6 +96,9 @@ public sealed class GriffinForCausalLM : nn.Module
     /// <summary>Whether a forward of one prompt chunk this long runs faster row-exact here (<see cref="RowExactGemm.TakesLoneChunk"/>).</summary>
     public bool RowExactFasterAlone(int tokens) => RowExactGemm.TakesLoneChunk(tokens, Config, DType, Device);
 
+    /// <summary>Times the row-exact forward's few-row choices now rather than in a request (<see cref="RowExactGemm.TimeChoices"/>).</summary>
+    public void TimeRowExactChoices() => RowExactGemm.TimeChoices(Config, DType, Device);
+
     long _rowExactForwards;
 
     /// <summary>Row-exact forwards run so far (tests, benchmarks).</summary>

@@ -116,8 +116,8 @@ public static unsafe class Bf16Gemm
     /// </summary>
     static readonly GemmChoice Choice = new(ScalarType.BFloat16, margin: 0.8, prefillMargin: 1.1);
 
-    /// <summary>Whether its unpacked path beat the small-batch passes at a few rows (<see cref="GemmChoice.LoneChunkWins"/>).</summary>
-    internal static bool LoneChunkWins => Choice.LoneChunkWins;
+    /// <summary>Its timed decisions (<see cref="RowExactGemm"/> reads the unpacked path's).</summary>
+    internal static GemmChoice Choices => Choice;
 
     /// <summary>Whether the kernel beats the other path for this many rows of x on this machine (timed once per bucket per process).</summary>
     public static bool Wins(long rows) => Choice.Wins(rows);

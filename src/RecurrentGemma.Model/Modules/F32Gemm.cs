@@ -94,8 +94,8 @@ public static unsafe class F32Gemm
     /// <summary>Takes the work from 5 % faster: on the AMD EPYC it ran 1.3–2.4× faster in its timings (docs/benchmarks.md).</summary>
     static readonly GemmChoice Choice = new(ScalarType.Float32, margin: 0.95);
 
-    /// <summary>Whether its unpacked path beat the small-batch passes at a few rows (<see cref="GemmChoice.LoneChunkWins"/>).</summary>
-    internal static bool LoneChunkWins => Choice.LoneChunkWins;
+    /// <summary>Its timed decisions (<see cref="RowExactGemm"/> reads the unpacked path's).</summary>
+    internal static GemmChoice Choices => Choice;
 
     /// <summary>Whether the kernel beats the other path for this many rows of x on this machine (timed once per bucket per process, <see cref="GemmChoice"/>).</summary>
     public static bool Wins(long rows) => Choice.Wins(rows);

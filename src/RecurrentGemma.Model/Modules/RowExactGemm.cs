@@ -55,7 +55,23 @@ public static class RowExactGemm
     /// </summary>
     public static bool TakesLoneChunk(int tokens, GriffinConfig c, ScalarType dtype, Device device) =>
         tokens >= GemmChoice.LoneChunkMinRows && tokens <= UnpackedMaxRows && CpuPaths.On(device) && Available(c, dtype, device)
-        && (LoneChunks ?? (dtype == ScalarType.Float32 ? F32Gemm.LoneChunkWins : Bf16Gemm.LoneChunkWins));
+        && (LoneChunks ?? Choices(dtype).LoneChunkWins);
+
+    /// <summary>
+    /// Takes the timings the row-exact forward's few-row cases rest on now (at engine start), so
+    /// that the first short prompt a server meets does not wait for them: whether to unpack, and
+    /// whether a lone short chunk goes row-exact. Once per process; nothing where the kernels or
+    /// the CPU's own paths are missing.
+    /// </summary>
+    public static void TimeChoices(GriffinConfig c, ScalarType dtype, Device device)
+    {
+        if (!CpuPaths.On(device) || !Available(c, dtype, device)) return;
+        var choices = Choices(dtype);
+        _ = choices.Unpacks(1);
+        _ = choices.LoneChunkWins;
+    }
+
+    static GemmChoice Choices(ScalarType dtype) => dtype == ScalarType.Float32 ? F32Gemm.Choices : Bf16Gemm.Choices;
 
     /// <summary>x·Wᵀ + b for [rows, K] x in the weight's dtype (the caller checked <see cref="Available"/>).</summary>
     internal static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) =>
