@@ -23,16 +23,10 @@ public sealed class BrowserFixture : IAsyncLifetime
         });
     }
 
-    public static string Start(ServerFactory server)
-    {
-        server.UseKestrel(0);
-        server.StartServer();
-        return server.CreateClient().BaseAddress!.ToString().TrimEnd('/');
-    }
 
     public async Task InitializeAsync()
     {
-        Url = Start(Server);
+        Url = Server.StartOnSocket();
         await Server.Host.Loaded;
         Browser = await LaunchAsync();
     }
@@ -263,7 +257,7 @@ public class PlaygroundApiKeyTests
     public async Task Without_a_key_the_page_says_401_clearly_and_with_the_key_it_chats()
     {
         await using var server = new ServerFactory().With("Auth:ApiKeys:0", "page-key");
-        var url = BrowserFixture.Start(server);
+        var url = server.StartOnSocket();
         await server.Host.Loaded;
         await using var browser = await BrowserFixture.LaunchAsync();
         var page = await browser.NewPageAsync();

@@ -156,8 +156,7 @@ public class ServerBehaviourTests
     public async Task A_real_socket_streams_events_as_they_happen()
     {
         await using var server = new ServerFactory();
-        server.UseKestrel(0);
-        server.StartServer();
+        server.StartOnSocket();
         await server.Host.Loaded;
         using var client = server.CreateClient();
         Assert.Equal("http", client.BaseAddress!.Scheme);

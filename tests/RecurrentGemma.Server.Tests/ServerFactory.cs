@@ -29,6 +29,19 @@ public class ServerFactory : WebApplicationFactory<Program>
         foreach (var (k, v) in _settings) builder.UseSetting(k, v);
     }
 
+    /// <summary>
+    /// Starts the server on a real socket (Kestrel on the port 0 of the settings: any free one) and
+    /// returns its base URL. Not UseKestrel(0): that form rewrites the server's addresses after
+    /// building the host, racing Kestrel's own bind on the app's thread, and loses now and then
+    /// ("Addresses cannot be modified after the server has started"; an open ASP.NET Core bug).
+    /// </summary>
+    public string StartOnSocket()
+    {
+        UseKestrel();
+        StartServer();
+        return CreateClient().BaseAddress!.ToString().TrimEnd('/');
+    }
+
     public ModelHost Host => Services.GetRequiredService<ModelHost>();
     public EngineSnapshot Engine => Host.Inference!.Engine.Snapshot;
 
