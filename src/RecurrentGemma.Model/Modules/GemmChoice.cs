@@ -37,9 +37,9 @@ internal sealed class GemmChoice(ScalarType dtype, double margin, double? prefil
     /// <summary>
     /// Whether this many rows of x (at most <see cref="UnpackedMaxRows"/>) go through the kernel's
     /// unpacked path. Only a row-exact forward (<see cref="RowExactGemm"/>) sends the kernel so
-    /// few rows: a short seeded prompt alone (a chat turn of a few words renders to 10–16 tokens). Both paths give every output the same bits, so only
-    /// speed is at stake: timed once per process (packed against unpacked at 16 rows, where
-    /// unpacking gains least), taken when faster.
+    /// few rows: a short prompt alone, seeded or a lone short chunk. Both paths give every output
+    /// the same bits, so only speed is at stake: timed once per process (packed against unpacked
+    /// at 16 rows, where unpacking gains least), taken when faster.
     /// </summary>
     public bool Unpacks(long rows) => rows <= UnpackedMaxRows && _unpacked.Value.Value != 0;
 

@@ -54,7 +54,7 @@ public static class RowExactGemm
     /// CPU's own paths off (<see cref="CpuPaths"/>: the step as a GPU runs it).
     /// </summary>
     public static bool TakesLoneChunk(int tokens, GriffinConfig c, ScalarType dtype, Device device) =>
-        tokens >= GemmChoice.LoneChunkMinRows && tokens <= UnpackedMaxRows && CpuPaths.On(device) && Available(c, dtype, device)
+        tokens >= LoneChunkMinRows && tokens <= UnpackedMaxRows && CpuPaths.On(device) && Available(c, dtype, device)
         && (LoneChunks ?? Choices(dtype).LoneChunkWins);
 
     /// <summary>
