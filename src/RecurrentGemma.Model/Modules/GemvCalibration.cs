@@ -148,9 +148,9 @@ internal static class GemvCalibration
     /// rows of x, packed against unpacked, over <see cref="Inputs"/>' four ~64 MiB weights (rounds
     /// as in <see cref="MeasureGemm"/>). Both give the same bits; the unpacked path skips the pass
     /// that copies each weight block into panels, which a few rows of x cannot repay (the kernels
-    /// alone on one thread, AMD EPYC, [7680, 2560], packed vs unpacked: bf16 2.56 vs 1.37 ms at
-    /// 1 row, 2.83 vs 1.80 at 8, 3.69 vs 3.31 at 16, 4.27 vs 5.17 at 24; f32 4.79 vs 2.49, 5.60 vs
-    /// 3.66, 7.12 vs 6.81, 8.55 vs 8.99).
+    /// alone on one thread, AMD EPYC, [7680, 2560], packed vs unpacked medians: bf16 2.68 vs 1.44 ms
+    /// at 1 row, 2.87 vs 1.85 at 8, 3.77 vs 3.57 at 16, 4.29 vs 5.39 at 24; f32 4.99 vs 2.65, 5.70
+    /// vs 3.58, 7.20 vs 6.05, 8.64 vs 8.29; scripts/gemm-paths.sh, docs/benchmarks.md).
     /// </summary>
     public static (double PackedMs, double UnpackedMs, double Ratio) MeasureUnpacked(ScalarType dtype)
         => HandingBack(() =>

@@ -95,8 +95,9 @@ static inline __attribute__((always_inline)) void micro_rows(int rows, const pai
    sums that path parks in acc between K blocks kept in registers instead (a float stored and
    loaded is the same float), one rounding to bf16 — so a row's bits do not depend on which path
    ran. Without the packing pass it streams each weight row once, start to end, which a few rows
-   of x want: there the kernel is bound by reading the weight, not by arithmetic (1 to 16 rows
-   ran 1.05–1.9× faster unpacked on one thread of the AMD EPYC; the C# side times both). */
+   of x want: there the kernel is bound by reading the weight, not by arithmetic (on one thread
+   of the AMD EPYC up to 1.9× faster from 1 to 12 rows, near level at 16 in bf16:
+   scripts/gemm-paths.sh; the C# side times both). */
 #define DR 16
 static inline __attribute__((always_inline)) void direct(const int R, const pair *w, long kp, long n, int rows,
     const bf16 *x, long xs, const float *bias, bf16 *y, long ys)

@@ -80,8 +80,8 @@ static inline __attribute__((always_inline)) void micro_rows(int rows, const flo
    in y between K blocks kept in registers instead (a float stored and loaded is the same float)
    — so a row's bits do not depend on which path ran. Without the packing pass it streams each
    weight row once, start to end, which a few rows of x want: there the kernel is bound by
-   reading the weight, not by arithmetic (1 to 16 rows ran 1.05–1.9× faster unpacked on one
-   thread of the AMD EPYC; the C# side times both). */
+   reading the weight, not by arithmetic (on one thread of the AMD EPYC up
+   to 1.9× faster from 1 to 12 rows, 1.2× at 16: scripts/gemm-paths.sh; the C# side times both). */
 #define DR 16
 static inline __attribute__((always_inline)) void direct(const int R, const float *w, long k, long n, int rows,
     const float *x, long xs, const float *bias, float *y, long ys)
