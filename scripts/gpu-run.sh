@@ -7,8 +7,13 @@
 #      was built against libtorch 2.10; another version may have renamed some);
 #   3. the model and engine tests on the device (RGEMMA_TEST_DEVICE);
 #   4. the step benchmark on the device, its section of docs/benchmarks.md copied out;
-#   5. the engine benchmark on the device (2B bf16 on a GPU: aggregate tok/s at 1–32 sequences).
-#   scripts/gpu-run.sh --device cuda                                # on the GPU machine
+#   5. the engine benchmark on the device (2B bf16 on a GPU: aggregate tok/s at 1–32 sequences),
+#      and with --engine-levels a second run at the levels given (a GPU's batches go wider).
+# Before the tests, one forward through the bundled CLI on the device says at once whether the
+# device works at all. --budget SECONDS (the device call's limit, less a margin) caps each step so
+# that a hang in one still leaves time for the later ones; a step with too little time left is
+# skipped and said so.
+#   scripts/gpu-run.sh --device cuda --budget 480 --engine-levels 1,8,32,64,128,256   # on the GPU machine
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR --quick         # CI's check of the bundle: steps 1–2,
 #       the reference and device-step test classes only, and one CLI call instead of the benchmarks
@@ -20,6 +25,8 @@ torchlib=""
 engine_shape=""
 quick=0
 tensor_path=0
+budget=0
+engine_levels=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
@@ -27,11 +34,25 @@ while [ $# -gt 0 ]; do
     --engine-shape) engine_shape="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --tensor-path) tensor_path=1; shift ;;
-    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick] [--tensor-path]" >&2; exit 2 ;;
+    --budget) budget="$2"; shift 2 ;;
+    --engine-levels) engine_levels="$2"; shift 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick] [--tensor-path] [--budget SECONDS] [--engine-levels N,N,...]" >&2; exit 2 ;;
   esac
 done
 # The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
 [ -n "$engine_shape" ] || { [ "$device" = cpu ] && engine_shape=small || engine_shape=2b; }
+# A step's time limit: its own default, or less where the budget must still cover the steps
+# after it (their reserve); "0" when fewer than 20 seconds would be left (the step is skipped).
+deadline=$(( budget > 0 ? $(date +%s) + budget : 0 ))
+limit() {
+  local t=$1 reserve=$2
+  if [ "$deadline" -gt 0 ]; then
+    local left=$(( deadline - $(date +%s) - reserve ))
+    [ "$left" -lt "$t" ] && t=$left
+  fi
+  [ "$t" -lt 20 ] && t=0
+  echo "$t"
+}
 # At most 8 files come back from a device call: the log, the missing symbols, two test logs, two
 # benchmark logs and their two sections.
 out="${OUT:-$PWD/gpu-out}"
@@ -80,6 +101,12 @@ if [ $tensor_path = 1 ]; then
   export RGEMMA_TEST_CPU_PATHS=off   # read by the test assemblies: CpuPaths off, libtorch's tensor ops only
   paths=" (CPU paths off: the tensor ops a GPU runs)"
 fi
+if [ $quick = 0 ]; then
+  echo "== 3a. one forward through the CLI on $device"
+  timeout 90 dotnet .gpu/run/cli/rgemma.dll logits --model tests/fixtures/griffin/tiny --tokens 2,17,42 --device "$device" > /tmp/gpu-run-smoke.txt 2>&1 ||
+    { status=1; echo "the CLI failed on $device:"; }
+  head -c 600 /tmp/gpu-run-smoke.txt; echo
+fi
 echo "== 3. model and engine tests on $device$paths"
 for suite in Model Engine; do
   dll=".gpu/run/tests/${suite,,}/RecurrentGemma.$suite.Tests.dll"
@@ -89,11 +116,16 @@ for suite in Model Engine; do
   [ "$device" != cpu ] || [ $tensor_path = 1 ] && filter+=(-notrait "Device=cpu-only")
   # Tests of the CPU's kernels themselves (on CPU tensors) need those paths on.
   [ $tensor_path = 1 ] && filter+=(-notrait "Paths=cpu-kernels")
+  # Each test's start and finish in the log: a test that hangs on a device is named there.
+  [ $quick = 0 ] && filter+=(-verbose)
   if [ $quick = 1 ]; then
     [ $suite = Model ] && filter+=(-class RecurrentGemma.Model.Tests.ReferenceLogitsTests) || filter+=(-class RecurrentGemma.Engine.Tests.DeviceStepTests)
   fi
-  timeout 420 dotnet "$bundle/runner/xunit.console.dll" "$dll" "${filter[@]}" -nocolor -parallel none \
-    > "$out/tests-${suite,,}.log" 2>&1 || status=1
+  # Reserve for what follows: the other suite's tests (after the model tests) and the benchmarks.
+  t=$(limit 420 $([ $suite = Model ] && echo 300 || echo 200))
+  [ "$t" = 0 ] && { echo "$suite tests skipped: out of budget"; status=1; continue; }
+  timeout "$t" dotnet "$bundle/runner/xunit.console.dll" "$dll" "${filter[@]}" -nocolor -parallel none \
+    > "$out/tests-${suite,,}.log" 2>&1 || { rc=$?; status=1; echo "$suite tests: exit $rc (limit $t s)"; }
   grep -E '\[FAIL\]|Total:' "$out/tests-${suite,,}.log" | head -40
   grep -q 'Total:' "$out/tests-${suite,,}.log" || { status=1; tail -20 "$out/tests-${suite,,}.log"; }   # the runner itself failed
 done
@@ -108,7 +140,10 @@ if [ $quick = 1 ]; then
 fi
 
 echo "== 4. step benchmark on $device"
-if timeout 300 dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$device" --repeats 7 --section "device-$device" --out docs/benchmarks.md \
+t=$(limit 300 $([ -n "$engine_levels" ] && echo 200 || echo 120))
+if [ "$t" = 0 ]; then
+  echo "skipped: out of budget"; status=1
+elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$device" --repeats 7 --section "device-$device" --out docs/benchmarks.md \
   > "$out/bench.log" 2>&1; then
   sed -n "/<!-- bench:device-$device:begin -->/,/<!-- bench:device-$device:end -->/p" docs/benchmarks.md > "$out/benchmarks-device-$device.md"
   cat "$out/benchmarks-device-$device.md"
@@ -117,13 +152,30 @@ else
   tail -30 "$out/bench.log"
 fi
 echo "== 5. engine benchmark on $device ($engine_shape, bf16)"
-if timeout 300 dotnet .gpu/run/cli/rgemma.dll bench --suite engine --shape "$engine_shape" --dtype bf16 --repeats 3 --device "$device" \
+t=$(limit 300 $([ -n "$engine_levels" ] && echo 90 || echo 0))
+if [ "$t" = 0 ]; then
+  echo "skipped: out of budget"; status=1
+elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite engine --shape "$engine_shape" --dtype bf16 --repeats 3 --device "$device" \
   --section "engine-$device" --out docs/benchmarks.md > "$out/engine-bench.log" 2>&1; then
   sed -n "/<!-- bench:engine-$device:begin -->/,/<!-- bench:engine-$device:end -->/p" docs/benchmarks.md > "$out/benchmarks-engine-$device.md"
   cat "$out/benchmarks-engine-$device.md"
 else
   status=1
   tail -30 "$out/engine-bench.log"
+fi
+if [ -n "$engine_levels" ]; then
+  # Same files as step 5 (at most 8 come back): its log appended, its section after step 5's.
+  echo "== 6. engine benchmark on $device at $engine_levels sequences"
+  t=$(limit 300 0)
+  if [ "$t" = 0 ]; then
+    echo "skipped: out of budget"; status=1
+  elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite engine --shape "$engine_shape" --dtype bf16 --repeats 3 --device "$device" \
+    --levels "$engine_levels" --section "engine-$device-wide" --out docs/benchmarks.md >> "$out/engine-bench.log" 2>&1; then
+    sed -n "/<!-- bench:engine-$device-wide:begin -->/,/<!-- bench:engine-$device-wide:end -->/p" docs/benchmarks.md | tee -a "$out/benchmarks-engine-$device.md"
+  else
+    status=1
+    tail -30 "$out/engine-bench.log"
+  fi
 fi
 echo "gpu-run on $device: $([ $status = 0 ] && echo passed || echo FAILED) (logs in $out)"
 exit $status

@@ -9,11 +9,11 @@ namespace RecurrentGemma.Cli.Bench;
 
 /// <summary>
 /// The engine on random-weight models: aggregate decode throughput at 1…32 concurrent sequences
-/// (levels in rotation over several rounds, medians),
+/// (or the levels given: a GPU's batches go far wider; in rotation over several rounds, medians),
 /// where a step's time goes (model forward, sampler, the rest = scheduling and bookkeeping), and
 /// a 10-turn conversation with and without session reuse, and scoring a prompt against prefilling it.
 /// </summary>
-public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress, int? repeats = null, Device? device = null)
+public sealed class EngineBenchmark(string shapeName, GriffinConfig config, ScalarType dtype, bool quick, TextWriter progress, int? repeats = null, Device? device = null, int[]? concurrency = null)
 {
     public string Run()
     {
@@ -31,7 +31,8 @@ public sealed class EngineBenchmark(string shapeName, GriffinConfig config, Scal
         //    calibration) for every level, levels in rotation for several rounds, so that a slow
         //    phase of a noisy machine falls on every level alike; medians with (min–max).
         int newTokens = big ? (quick ? 4 : 10) : (quick ? 16 : 48);
-        int[] levels = [1, 4, 16, 32];
+        // One sequence always runs: every other level is reported against it.
+        int[] levels = [.. (concurrency ?? [4, 16, 32]).Append(1).Where(c => c > 0).Distinct().Order()];
         int rounds = Math.Max(1, repeats ?? (quick ? 1 : 3));
         sb.AppendLine(ci, $"**{shapeName} ({config.ParameterCount / 1e6:F0}M parameters, {dt})** — decode throughput, {newTokens} new tokens per sequence after an 8-token prompt, {rounds} rounds over the levels in turn (median (min–max)):");
         sb.AppendLine();

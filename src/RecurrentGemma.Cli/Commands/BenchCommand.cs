@@ -160,18 +160,23 @@ public static class BenchCommand
         // --section: where its report goes, so that such a run does not replace the CPU's.
         var deviceName = args.Get("device") ?? "cpu";
         var section = args.Get("section") ?? "engine";
+        // --levels: the concurrent sequences measured (default 1,4,16,32; a GPU's go wider).
+        var levelIds = args.Ids("levels");
+        if (levelIds is not null && (levelIds.Length == 0 || levelIds.Any(l => l < 1 || l > 1024)))
+            throw new UsageException("--levels must be comma-separated sequence counts from 1 to 1024");
+        int[]? levels = levelIds?.Select(l => (int)l).ToArray();
         var simdArg = ReadSimdGemv(args);
         args.EnsureAllRead();
         var device = TorchDevices.Resolve(deviceName);
         var sb = new StringBuilder();
         sb.AppendLine("## Engine (issue #4): continuous batching, scheduler overhead, session reuse" + (device.type == TorchSharp.DeviceType.CPU ? "" : $" — on {device}"));
         sb.AppendLine();
-        sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")}{(repeats is null ? "" : $" --repeats {repeats}")}{(deviceName != "cpu" ? $" --device {deviceName}" : "")}{(section != "engine" ? $" --section {section}" : "")}{simdArg} --out docs/benchmarks.md`  ");
+        sb.AppendLine($"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite engine --shape {shape} --dtype {(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}{(quick ? " --quick" : "")}{(repeats is null ? "" : $" --repeats {repeats}")}{(deviceName != "cpu" ? $" --device {deviceName}" : "")}{(levels is null ? "" : $" --levels {string.Join(',', levels)}")}{(section != "engine" ? $" --section {section}" : "")}{simdArg} --out docs/benchmarks.md`  ");
         sb.AppendLine($"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, device {device}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}; random weights; greedy sampling; times are wall-clock through the engine's request API.");
         sb.AppendLine();
         foreach (var (name, config) in shape switch { "tiny" or "small" => new[] { ("small", Small) }, "2b" => [("2b", GriffinConfig.RecurrentGemma2B)], _ => [("small", Small), ("2b", GriffinConfig.RecurrentGemma2B)] })
         {
-            sb.AppendLine(new EngineBenchmark(name, config, dtype, quick, stderr, repeats, device).Run());
+            sb.AppendLine(new EngineBenchmark(name, config, dtype, quick, stderr, repeats, device, levels).Run());
         }
         stdout.WriteLine(sb);
         if (output is not null) WriteSection(output, section, sb.ToString());
