@@ -12,7 +12,9 @@
 # Before the tests, one forward through the bundled CLI on the device says at once whether the
 # device works at all. --budget SECONDS (the device call's limit, less a margin) caps each step so
 # that a hang in one still leaves time for the later ones; a step with too little time left is
-# skipped and said so.
+# skipped and said so. --steps LIST runs only those named (cli, model-tests, engine-tests,
+# step-bench, engine-bench; engine-wide runs where --engine-levels is given): a second call
+# within one lease redoes only what the first left open.
 #   scripts/gpu-run.sh --device cuda --budget 480 --engine-levels 1,8,32,64,128,256   # on the GPU machine
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR --quick         # CI's check of the bundle: steps 1–2,
@@ -27,6 +29,7 @@ quick=0
 tensor_path=0
 budget=0
 engine_levels=""
+steps="cli,model-tests,engine-tests,step-bench,engine-bench,engine-wide"
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
@@ -36,11 +39,13 @@ while [ $# -gt 0 ]; do
     --tensor-path) tensor_path=1; shift ;;
     --budget) budget="$2"; shift 2 ;;
     --engine-levels) engine_levels="$2"; shift 2 ;;
-    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick] [--tensor-path] [--budget SECONDS] [--engine-levels N,N,...]" >&2; exit 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick] [--tensor-path] [--budget SECONDS] [--engine-levels N,N,...] [--steps a,b,...]" >&2; exit 2 ;;
   esac
 done
 # The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
 [ -n "$engine_shape" ] || { [ "$device" = cpu ] && engine_shape=small || engine_shape=2b; }
+want() { [[ ",$steps," == *",$1,"* ]]; }
 # A step's time limit: its own default, or less where the budget must still cover the steps
 # after it (their reserve); "0" when fewer than 20 seconds would be left (the step is skipped).
 deadline=$(( budget > 0 ? $(date +%s) + budget : 0 ))
@@ -101,7 +106,7 @@ if [ $tensor_path = 1 ]; then
   export RGEMMA_TEST_CPU_PATHS=off   # read by the test assemblies: CpuPaths off, libtorch's tensor ops only
   paths=" (CPU paths off: the tensor ops a GPU runs)"
 fi
-if [ $quick = 0 ]; then
+if [ $quick = 0 ] && want cli; then
   echo "== 3a. one forward through the CLI on $device"
   timeout 90 dotnet .gpu/run/cli/rgemma.dll logits --model tests/fixtures/griffin/tiny --tokens 2,17,42 --device "$device" > /tmp/gpu-run-smoke.txt 2>&1 ||
     { status=1; echo "the CLI failed on $device:"; }
@@ -109,6 +114,7 @@ if [ $quick = 0 ]; then
 fi
 echo "== 3. model and engine tests on $device$paths"
 for suite in Model Engine; do
+  [ $quick = 1 ] || want "${suite,,}-tests" || continue
   dll=".gpu/run/tests/${suite,,}/RecurrentGemma.$suite.Tests.dll"
   filter=()
   # Tests whose model runs on the test device but whose assertion is about a CPU path (its kernels,
@@ -141,7 +147,9 @@ fi
 
 echo "== 4. step benchmark on $device"
 t=$(limit 300 $([ -n "$engine_levels" ] && echo 200 || echo 120))
-if [ "$t" = 0 ]; then
+if ! want step-bench; then
+  echo "not asked for (--steps)"
+elif [ "$t" = 0 ]; then
   echo "skipped: out of budget"; status=1
 elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$device" --repeats 7 --section "device-$device" --out docs/benchmarks.md \
   > "$out/bench.log" 2>&1; then
@@ -153,7 +161,9 @@ else
 fi
 echo "== 5. engine benchmark on $device ($engine_shape, bf16)"
 t=$(limit 300 $([ -n "$engine_levels" ] && echo 90 || echo 0))
-if [ "$t" = 0 ]; then
+if ! want engine-bench; then
+  echo "not asked for (--steps)"
+elif [ "$t" = 0 ]; then
   echo "skipped: out of budget"; status=1
 elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite engine --shape "$engine_shape" --dtype bf16 --repeats 3 --device "$device" \
   --section "engine-$device" --out docs/benchmarks.md > "$out/engine-bench.log" 2>&1; then
@@ -163,7 +173,7 @@ else
   status=1
   tail -30 "$out/engine-bench.log"
 fi
-if [ -n "$engine_levels" ]; then
+if [ -n "$engine_levels" ] && want engine-wide; then
   # Same files as step 5 (at most 8 come back): its log appended, its section after step 5's.
   echo "== 6. engine benchmark on $device at $engine_levels sequences"
   t=$(limit 300 0)

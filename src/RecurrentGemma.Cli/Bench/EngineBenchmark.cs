@@ -38,7 +38,7 @@ public sealed class EngineBenchmark(string shapeName, GriffinConfig config, Scal
         sb.AppendLine();
         sb.AppendLine("| concurrent sequences | aggregate tok/s, end to end | decode-only tok/s (all decoding) | decode × single (per round) | step: forward / sampler / other |");
         sb.AppendLine("|---|---|---|---|---|");
-        var engine = new EngineClient(model, new EngineOptions { MaxSlots = levels.Max() + 1, MaxRunningSequences = levels.Max(), ParkFinishedStates = false, PrefillTokenBudget = 8 * levels.Max() });
+        var engine = new EngineClient(model, new EngineOptions { MaxSlots = levels.Max() + 1, MaxRunningSequences = levels.Max(), MaxQueuedRequests = Math.Max(64, levels.Max()), ParkFinishedStates = false, PrefillTokenBudget = 8 * levels.Max() });
         var endToEnd = levels.ToDictionary(c => c, _ => new List<double>());
         var decodeOnly = levels.ToDictionary(c => c, _ => new List<double>());
         var perRound = levels.ToDictionary(c => c, _ => new List<double>());
