@@ -14,7 +14,8 @@
 # that a hang in one still leaves time for the later ones; a step with too little time left is
 # skipped and said so. --steps LIST runs only those named (cli, model-tests, engine-tests,
 # step-bench, engine-bench; engine-wide runs where --engine-levels is given): a second call
-# within one lease redoes only what the first left open.
+# within one lease redoes only what the first left open. --step-sequences LIST: the step
+# benchmark's batches (default 1,8); on a GPU it also times the 2B forward part by part.
 #   scripts/gpu-run.sh --device cuda --budget 480 --engine-levels 1,8,32,64,128,256   # on the GPU machine
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR --quick         # CI's check of the bundle: steps 1–2,
@@ -29,6 +30,7 @@ quick=0
 tensor_path=0
 budget=0
 engine_levels=""
+step_sequences=""
 steps="cli,model-tests,engine-tests,step-bench,engine-bench,engine-wide"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,7 +42,8 @@ while [ $# -gt 0 ]; do
     --budget) budget="$2"; shift 2 ;;
     --engine-levels) engine_levels="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
-    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick] [--tensor-path] [--budget SECONDS] [--engine-levels N,N,...] [--steps a,b,...]" >&2; exit 2 ;;
+    --step-sequences) step_sequences="$2"; shift 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--torch-lib DIR] [--engine-shape 2b|small] [--quick] [--tensor-path] [--budget SECONDS] [--engine-levels N,N,...] [--steps a,b,...] [--step-sequences N,N,...]" >&2; exit 2 ;;
   esac
 done
 # The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
@@ -151,7 +154,7 @@ if ! want step-bench; then
   echo "not asked for (--steps)"
 elif [ "$t" = 0 ]; then
   echo "skipped: out of budget"; status=1
-elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$device" --repeats 7 --section "device-$device" --out docs/benchmarks.md \
+elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite step --device "$device" --repeats 7 ${step_sequences:+--sequences "$step_sequences"} --section "device-$device" --out docs/benchmarks.md \
   > "$out/bench.log" 2>&1; then
   sed -n "/<!-- bench:device-$device:begin -->/,/<!-- bench:device-$device:end -->/p" docs/benchmarks.md > "$out/benchmarks-device-$device.md"
   cat "$out/benchmarks-device-$device.md"

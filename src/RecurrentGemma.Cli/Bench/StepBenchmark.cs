@@ -11,14 +11,15 @@ namespace RecurrentGemma.Cli.Bench;
 /// <summary>
 /// The cost of one engine step where compute is negligible and dispatch is everything:
 /// torch operations per decode step (per layer type, for the tiny fixture and the 2B shape) and
-/// the tiny fixture model's engine decode step time at batch 1 and 8 (median and range of
-/// repeats). An "op" is a tensor handle created on the engine thread — every torch call that
+/// the tiny fixture model's engine decode step time at batch 1 and 8, or the batches given (median
+/// and range of repeats; with the step split into forward, sampler and the rest, whose share
+/// grows with the rows where the forward is cheap, as on a GPU). An "op" is a tensor handle created on the engine thread — every torch call that
 /// returns a tensor, views included — as counted by TorchSharp's dispose-scope statistics;
 /// in-place calls that return their receiver are not counted. Each row is taken twice: on the
 /// CPU's own paths (kernels and fused passes, what a CPU serves with) and on the tensor ops only
 /// (<see cref="RecurrentGemma.Model.Modules.CpuPaths"/> off: the ops a GPU launches, counted here).
 /// </summary>
-public sealed class StepBenchmark(string fixtureDir, Device device, int repeats, TextWriter progress)
+public sealed class StepBenchmark(string fixtureDir, Device device, int repeats, TextWriter progress, int[]? sequences = null, bool parts = false)
 {
     public string Run()
     {
@@ -46,17 +47,25 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
         sb.AppendLine();
         sb.AppendLine(ci, $"Engine decode step of the tiny fixture model on {device.type.ToString().ToLowerInvariant()} (f32, temperature 1 with a seed, 300 new tokens per sequence; step time = engine busy time ÷ steps; {repeats} repeats, each on a fresh engine):");
         sb.AppendLine();
-        sb.AppendLine("| path | sequences | step ms, median (min–max) | ops per engine step | host transfers per step | page faults per step | managed bytes per step |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
+        sb.AppendLine("| path | sequences | step ms, median (min–max) | forward / sampler / other ms per step (last repeat) | ops per engine step | host transfers per step | page faults per step | managed bytes per step |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|");
         using var model = CheckpointLoader.Load(fixtureDir, new ModelLoadOptions { Device = device });
         foreach (bool cpuPaths in new[] { true, false })
-            foreach (int b in new[] { 1, 8 })
+            foreach (int b in sequences ?? [1, 8])
             {
-                var (times, ops, transfers, faults, managed) = OnPath(cpuPaths, () => EngineSteps(model, b));
+                var (times, split, ops, transfers, faults, managed) = OnPath(cpuPaths, () => EngineSteps(model, b));
                 times.Sort();
-                sb.AppendLine(ci, $"| {PathName(cpuPaths)} | {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {ops:F0} | {transfers} | {faults:F1} | {ForwardAllocations.Bytes(managed)} |");
+                sb.AppendLine(ci, $"| {PathName(cpuPaths)} | {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {split.Forward:F3} / {split.Sampler:F3} / {split.Other:F3} | {ops:F0} | {transfers} | {faults:F1} | {ForwardAllocations.Bytes(managed)} |");
                 progress.WriteLine($"[bench] engine {PathName(cpuPaths)} batch {b}: {times[times.Count / 2]:F3} ms/step");
             }
+        // On an asynchronous device the engine's split puts the device's work under "other" (see
+        // DevicePartProfile); the 2B forward per part says where it goes. On the CPU (synchronous,
+        // and its profile is the model's own: bench --suite profile) only when asked for.
+        if (device.type != DeviceType.CPU || parts)
+        {
+            sb.AppendLine();
+            sb.AppendLine(new DevicePartProfile(GriffinConfig.RecurrentGemma2B, ScalarType.BFloat16, device, Math.Max(5, repeats), progress).Run(sequences ?? [1, 8]));
+        }
         return sb.ToString();
     }
 
@@ -106,26 +115,30 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
 
     /// <summary>Each repeat is a fresh engine (its own thread, calibration and memory), so the
     /// range shows what a restart can change, not only step-to-step noise.</summary>
-    (List<double> StepMs, double OpsPerStep, string TransfersPerStep, double FaultsPerStep, double ManagedPerStep) EngineSteps(GriffinForCausalLM model, int batch)
+    (List<double> StepMs, (double Forward, double Sampler, double Other) Split, double OpsPerStep, string TransfersPerStep, double FaultsPerStep, double ManagedPerStep) EngineSteps(GriffinForCausalLM model, int batch)
     {
         double faults = 0, ops = 0, managed = 0;
+        (double, double, double) split = default;
         var times = new List<double>();
         string transfers = "n/a";
         for (int r = 0; r < repeats; r++)
         {
-            var engine = new EngineClient(model, new EngineOptions { MaxSlots = batch + 1, MaxRunningSequences = batch, ParkFinishedStates = false });
+            var engine = new EngineClient(model, new EngineOptions { MaxSlots = batch + 1, MaxRunningSequences = batch, MaxQueuedRequests = Math.Max(64, batch), PrefillTokenBudget = Math.Max(512, 4 * batch), ParkFinishedStates = false });
             try
             {
                 if (r == 0) progress.WriteLine($"[bench] engine threads: {engine.ThreadChoice}");
-                Run(engine, batch, 20);   // warm-up
+                Run(engine, batch, 20, model.Config.VocabSize);   // warm-up
                 var before = engine.Snapshot;
                 long faultsBefore = ProcessStats.PageFaults();
                 long managedBefore = GC.GetTotalAllocatedBytes(precise: true);
-                Run(engine, batch, 300);
+                Run(engine, batch, 300, model.Config.VocabSize);
                 long managedAfter = GC.GetTotalAllocatedBytes(precise: true);
                 var after = engine.Snapshot;
                 long steps = after.Steps - before.Steps;
-                times.Add((after.BusySeconds - before.BusySeconds) * 1000 / steps);
+                double busy = (after.BusySeconds - before.BusySeconds) * 1000 / steps;
+                times.Add(busy);
+                double forward = (after.ForwardSeconds - before.ForwardSeconds) * 1000 / steps, sampler = (after.SamplerSeconds - before.SamplerSeconds) * 1000 / steps;
+                split = (forward, sampler, busy - forward - sampler);
                 ops = (double)(after.TensorsCreated - before.TensorsCreated) / steps;
                 transfers = TransfersText(before, after, steps);
                 faults = (double)(ProcessStats.PageFaults() - faultsBefore) / steps;   // the whole process: engine and the readers
@@ -133,17 +146,18 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
             }
             finally { engine.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
         }
-        return (times, ops, transfers, faults, managed);
+        return (times, split, ops, transfers, faults, managed);
     }
 
     static string TransfersText(EngineSnapshot before, EngineSnapshot after, long steps) =>
         string.Create(CultureInfo.InvariantCulture, $"{(after.HostTransfers - before.HostTransfers) / (double)steps:F2}");
 
-    static void Run(EngineClient engine, int batch, int newTokens)
+    static void Run(EngineClient engine, int batch, int newTokens, int vocab)
     {
+        int Id(int i) => 3 + (i - 3) % (vocab - 3);
         var handles = Enumerable.Range(0, batch).Select(i => engine.Submit(new GenerationRequest
         {
-            PromptTokens = [2, 10 + i, 20 + i, 30],
+            PromptTokens = [2, Id(10 + i), Id(20 + i), 30],   // distinct prompts, inside any fixture's vocabulary
             MaxNewTokens = newTokens,
             Sampling = new SamplingParams { Temperature = 1, Seed = 1000 + i },
         })).ToList();

@@ -267,13 +267,19 @@ public static class BenchCommand
         var output = args.Get("out");
         var section = args.Get("section") ?? "step";
         var invariant = ReadBatchInvariant(args);
+        // --sequences: the engine step's batches (default 1,8; a GPU's overhead shows at 64–256).
+        var seqIds = args.Ids("sequences");
+        if (seqIds is not null && (seqIds.Length == 0 || seqIds.Any(b => b < 1 || b > 1024)))
+            throw new UsageException("--sequences must be comma-separated batch sizes from 1 to 1024");
+        int[]? sequences = seqIds?.Select(b => (int)b).ToArray();
+        bool parts = args.Flag("parts");   // the 2B forward per part on the CPU too (always on a GPU)
         args.EnsureAllRead();
         var device = TorchDevices.Resolve(deviceName);
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite step --device {deviceName} --repeats {repeats}{(section != "step" ? $" --section {section}" : "")}{invariant} --out docs/benchmarks.md`  ");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project src/RecurrentGemma.Cli -- bench --suite step --device {deviceName} --repeats {repeats}{(sequences is null ? "" : $" --sequences {string.Join(',', sequences)}")}{(parts ? " --parts" : "")}{(section != "step" ? $" --section {section}" : "")}{invariant} --out docs/benchmarks.md`  ");
         sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores ({CpuFeatures.ModelName}), {DateTime.UtcNow:yyyy-MM-dd}, torch threads {get_num_threads()}, malloc: {MemoryTuning.Describe()}, OpenMP {OpenMpTuning.Describe()}, batch invariance {RecurrentGemma.Model.Modules.BatchInvariance.Describe()}.");
         sb.AppendLine();
-        sb.AppendLine(new StepBenchmark(fixture, device, repeats, stderr).Run());
+        sb.AppendLine(new StepBenchmark(fixture, device, repeats, stderr, sequences, parts).Run());
         stdout.WriteLine(sb);
         if (output is not null) WriteSection(output, section, sb.ToString());
         return Task.FromResult(0);

@@ -1,0 +1,74 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using RecurrentGemma.Model;
+using static TorchSharp.torch;
+
+namespace RecurrentGemma.Cli.Bench;
+
+/// <summary>
+/// Where a 2B decode forward's time goes on an asynchronous device (a GPU), per part and batch.
+/// The engine's own split cannot say: on a GPU the forward call returns once its kernels are
+/// queued, so its "forward" is the host's launch time and the device's remaining work is waited
+/// for by the step's one download, which lands in "other". Here each part (embedding, each layer,
+/// the head) is followed by a device synchronisation, so a part's time is its launches or its
+/// device work, whichever ends later; a plain step synchronised once at the end is timed beside it
+/// (the parts' sum exceeds it by the overlap the syncs take away). Weights are left uninitialised:
+/// the time of a dense op does not depend on its values.
+/// </summary>
+public sealed class DevicePartProfile(GriffinConfig config, ScalarType dtype, Device device, int steps, TextWriter progress)
+{
+    public string Run(IReadOnlyList<int> batches)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        using var model = new GriffinForCausalLM(config, dtype, device);
+        model.Prepare();
+        sb.AppendLine(ci, $"Decode forward of the 2B shape on {device} ({(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}, after a 4-token prompt per row; median of {steps} steps, ms): a plain step synchronised once at the end, then the same step with a synchronisation after every part.");
+        sb.AppendLine();
+        sb.AppendLine("| rows | plain step | with syncs: embedding | recurrent layers (sum) | attention layers (sum) | final norm + head | parts' sum |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (int b in batches)
+        {
+            using var state = model.CreateState(b);
+            long[] slots = [.. Enumerable.Range(0, b).Select(i => (long)i)];
+            using (model.Forward([.. Enumerable.Range(0, b).Select(i => (IReadOnlyList<long>)[2L, 3 + i % 200, 4, 5])], state, slots)) { }
+            var single = Enumerable.Range(0, b).Select(i => (IReadOnlyList<long>)[6L + i % 200]).ToArray();
+            Sync();
+            var plain = new List<double>();
+            var parts = new Dictionary<string, List<double>> { ["embed"] = [], ["recurrent"] = [], ["attention"] = [], ["head"] = [] };
+            for (int s = 0; s < steps; s++)
+            {
+                var clock = Stopwatch.StartNew();
+                using (model.Forward(single, state, slots)) { }
+                Sync();
+                plain.Add(clock.Elapsed.TotalMilliseconds);
+
+                var sums = new Dictionary<string, double> { ["embed"] = 0, ["recurrent"] = 0, ["attention"] = 0, ["head"] = 0 };
+                clock.Restart();
+                model.PartDone = name =>
+                {
+                    Sync();
+                    string kind = name.StartsWith("block", StringComparison.Ordinal)
+                        ? config.KindOf(int.Parse(name.AsSpan(5), ci)) == BlockKind.Recurrent ? "recurrent" : "attention"
+                        : name;
+                    sums[kind] += clock.Elapsed.TotalMilliseconds;
+                    clock.Restart();
+                };
+                try { using (model.Forward(single, state, slots)) { } }
+                finally { model.PartDone = null; }
+                foreach (var (k, v) in sums) parts[k].Add(v);
+            }
+            double Med(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
+            double sum = parts.Values.Sum(Med);
+            sb.AppendLine(ci, $"| {b} | {Med(plain):F2} | {Med(parts["embed"]):F2} | {Med(parts["recurrent"]):F2} | {Med(parts["attention"]):F2} | {Med(parts["head"]):F2} | {sum:F2} |");
+            progress.WriteLine($"[bench] device parts, {b} rows: plain {Med(plain):F2} ms, parts {sum:F2} ms");
+        }
+        return sb.ToString();
+    }
+
+    void Sync()
+    {
+        if (device.type == TorchSharp.DeviceType.CUDA) cuda.synchronize(device);
+    }
+}
