@@ -88,14 +88,7 @@ public sealed class ForwardPlan
         for (int i = 0; i < b; i++)
         {
             int offset = HasHistory ? (int)w : 0;
-            if (HasHistory)
-                for (long s = 0; s < w; s++)
-                {
-                    // Ring slot s holds the newest τ < start with τ ≡ s (mod W); none if that τ < 0.
-                    long last = start[i] - 1;
-                    long tau = last - ((last - s) % w + w) % w;
-                    k[i * S + (int)s] = tau >= 0 ? tau : -Far;
-                }
+            if (HasHistory) RingPositions(k.Slice(i * S, (int)w), start[i], w);
             for (int j = 0; j < t; j++)
             {
                 q[i * t + j] = start[i] + j;
@@ -165,6 +158,23 @@ public sealed class ForwardPlan
             }
             for (int i = 2 * half; i < hd; i++) { cos[o + i] = 1; sin[o + i] = 0; }
         }
+    }
+
+    /// <summary>
+    /// The position each ring slot holds before this chunk: slot s holds the newest τ &lt; start with
+    /// τ ≡ s (mod W), none (−Far) where that τ &lt; 0. With m = (start − 1) mod W that is
+    /// start − 1 − m + s for s ≤ m and W less beyond — written without a modulo per slot, since a
+    /// decode step fills W slots for every row (2048 per row on the real models: at 256 rows the
+    /// per-slot modulo cost the host ~10 µs a row, every step).
+    /// </summary>
+    public static void RingPositions(Span<double> slots, long start, long w)
+    {
+        long last = start - 1;
+        if (last < 0) { slots.Fill(-Far); return; }
+        long m = last % w, first = last - m;
+        for (int s = 0; s <= m; s++) slots[s] = first + s;
+        long older = first - w;
+        for (int s = (int)m + 1; s < w; s++) slots[s] = older + s >= 0 ? older + s : -Far;
     }
 }
 
