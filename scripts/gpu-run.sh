@@ -16,7 +16,7 @@
 # step-bench, engine-bench; engine-wide runs where --engine-levels is given): a second call
 # within one lease redoes only what the first left open. --step-sequences LIST: the step
 # benchmark's batches (default 1,8); on a GPU it also times the 2B forward part by part.
-#   scripts/gpu-run.sh --device cuda --budget 480 --engine-levels 1,8,32,64,128,256   # on the GPU machine
+#   scripts/gpu-run.sh --device cuda --budget 470 --step-sequences 1,8,64,256 --engine-levels 1,8,32,64,128,256   # on a GPU
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR                 # the same end to end on a CPU
 #   scripts/gpu-run.sh --device cpu --torch-lib DIR --quick         # CI's check of the bundle: steps 1–2,
 #       the reference and device-step test classes only, and one CLI call instead of the benchmarks
@@ -49,6 +49,18 @@ done
 # The engine benchmark's shape: the real 2B on a GPU, the small one where a CPU runs the check.
 [ -n "$engine_shape" ] || { [ "$device" = cpu ] && engine_shape=small || engine_shape=2b; }
 want() { [[ ",$steps," == *",$1,"* ]]; }
+# The seconds kept for the steps after this one that will run (a skipped step keeps nothing).
+reserve_after() {
+  local seen=0 sum=0 s name
+  for s in model-tests:120 engine-tests:100 step-bench:100 engine-bench:90 engine-wide:60; do
+    name=${s%%:*}
+    if [ $seen = 1 ] && want "$name" && { [ "$name" != engine-wide ] || [ -n "$engine_levels" ]; }; then
+      sum=$((sum + ${s##*:}))
+    fi
+    [ "$name" = "$1" ] && seen=1
+  done
+  echo $sum
+}
 # A step's time limit: its own default, or less where the budget must still cover the steps
 # after it (their reserve); "0" when fewer than 20 seconds would be left (the step is skipped).
 deadline=$(( budget > 0 ? $(date +%s) + budget : 0 ))
@@ -130,8 +142,7 @@ for suite in Model Engine; do
   if [ $quick = 1 ]; then
     [ $suite = Model ] && filter+=(-class RecurrentGemma.Model.Tests.ReferenceLogitsTests) || filter+=(-class RecurrentGemma.Engine.Tests.DeviceStepTests)
   fi
-  # Reserve for what follows: the other suite's tests (after the model tests) and the benchmarks.
-  t=$(limit 420 $([ $suite = Model ] && echo 300 || echo 200))
+  t=$(limit 420 "$(reserve_after "${suite,,}-tests")")
   [ "$t" = 0 ] && { echo "$suite tests skipped: out of budget"; status=1; continue; }
   timeout "$t" dotnet "$bundle/runner/xunit.console.dll" "$dll" "${filter[@]}" -nocolor -parallel none \
     > "$out/tests-${suite,,}.log" 2>&1 || { rc=$?; status=1; echo "$suite tests: exit $rc (limit $t s)"; }
@@ -149,7 +160,7 @@ if [ $quick = 1 ]; then
 fi
 
 echo "== 4. step benchmark on $device"
-t=$(limit 300 $([ -n "$engine_levels" ] && echo 200 || echo 120))
+t=$(limit 300 "$(reserve_after step-bench)")
 if ! want step-bench; then
   echo "not asked for (--steps)"
 elif [ "$t" = 0 ]; then
@@ -163,7 +174,7 @@ else
   tail -30 "$out/bench.log"
 fi
 echo "== 5. engine benchmark on $device ($engine_shape, bf16)"
-t=$(limit 300 $([ -n "$engine_levels" ] && echo 90 || echo 0))
+t=$(limit 300 "$(reserve_after engine-bench)")
 if ! want engine-bench; then
   echo "not asked for (--steps)"
 elif [ "$t" = 0 ]; then
@@ -179,7 +190,7 @@ fi
 if [ -n "$engine_levels" ] && want engine-wide; then
   # Same files as step 5 (at most 8 come back): its log appended, its section after step 5's.
   echo "== 6. engine benchmark on $device at $engine_levels sequences"
-  t=$(limit 300 0)
+  t=$(limit 300 "$(reserve_after engine-wide)")
   if [ "$t" = 0 ]; then
     echo "skipped: out of budget"; status=1
   elif timeout "$t" dotnet .gpu/run/cli/rgemma.dll bench --suite engine --shape "$engine_shape" --dtype bf16 --repeats 3 --device "$device" \
