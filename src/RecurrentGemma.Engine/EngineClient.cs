@@ -39,7 +39,7 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
 
     public EngineClient(GriffinForCausalLM model, EngineOptions options, EngineMetrics? metrics = null)
     {
-        _options = options;
+        _options = options = options.ForDevice(model.Device.type);
         _vocab = model.Config.VocabSize;
         Metrics = metrics ?? new EngineMetrics();
         _loop = new EngineLoop(model, options, Metrics);
@@ -144,8 +144,8 @@ public sealed class EngineClient : IEngineClient, IAsyncDisposable
             throw new InvalidGenerationRequestException($"min_tokens must be between 0 and max_tokens ({r.MaxNewTokens}), got {r.MinNewTokens}", "min_tokens");
         if (r.MinNewTokens > 0 && r.Constraint is not null)
             throw new InvalidGenerationRequestException("min_tokens cannot be combined with a constrained output (structured output or tools decide where the answer ends)", "min_tokens");
-        if (r.N < 1 || r.N > _options.MaxChoices || r.N > _options.MaxRunningSequences)
-            throw new InvalidGenerationRequestException($"n must be between 1 and {Math.Min(_options.MaxChoices, _options.MaxRunningSequences)}, got {r.N}", "n");
+        if (r.N < 1 || r.N > _options.MaxChoices || r.N > _options.RunningLimit)
+            throw new InvalidGenerationRequestException($"n must be between 1 and {Math.Min(_options.MaxChoices, _options.RunningLimit)}, got {r.N}", "n");
         if (r.TopLogprobs < 0 || r.TopLogprobs > 20)
             throw new InvalidGenerationRequestException($"top_logprobs must be between 0 and 20, got {r.TopLogprobs}", "top_logprobs");
         if (r.Sampling.Temperature < 0) throw new InvalidGenerationRequestException("temperature must not be negative", "temperature");

@@ -51,7 +51,7 @@ internal sealed partial class EngineLoop
     public EngineLoop(GriffinForCausalLM model, EngineOptions options, EngineMetrics metrics)
     {
         _model = model;
-        _options = options;
+        _options = options.ForDevice(model.Device.type);
         Metrics = metrics;
         IStateBackend? backend = options.StoreRedis is { Length: > 0 } redis ? new RedisStateBackend(redis)
             : options.StorePath is { Length: > 0 } path ? new FileStateBackend(path) : null;
@@ -200,7 +200,7 @@ internal sealed partial class EngineLoop
             bool copy = req.ParentSessionId is not null;
             // A scored prompt needs every position's logits: it never starts from a parked state.
             var reuse = _options.ParkFinishedStates && req.PromptLogprobs is null ? store.FindMatch(req.PromptTokens, req.ParentSessionId ?? req.SessionId, req.Owner) : null;
-            if (!Scheduler.CanAdmit(req.N, running, _options.MaxRunningSequences, store.Obtainable, reuse is { OnDevice: true } && !copy))
+            if (!Scheduler.CanAdmit(req.N, running, _options.RunningLimit, store.Obtainable, reuse is { OnDevice: true } && !copy))
                 return;
             _waiting.Dequeue();
             var main = r.Choices[0];

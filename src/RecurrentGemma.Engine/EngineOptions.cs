@@ -12,8 +12,24 @@ public sealed record EngineOptions
     public double DeviceMemoryFraction { get; init; } = 0.9;
     /// <summary>Memory for state slots in MiB; slots = budget ÷ the state's bytes per sequence.</summary>
     public int? StateMemoryMiB { get; init; }
-    /// <summary>Sequences decoding or prefilling at once (a request with n choices counts n).</summary>
-    public int MaxRunningSequences { get; init; } = 16;
+    /// <summary>Sequences decoding or prefilling at once (a request with n choices counts n). When
+    /// null: <see cref="CpuRunningSequences"/> on the CPU, <see cref="GpuRunningSequences"/> on a GPU
+    /// (<see cref="ForDevice"/>; the engine resolves it when it starts).</summary>
+    public int? MaxRunningSequences { get; init; }
+    /// <summary>The CPU's default: a step's cost grows with its rows there (each row reads its own
+    /// activations through the same weights), and up to 16 rows keep batch invariance.</summary>
+    public const int CpuRunningSequences = 16;
+    /// <summary>A GPU's default, as vLLM's max_num_seqs: a 2B decode step there is bound by its
+    /// launches, not its rows, so throughput grows almost in proportion to the sequences (one
+    /// H200: ~1,900 tok/s at 32, ~13,000 at 256; docs/benchmarks.md, engine-cuda-wide).</summary>
+    public const int GpuRunningSequences = 256;
+
+    /// <summary>These options with <see cref="MaxRunningSequences"/> set for the device the engine runs on.</summary>
+    public EngineOptions ForDevice(TorchSharp.DeviceType device) => MaxRunningSequences is not null ? this
+        : this with { MaxRunningSequences = device == TorchSharp.DeviceType.CPU ? CpuRunningSequences : GpuRunningSequences };
+
+    /// <summary>The running-sequence limit of resolved options (<see cref="ForDevice"/>).</summary>
+    public int RunningLimit => MaxRunningSequences ?? throw new InvalidOperationException("the running-sequence limit is set when the engine starts (EngineOptions.ForDevice)");
     /// <summary>Requests waiting for admission; one more is refused as overloaded (HTTP 429).</summary>
     public int MaxQueuedRequests { get; init; } = 64;
     /// <summary>Prompt tokens prefilled per engine step across all sequences, so a long prompt

@@ -22,6 +22,26 @@ public class LimitsTests
     }
 
     [Fact]
+    public async Task Without_a_setting_the_running_limit_follows_the_device()
+    {
+        Assert.Equal(EngineOptions.CpuRunningSequences, new EngineOptions().ForDevice(TorchSharp.DeviceType.CPU).MaxRunningSequences);
+        Assert.Equal(EngineOptions.GpuRunningSequences, new EngineOptions().ForDevice(TorchSharp.DeviceType.CUDA).MaxRunningSequences);
+        Assert.Equal(5, new EngineOptions { MaxRunningSequences = 5 }.ForDevice(TorchSharp.DeviceType.CUDA).MaxRunningSequences);
+        Assert.Throws<InvalidOperationException>(() => new EngineOptions().RunningLimit);   // unresolved
+
+        // Through an engine with no setting: on the CPU the 17th long request waits for a place.
+        await using var engine = NewEngine(new EngineOptions { MaxSlots = 20 });
+        bool cpu = engine.Options.RunningLimit == EngineOptions.CpuRunningSequences;
+        Assert.Equal(cpu ? EngineOptions.CpuRunningSequences : EngineOptions.GpuRunningSequences, engine.Options.RunningLimit);
+        if (!cpu) return;   // a GPU test device: 257 requests would only repeat the above
+        using var cts = new CancellationTokenSource();
+        var handles = Enumerable.Range(0, 17).Select(_ => engine.Submit(Greedy(Prompt, 4000), cts.Token)).ToList();
+        await Until(engine, s => s.RunningSequences == 16 && s.QueuedRequests == 1);
+        cts.Cancel();
+        foreach (var h in handles) await Collect(h);
+    }
+
+    [Fact]
     public async Task A_prompt_over_the_maximum_is_refused_before_admission()
     {
         await using var engine = NewEngine(new EngineOptions { MaxPromptTokens = 8 });

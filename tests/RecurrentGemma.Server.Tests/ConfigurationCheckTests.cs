@@ -34,13 +34,14 @@ public class ConfigurationCheckTests
         Assert.Empty(Problems(("Model:DType", "bfloat16"), ("Model:Device", "cuda:1"), ("Sessions:Store", "Redis"), ("Sessions:Redis", "redis:6379"),
             ("Sessions:EncryptionKey", Convert.ToBase64String(new byte[32])), ("Sessions:TimeToLive", "7.00:00:00"), ("Sessions:MaxParkedPerOwner", "0"),
             ("Api:TrustedProxies:0", "10.0.0.0/8"), ("Api:TrustedProxies:1", "::1"), ("Auth:ApiKeys:0", "k"), ("Cors:Origins:0", "https://a.example"),
-            ("Logs:Format", "JSON"), ("Engine:StateMemoryMiB", "1024"), ("Ui:Enabled", "false"), ("Responses:MaxStored", "5")));
+            ("Logs:Format", "JSON"), ("Engine:StateMemoryMiB", "1024"), ("Engine:MaxRunningSequences", "32"), ("Ui:Enabled", "false"), ("Responses:MaxStored", "5")));
     }
 
     [Theory]
     [InlineData("Engine:MaxSlots", "-1", "Engine:MaxSlots must be positive")]
     [InlineData("Engine:MaxSlots", "abc", "'abc' at 'Engine:MaxSlots'")]
     [InlineData("Engine:PrefillTokenBudget", "0", "Engine:PrefillTokenBudget must be positive")]
+    [InlineData("Engine:MaxRunningSequences", "0", "Engine:MaxRunningSequences must be positive")]
     [InlineData("Engine:DeviceMemoryFraction", "1.5", "Engine:DeviceMemoryFraction")]
     [InlineData("Engine:PrefillTokenBuget", "256", "Engine:PrefillTokenBuget is not a setting of this server (did you mean Engine:PrefillTokenBudget?)")]
     [InlineData("Model:DType", "fp8", "Model:DType 'fp8'")]

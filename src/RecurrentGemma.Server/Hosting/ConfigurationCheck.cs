@@ -60,7 +60,7 @@ public static class ConfigurationCheck
             Check(engine.DeviceMemoryFraction is > 0 and <= 1, "Engine:DeviceMemoryFraction must be in (0, 1]");
             foreach (var (name, value) in new[]
             {
-                ("MaxRunningSequences", engine.MaxRunningSequences), ("PrefillTokenBudget", engine.PrefillTokenBudget), ("ScoredChunkTokens", engine.ScoredChunkTokens),
+                ("MaxRunningSequences", engine.MaxRunningSequences ?? 1), ("PrefillTokenBudget", engine.PrefillTokenBudget), ("ScoredChunkTokens", engine.ScoredChunkTokens),
                 ("SeededForwardTokens", engine.SeededForwardTokens), ("MaxPromptTokens", engine.MaxPromptTokens), ("MaxNewTokens", engine.MaxNewTokens), ("MaxChoices", engine.MaxChoices),
             })
                 Check(value > 0, $"Engine:{name} must be positive, got {value}");

@@ -44,7 +44,7 @@ public sealed class ApiContext : IDisposable
     public string Fingerprint => "rgemma-" + (_host.IsDemo ? "demo" : "v1");
 
     public ValidationLimits Limits => new(_host.ModelId, _host.Inference?.Tokenizer.VocabSize ?? 0, Engine.MaxNewTokens,
-        Api.DefaultMaxTokens, Math.Min(Engine.MaxChoices, Engine.MaxRunningSequences), Math.Max(1, Api.MaxPromptsPerRequest));
+        Api.DefaultMaxTokens, Math.Min(Engine.MaxChoices, Engine.MaxRunningSequences ?? Engine.MaxChoices), Math.Max(1, Api.MaxPromptsPerRequest));
 
     /// <summary>The inference service, or a 503 while the model loads, failed, or the server drains.</summary>
     public InferenceService RequireReady()
