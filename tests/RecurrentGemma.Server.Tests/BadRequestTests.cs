@@ -62,6 +62,7 @@ public class BadRequestTests(DemoServer server) : IClassFixture<DemoServer>
         { "/v1/chat/completions", "application/json", "{" + U + ""","tools":[{"type":"function","function":{"name":"f","parameters":"x"}}]}""", 400, "invalid_request_error", "tools[0].function.parameters" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","tools":[{"type":"function","function":{"name":"f","strict":true,"parameters":{"type":"object","properties":{"x":{"type":"string","pattern":"(a)\\1"}}}}}]}""", 400, "invalid_request_error", "tools[0].function.parameters.properties.x.pattern" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}}}""", 400, "invalid_request_error", "tool_choice" },
+        { "/v1/chat/completions", "application/json", "{" + U + ""","tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":{"type":"x"}}}""", 400, "invalid_request_error", "tool_choice.type" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","tools":[],"tool_choice":"auto"}""", 400, "invalid_request_error", "tools" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","tool_choice":"required"}""", 400, "invalid_request_error", "tool_choice" },
         { "/v1/chat/completions", "application/json", "{" + U + ""","functions":[{"name":"f"}],"function_call":{"name":"g"}}""", 400, "invalid_request_error", "function_call" },

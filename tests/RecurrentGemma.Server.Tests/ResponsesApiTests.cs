@@ -183,6 +183,7 @@ public class ResponsesApiTests(DemoServer server) : IClassFixture<DemoServer>
     [InlineData("""{"input":[{"type":"function_call_output","call_id":"call_nope","output":"1"}]}""", "input[0].call_id")]
     [InlineData("""{"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{nope"}]}""", "input[0].arguments")]
     [InlineData("""{"input":"hi","tools":[{"type":"web_search"}]}""", "tools[0].type")]
+    [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":["function"]}}""", "tool_choice.type")]
     [InlineData("""{"input":"hi","truncation":"auto"}""", "truncation")]
     [InlineData("""{"input":"hi","background":true,"store":false}""", "background")]
     [InlineData("""{"input":"hi","prompt":{"id":"pmpt_1","version":"2"}}""", "prompt")]

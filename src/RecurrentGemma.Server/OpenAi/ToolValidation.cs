@@ -70,7 +70,7 @@ public static class ToolValidation
                 break;
             case { ValueKind: JsonValueKind.Object } c:
                 var named = legacy ? c : c.TryGetProperty("function", out var f) ? f : default;
-                if (!legacy && (!c.TryGetProperty("type", out var ct) || ct.GetString() != "function"))
+                if (!legacy && (!c.TryGetProperty("type", out var ct) || ct.ValueKind != JsonValueKind.String || ct.GetString() != "function"))
                     throw ApiError.Invalid($"{choiceName}.type must be 'function'.", $"{choiceName}.type");
                 only = named.ValueKind == JsonValueKind.Object && named.TryGetProperty("name", out var nn) && nn.ValueKind == JsonValueKind.String ? nn.GetString() : null;
                 if (only is null || tools.All(x => x.Name != only))

@@ -186,7 +186,7 @@ public static class ResponseRequestValidation
         }
         else if (choice.ValueKind == JsonValueKind.Object)
         {
-            if (!choice.TryGetProperty("type", out var ct) || ct.GetString() != "function")
+            if (!choice.TryGetProperty("type", out var ct) || ct.ValueKind != JsonValueKind.String || ct.GetString() != "function")
                 throw ApiError.Invalid("tool_choice.type must be 'function' (other tool choices are not supported).", "tool_choice.type");
             only = choice.TryGetProperty("name", out var nn) && nn.ValueKind == JsonValueKind.String ? nn.GetString() : null;
             if (only is null || tools.All(x => x.Name != only)) throw ApiError.Invalid($"tool_choice names '{only}', which is not among the tools.", "tool_choice.name");
