@@ -65,6 +65,8 @@ public class CliTests
     [InlineData(2, "outside the vocabulary", "generate", "--model", "MODEL", "--tokens", "2,256")]
     [InlineData(2, "unknown dtype 'f8'", "logits", "--model", "MODEL", "--tokens", "2", "--dtype", "f8")]
     [InlineData(2, "comma-separated integers", "logits", "--model", "MODEL", "--tokens", "2,x")]
+    [InlineData(2, "--levels must be comma-separated sequence counts from 1 to 1024", "bench", "--suite", "engine", "--levels", "0,4")]
+    [InlineData(2, "--sequences must be comma-separated batch sizes from 1 to 1024", "bench", "--suite", "step", "--sequences", "1,5000")]
     [InlineData(1, "model directory not found", "logits", "--model", "/no/such/dir", "--tokens", "2")]
     [InlineData(1, "CUDA is not available", "logits", "--model", "MODEL", "--tokens", "2", "--device", "cuda")]
     public void Errors_go_to_stderr_with_a_non_zero_exit(int expectedCode, string message, params string[] args)
