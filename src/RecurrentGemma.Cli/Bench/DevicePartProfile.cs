@@ -10,7 +10,7 @@ namespace RecurrentGemma.Cli.Bench;
 /// Where a 2B decode forward's time goes on an asynchronous device (a GPU), per part and batch.
 /// The engine's own split cannot say: on a GPU the forward call returns once its kernels are
 /// queued, so its "forward" is the host's launch time and the device's remaining work is waited
-/// for by the step's one download, which lands in "other". Here each part (embedding, each layer,
+/// for by the step's one download, which ends the sampler's share. Here each part (embedding, each layer,
 /// the head) is followed by a device synchronisation, so a part's time is its launches or its
 /// device work, whichever ends later; a plain step synchronised once at the end is timed beside it
 /// (the parts' sum exceeds it by the overlap the syncs take away). The host's plan and upload of

@@ -58,8 +58,9 @@ public sealed class StepBenchmark(string fixtureDir, Device device, int repeats,
                 sb.AppendLine(ci, $"| {PathName(cpuPaths)} | {b} | {times[times.Count / 2]:F3} ({times[0]:F3}–{times[^1]:F3}) | {split.Forward:F3} / {split.Sampler:F3} / {split.Other:F3} | {ops:F0} | {transfers} | {faults:F1} | {ForwardAllocations.Bytes(managed)} |");
                 progress.WriteLine($"[bench] engine {PathName(cpuPaths)} batch {b}: {times[times.Count / 2]:F3} ms/step");
             }
-        // On an asynchronous device the engine's split puts the device's work under "other" (see
-        // DevicePartProfile); the 2B forward per part says where it goes. On the CPU (synchronous,
+        // On an asynchronous device the engine's split cannot say where the device's time goes
+        // (its "forward" is launch time, the wait ends the sampler's share: DevicePartProfile);
+        // the 2B forward per part says. On the CPU (synchronous,
         // and its profile is the model's own: bench --suite profile) only when asked for.
         if (device.type != DeviceType.CPU || parts)
         {
