@@ -57,7 +57,15 @@ public sealed class ForwardPlan
         Rows = tokens.Select((row, i) => new ForwardPlan(state, buffer, [row], [slots[i]], LogitsSelection.LastValid, invFreq)).ToArray();
     }
 
-    internal StepBuffer.Segment Tokens, SlotIndex, QueryPositions, KeyPositions, GateFactors, ConvRows, RingDest, RingSrc, LastRows, RopeCos, RopeSin;
+    internal StepBuffer.Segment Tokens, SlotIndex, QueryPositions, KeyPositions, VisibleKeys, GateFactors, ConvRows, RingDest, RingSrc, LastRows, RopeCos, RopeSin;
+
+    /// <summary>
+    /// A decode step over rows with history: its mask needs only each row's count of visible ring
+    /// keys (<see cref="GriffinState.DecodeKeyOrder"/>), not every key's position — B values
+    /// uploaded instead of B·(W + 1), and no per-slot work on the host (at 256 rows of the 2B
+    /// shape, 4 MiB and most of the step's plan).
+    /// </summary>
+    internal bool DecodeMask { get; }
 
     internal ForwardPlan(GriffinState state, StepBuffer buffer, IReadOnlyList<IReadOnlyList<long>> tokens, long[] slots, LogitsSelection which, float[] invFreq)
     {
@@ -84,15 +92,22 @@ public sealed class ForwardPlan
         SlotIndex = buffer.Add(slots);
 
         QueryPositions = buffer.Add(b * t, out var q);
-        KeyPositions = buffer.Add(b * S, out var k);
         for (int i = 0; i < b; i++)
+            for (int j = 0; j < t; j++) q[i * t + j] = start[i] + j;
+        DecodeMask = t == 1 && HasHistory;
+        if (DecodeMask)
         {
-            int offset = HasHistory ? (int)w : 0;
-            if (HasHistory) RingPositions(k.Slice(i * S, (int)w), start[i], w);
-            for (int j = 0; j < t; j++)
+            VisibleKeys = buffer.Add(b, out var visible);
+            for (int i = 0; i < b; i++) visible[i] = Math.Min(start[i], w);
+        }
+        else
+        {
+            KeyPositions = buffer.Add(b * S, out var k);
+            for (int i = 0; i < b; i++)
             {
-                q[i * t + j] = start[i] + j;
-                k[i * S + offset + j] = j < Lengths[i] ? start[i] + j : -Far;
+                int offset = HasHistory ? (int)w : 0;
+                if (HasHistory) RingPositions(k.Slice(i * S, (int)w), start[i], w);
+                for (int j = 0; j < t; j++) k[i * S + offset + j] = j < Lengths[i] ? start[i] + j : -Far;
             }
         }
 
@@ -221,9 +236,15 @@ internal sealed class ForwardBatch
         // A query sees itself and the W previous tokens: W + 1 keys (q − k ≤ W), never the future.
         using (var scope = NewDisposeScope())
         {
-            var q = buf.Long(plan.QueryPositions, b, t, 1);
-            var k = buf.Long(plan.KeyPositions, b, 1, s);
-            var allowed = k.le(q).logical_and_((q - k).le_(Scalars.Of((long)c.AttentionWindowSize)));
+            Tensor allowed;
+            if (plan.DecodeMask)
+                allowed = plan.State.DecodeKeyOrder.view(1, 1, s).lt(buf.Long(plan.VisibleKeys, b, 1, 1));   // [B, 1, W + 1]
+            else
+            {
+                var q = buf.Long(plan.QueryPositions, b, t, 1);
+                var k = buf.Long(plan.KeyPositions, b, 1, s);
+                allowed = k.le(q).logical_and_((q - k).le_(Scalars.Of((long)c.AttentionWindowSize)));
+            }
             var bias = allowed.logical_not_().to(ScalarType.Float32).mul_(Scalars.Of((double)MaskValue));
             MaskBias = bias.unsqueeze(2).expand(b, t, heads, s).reshape(b, (long)t * heads, s).MoveToOuterDisposeScope();
         }

@@ -55,7 +55,18 @@ public sealed class GriffinState : IDisposable
             }
         }
         _tokenCount = new long[capacity];
+        // [0, 1, …, W−1, −1]: made here, on the device, with no host copy (a decode step compares it
+        // with each row's visible ring keys; ForwardBatch).
+        DecodeKeyOrder = arange(Scalars.Zero, Scalars.Of((long)config.AttentionWindowSize + 1), Scalars.One, ScalarType.Int64, device).DetachFromDisposeScope();
+        using (var own = DecodeKeyOrder[config.AttentionWindowSize]) own.fill_(Scalars.Of(-1L));
     }
+
+    /// <summary>
+    /// The decode mask's key index, [W + 1] long: ring slot s as s, the step's own key as −1. A
+    /// decode row sees ring slot s exactly when s &lt; min(tokens before it, W) (the ring holds the
+    /// last W positions, all within the window of the new one), and its own key always.
+    /// </summary>
+    internal Tensor DecodeKeyOrder { get; }
 
     /// <summary>
     /// Bytes of one slot: n_rec·(4L + (K−1)·L·b) + n_att·2·W·hd·b with b the state dtype's size
@@ -247,6 +258,7 @@ public sealed class GriffinState : IDisposable
     public void Dispose()
     {
         foreach (var t in _staging ?? []) t.Dispose();
+        DecodeKeyOrder.Dispose();
         foreach (var t in AllTensors().ToList()) t.Dispose();
         foreach (var v in RnnBlocks.Concat(FlatKeys).Concat(FlatValues)) v?.Dispose();
     }
