@@ -178,9 +178,9 @@ public sealed class ForwardPlan
     /// <summary>
     /// The position each ring slot holds before this chunk: slot s holds the newest τ &lt; start with
     /// τ ≡ s (mod W), none (−Far) where that τ &lt; 0. With m = (start − 1) mod W that is
-    /// start − 1 − m + s for s ≤ m and W less beyond — written without a modulo per slot, since a
-    /// decode step fills W slots for every row (2048 per row on the real models: at 256 rows the
-    /// per-slot modulo cost the host ~10 µs a row, every step).
+    /// start − 1 − m + s for s ≤ m and W less beyond — written without a modulo per slot: a chunk
+    /// over rows with history fills W slots for every row (2048 on the real models; a decode step
+    /// needs only a count per row, <see cref="DecodeMask"/>).
     /// </summary>
     public static void RingPositions(Span<double> slots, long start, long w)
     {

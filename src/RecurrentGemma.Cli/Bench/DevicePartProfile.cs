@@ -25,7 +25,7 @@ public sealed class DevicePartProfile(GriffinConfig config, ScalarType dtype, De
         var sb = new StringBuilder();
         using var model = new GriffinForCausalLM(config, dtype, device);
         model.Prepare();
-        sb.AppendLine(ci, $"Decode forward of the 2B shape on {device} ({(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}, after a 4-token prompt per row; median of {steps} steps, ms): a plain step synchronised once at the end, then the same step with a synchronisation after every part.");
+        sb.AppendLine(ci, $"Decode forward of the 2B shape on {device} ({(dtype == ScalarType.BFloat16 ? "bf16" : "f32")}, after a 4-token prompt per row; median (min–max) of {steps} steps, ms; the parts' sum adds medians): a plain step synchronised once at the end, then the same step with a synchronisation after every part.");
         sb.AppendLine();
         sb.AppendLine("| rows | plain step | with syncs: plan + upload (host) | embedding | recurrent layers (sum) | attention layers (sum) | final norm + head | parts' sum |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|");
@@ -72,10 +72,10 @@ public sealed class DevicePartProfile(GriffinConfig config, ScalarType dtype, De
                 finally { model.PartDone = null; }
                 foreach (var (k, v) in sums) parts[k].Add(v);
             }
-            double Med(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
-            double sum = parts.Values.Sum(Med);
-            sb.AppendLine(ci, $"| {b} | {Med(plain):F2} | {Med(parts["plan"]):F2} | {Med(parts["embed"]):F2} | {Med(parts["recurrent"]):F2} | {Med(parts["attention"]):F2} | {Med(parts["head"]):F2} | {sum:F2} |");
-            progress.WriteLine($"[bench] device parts, {b} rows: plain {Med(plain):F2} ms, parts {sum:F2} ms");
+            double sum = parts.Values.Sum(p => Spread.Of(p).Median);
+            string F(List<double> xs) => Spread.Of(xs).Format("F2");
+            sb.AppendLine(ci, $"| {b} | {F(plain)} | {F(parts["plan"])} | {F(parts["embed"])} | {F(parts["recurrent"])} | {F(parts["attention"])} | {F(parts["head"])} | {sum:F2} |");
+            progress.WriteLine($"[bench] device parts, {b} rows: plain {Spread.Of(plain).Median:F2} ms, parts {sum:F2} ms");
         }
         return sb.ToString();
     }

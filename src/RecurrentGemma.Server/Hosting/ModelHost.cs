@@ -132,6 +132,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                 StateTimeToLive = sessions.TimeToLive,
                 StoreEncryptionKey = string.IsNullOrWhiteSpace(sessions.EncryptionKey) ? null : Convert.FromBase64String(sessions.EncryptionKey.Trim()),
             };
+            int runningLimit = engineSettings.ForDevice(device.type).RunningLimit;
             if (engineSettings.StoreRedis is not null) log.LogInformation("Parked states persist in Redis (shared by replicas)");
             else if (engineSettings.StorePath is not null) log.LogInformation("Parked states persist in {StorePath}", engineSettings.StorePath);
             _engine = engines.Create(_model, engineSettings, metrics);
@@ -143,7 +144,7 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
             });
             Status = _stopping.IsCancellationRequested ? ModelStatus.Draining : ModelStatus.Ready;
             log.LogInformation("Model {ModelId} ready: {Slots} state slots of {MiB:F1} MiB, sized by {Sizing}; up to {Running} sequences at once{Default}", ModelId, _engine.Snapshot.SlotsTotal,
-                _engine.Snapshot.StateBytesPerSlot / 1048576.0, (_engine as EngineClient)?.SlotSizing ?? "the engine", engineSettings.ForDevice(device.type).RunningLimit,
+                _engine.Snapshot.StateBytesPerSlot / 1048576.0, (_engine as EngineClient)?.SlotSizing ?? "the engine", runningLimit,
                 engineSettings.MaxRunningSequences is null ? $" (the {(device.type == TorchSharp.DeviceType.CPU ? "CPU" : "GPU")}'s default; Engine:MaxRunningSequences sets it)" : "");
             if (_engine is EngineClient client) log.LogInformation("Engine threads: {ThreadChoice}", client.ThreadChoice);
             log.LogInformation("Batch-1 projections: {SimdGemv}", RecurrentGemma.Model.Modules.SimdGemv.Describe());
@@ -154,9 +155,9 @@ public sealed class ModelHost(IOptions<ModelOptions> modelOptions, IOptions<Engi
                     log.LogInformation("Seeded prompts: {SeededPrefill}", _model.RowExactAvailable
                         ? "a step's seeded prompts are prefilled together in one row-exact forward"
                         : "each seeded prompt is prefilled in a forward of its own (the row-exact forward needs the model's GEMM kernel for its dtype, missing here)");
-                if (RecurrentGemma.Model.Modules.BatchInvariance.Enabled && engineSettings.ForDevice(device.type).RunningLimit > RecurrentGemma.Model.Modules.BatchInvariance.MaxRows)
+                if (RecurrentGemma.Model.Modules.BatchInvariance.Enabled && runningLimit > RecurrentGemma.Model.Modules.BatchInvariance.MaxRows)
                     log.LogWarning("Engine:MaxRunningSequences is {Running}: decode steps of more than {Rows} sequences take the kernels timed fastest, and a seeded request's text in such a step can differ from its text alone",
-                        engineSettings.ForDevice(device.type).RunningLimit, RecurrentGemma.Model.Modules.BatchInvariance.MaxRows);
+                        runningLimit, RecurrentGemma.Model.Modules.BatchInvariance.MaxRows);
                 log.LogInformation("libtorch's OpenMP threads: {OpenMp}", RecurrentGemma.Model.OpenMpTuning.Describe());
                 log.LogInformation("C heap: {Malloc}", RecurrentGemma.Model.MemoryTuning.Describe());
                 log.LogInformation("Many-row f32 projections: {F32Gemm}", RecurrentGemma.Model.Modules.F32Gemm.Describe());
